@@ -1,0 +1,145 @@
+"""Config becomes objects here, and only here."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor, nn
+
+from dlexp.batching import Batches
+from dlexp.config.objects import instantiate
+from dlexp.errors import ConfigError
+from dlexp.optim import build_optimizer
+
+
+@dataclass
+class Experiment:
+    data: Any                 # dlexp.data.Dataset, on the device
+    loss: Any                 # a loss adapter (dlexp.losses), resolved for this data
+    model: nn.Module
+    init: Callable            # re-draws a module's parameters (random search uses it)
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    batches: Batches
+    device: torch.device
+    epochs: int
+    y_train: Tensor | None    # encoded targets (one-hot, float column, ...) for the loss
+    y_val: Tensor | None
+
+    @property
+    def trainable(self) -> bool:
+        return self.data.task != "unlabelled"
+
+
+def resolve_device(kind: str) -> torch.device:
+    if kind == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    available = {"cpu": True, "cuda": torch.cuda.is_available(),
+                 "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()}
+    if not available[kind]:
+        raise ConfigError(f"device={kind} was asked for, but this machine has no {kind.upper()} device; "
+                          "use device=cpu or device=auto.")
+    return torch.device(kind)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_data(data_yaml: str, seed: int, allow: tuple[str, ...]):
+    # Validation and the run itself load the same data in one process: load it once.
+    return instantiate(OmegaConf.create(data_yaml), "data", allow, seed=seed)
+
+
+def load_data(cfg: DictConfig):
+    return _load_data(OmegaConf.to_yaml(cfg.data, resolve=True), int(cfg.seed), tuple(cfg.allow_targets))
+
+
+def assemble(cfg: DictConfig, dry: bool = False) -> Experiment:
+    """data -> loss -> (seed) model -> init -> batches -> optimizer -> scheduler.
+
+    `dry=True` builds everything on the CPU to find configuration problems before a run directory exists.
+    """
+    allow = tuple(cfg.allow_targets)
+    device = torch.device("cpu") if dry else resolve_device(cfg.device.type)
+    data = load_data(cfg)
+    loss = instantiate(cfg.loss, "loss", allow).resolve(data)
+    labelled = data.task != "unlabelled"
+    if labelled:
+        problem = loss.check(data)
+        if problem:
+            raise ConfigError(problem)
+    torch.manual_seed(int(cfg.seed))  # right before the model: same parameters as nn.Sequential after manual_seed
+    model = instantiate(cfg.model, "model", allow, in_shape=tuple(data.feature_shape),
+                        out_features=loss.out_features(data) if labelled else 1)
+    init = instantiate(cfg.initializer, "initializer", allow)
+    init(model)
+    model.to(device)
+    data = data if dry else data.to(device)
+    y_train = loss.encode(data.y_train, data) if labelled else None
+    y_val = loss.encode(data.y_val, data) if labelled else None
+    x_train = data.x_train
+    batches = Batches(x_train, y_train if labelled else x_train, cfg.batch.size, cfg.batch.shuffle, int(cfg.seed))
+    optimizer = build_optimizer(instantiate(cfg.optimizer, "optimizer", allow), model, init, len(batches))
+    scheduler = instantiate(cfg.scheduler, "scheduler", allow)(optimizer)
+    epochs = int(cfg.trainer.epochs) if labelled else 0  # unlabelled data: look at the fresh network only
+    return Experiment(data, loss, model, init, optimizer, scheduler, batches, device, epochs, y_train, y_val)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loss, x: Tensor, y: Tensor, labels: Tensor | None, chunk: int = 8192
+             ) -> dict[str, Tensor]:
+    """Loss (and accuracy) of a whole split in eval mode; returns device tensors, read back by the caller."""
+    was_training = model.training
+    model.eval()
+    out = torch.cat([model(x[i:i + chunk]) for i in range(0, x.shape[0], chunk)])  # (N, out)
+    result = {"loss": loss(out, y)}
+    predicted = loss.predict(out)
+    if predicted is not None and labels is not None:
+        result["acc"] = (predicted == labels).float().mean()
+    model.train(was_training)
+    return result
+
+
+def evaluator(exp: Experiment) -> Callable[[Any], dict[str, float]]:
+    """The epoch-end evaluation the loop calls: validation loss/accuracy and training accuracy."""
+    data = exp.data
+
+    def run(state) -> dict[str, float]:
+        val = evaluate(exp.model, exp.loss, data.x_val, exp.y_val, data.y_val)
+        values = {f"val/{k}": v for k, v in val.items()}
+        if "acc" in val:
+            values["train/acc"] = evaluate(exp.model, exp.loss, data.x_train, exp.y_train, data.y_train)["acc"]
+        names = list(values)
+        read = torch.stack([values[n].float() for n in names]).tolist()  # one host read for all metrics
+        return dict(zip(names, read))
+
+    return run
+
+
+def observers(cfg: DictConfig, exp: Experiment, run_dir: Path, console, board) -> list:
+    """The observers a run's config asks for, in the order they are notified."""
+    from dlexp.observe.guard import DivergenceGuard
+    from dlexp.observe.metrics import MetricsCSV
+    from dlexp.observe.progress import ProgressBar, ProgressLines
+    from dlexp.observe.tensorboard import ScalarLogger
+
+    log = cfg.log
+    chosen = [DivergenceGuard(exp.model, exp.device, int(log.every)),
+              ScalarLogger(board, exp.optimizer, int(log.every), len(exp.batches)),
+              MetricsCSV(run_dir / "metrics.csv")]
+    progress = log.progress
+    if progress == "auto":
+        progress = "bar" if console.is_terminal and sys.stdout.isatty() else "lines"
+    if progress == "bar":
+        chosen.append(ProgressBar(console, exp.epochs, len(exp.batches), int(log.every)))
+    elif progress == "lines":
+        chosen.append(ProgressLines(console, exp.epochs))
+    return chosen

@@ -1,0 +1,156 @@
+"""The command line. Only this module knows typer; heavy imports happen inside the commands that need them."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+
+from dlexp.errors import DlexpError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
+                  pretty_exceptions_show_locals=False,
+                  help="dlexp — a laboratory for deep-learning fundamentals. "
+                       "Every idea is a switch on the command line; every run leaves TensorBoard curves.")
+data_app = typer.Typer(no_args_is_help=True, help="Datasets that live outside the package (MNIST, Fashion-MNIST).")
+app.add_typer(data_app, name="data")
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": ["--help"]}
+
+
+def _fail(err: DlexpError) -> None:
+    from dlexp.errors import ConfigError
+
+    if isinstance(err, ConfigError):
+        from dlexp.config.app import report
+
+        report(err_console, err)
+    else:
+        err_console.print(f"[bold red]error:[/] {err}", soft_wrap=True)
+    raise typer.Exit(err.exit_code)
+
+
+@app.command(context_settings=PASS_THROUGH)
+def train(ctx: typer.Context) -> None:
+    """Train with Hydra overrides: [bold]dlexp train model=mlp optimizer=adam[/], sweeps with [bold]-m[/].
+
+    Everything after `train` goes to Hydra untouched: key=value, +key=value, ~key, -m/--multirun with
+    a,b / range() / choice() sweeps, --cfg job, --config-dir DIR, hydra/launcher=joblib, hydra/sweeper=optuna.
+    """
+    from dlexp.config import app as hydra_app
+    from dlexp.config import compose as composer
+    from dlexp.config import preflight
+    from dlexp.errors import ConfigError
+    from dlexp.runs import EXIT_CODES
+
+    try:
+        inv = composer.parse_argv(list(ctx.args))
+        if not inv.inspect_only:
+            preflight.check(inv)
+    except ConfigError as err:
+        _fail(err)
+    hydra_app.OUTCOMES.clear()
+    hydra_app.run_hydra(inv.argv)
+    statuses = [status for _, status in hydra_app.OUTCOMES]
+    raise typer.Exit(worst_exit_code(statuses))
+
+
+def worst_exit_code(statuses: list[str]) -> int:
+    """A sweep exits with its most serious outcome: interrupted > failed > config error > diverged > completed."""
+    from dlexp.runs import EXIT_CODES
+
+    codes = [EXIT_CODES.get(s, 2 if s == "config-error" else 1) for s in statuses]
+    for code in (143, 130, 1, 2, 3):
+        if code in codes:
+            return code
+    return 0
+
+
+@app.command("list")
+def list_options(group: Optional[str] = typer.Argument(None, help="Only this group, e.g. optimizer.")) -> None:
+    """Every config group and its options, with a one-line description; * marks the default."""
+    from rich.table import Table
+
+    from dlexp.config import catalog
+
+    groups = catalog.GROUPS
+    if group is not None:
+        if group not in groups:
+            err_console.print(f"[bold red]error:[/] Unknown group '{group}'.{catalog.suggest(group, groups)} "
+                              f"Groups: {', '.join(groups)}.")
+            raise typer.Exit(2)
+        groups = (group,)
+    chosen = catalog.defaults()
+    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+    table.add_column("group", style="cyan")
+    table.add_column("option")
+    table.add_column("description")
+    for name in groups:
+        for i, option in enumerate(catalog.options(name).values()):
+            mark = "*" if chosen.get(name) == option.name else " "
+            table.add_row(name if i == 0 else "", f"{mark} {option.name}", option.description)
+    console.print(table)
+    console.print("* default.  Choose with group=option, e.g. [bold]dlexp train optimizer=sgd batch=full[/]")
+
+
+@app.command(context_settings=PASS_THROUGH)
+def show(ctx: typer.Context) -> None:
+    """The composed config for these overrides, syntax-highlighted (nothing is trained)."""
+    from omegaconf import OmegaConf
+    from rich.syntax import Syntax
+
+    from dlexp.config import compose as composer
+    from dlexp.errors import ConfigError
+
+    try:
+        inv = composer.parse_argv(list(ctx.args))
+        cfg = composer.without_hydra(composer.compose(inv.overrides, inv.config_dirs, inv.config_name))
+    except ConfigError as err:
+        _fail(err)
+    console.print(Syntax(OmegaConf.to_yaml(cfg), "yaml", theme="ansi_dark", background_color="default"))
+
+
+@app.command(context_settings=PASS_THROUGH)
+def validate(ctx: typer.Context) -> None:
+    """Report every problem with these overrides at once, without training (exit 2 if any)."""
+    from dlexp.config import compose as composer
+    from dlexp.config import preflight
+    from dlexp.errors import ConfigError
+
+    try:
+        inv = composer.parse_argv(list(ctx.args))
+        preflight.check(inv)
+    except ConfigError as err:
+        _fail(err)
+    jobs = len(preflight.jobs(inv))
+    console.print(f"[green]ok[/]: {jobs} configuration{'s' if jobs > 1 else ''} can run.")
+
+
+@data_app.command("download")
+def data_download(name: str = typer.Argument(..., help="mnist or fashion_mnist"),
+                  root: Optional[Path] = typer.Option(None, help="Folder for the IDX files."),
+                  mirror: Optional[str] = typer.Option(None, help="Base URL to download from.")) -> None:
+    """Fetch a dataset's IDX files and verify their checksums."""
+    from dlexp import data
+
+    try:
+        files = data.download(name, root=root, mirror=mirror, report=lambda m: console.print(m))
+    except DlexpError as err:
+        _fail(err)
+    console.print(f"[green]ok[/]: {len(files)} files in {files[0].parent if files else root}")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        raise SystemExit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""The Hydra application: `dlexp train ...` hands its command line to Hydra, which calls `task` once per job."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from dlexp.config import catalog, resolvers
+from dlexp.errors import ConfigError
+
+# (run directory, status) of the jobs that ran in this process, for the exit code.
+OUTCOMES: list[tuple[str, str]] = []
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def task(cfg: DictConfig) -> str:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from dlexp import train
+    from dlexp.config.validate import validate
+
+    hc = HydraConfig.get()
+    choices = {k: str(v) for k, v in hc.runtime.choices.items() if k in catalog.GROUPS}
+    job = train.Job(run_dir=Path(hc.runtime.output_dir), overrides=list(hc.overrides.task), choices=choices,
+                    multirun=hc.mode == RunMode.MULTIRUN)
+    console = _console()
+    problems = validate(cfg, choices)
+    if problems:  # only reachable when a sweeper sampled the values; nothing of this job is kept
+        _discard(job.run_dir)
+        report(console, ConfigError(problems), prefix=" ".join(job.overrides))
+        OUTCOMES.append((str(job.run_dir), "config-error"))
+        return "config-error"
+    status = train.run(cfg, job, console)
+    OUTCOMES.append((str(job.run_dir), status))
+    return status
+
+
+def _discard(run_dir: Path) -> None:
+    """Remove a job directory Hydra just made, if it holds nothing but Hydra's own .hydra folder."""
+    if run_dir.is_dir() and all(p.name == ".hydra" for p in run_dir.iterdir()):
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def report(console, err: ConfigError, prefix: str = "") -> None:
+    head = f"[bold red]configuration error{' in ' + prefix if prefix else ''}:[/]"
+    if len(err.problems) == 1:
+        console.print(f"{head} {err.problems[0]}", soft_wrap=True)
+    else:
+        console.print(head)
+        for problem in err.problems:
+            console.print(f"  - {problem}", soft_wrap=True)
+
+
+def run_hydra(argv: list[str]) -> None:
+    """Hydra's own command line processing (multirun, --cfg, --config-dir, launchers, sweepers)."""
+    import hydra
+
+    resolvers.register()
+    saved = sys.argv
+    sys.argv = ["dlexp", *argv]
+    try:
+        hydra.main(config_path=str(catalog.conf_dir()), config_name="config", version_base="1.3")(task)()
+    finally:
+        sys.argv = saved

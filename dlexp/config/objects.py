@@ -1,0 +1,64 @@
+"""Turning `_target_` nodes into objects, only for targets on the allow-list.
+
+The allow-list is checked on the *string* before anything is imported, so `_target_: os.system` never runs.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+from omegaconf import DictConfig, OmegaConf
+
+from dlexp.errors import ConfigError
+
+ALLOWED = ("dlexp.", "torch.nn.", "torch.optim.")
+
+
+def check_target(target: Any, where: str, extra: tuple[str, ...] = ()) -> str | None:
+    """One sentence if `target` may not be imported, else None."""
+    prefixes = ALLOWED + tuple(p if p.endswith(".") else p + "." for p in extra)
+    if not isinstance(target, str) or not target:
+        return f"{where}._target_ must be a dotted path such as torch.optim.SGD, not {target!r}."
+    if not target.startswith(prefixes):
+        return (f"{where}._target_={target} is not allowed: targets must come from "
+                f"{', '.join(p.rstrip('.') for p in prefixes)} (add your module to allow_targets to use your own).")
+    return None
+
+
+def locate(target: str) -> Callable:
+    from hydra.utils import get_object
+
+    return get_object(target)
+
+
+def signature(target: str) -> inspect.Signature | None:
+    obj = locate(target)
+    try:
+        return inspect.signature(obj)
+    except (TypeError, ValueError):
+        return None
+
+
+def instantiate(node: DictConfig, where: str, allow: tuple[str, ...] = (), **kwargs) -> Any:
+    """hydra.utils.instantiate after the allow-list check (the node's own target and any nested ones)."""
+    from hydra.utils import instantiate as hydra_instantiate
+
+    for path, target in find_targets(node, where):
+        problem = check_target(target, path, allow)
+        if problem:
+            raise ConfigError(problem)
+    return hydra_instantiate(node, **kwargs)
+
+
+def find_targets(node: Any, where: str) -> list[tuple[str, Any]]:
+    """Every (path, _target_) inside a node, the node itself included."""
+    found = []
+    if isinstance(node, DictConfig):
+        for key in node.keys():
+            value = node._get_node(key)
+            if key == "_target_":
+                found.append((where, OmegaConf.to_container(node, resolve=False).get("_target_")))
+            elif isinstance(value, DictConfig):
+                found += find_targets(value, f"{where}.{key}")
+    return found

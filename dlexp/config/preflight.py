@@ -1,0 +1,40 @@
+"""Check a `dlexp train` command line before Hydra runs anything: nothing is written for a run that cannot start."""
+
+from __future__ import annotations
+
+from dlexp.config import compose as composer
+from dlexp.config.validate import validate
+from dlexp.errors import ConfigError
+
+MAX_JOBS_CHECKED = 256
+
+
+def jobs(inv: composer.Invocation) -> list[list[str]]:
+    """The override lists of the jobs this command will run (one for a single run, one per sweep point)."""
+    if not inv.multirun:
+        return [inv.overrides]
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(inv.overrides)
+    if any(o.key_or_group == "hydra/sweeper" for o in parsed):
+        # another sweeper samples the values itself; check the fixed part, the jobs re-check the rest
+        return [[o.input_line for o in parsed if not o.is_sweep_override() and o.input_line]]
+    batches = BasicSweeper.split_arguments(parsed, max_batch_size=None)
+    return [job for batch in batches for job in batch][:MAX_JOBS_CHECKED]
+
+
+def check(inv: composer.Invocation) -> None:
+    """Raise ConfigError with every problem of every job, each prefixed by its overrides in a sweep."""
+    problems: list[str] = []
+    all_jobs = jobs(inv)
+    for overrides in all_jobs:
+        prefix = f"[{' '.join(overrides)}] " if len(all_jobs) > 1 else ""
+        try:
+            cfg = composer.compose(overrides, inv.config_dirs, inv.config_name)
+            found = validate(composer.without_hydra(cfg), composer.choices(cfg))
+        except ConfigError as err:
+            found = err.problems
+        problems += [prefix + p for p in found if prefix + p not in problems]
+    if problems:
+        raise ConfigError(problems)

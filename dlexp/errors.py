@@ -1,0 +1,31 @@
+"""Errors a user can cause, each carrying one clear sentence and the process exit code."""
+
+from __future__ import annotations
+
+
+class DlexpError(Exception):
+    """An error with a message meant for the user (no traceback) and an exit code."""
+
+    exit_code = 1
+
+
+class ConfigError(DlexpError):
+    """The composed configuration cannot work; nothing has been written yet."""
+
+    exit_code = 2
+
+    def __init__(self, problems: str | list[str]):
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class DataError(DlexpError):
+    """A dataset cannot be loaded (missing files, bad checksum, unreadable IDX)."""
+
+    exit_code = 2
+
+
+class CheckpointError(DlexpError):
+    """A checkpoint is missing, truncated, unsafe or does not match the run."""
+
+    exit_code = 4

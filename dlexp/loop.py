@@ -1,0 +1,72 @@
+"""The training loop. It receives objects, never config, and does not know which optimizer family it drives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0                  # epochs completed
+    step: int = 0                   # optimizer steps taken
+    batch: int = 0                  # batches done in the current epoch (resume position)
+    loss_sum: Tensor | None = None  # running sum of this epoch's step losses, kept on the device
+    stop: str | None = None         # set asynchronously (a signal): "interrupted" / "terminated"
+    metrics: dict[str, float] = field(default_factory=dict)  # the latest epoch metrics
+
+
+class Observer(Protocol):
+    """Small objects the loop notifies; adding one never edits the loop. All methods are optional."""
+
+    def on_start(self, state: TrainState) -> None: ...
+    def on_step(self, state: TrainState, loss: Tensor) -> None: ...
+    def on_epoch(self, state: TrainState, metrics: dict[str, float]) -> None: ...
+    def on_end(self, state: TrainState, status: str) -> None: ...
+
+
+def notify(observers, event: str, *args) -> None:
+    for observer in observers:
+        method = getattr(observer, event, None)
+        if method is not None:
+            method(*args)
+
+
+def fit(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], optimizer: torch.optim.Optimizer,
+        batches, epochs: int, evaluate: Callable[[TrainState], dict[str, float]], observers=(),
+        scheduler=None, state: TrainState | None = None, eval_every: int = 1) -> TrainState:
+    """Run epochs until `epochs` are done or `state.stop` is set. Observers may raise to stop the run."""
+    state = state or TrainState()
+    notify(observers, "on_start", state)
+    model.train()
+    while state.epoch < epochs and not state.stop:
+        if state.loss_sum is None:
+            state.loss_sum = torch.zeros((), device=next(iter(model.parameters())).device)
+        for xb, yb in batches.epoch(state.epoch, start=state.batch):
+            def closure() -> Tensor:
+                loss = loss_fn(model(xb), yb)
+                if torch.is_grad_enabled():  # gradient-free optimizers call the closure under no_grad
+                    optimizer.zero_grad()
+                    loss.backward()
+                return loss
+
+            loss = optimizer.step(closure)
+            state.step += 1
+            state.batch += 1
+            state.loss_sum += loss.detach()  # on the device: no host sync per step
+            notify(observers, "on_step", state, loss)
+            if state.stop:
+                break
+        if state.stop:
+            break
+        state.epoch += 1
+        if scheduler is not None:
+            scheduler.step()
+        if state.epoch % eval_every == 0 or state.epoch == epochs:
+            state.metrics = {"train/loss": (state.loss_sum / max(state.batch, 1)).item(), **evaluate(state)}
+            notify(observers, "on_epoch", state, state.metrics)
+        state.batch, state.loss_sum = 0, None
+    return state
