@@ -131,15 +131,47 @@ def validate(ctx: typer.Context) -> None:
     console.print(f"[green]ok[/]: {jobs} configuration{'s' if jobs > 1 else ''} can run.")
 
 
+@app.command()
+def compare(paths: List[Path] = typer.Argument(..., help="Sweep directories, run directories or folders of runs."),
+            sort: Optional[str] = typer.Option(None, help="Sort by a metric, e.g. val/loss (ascending) or -val/acc."),
+            csv: Optional[Path] = typer.Option(None, "--csv", help="Also write the table as CSV."),
+            markdown: Optional[Path] = typer.Option(None, "--markdown", help="Also write the table as Markdown."),
+            plot: Optional[Path] = typer.Option(None, "--plot", help="Draw validation-loss curves into this PNG."),
+            log_scale: bool = typer.Option(False, "--log", help="Log-scale y axis for --plot.")) -> None:
+    """The runs under a sweep (or any folder) as one table: differing overrides, final/best metrics, status."""
+    from dlexp import compare as comparing
+
+    try:
+        code = comparing.main(paths, sort=sort, csv_path=csv, markdown_path=markdown, plot_path=plot,
+                              log_scale=log_scale, console=console)
+    except DlexpError as err:
+        _fail(err)
+    raise typer.Exit(code)
+
+
+@app.command()
+def board(path: Path = typer.Argument(Path("runs"), help="Folder of runs (a sweep, a run, or runs/)."),
+          host: str = typer.Option("127.0.0.1", help="Interface to bind; give 0.0.0.0 explicitly to expose it."),
+          port: int = typer.Option(6006, help="Port (0 = a free one).")) -> None:
+    """Start TensorBoard on a runs folder, bound to localhost, and print its URL."""
+    from dlexp.observe import board as boarding
+
+    try:
+        code = boarding.serve(path, host=host, port=port, console=console)
+    except DlexpError as err:
+        _fail(err)
+    raise typer.Exit(code)
+
+
 @data_app.command("download")
 def data_download(name: str = typer.Argument(..., help="mnist or fashion_mnist"),
                   root: Optional[Path] = typer.Option(None, help="Folder for the IDX files."),
                   mirror: Optional[str] = typer.Option(None, help="Base URL to download from.")) -> None:
     """Fetch a dataset's IDX files and verify their checksums."""
-    from dlexp import data
+    from dlexp import idx  # numpy only: no torch for a download
 
     try:
-        files = data.download(name, root=root, mirror=mirror, report=lambda m: console.print(m))
+        files = idx.download(name, root=root, mirror=mirror, report=lambda m: console.print(m))
     except DlexpError as err:
         _fail(err)
     console.print(f"[green]ok[/]: {len(files)} files in {files[0].parent if files else root}")
