@@ -69,6 +69,9 @@ def assemble(cfg: DictConfig, dry: bool = False) -> Experiment:
     """
     allow = tuple(cfg.allow_targets)
     device = torch.device("cpu") if dry else resolve_device(cfg.device.type)
+    if not dry and cfg.device.threads:
+        # Tiny matrices gain nothing from intra-op threads, and idle threads spinning on a busy machine cost 10-40x.
+        torch.set_num_threads(int(cfg.device.threads))
     data = load_data(cfg)
     loss = instantiate(cfg.loss, "loss", allow).resolve(data)
     labelled = data.task != "unlabelled"

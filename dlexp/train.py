@@ -25,8 +25,8 @@ class Job:
     multirun: bool = False
 
 
-def run(cfg: DictConfig, job: Job, console: Console) -> str:
-    """Train one configuration and return its final status (completed / diverged / failed / interrupted)."""
+def run(cfg: DictConfig, job: Job, console: Console) -> tuple[str, dict[str, float]]:
+    """Train one configuration; return its final status (completed / diverged / failed / interrupted) and metrics."""
     from dlexp import build, loop
     from dlexp.observe.guard import Diverged
     from dlexp.observe.tensorboard import Board
@@ -62,7 +62,7 @@ def run(cfg: DictConfig, job: Job, console: Console) -> str:
             board.close()
         record.finish(status, epoch=state.epoch, step=state.step, metrics=state.metrics)
     summarize(console, record, status)
-    return status
+    return status, state.metrics
 
 
 def summarize(console: Console, record: runs.Run, status: str) -> None:

@@ -21,7 +21,8 @@ def _console():
     return Console(highlight=False)
 
 
-def task(cfg: DictConfig) -> str:
+def task(cfg: DictConfig) -> float:
+    """One Hydra job. Returns the final validation loss: the objective a sweeper such as Optuna minimises."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -38,10 +39,11 @@ def task(cfg: DictConfig) -> str:
         _discard(job.run_dir)
         report(console, ConfigError(problems), prefix=" ".join(job.overrides))
         OUTCOMES.append((str(job.run_dir), "config-error"))
-        return "config-error"
-    status = train.run(cfg, job, console)
+        return float("inf")
+    status, metrics = train.run(cfg, job, console)
     OUTCOMES.append((str(job.run_dir), status))
-    return status
+    loss = metrics.get("val/loss", float("inf"))
+    return loss if status == "completed" else float("inf")
 
 
 def _discard(run_dir: Path) -> None:

@@ -38,7 +38,7 @@ PLAIN = {
     "log": {"dir": Knob(str), "every": Knob(int, 1), "epoch_every": Knob(int, 1), "hist_every": Knob(int, 0),
             "histograms": Knob(bool), "progress": Knob(("auto", "bar", "lines", "none"))},
     "batch": {"size": Knob(int, 1, nullable=True), "shuffle": Knob(bool)},
-    "device": {"type": Knob(("auto", "cpu", "cuda", "mps"))},
+    "device": {"type": Knob(("auto", "cpu", "cuda", "mps")), "threads": Knob(int, 1, nullable=True)},
 }
 TOP = {"seed": Knob(int, 0), "allow_targets": Knob(list)}
 
