@@ -1,0 +1,268 @@
+"""Loss adapters: each pairs a loss with the target encoding and output link it needs.
+
+Protocol (every adapter, no base class — see tests/test_losses.py for the oracle checks):
+    name                              option name as typed on the command line (loss=<name>)
+    resolve(data) -> adapter          the concrete adapter for this data (Auto picks one); records
+                                      data.task so predict() knows classification from regression.
+                                      The builder always does `loss = loss.resolve(data)` first.
+    check(data) -> str | None         one sentence if this loss cannot work on that data
+    out_features(data) -> int         model output width
+    encode(y, data) -> Tensor         targets encoded once for a whole split
+    __call__(output, target) -> Tensor  scalar mean loss on raw model outputs
+    predict(output) -> Tensor | None  class indices (N,) for accuracy; None for regression
+
+Datasets are duck-typed: name, task ("binary" | "multiclass" | "regression" | "unlabelled"),
+n_classes, target_dim. Unlabelled data has nothing to train on: every check() refuses it and
+Auto.resolve() returns the Auto itself (the builder skips training for unlabelled data).
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor
+
+_REGRESSION_LOSSES = "use loss=mse, loss=mae, loss=huber or loss=gaussian_nll"
+_CLASSIFICATION_LOSSES = "use loss=ce, loss=sparse_ce, loss=mse, loss=mae or loss=huber"
+
+
+def _unlabelled(name: str, data) -> str:
+    return (
+        f"loss={name} has nothing to train on: data={data.name} is unlabelled (no targets), "
+        "it is meant for studying activations, so no training happens."
+    )
+
+
+def _describe(data) -> str:
+    """How a refusal names the dataset's task: 'has 10 classes', 'is a regression dataset'."""
+    if data.task in ("binary", "multiclass"):
+        return f"has {data.n_classes} classes"
+    return f"is a {data.task} dataset"
+
+
+def _one_hot(y: Tensor, n_classes: int) -> Tensor:
+    return F.one_hot(y.long(), n_classes).float()  # (N,) -> (N, K)
+
+
+class _Pointwise:
+    """Shared shape logic of mse / mae / huber: regression, or classification on encoded targets.
+
+    Binary: one output column, float target 0/1, class = output > 0.5.
+    Multiclass: K outputs, one-hot targets, class = argmax. The link is the identity in both
+    cases (the classic 'regress the one-hot vector' setup the losses lesson compares with ce).
+    """
+
+    name = "pointwise"
+    task: str | None = None
+
+    def resolve(self, data) -> "_Pointwise":
+        self.task = data.task
+        return self
+
+    def check(self, data) -> str | None:
+        return _unlabelled(self.name, data) if data.task == "unlabelled" else None
+
+    def out_features(self, data) -> int:
+        if data.task == "regression":
+            return data.target_dim
+        return 1 if data.task == "binary" else data.n_classes
+
+    def encode(self, y: Tensor, data) -> Tensor:
+        if data.task == "regression":
+            return y.float()  # (N, D)
+        if data.task == "binary":
+            return y.float().unsqueeze(1)  # (N,) -> (N, 1)
+        return _one_hot(y, data.n_classes)  # (N, K)
+
+    def predict(self, output: Tensor) -> Tensor | None:
+        if self.task == "binary":
+            return (output[:, 0] > 0.5).long()  # (N,)
+        if self.task == "multiclass":
+            return output.argmax(dim=1)  # (N,)
+        return None
+
+
+class MSE(_Pointwise):
+    """Mean squared error on raw outputs."""
+
+    name = "mse"
+
+    def __call__(self, output: Tensor, target: Tensor) -> Tensor:
+        return F.mse_loss(output, target)
+
+
+class MAE(_Pointwise):
+    """Mean absolute error (L1) on raw outputs: robust to outliers, constant-size gradients."""
+
+    name = "mae"
+
+    def __call__(self, output: Tensor, target: Tensor) -> Tensor:
+        return F.l1_loss(output, target)
+
+
+class Huber(_Pointwise):
+    """Quadratic for |error| < delta, linear beyond it: MSE near the target, MAE far away."""
+
+    name = "huber"
+
+    def __init__(self, delta: float = 1.0):
+        self.delta = float(delta)
+
+    def __call__(self, output: Tensor, target: Tensor) -> Tensor:
+        return F.huber_loss(output, target, delta=self.delta)
+
+
+class BCE:
+    """Binary cross-entropy on one logit per sample (sigmoid link folded in, numerically stable)."""
+
+    name = "bce"
+    task: str | None = None
+
+    def resolve(self, data) -> "BCE":
+        self.task = data.task
+        return self
+
+    def check(self, data) -> str | None:
+        if data.task == "unlabelled":
+            return _unlabelled(self.name, data)
+        if data.task == "multiclass":
+            return (
+                f"loss=bce needs a binary dataset, but data={data.name} has {data.n_classes} classes; "
+                "use loss=ce or loss=sparse_ce."
+            )
+        if data.task != "binary":
+            return f"loss=bce needs a binary dataset, but data={data.name} {_describe(data)}; {_REGRESSION_LOSSES}."
+        return None
+
+    def out_features(self, data) -> int:
+        return 1
+
+    def encode(self, y: Tensor, data) -> Tensor:
+        return y.float().unsqueeze(1)  # (N,) -> (N, 1)
+
+    def __call__(self, output: Tensor, target: Tensor) -> Tensor:
+        return F.binary_cross_entropy_with_logits(output, target)
+
+    def predict(self, output: Tensor) -> Tensor | None:
+        return (output[:, 0] > 0).long()  # logit > 0 <=> probability > 0.5
+
+
+class _Categorical:
+    """Shared logic of ce / sparse_ce: K logits (2 for binary), class = argmax."""
+
+    name = "categorical"
+    task: str | None = None
+
+    def resolve(self, data):
+        self.task = data.task
+        return self
+
+    def check(self, data) -> str | None:
+        if data.task == "unlabelled":
+            return _unlabelled(self.name, data)
+        if data.task not in ("binary", "multiclass"):
+            return (
+                f"loss={self.name} needs a classification dataset, but data={data.name} "
+                f"{_describe(data)}; {_REGRESSION_LOSSES}."
+            )
+        return None
+
+    def out_features(self, data) -> int:
+        return data.n_classes
+
+    def predict(self, output: Tensor) -> Tensor | None:
+        return output.argmax(dim=1)  # (N,)
+
+
+class CE(_Categorical):
+    """Categorical cross-entropy against one-hot (or any probability) targets."""
+
+    name = "ce"
+
+    def encode(self, y: Tensor, data) -> Tensor:
+        return _one_hot(y, data.n_classes)  # (N, K)
+
+    def __call__(self, output: Tensor, target: Tensor) -> Tensor:
+        # -sum_k p_k log softmax(z)_k, written out so the one-hot encoding is visible.
+        return -(target * F.log_softmax(output, dim=1)).sum(dim=1).mean()
+
+
+class SparseCE(_Categorical):
+    """Cross-entropy against integer class labels (what F.cross_entropy expects)."""
+
+    name = "sparse_ce"
+
+    def encode(self, y: Tensor, data) -> Tensor:
+        return y.long()  # (N,)
+
+    def __call__(self, output: Tensor, target: Tensor) -> Tensor:
+        return F.cross_entropy(output, target)
+
+
+class GaussianNLL:
+    """Regression with uncertainty: the model outputs a mean and a variance per target.
+
+    Output (N, 2D) = [mean (N, D) | raw variance (N, D)]; softplus(raw) + eps keeps the variance
+    positive with a smooth gradient (exp would overflow on large raw values).
+    """
+
+    name = "gaussian_nll"
+    task: str | None = None
+
+    def __init__(self, eps: float = 1e-6, full: bool = False):
+        self.eps = float(eps)
+        self.full = bool(full)
+
+    def resolve(self, data) -> "GaussianNLL":
+        self.task = data.task
+        return self
+
+    def check(self, data) -> str | None:
+        if data.task == "unlabelled":
+            return _unlabelled(self.name, data)
+        if data.task != "regression":
+            return (
+                f"loss=gaussian_nll needs a regression dataset, but data={data.name} {_describe(data)}; "
+                f"{_CLASSIFICATION_LOSSES}."
+            )
+        return None
+
+    def out_features(self, data) -> int:
+        return 2 * data.target_dim
+
+    def encode(self, y: Tensor, data) -> Tensor:
+        return y.float()  # (N, D)
+
+    def mean(self, output: Tensor) -> Tensor:
+        return output.chunk(2, dim=1)[0]  # (N, D)
+
+    def variance(self, output: Tensor) -> Tensor:
+        return F.softplus(output.chunk(2, dim=1)[1]) + self.eps  # (N, D), > 0
+
+    def __call__(self, output: Tensor, target: Tensor) -> Tensor:
+        return F.gaussian_nll_loss(self.mean(output), target, self.variance(output), full=self.full, eps=self.eps)
+
+    def predict(self, output: Tensor) -> Tensor | None:
+        return None
+
+
+class Auto:
+    """The one right loss for the data: bce for binary, ce for multiclass, mse for regression."""
+
+    name = "auto"
+
+    CHOICES = {"binary": BCE, "multiclass": CE, "regression": MSE}
+
+    def resolve(self, data):
+        choice = self.CHOICES.get(data.task)
+        # Unlabelled data: nothing to resolve to; the builder skips training, check() says why.
+        return self if choice is None else choice().resolve(data)
+
+    def check(self, data) -> str | None:
+        if data.task not in self.CHOICES:
+            return _unlabelled(self.name, data)
+        return None
+
+    def _unresolved(self, *_args, **_kwargs):
+        raise RuntimeError("loss=auto must be resolved first: call `loss = loss.resolve(data)`.")
+
+    out_features = encode = __call__ = predict = _unresolved

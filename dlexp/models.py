@@ -1,0 +1,127 @@
+"""Model factories: perceptron, mlp, cnn — each returns a flat nn.Sequential.
+
+The builder injects `in_shape` (one sample's feature shape, e.g. (2,) or (1, 8, 8)) and
+`out_features` (from the loss adapter); users only set the YAML keys.
+
+Layers are created in exactly the order a person would write them by hand, and nothing else
+touches the global RNG while building, so after `torch.manual_seed(s)` a factory's parameters
+are identical to those of the hand-written `nn.Sequential`. The Sequential stays flat so the
+histogram observer finds every Linear/Conv2d followed by its activation module in
+`model.named_modules()`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+
+from torch import nn
+
+from dlexp.errors import ConfigError
+
+# Classes, not instances: every layer needs its own module so forward hooks fire once per layer.
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "sigmoid": nn.Sigmoid,
+    "tanh": nn.Tanh,
+    "relu": nn.ReLU,
+    "leaky_relu": nn.LeakyReLU,  # negative slope 0.01
+    "gelu": nn.GELU,
+    "identity": nn.Identity,
+}
+
+
+def make_activation(name: str) -> nn.Module:
+    """A fresh activation module by name; unknown names list the valid choices."""
+    if name not in ACTIVATIONS:
+        raise ConfigError(
+            f"model.activation={name!r} is not a valid activation; choose one of {', '.join(ACTIVATIONS)}."
+        )
+    return ACTIVATIONS[name]()
+
+
+def _shape(in_shape: Iterable[int]) -> tuple[int, ...]:
+    # Hydra may hand us a ListConfig; the arithmetic below wants plain ints.
+    return tuple(int(d) for d in in_shape)
+
+
+def _sizes(hidden: int | Iterable[int], key: str) -> list[int]:
+    sizes = [int(hidden)] if isinstance(hidden, int) else [int(h) for h in hidden]
+    if any(h <= 0 for h in sizes):
+        raise ConfigError(f"model.{key}={sizes} must contain only positive sizes.")
+    return sizes
+
+
+def _flatten_if_image(shape: tuple[int, ...]) -> list[nn.Module]:
+    return [nn.Flatten()] if len(shape) > 1 else []
+
+
+def perceptron(in_shape: Sequence[int], out_features: int) -> nn.Sequential:
+    """One Linear layer on the (flattened) inputs: a linear classifier/regressor."""
+    shape = _shape(in_shape)
+    return nn.Sequential(*_flatten_if_image(shape), nn.Linear(math.prod(shape), int(out_features)))
+
+
+def mlp(
+    in_shape: Sequence[int],
+    out_features: int,
+    hidden: int | Sequence[int] = (64,),
+    activation: str = "relu",
+    batchnorm: bool = False,
+    dropout: float = 0.0,
+) -> nn.Sequential:
+    """[Flatten] + (Linear [+BatchNorm1d] + act [+Dropout]) per hidden size + Linear (raw outputs)."""
+    shape = _shape(in_shape)
+    make_activation(activation)  # fail early on a bad name even when hidden=[]
+    if not 0.0 <= float(dropout) < 1.0:
+        raise ConfigError(f"model.dropout={dropout} must be in [0, 1).")
+    layers = _flatten_if_image(shape)
+    width = math.prod(shape)
+    for size in _sizes(hidden, "hidden"):
+        layers.append(nn.Linear(width, size))
+        if batchnorm:
+            layers.append(nn.BatchNorm1d(size))  # normalises pre-activations, as in Ioffe & Szegedy
+        layers.append(make_activation(activation))
+        if dropout > 0:
+            layers.append(nn.Dropout(float(dropout)))
+        width = size
+    layers.append(nn.Linear(width, int(out_features)))  # raw scores: the loss adapter applies the link
+    return nn.Sequential(*layers)
+
+
+def cnn(
+    in_shape: Sequence[int],
+    out_features: int,
+    channels: Sequence[int] = (6, 16),
+    hidden: Sequence[int] = (120, 84),
+    activation: str = "relu",
+    kernel_size: int = 5,
+) -> nn.Sequential:
+    """LeNet-style: (Conv2d + act + MaxPool2d(2)) per channel count, Flatten, MLP head."""
+    shape = _shape(in_shape)
+    if len(shape) != 3:
+        raise ConfigError(
+            f"model=cnn needs image data shaped (C, H, W), but the data has feature shape {shape}; "
+            "use model=mlp or an image dataset (digits, mnist, mnist_5k, fashion_mnist)."
+        )
+    make_activation(activation)  # fail early on a bad name
+    c, h, w = shape
+    k = int(kernel_size)
+    pad = k // 2  # 'same'-style padding so 8x8 digits survive two poolings (8 -> 4 -> 2)
+    layers: list[nn.Module] = []
+    for out_c in _sizes(channels, "channels"):
+        layers += [nn.Conv2d(c, out_c, k, padding=pad), make_activation(activation), nn.MaxPool2d(2)]
+        # Output size computed arithmetically (no probe forward pass, so the RNG is untouched).
+        h, w = (h + 2 * pad - k + 1) // 2, (w + 2 * pad - k + 1) // 2
+        c = out_c
+        if h < 1 or w < 1:
+            raise ConfigError(
+                f"model.channels={list(channels)} pools the {shape[1]}x{shape[2]} input down to nothing; "
+                "use fewer conv blocks."
+            )
+    layers.append(nn.Flatten())
+    width = c * h * w
+    for size in _sizes(hidden, "hidden"):
+        layers += [nn.Linear(width, size), make_activation(activation)]
+        width = size
+    layers.append(nn.Linear(width, int(out_features)))
+    return nn.Sequential(*layers)

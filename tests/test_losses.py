@@ -1,0 +1,227 @@
+"""Loss adapters vs. torch.nn.functional (values and gradients), pairings and refusals."""
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from dlexp.losses import BCE, CE, MAE, MSE, Auto, GaussianNLL, Huber, SparseCE
+
+CONF = Path(__file__).resolve().parents[1] / "conf" / "loss"
+
+
+def dataset(task: str, n_classes: int = 0, target_dim: int = 0, name: str | None = None):
+    """Stand-in for dlexp.data.Dataset with only the attributes losses may use."""
+    return SimpleNamespace(name=name or task, task=task, n_classes=n_classes, target_dim=target_dim)
+
+
+BINARY = dataset("binary", n_classes=2, name="moons")
+DIGITS = dataset("multiclass", n_classes=10, name="digits")
+SINE = dataset("regression", target_dim=1, name="sine")
+REG3 = dataset("regression", target_dim=3, name="reg3")
+GAUSSIAN = dataset("unlabelled", name="gaussian")
+ALL_LOSSES = [MSE, MAE, Huber, BCE, CE, SparseCE, GaussianNLL, Auto]
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def value_and_grad(fn, output, target):
+    out = output.clone().requires_grad_(True)
+    loss = fn(out, target)
+    loss.backward()
+    return loss.detach(), out.grad
+
+
+def assert_matches(ours, oracle, output, target, atol=1e-6):
+    v1, g1 = value_and_grad(ours, output, target)
+    v2, g2 = value_and_grad(oracle, output, target)
+    assert v1.shape == ()
+    assert torch.allclose(v1, v2, atol=atol), (v1, v2)
+    assert torch.allclose(g1, g2, atol=atol)
+
+
+@pytest.mark.parametrize(
+    "adapter,oracle",
+    [
+        (MSE(), F.mse_loss),
+        (MAE(), F.l1_loss),
+        (Huber(), F.huber_loss),
+        (Huber(delta=0.3), lambda o, t: F.huber_loss(o, t, delta=0.3)),
+    ],
+    ids=["mse", "mae", "huber", "huber_delta"],
+)
+def test_pointwise_losses_match_functional(adapter, oracle):
+    output, target = torch.randn(64, 3) * 2, torch.randn(64, 3)
+    assert_matches(adapter.resolve(REG3), oracle, output, target)
+
+
+def test_bce_matches_functional():
+    y = torch.randint(0, 2, (64,))
+    loss = BCE().resolve(BINARY)
+    target = loss.encode(y, BINARY)
+    assert target.shape == (64, 1) and target.dtype == torch.float32
+    assert_matches(loss, F.binary_cross_entropy_with_logits, torch.randn(64, 1) * 3, target)
+
+
+def test_ce_matches_cross_entropy_with_probability_targets():
+    probs = torch.softmax(torch.randn(32, 5), dim=1)
+    assert_matches(CE(), F.cross_entropy, torch.randn(32, 5), probs)
+
+
+def test_sparse_ce_matches_cross_entropy_with_labels():
+    y = torch.randint(0, 10, (32,))
+    loss = SparseCE().resolve(DIGITS)
+    assert loss.encode(y, DIGITS).dtype == torch.int64
+    assert_matches(loss, F.cross_entropy, torch.randn(32, 10), loss.encode(y, DIGITS))
+
+
+def test_ce_on_one_hot_equals_sparse_ce_on_labels():
+    y = torch.randint(0, 10, (128,))
+    output = torch.randn(128, 10) * 4
+    ce, sparse = CE().resolve(DIGITS), SparseCE().resolve(DIGITS)
+    one_hot = ce.encode(y, DIGITS)
+    assert one_hot.shape == (128, 10) and torch.equal(one_hot.argmax(1), y)
+    v1, g1 = value_and_grad(ce, output, one_hot)
+    v2, g2 = value_and_grad(sparse, output, sparse.encode(y, DIGITS))
+    assert torch.allclose(v1, v2, atol=1e-6)
+    assert torch.allclose(g1, g2, atol=1e-6)
+
+
+def test_gaussian_nll_matches_functional_with_softplus_variance():
+    loss = GaussianNLL().resolve(REG3)
+    output, target = torch.randn(64, 6), torch.randn(64, 3)
+
+    def oracle(o, t):
+        var = F.softplus(o[:, 3:]) + 1e-6
+        return F.gaussian_nll_loss(o[:, :3], t, var, eps=1e-6)
+
+    assert_matches(loss, oracle, output, target)
+    assert torch.all(loss.variance(torch.full((2, 6), -50.0)) > 0)
+    assert torch.equal(loss.mean(output), output[:, :3])
+    assert loss.predict(output) is None
+
+
+def test_gaussian_nll_full_is_the_exact_normal_log_density():
+    loss = GaussianNLL(full=True)
+    output, target = torch.randn(16, 2), torch.randn(16, 1)
+    dist = torch.distributions.Normal(output[:, :1], loss.variance(output).sqrt())
+    assert torch.allclose(loss(output, target), -dist.log_prob(target).mean(), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "adapter,data,width",
+    [
+        (MSE(), SINE, 1), (MSE(), REG3, 3), (MSE(), BINARY, 1), (MSE(), DIGITS, 10),
+        (MAE(), DIGITS, 10), (Huber(), BINARY, 1), (Huber(), REG3, 3),
+        (BCE(), BINARY, 1),
+        (CE(), BINARY, 2), (CE(), DIGITS, 10), (SparseCE(), BINARY, 2), (SparseCE(), DIGITS, 10),
+        (GaussianNLL(), SINE, 2), (GaussianNLL(), REG3, 6),
+    ],
+)
+def test_out_features_and_encoding_fit_the_model(adapter, data, width):
+    loss = adapter.resolve(data)
+    assert loss.check(data) is None
+    assert loss.out_features(data) == width
+    n = 20
+    y = torch.randn(n, data.target_dim) if data.task == "regression" else torch.randint(0, data.n_classes, (n,))
+    output = torch.randn(n, width, requires_grad=True)
+    value = loss(output, loss.encode(y, data))
+    assert value.shape == () and torch.isfinite(value)
+    value.backward()  # the pairing is trainable end to end
+
+
+@pytest.mark.parametrize("adapter", [MSE(), MAE(), Huber()])
+def test_pointwise_losses_predict_classes(adapter):
+    binary = adapter.resolve(BINARY)
+    assert torch.equal(binary.predict(torch.tensor([[0.4], [0.6], [-1.0]])), torch.tensor([0, 1, 0]))
+    multi = type(adapter)().resolve(DIGITS)
+    output = torch.randn(7, 10)
+    assert torch.equal(multi.predict(output), output.argmax(1))
+    assert type(adapter)().resolve(SINE).predict(torch.randn(4, 1)) is None
+
+
+def test_pointwise_encoding_per_task():
+    y = torch.tensor([0, 2, 1])
+    assert torch.equal(MSE().encode(y, dataset("multiclass", n_classes=3)), torch.eye(3)[[0, 2, 1]])
+    assert torch.equal(MSE().encode(torch.tensor([1, 0]), BINARY), torch.tensor([[1.0], [0.0]]))
+    reg = torch.randn(4, 1)
+    assert torch.equal(MSE().encode(reg, SINE), reg)
+
+
+def test_classification_losses_predict():
+    assert torch.equal(BCE().predict(torch.tensor([[-0.1], [0.1]])), torch.tensor([0, 1]))
+    output = torch.randn(9, 4)
+    assert torch.equal(CE().predict(output), output.argmax(1))
+    assert torch.equal(SparseCE().predict(output), output.argmax(1))
+
+
+def test_bce_on_digits_refused_in_one_sentence():
+    assert BCE().check(DIGITS) == (
+        "loss=bce needs a binary dataset, but data=digits has 10 classes; use loss=ce or loss=sparse_ce."
+    )
+
+
+@pytest.mark.parametrize(
+    "adapter,data,words",
+    [
+        (BCE(), SINE, ["loss=bce", "data=sine", "regression"]),
+        (CE(), SINE, ["loss=ce", "data=sine", "regression"]),
+        (SparseCE(), REG3, ["loss=sparse_ce", "data=reg3", "regression"]),
+        (GaussianNLL(), DIGITS, ["loss=gaussian_nll", "data=digits", "10 classes"]),
+        (GaussianNLL(), BINARY, ["loss=gaussian_nll", "data=moons", "2 classes"]),
+    ],
+)
+def test_impossible_pairings_are_refused(adapter, data, words):
+    sentence = adapter.check(data)
+    assert sentence is not None and sentence.count(".") == 1 and sentence.endswith(".")
+    for word in words:
+        assert word in sentence
+
+
+@pytest.mark.parametrize("cls", ALL_LOSSES)
+def test_unlabelled_data_is_refused_by_every_loss(cls):
+    sentence = cls().check(GAUSSIAN)
+    assert "nothing to train on" in sentence and "data=gaussian" in sentence and f"loss={cls.name}" in sentence
+
+
+@pytest.mark.parametrize("data,expected", [(BINARY, BCE), (DIGITS, CE), (SINE, MSE)])
+def test_auto_resolves_to_the_one_right_loss(data, expected):
+    auto = Auto()
+    assert auto.check(data) is None
+    loss = auto.resolve(data)
+    assert type(loss) is expected and loss.check(data) is None
+    assert loss.resolve(data) is loss  # resolving again is a no-op
+
+
+def test_auto_on_unlabelled_resolves_to_itself_and_must_be_resolved_before_use():
+    auto = Auto()
+    assert auto.resolve(GAUSSIAN) is auto
+    with pytest.raises(RuntimeError, match="resolve"):
+        auto(torch.zeros(1), torch.zeros(1))
+    with pytest.raises(RuntimeError, match="resolve"):
+        auto.out_features(DIGITS)
+
+
+@pytest.mark.parametrize("cls", ALL_LOSSES[:-1])
+def test_concrete_adapters_resolve_to_themselves(cls):
+    loss = cls()
+    data = SINE if cls in (MSE, MAE, Huber, GaussianNLL) else BINARY
+    assert loss.resolve(data) is loss
+
+
+@pytest.mark.parametrize("path", sorted(CONF.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_loss_yaml_instantiates(path):
+    loss = instantiate(OmegaConf.load(path))
+    assert loss.name == path.stem
+    assert path.read_text().startswith("# dlexp train")
+
+
+def test_yaml_options_cover_every_adapter():
+    assert sorted(p.stem for p in CONF.glob("*.yaml")) == sorted(cls.name for cls in ALL_LOSSES)
