@@ -100,17 +100,29 @@ def compose(overrides: list[str], config_dirs: list[Path] = (), config_name: str
 
     Raises ConfigError listing every problem Hydra finds: unknown options, unknown keys, unparsable values.
     """
+    cfg, problems = compose_leniently(overrides, config_dirs, config_name)
+    if problems or cfg is None:
+        raise ConfigError(problems or ["The configuration could not be composed."])
+    return cfg
+
+
+def compose_leniently(overrides: list[str], config_dirs=(), config_name: str = "config"
+                      ) -> tuple[DictConfig | None, list[str]]:
+    """(config composed from the overrides that work, problems with the others): to report everything at once."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    problems = check_choices(overrides, list(config_dirs))
-    if problems:
-        raise ConfigError(problems)
+    problems = []
+    remaining, bad_keys, cfg = [], [], None
+    for override in overrides:  # unknown options are reported, and left out so the rest can still be checked
+        found = check_choices([override], list(config_dirs))
+        problems += found
+        if not found:
+            remaining.append(override)
     resolvers.register()
-    remaining = list(overrides)
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(catalog.conf_dir()), version_base="1.3", job_name="dlexp"):
         # Hydra stops at the first unknown key; drop it and go on so that every problem is reported at once.
@@ -125,20 +137,19 @@ def compose(overrides: list[str], config_dirs: list[Path] = (), config_name: str
                 culprit = [o for o in remaining if bad and o.lstrip("+~").split("=")[0] == bad.group(1)]
                 if not culprit:
                     problems.append(first_sentence(message))
-                    raise ConfigError(problems) from None
-                problems.append(unknown_key_message(bad.group(1), remaining, config_dirs, config_name))
+                    break
+                bad_keys.append(bad.group(1))
                 remaining.remove(culprit[0])
     GlobalHydra.instance().clear()
-    if problems:
-        raise ConfigError(problems)
-    return cfg
+    problems = [unknown_key_message(key, remaining, config_dirs, config_name) for key in bad_keys] + problems
+    return cfg, problems
 
 
 def unknown_key_message(key: str, overrides: list[str], config_dirs, config_name) -> str:
     """'Unknown key optimizer.lrr ... Did you mean lr?' using the keys the parent node does have."""
     parent, _, leaf = key.rpartition(".")
     try:
-        base = compose([o for o in overrides if o.lstrip("+~").split("=")[0] != key], config_dirs, config_name)
+        base = compose(overrides, config_dirs, config_name)
         node = OmegaConf.select(base, parent) if parent else base
         keys = [k for k in node.keys() if not str(k).startswith("_") and k != "hydra"] if node is not None else []
     except ConfigError:

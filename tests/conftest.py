@@ -1,0 +1,60 @@
+"""Shared fixtures: the real CLI in a subprocess, and the real recipe in-process on tiny configs."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from dlexp import runs, train
+from dlexp.config import compose as composer
+from dlexp.config.validate import validate
+
+QUIET = ["log.progress=none"]
+
+
+def dlexp_cmd() -> list[str]:
+    return [sys.executable, "-m", "dlexp"]
+
+
+@pytest.fixture
+def cli(tmp_path):
+    """Run `dlexp ARGS` in a subprocess with cwd=tmp_path; returns CompletedProcess (stdout, stderr, returncode)."""
+
+    def run(*args: str, timeout: float = 600, cwd: Path | None = None, **kwargs) -> subprocess.CompletedProcess:
+        env = {**os.environ, "COLUMNS": "200", "PYTHONWARNINGS": "ignore"}
+        return subprocess.run([*dlexp_cmd(), *args], cwd=cwd or tmp_path, capture_output=True, text=True,
+                              timeout=timeout, env=env, **kwargs)
+
+    return run
+
+
+def run_dirs(root: Path) -> list[Path]:
+    return runs.find_runs(root) if root.exists() else []
+
+
+def status_of(run_dir: Path) -> dict:
+    return json.loads((run_dir / runs.STATUS).read_text())
+
+
+def compose_cfg(*overrides: str):
+    cfg = composer.compose(list(overrides))
+    return composer.without_hydra(cfg), composer.choices(cfg)
+
+
+def train_inprocess(tmp_path: Path, *overrides: str, name: str = "run"):
+    """Compose, validate and train through the real recipe; returns (status, metrics, run_dir, console text)."""
+    cfg, choices = compose_cfg(*overrides, *QUIET)
+    problems = validate(cfg, choices)
+    assert not problems, problems
+    out = io.StringIO()
+    run_dir = tmp_path / name
+    status, metrics = train.run(cfg, train.Job(run_dir=run_dir, overrides=list(overrides), choices=choices),
+                                Console(file=out, width=200))
+    return status, metrics, run_dir, out.getvalue()

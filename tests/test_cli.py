@@ -1,0 +1,149 @@
+"""The CLI through its real entry point (`python -m dlexp`, a subprocess), as a user types it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conftest import run_dirs, status_of
+
+
+def test_help_lists_commands(cli):
+    result = cli("--help")
+    assert result.returncode == 0
+    for command in ("train", "list", "show", "compare", "board", "validate"):
+        assert command in result.stdout
+
+
+def test_help_and_list_do_not_import_torch():
+    code = textwrap.dedent("""
+        import sys
+        from dlexp import cli
+        for argv in (["--help"], ["list"]):
+            try:
+                cli.app(argv)
+            except SystemExit:
+                pass
+        print("torch" in sys.modules, "hydra" in sys.modules)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip().splitlines()[-1] == "False False", out.stdout + out.stderr
+
+
+def test_list_marks_defaults_and_describes_options(cli):
+    result = cli("list")
+    assert result.returncode == 0
+    lines = result.stdout.splitlines()
+    assert any("* digits" in line for line in lines)
+    assert any("* adam" in line and "Adam" in line for line in lines)
+    for group in ("data", "model", "loss", "optimizer", "initializer", "batch", "device", "scheduler", "experiment"):
+        assert any(line.startswith(group) for line in lines), group
+
+
+def test_list_one_group_and_unknown_group(cli):
+    only = cli("list", "optimizer")
+    assert only.returncode == 0 and "random_search" in only.stdout and "digits" not in only.stdout
+    bad = cli("list", "optimiser")
+    assert bad.returncode == 2 and "Did you mean 'optimizer'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_show_composes(cli):
+    result = cli("show", "optimizer=sgd", "optimizer.lr=0.5")
+    assert result.returncode == 0
+    assert "torch.optim.SGD" in result.stdout and "lr: 0.5" in result.stdout
+
+
+def test_train_writes_a_complete_run(cli, tmp_path):
+    result = cli("train", "trainer.epochs=1", "log.progress=lines")
+    assert result.returncode == 0, result.stderr
+    (run,) = run_dirs(tmp_path / "runs")
+    assert "trainer.epochs=1" in run.name
+    names = {p.name for p in run.iterdir()}
+    assert {"status.json", "config.yaml", "metrics.csv", "train.log"} <= names
+    assert any(n.startswith("events.out.tfevents") for n in names)
+    status = status_of(run)
+    assert status["status"] == "completed" and status["epoch"] == 1 and status["step"] == 45
+    assert "epoch 1/1" in result.stdout and "dlexp board" in result.stdout
+    assert status["versions"]["torch"]
+
+
+def test_multirun_two_jobs_named_by_overrides(cli, tmp_path):
+    result = cli("train", "-m", "optimizer=sgd,adam", "trainer.epochs=1", "log.progress=none")
+    assert result.returncode == 0, result.stderr
+    found = run_dirs(tmp_path / "runs" / "multirun")
+    assert [p.name for p in found] == ["0_optimizer=sgd,trainer.epochs=1", "1_optimizer=adam,trainer.epochs=1"]
+    assert found[0].parent == found[1].parent  # one sweep directory
+    assert all(status_of(p)["status"] == "completed" for p in found)
+
+
+def test_cfg_job_prints_without_training(cli, tmp_path):
+    result = cli("train", "--cfg", "job", "optimizer=sgd")
+    assert result.returncode == 0
+    assert "torch.optim.SGD" in result.stdout
+    assert not (tmp_path / "runs").exists()
+
+
+def test_user_config_dir_adds_an_option(cli, tmp_path):
+    conf = tmp_path / "myconf" / "optimizer"
+    conf.mkdir(parents=True)
+    (conf / "slow_sgd.yaml").write_text("# dlexp train optimizer=slow_sgd\n# SGD, slowly.\n"
+                                        "_target_: torch.optim.SGD\n_partial_: true\nlr: 0.001\n")
+    listed = cli("train", "--config-dir", str(tmp_path / "myconf"), "optimizer=slow_sgd", "trainer.epochs=1",
+                 "log.progress=none")
+    assert listed.returncode == 0, listed.stderr
+    (run,) = run_dirs(tmp_path / "runs")
+    assert status_of(run)["choices"]["optimizer"] == "slow_sgd"
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("optimizer=adamm", "Unknown optimizer 'adamm'. Did you mean 'adam'?"),
+    ("optimizer.lrr=0.1", "Unknown key 'optimizer.lrr'. Did you mean 'lr'?"),
+    ("+optimizer.lrr=0.1", "Unknown key 'optimizer.lrr' for optimizer=adam (torch.optim.Adam). Did you mean 'lr'?"),
+    ("batch.size=abc", "batch.size=abc must be a whole number or null"),
+    ("batch.size=0", "batch.size=0 is out of range: it must be at least 1"),
+    ("optimizer.lr=-1", "Invalid learning rate: -1"),
+    ("loss=bce", "loss=bce needs a binary dataset"),
+    ("trainer.epochs=-3", "trainer.epochs=-3 is out of range"),
+])
+def test_bad_input_one_sentence_exit_2_nothing_written(cli, tmp_path, override, expected):
+    result = cli("train", override)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert expected in result.stderr.replace("\n", " "), result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not (tmp_path / "runs").exists()
+
+
+def test_impossible_pairing_names_both_options(cli, tmp_path):
+    result = cli("train", "data=linear", "loss=sparse_ce")
+    assert result.returncode == 2
+    assert "sparse_ce" in result.stderr and "linear" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_validate_reports_every_problem_at_once(cli, tmp_path):
+    result = cli("validate", "optimizer.lrr=1", "batch.size=0", "trainer.epochs=x")
+    assert result.returncode == 2
+    text = result.stderr.replace("\n", " ")
+    assert "optimizer.lrr" in text and "batch.size=0" in text and "trainer.epochs=x" in text
+    ok = cli("validate", "-m", "optimizer=sgd,adam")
+    assert ok.returncode == 0 and "2 configurations" in ok.stdout
+
+
+def test_sweep_with_one_bad_point_is_refused_before_any_job(cli, tmp_path):
+    result = cli("train", "-m", "optimizer.lr=0.1,-1", "trainer.epochs=1")
+    assert result.returncode == 2 and "Invalid learning rate: -1" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_disallowed_target_is_refused_before_import(cli, tmp_path):
+    marker = tmp_path / "pwned"
+    conf = tmp_path / "evil" / "optimizer"
+    conf.mkdir(parents=True)
+    (conf / "evil.yaml").write_text(f"_target_: os.system\ncommand: touch {marker}\n")
+    result = cli("train", "--config-dir", str(tmp_path / "evil"), "optimizer=evil")
+    assert result.returncode == 2
+    assert "optimizer._target_=os.system is not allowed" in result.stderr
+    assert not marker.exists()
