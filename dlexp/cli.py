@@ -163,6 +163,19 @@ def board(path: Path = typer.Argument(Path("runs"), help="Folder of runs (a swee
     raise typer.Exit(code)
 
 
+@app.command(context_settings=PASS_THROUGH)
+def resume(ctx: typer.Context,
+           run_dir: Path = typer.Argument(..., help="The run directory to continue.")) -> None:
+    """Continue an interrupted run from its checkpoint; only trainer.epochs and log.* may change."""
+    from dlexp import resume as resuming
+
+    try:
+        code = resuming.main(run_dir, list(ctx.args), console)
+    except DlexpError as err:
+        _fail(err)
+    raise typer.Exit(code)
+
+
 @data_app.command("download")
 def data_download(name: str = typer.Argument(..., help="mnist or fashion_mnist"),
                   root: Optional[Path] = typer.Option(None, help="Folder for the IDX files."),

@@ -63,10 +63,11 @@ def fit(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], optimizer
         if state.stop:
             break
         state.epoch += 1
+        epoch_loss, steps = state.loss_sum, state.batch
+        state.batch, state.loss_sum = 0, None  # observers (a checkpoint) see a clean epoch boundary
         if scheduler is not None:
             scheduler.step()
         if state.epoch % eval_every == 0 or state.epoch == epochs:
-            state.metrics = {"train/loss": (state.loss_sum / max(state.batch, 1)).item(), **evaluate(state)}
+            state.metrics = {"train/loss": (epoch_loss / max(steps, 1)).item(), **evaluate(state)}
             notify(observers, "on_epoch", state, state.metrics)
-        state.batch, state.loss_sum = 0, None
     return state

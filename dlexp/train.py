@@ -25,25 +25,40 @@ class Job:
     multirun: bool = False
 
 
-def run(cfg: DictConfig, job: Job, console: Console) -> tuple[str, dict[str, float]]:
-    """Train one configuration; return its final status (completed / diverged / failed / interrupted) and metrics."""
-    from dlexp import build, loop
+def run(cfg: DictConfig, job: Job, console: Console, resume: dict | None = None) -> tuple[str, dict[str, float]]:
+    """Train one configuration; return its final status (completed / diverged / failed / interrupted) and metrics.
+
+    With `resume` (a loaded checkpoint) the run continues in its own directory from where the checkpoint left it.
+    """
+    from dlexp import build, checkpoint, loop
     from dlexp.observe.guard import Diverged
     from dlexp.observe.tensorboard import Board
     from dlexp.signals import stop_on_signals
 
-    record = runs.Run.create(job.run_dir, OmegaConf.to_yaml(cfg, resolve=True), job.overrides, job.choices)
-    log.info("run %s: %s", record.path, " ".join(job.overrides) or "(defaults)")
+    config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+    if resume is None:
+        record = runs.Run.create(job.run_dir, config_yaml, job.overrides, job.choices)
+    else:
+        record = runs.Run.open(job.run_dir)
+        record.update(status="running", wall_time_before=record.status.get("wall_time", 0.0), resumed=True)
+    log.info("%s %s: %s", "resume" if resume else "run", record.path, " ".join(job.overrides) or "(defaults)")
     state, observers, board, status = loop.TrainState(), [], None, "failed"
     try:
         exp = build.assemble(cfg)
         log.info("built %s on %s: %d parameters, %d steps per epoch", type(exp.model).__name__, exp.device,
                  sum(p.numel() for p in exp.model.parameters()), len(exp.batches))
-        board = Board(record.path)
+        if resume is not None:
+            checkpoint.restore(resume, model=exp.model, optimizer=exp.optimizer, scheduler=exp.scheduler,
+                               state=state)
+            log.info("resumed at epoch %d, step %d", state.epoch, state.step)
+        # purge_step: TensorBoard drops events a previous attempt logged after the checkpoint
+        board = Board(record.path, purge_step=state.step if resume is not None else None)
         observers = build.observers(cfg, exp, record.path, console, board)
+        observers.append(checkpoint.Checkpointer(record.path / checkpoint.FILE, exp, config_yaml,
+                                                 int(cfg.trainer.checkpoint_every)))
         evaluate = build.evaluator(exp)
         with stop_on_signals(state):
-            if exp.trainable:  # the starting point of every curve: metrics of the fresh network at step 0
+            if exp.trainable and resume is None:  # the start of every curve: the fresh network at step 0
                 loop.notify(observers, "on_epoch", state, evaluate(state))
             state = loop.fit(exp.model, exp.loss, exp.optimizer, exp.batches, exp.epochs, evaluate, observers,
                              exp.scheduler, state, eval_every=int(cfg.log.epoch_every))
@@ -58,6 +73,8 @@ def run(cfg: DictConfig, job: Job, console: Console) -> tuple[str, dict[str, flo
         console.print(f"[bold red]run failed:[/] {type(err).__name__}: {err} (traceback in {record.path / runs.LOG})")
     finally:
         loop.notify(observers, "on_end", state, status)
+        for observer in observers:  # numbers observers summarise (saturation, dead units) join the metrics
+            state.metrics.update(getattr(observer, "final", None) or {})
         if board is not None:
             board.close()
         record.finish(status, epoch=state.epoch, step=state.step, metrics=state.metrics)
@@ -74,3 +91,5 @@ def summarize(console: Console, record: runs.Run, status: str) -> None:
                   f"in {s.get('wall_time', 0):.1f}s  {metrics}", highlight=False)
     console.print(f"run directory: {record.path}", highlight=False, soft_wrap=True)
     console.print(f"view it:       dlexp board {record.path}", highlight=False, soft_wrap=True)
+    if status in ("interrupted", "terminated"):
+        console.print(f"continue it:   dlexp resume {record.path}", highlight=False, soft_wrap=True)

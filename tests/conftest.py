@@ -27,8 +27,9 @@ def dlexp_cmd() -> list[str]:
 def cli(tmp_path):
     """Run `dlexp ARGS` in a subprocess with cwd=tmp_path; returns CompletedProcess (stdout, stderr, returncode)."""
 
-    def run(*args: str, timeout: float = 600, cwd: Path | None = None, **kwargs) -> subprocess.CompletedProcess:
-        env = {**os.environ, "COLUMNS": "200", "PYTHONWARNINGS": "ignore"}
+    def run(*args: str, timeout: float = 600, cwd: Path | None = None, env: dict | None = None,
+            **kwargs) -> subprocess.CompletedProcess:
+        env = {**os.environ, "COLUMNS": "200", "PYTHONWARNINGS": "ignore", **(env or {})}
         return subprocess.run([*dlexp_cmd(), *args], cwd=cwd or tmp_path, capture_output=True, text=True,
                               timeout=timeout, env=env, **kwargs)
 

@@ -24,9 +24,22 @@ def jobs(inv: composer.Invocation) -> list[list[str]]:
     return [job for batch in batches for job in batch][:MAX_JOBS_CHECKED]
 
 
+def _existing_run_dir(overrides: list[str]) -> list[str]:
+    """An explicit hydra.run.dir that already holds a run: Hydra would write into it, so refuse first."""
+    from pathlib import Path
+
+    from dlexp.runs import STATUS
+
+    for override in overrides:
+        key, _, value = override.partition("=")
+        if key.lstrip("+") == "hydra.run.dir" and (Path(value) / STATUS).exists():
+            return [f"{value} already holds a run and is never overwritten; choose another hydra.run.dir."]
+    return []
+
+
 def check(inv: composer.Invocation) -> None:
     """Raise ConfigError with every problem of every job, each prefixed by its overrides in a sweep."""
-    problems: list[str] = []
+    problems: list[str] = [] if inv.multirun else _existing_run_dir(inv.overrides)
     all_jobs = jobs(inv)
     for overrides in all_jobs:
         prefix = f"[{' '.join(overrides)}] " if len(all_jobs) > 1 else ""

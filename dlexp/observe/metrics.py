@@ -22,8 +22,8 @@ class MetricsCSV:
         row = {"epoch": state.epoch, "step": state.step, **metrics,
                "time": round(time.perf_counter() - self.started, 3)}
         new = self.columns is None
-        if new:
-            self.columns = list(row)
+        if new:  # train/loss is absent from the step-0 row (no epoch yet) but belongs in the header
+            self.columns = ["epoch", "step", "train/loss"] + [k for k in row if k not in ("epoch", "step", "train/loss")]
         with self.path.open("a", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore")
             if new:
