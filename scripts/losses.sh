@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Lesson 9: loss functions, in three parts, each its own preset and table:
+#   1. losses_regression      a line through outliers under mse, mae and huber (the robust two find the true slope)
+#   2. losses_classification  ce (one-hot targets) and sparse_ce (integer labels): the same loss at every step
+#   3. losses_gaussian_nll    a sine whose noise grows: the model learns a mean and a growing variance
+# Note: val/loss is each run's OWN loss, so compare it within a part, never across losses in part 1.
+#   scripts/losses.sh [extra overrides for every part...]
+# DLEXP (default: dlexp) is the command to run, RUNS (default: runs) the folder the sweeps go under.
+set -euo pipefail
+
+read -ra dlexp <<< "${DLEXP:-dlexp}"
+root="${RUNS:-runs}/lessons/losses/$(date +%Y%m%d-%H%M%S)-$$"
+
+worst=0
+part() {  # part NAME OVERRIDES...: one sweep under $root/NAME and its table
+    local name=$1 code=0
+    shift
+    "${dlexp[@]}" train -m "$@" hydra.sweep.dir="$root/$name" || code=$?
+    case $code in 0|1|3) ;; *) exit "$code" ;; esac   # 2: nothing ran (bad overrides); 130/143: interrupted
+    "${dlexp[@]}" compare "$root/$name"
+    (( code != 0 && worst == 0 )) && worst=$code   # the first problem decides the exit code
+    return 0
+}
+
+part regression experiment=losses_regression loss=mse,mae,huber "$@"
+part classification experiment=losses_classification loss=ce,sparse_ce "$@"
+part gaussian_nll experiment=losses_gaussian_nll "$@"
+echo "TensorBoard: dlexp board $root   (regression: Distributions weights/1_linear = the slope)"
+exit "$worst"
