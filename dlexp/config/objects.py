@@ -42,13 +42,21 @@ def signature(target: str) -> inspect.Signature | None:
 
 def instantiate(node: DictConfig, where: str, allow: tuple[str, ...] = (), **kwargs) -> Any:
     """hydra.utils.instantiate after the allow-list check (the node's own target and any nested ones)."""
+    from hydra.errors import InstantiationException
     from hydra.utils import instantiate as hydra_instantiate
+
+    from dlexp.errors import DlexpError
 
     for path, target in find_targets(node, where):
         problem = check_target(target, path, allow)
         if problem:
             raise ConfigError(problem)
-    return hydra_instantiate(node, **kwargs)
+    try:
+        return hydra_instantiate(node, **kwargs)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, DlexpError):  # our own one-sentence errors, unwrapped from Hydra's
+            raise err.__cause__ from None
+        raise
 
 
 def find_targets(node: Any, where: str) -> list[tuple[str, Any]]:

@@ -13,7 +13,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from dlexp.config import catalog, objects
-from dlexp.errors import ConfigError
+from dlexp.errors import ConfigError, DlexpError
 
 # Component groups are `_target_` nodes; their keys are the target's parameters, minus what the builder injects.
 INJECTED = {
@@ -173,6 +173,8 @@ def _dry_build(cfg: DictConfig) -> list[str]:
         build.assemble(cfg, dry=True)
     except ConfigError as err:
         return err.problems
+    except DlexpError as err:  # e.g. missing MNIST files: a problem to fix before the run, as one sentence
+        return [str(err)]
     except (ValueError, TypeError) as err:
         return [f"{err}".strip().splitlines()[0] if str(err).strip() else repr(err)]
     return []
