@@ -129,15 +129,21 @@ def evaluator(exp: Experiment) -> Callable[[Any], dict[str, float]]:
 
 def observers(cfg: DictConfig, exp: Experiment, run_dir: Path, console, board) -> list:
     """The observers a run's config asks for, in the order they are notified."""
+    from dlexp import runs
     from dlexp.observe.guard import DivergenceGuard
+    from dlexp.observe.histograms import Histograms, probe_batch
+    from dlexp.observe.hparams import HParams, hyperparameters
     from dlexp.observe.metrics import MetricsCSV
     from dlexp.observe.progress import ProgressBar, ProgressLines
     from dlexp.observe.tensorboard import ScalarLogger
 
     log = cfg.log
-    chosen = [DivergenceGuard(exp.model, exp.device, int(log.every)),
-              ScalarLogger(board, exp.optimizer, int(log.every), len(exp.batches)),
-              MetricsCSV(run_dir / "metrics.csv")]
+    chosen = [DivergenceGuard(exp.model, exp.device, int(log.every))]
+    if log.histograms:  # right after the guard: a step it stops (non-finite loss) is never captured
+        chosen.append(Histograms(board, exp.model, probe_batch(exp.data), int(log.hist_every), len(exp.batches),
+                                 exp.epochs, int(log.epoch_every)))
+    chosen += [ScalarLogger(board, exp.optimizer, int(log.every), len(exp.batches)),
+               MetricsCSV(run_dir / "metrics.csv")]
     progress = log.progress
     if progress == "auto":
         progress = "bar" if console.is_terminal and sys.stdout.isatty() else "lines"
@@ -145,4 +151,7 @@ def observers(cfg: DictConfig, exp: Experiment, run_dir: Path, console, board) -
         chosen.append(ProgressBar(console, exp.epochs, len(exp.batches), int(log.every)))
     elif progress == "lines":
         chosen.append(ProgressLines(console, exp.epochs))
+    hparams = hyperparameters(OmegaConf.to_container(cfg, resolve=True), runs.read_status(run_dir).get("choices"))
+    chosen.append(HParams(board, hparams, sources=[o for o in chosen if isinstance(o, Histograms)],
+                          history=run_dir / "metrics.csv"))
     return chosen

@@ -29,3 +29,9 @@ class CheckpointError(DlexpError):
     """A checkpoint is missing, truncated, unsafe or does not match the run."""
 
     exit_code = 4
+
+
+class UsageError(DlexpError):
+    """A command was given something it cannot use (a missing path, an unknown column, a taken port)."""
+
+    exit_code = 2

@@ -1,0 +1,47 @@
+"""`dlexp board`: TensorBoard on a folder of runs, bound to localhost unless a host is given explicitly."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from dlexp.errors import UsageError
+
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+def start(path: Path, host: str = "127.0.0.1", port: int = 6006, reload_interval: float = 5.0) -> str:
+    """Start TensorBoard in a background thread of this process and return its URL (port 0: a free one)."""
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"{path} does not exist; give a folder of runs, e.g. dlexp board runs/ "
+                         "(a sweep or a single run directory works too).")
+    if not path.is_dir():
+        raise UsageError(f"{path} is a file; give the folder that holds the runs (a run directory or runs/).")
+    from tensorboard import program
+
+    board = program.TensorBoard()
+    board.configure(argv=[None, "--logdir", str(path.resolve()), "--host", host, "--port", str(int(port)),
+                          "--reload_interval", str(reload_interval)])
+    try:
+        return board.launch()
+    except program.TensorBoardServerException as err:   # e.g. the port is taken
+        raise UsageError(f"{err.msg}; choose another port with --port, or --port 0 for a free one.") from None
+    except OSError as err:                              # e.g. a host name this machine does not have
+        raise UsageError(f"TensorBoard cannot listen on {host}:{port} ({err.strerror or err}).") from None
+
+
+def serve(path: Path = Path("runs"), host: str = "127.0.0.1", port: int = 6006, console=None) -> int:
+    """Run TensorBoard on `path`, print its URL and block until Ctrl-C; returns the exit code (0)."""
+    from rich.console import Console
+
+    console = console or Console(highlight=False)
+    url = start(path, host, port)
+    console.print(f"TensorBoard on {path} at [bold]{url}[/]  (Ctrl-C to stop)", soft_wrap=True, highlight=False)
+    if host not in LOCAL_HOSTS:
+        console.print(f"[yellow]note:[/] bound to {host}: other machines on this network can open it.")
+    try:
+        threading.Event().wait()                        # the server runs in its own thread
+    except KeyboardInterrupt:
+        console.print("TensorBoard stopped.")
+    return 0

@@ -1,0 +1,314 @@
+"""Per-layer histograms (activations, pre-activations, weights, biases, gradients) and the numbers behind them.
+
+A capture happens at the start (step 0: the freshly initialised network), every `hist_every` optimizer
+steps and at each evaluated epoch. Everything a capture needs is computed on the device and read back
+to the host ONCE, as one flat tensor; the whole capture is then written as a single TensorBoard event
+(`Board.summary`). That is what keeps the cost low: `SummaryWriter.add_histogram` copies every tensor to
+the host, runs numpy's binning on it and writes one event per tensor.
+
+Activations come from a forward pass on a fixed probe batch with forward hooks that exist only for that
+pass (model in eval mode, no autograd), so nothing stays attached to the model between captures.
+Gradients are the `.grad` of the last training step; the update/weight ratio compares each weight with a
+copy taken just before the step that precedes a capture.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+BINS = 30                          # buckets per histogram over min..max (TensorBoard draws 30; bytes cost CRC time)
+SATURATION_MARGIN = 0.01           # sigmoid output within 0.01 of 0 or 1, |tanh| > 0.99
+LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)  # each starts a numbered layer
+NORMS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm)
+MODE_DEPENDENT = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
+ACTIVATIONS = (nn.Sigmoid, nn.Tanh, nn.ReLU, nn.LeakyReLU, nn.GELU, nn.ELU, nn.SiLU, nn.Softplus, nn.Identity)
+
+
+@dataclass
+class Layer:
+    """One Linear/Conv with the norm and activation that follow it in the Sequential."""
+
+    index: int                                   # 1-based, in forward order
+    module: nn.Module                            # the Linear / Conv
+    norms: list[nn.Module] = field(default_factory=list)
+    activation: nn.Module | None = None
+
+    @property
+    def name(self) -> str:                       # "2_linear": groups well in TensorBoard
+        return f"{self.index}_{type(self.module).__name__.lower()}"
+
+    @property
+    def act_name(self) -> str:                   # "2_sigmoid"
+        return f"{self.index}_{type(self.activation).__name__.lower()}"
+
+    def parameters(self) -> list[tuple[str, str, nn.Parameter]]:
+        """(kind, tag name, parameter): weights/biases of the layer and of its norms."""
+        found = []
+        for module in [self.module, *self.norms]:
+            name = f"{self.index}_{type(module).__name__.lower()}"
+            for kind, attr in (("weights", "weight"), ("biases", "bias")):
+                p = getattr(module, attr, None)
+                if isinstance(p, nn.Parameter):
+                    found.append((kind, name, p))
+        return found
+
+
+def find_layers(model: nn.Module) -> list[Layer]:
+    """Walk the leaf modules in registration (= forward, for a Sequential) order and group them into layers."""
+    layers: list[Layer] = []
+    for module in model.modules():
+        if next(module.children(), None) is not None:
+            continue                             # containers: their leaves come next
+        if isinstance(module, LAYERS):
+            layers.append(Layer(len(layers) + 1, module))
+        elif layers and isinstance(module, NORMS) and layers[-1].activation is None:
+            layers[-1].norms.append(module)
+        elif layers and isinstance(module, ACTIVATIONS) and layers[-1].activation is None:
+            layers[-1].activation = module
+    return layers
+
+
+def histogram_stats(x: Tensor, bins: int = BINS) -> list[Tensor]:
+    """[(4,) min, max, Σ(x - min), Σ(x - min)²; (bins,) counts of `bins` equal buckets over min..max].
+
+    On x's device. Sums are taken from the minimum so that the variance of a narrow spike far from zero
+    (sigmoids at 0.5 ± 0.001) does not drown in float32 rounding. Two pieces, so that one torch.cat per
+    capture joins everything (it promotes the int64 counts).
+    """
+    x = x.detach().reshape(-1)                                           # (N,)
+    if x.dtype != torch.float32:
+        x = x.float()
+    lo, hi = torch.aminmax(x)
+    shifted = x - lo                                                     # (N,) in [0, hi - lo]
+    sums = torch.stack([lo, hi, shifted.sum(), torch.dot(shifted, shifted)])
+    # (N,) bucket of each value; a constant tensor (hi == lo) lands wholly in bucket 0
+    index = shifted.mul_(bins).div_((hi - lo).clamp_min_(1e-30)).int().clamp_(0, bins - 1)
+    return [sums, torch.bincount(index, minlength=bins)]
+
+
+def moments(values: list[float], n: int) -> tuple[float, float]:
+    """(mean, standard deviation) from histogram_stats read back."""
+    lo, _, s1, s2 = values[:4]
+    shift = s1 / n
+    return lo + shift, max(s2 / n - shift * shift, 0.0) ** 0.5
+
+
+def histogram_proto_fields(values: list[float], numel: int, bins: int) -> dict | None:
+    """The fields of TensorBoard's HistogramProto from histogram_stats read back; None if not finite."""
+    lo, hi, s1, s2 = values[:4]
+    counts = values[4:4 + bins]
+    if not all(map(_finite, (lo, hi, s1, s2))):
+        return None                              # a diverging tensor: the guard reports it, not a histogram
+    nonzero = [i for i, c in enumerate(counts) if c]
+    first, last = nonzero[0], nonzero[-1]        # drop empty buckets at both ends, as TensorBoard's own writer
+    width = (hi - lo) / bins
+    # bucket_limit holds right edges; TensorBoard takes min / max as the outer edges.
+    limits = [lo + width * (i + 1) for i in range(first, last)] + [hi]
+    return dict(min=lo, max=hi, num=numel, sum=s1 + numel * lo, sum_squares=s2 + 2 * lo * s1 + numel * lo * lo,
+                bucket_limits=limits, bucket_counts=counts[first:last + 1])
+
+
+class Histograms:
+    """Observer: histograms and summary scalars per layer, captured with short-lived forward hooks."""
+
+    def __init__(self, board, model: nn.Module, probe: Tensor, every: int, steps_per_epoch: int,
+                 epochs: int, epoch_every: int = 1, bins: int = BINS):
+        self.board, self.model, self.probe = board, model, probe     # probe: (P, *feature_shape)
+        self.every, self.steps_per_epoch = int(every), max(int(steps_per_epoch), 1)
+        self.epochs, self.epoch_every, self.bins = int(epochs), max(int(epoch_every), 1), bins
+        self.layers = find_layers(model)
+        # eval()/train() walk every module in Python; skip them when no module behaves differently in training
+        self.toggle_mode = any(isinstance(m, MODE_DEPENDENT) or not type(m).__module__.startswith("torch.nn")
+                               for m in model.modules())
+        self.last_capture: int | None = None     # step of the last capture: never two at one step
+        self.before: dict[int, Tensor] = {}      # id(weight) -> copy taken before the step preceding a capture
+        self.before_step: int | None = None      # the step whose result `before` precedes
+        self.ratios: dict[str, Tensor] = {}      # layer name -> update/weight ratio of step `ratio_step`
+        self.ratio_step: int | None = None
+        self.final: dict[str, float] = {}        # hist/saturated, hist/dead of the last capture (for status.json)
+        self.captures = 0
+
+    # --- observer protocol -------------------------------------------------------------------------
+    def on_start(self, state) -> None:
+        self.capture(state.step)
+
+    def on_step(self, state, loss: Tensor) -> None:
+        if self.before_step == state.step:       # now, before the next snapshot replaces `before`
+            self._update_ratios(state.step)
+        if self.every > 0 and state.step % self.every == 0:
+            self.capture(state.step)
+        if self._next_step_captures(state):
+            self._snapshot(state.step + 1)
+
+    def on_epoch(self, state, metrics: dict[str, float]) -> None:
+        self.capture(state.step)                 # the loop only reports evaluated epochs
+
+    # --- when to capture ---------------------------------------------------------------------------
+    def _next_step_captures(self, state) -> bool:
+        """Will the step after this one be captured? Then its update/weight ratio needs the weights now."""
+        nxt = state.step + 1
+        if self.every > 0 and nxt % self.every == 0:
+            return True
+        done_in_epoch = state.batch % self.steps_per_epoch   # batches of the epoch the next step belongs to
+        if done_in_epoch + 1 != self.steps_per_epoch:
+            return False                                     # the next step does not end an epoch
+        epoch = state.epoch + (1 if state.batch >= self.steps_per_epoch else 0) + 1  # epochs done after it
+        return epoch % self.epoch_every == 0 or epoch == self.epochs
+
+    def _snapshot(self, step: int) -> None:
+        with torch.no_grad():
+            for layer in self.layers:
+                w = getattr(layer.module, "weight", None)
+                if isinstance(w, nn.Parameter):
+                    saved = self.before.get(id(w))
+                    if saved is None or saved.shape != w.shape:
+                        self.before[id(w)] = w.detach().clone()
+                    else:
+                        saved.copy_(w)               # reuse the buffer: no allocation per snapshot
+        self.before_step = step
+
+    def _update_ratios(self, step: int) -> None:
+        """||W_step - W_step-1|| / ||W_step|| per layer, kept on the device until the capture reads it."""
+        self.ratios, self.ratio_step = {}, step
+        with torch.no_grad():
+            for layer in self.layers:
+                w = getattr(layer.module, "weight", None)
+                if isinstance(w, nn.Parameter) and id(w) in self.before:
+                    self.ratios[layer.name] = (w - self.before[id(w)]).norm() / w.norm().clamp_min(1e-12)
+
+    # --- the capture -------------------------------------------------------------------------------
+    def activations(self) -> dict[str, tuple[Tensor, Tensor | None]]:
+        """layer name -> (pre-activation, activation or None), from one hooked forward pass on the probe."""
+        seen: dict[str, tuple[Tensor, Tensor | None]] = {}
+        handles = []
+
+        def on_activation(layer: Layer):
+            def hook(module, inputs, output):
+                seen[layer.name] = (inputs[0], output)
+            return hook
+
+        def on_layer(layer: Layer):
+            def hook(module, inputs, output):
+                seen[layer.name] = (output, None)
+            return hook
+
+        def keep_input(layer: Layer):            # an in-place activation overwrites its input
+            def hook(module, inputs):
+                seen[layer.name + "/pre"] = (inputs[0].clone(), None)
+            return hook
+
+        was_training = self.model.training
+        try:
+            for layer in self.layers:
+                if layer.activation is None:
+                    handles.append(layer.module.register_forward_hook(on_layer(layer)))
+                    continue
+                handles.append(layer.activation.register_forward_hook(on_activation(layer)))
+                if getattr(layer.activation, "inplace", False):
+                    handles.append(layer.activation.register_forward_pre_hook(keep_input(layer)))
+            if self.toggle_mode:
+                self.model.eval()                # no dropout; batchnorm uses its running statistics
+            with torch.no_grad():
+                self.model(self.probe)
+        finally:
+            for handle in handles:
+                handle.remove()                  # hooks live for this one pass only: nothing leaks
+            if self.toggle_mode:
+                self.model.train(was_training)
+        for layer in self.layers:
+            kept = seen.pop(layer.name + "/pre", None)
+            if kept is not None and layer.name in seen:
+                seen[layer.name] = (kept[0], seen[layer.name][1])
+        return seen
+
+    def capture(self, step: int) -> None:
+        """Compute every histogram and number on the device, read them back once, write them."""
+        if step == self.last_capture or not self.layers:
+            return
+        self.last_capture = step
+        self.captures += 1
+        pieces: list[Tensor] = []                # 1-D device tensors, joined for the one host read
+        uses: list[tuple[str, str, int]] = []    # (kind, tag, numel) telling the host what each piece is
+
+        def hist(tag: str, x: Tensor) -> None:
+            if x.numel():
+                pieces.extend(histogram_stats(x, self.bins))
+                uses.append(("hist", tag, x.numel()))
+
+        def value(kind: str, tag: str, x: Tensor, n: int = 1) -> None:
+            pieces.append(x.reshape(1))
+            uses.append((kind, tag, n))
+
+        seen = self.activations()
+        for layer in self.layers:
+            pre, act = seen.get(layer.name, (None, None))
+            if pre is not None:
+                hist(f"preactivations/{layer.name}", pre)
+            if act is not None and act.numel():
+                name = layer.act_name
+                hist(f"activations/{name}", act)           # its sum / sum of squares give act_mean / act_std
+                if isinstance(layer.activation, nn.Sigmoid):
+                    value("saturated", f"saturation/{name}", ((act - 0.5).abs() > 0.5 - SATURATION_MARGIN).sum(),
+                          act.numel())
+                elif isinstance(layer.activation, nn.Tanh):
+                    value("saturated", f"saturation/{name}", (act.abs() > 1 - SATURATION_MARGIN).sum(), act.numel())
+                elif type(layer.activation) is nn.ReLU:
+                    # a unit is dead when it outputs 0 for every probe sample: (B, F) -> F, (B, C, H, W) -> C
+                    peak = act.amax(0) if act.dim() <= 2 else act.transpose(0, 1).flatten(1).amax(1)  # (units,)
+                    value("dead", f"dead/{name}", (peak <= 0).sum(), peak.numel())
+            grads = []
+            for kind, name, p in layer.parameters():
+                hist(f"{kind}/{name}", p)
+                if p.grad is not None:
+                    grads.append(p.grad)
+                    if p is getattr(layer.module, "weight", None):
+                        hist(f"grads/{layer.name}", p.grad)
+            if grads:  # the norm of the layer's whole gradient, without copying it into one tensor
+                value("scalar", f"grad_norm/{layer.name}", torch.stack([g.float().norm() for g in grads]).norm())
+            if self.ratio_step == step and layer.name in self.ratios:
+                value("scalar", f"update_ratio/{layer.name}", self.ratios[layer.name])
+        if pieces:
+            self._write(torch.cat(pieces).tolist(), uses, step)  # the one host read of this capture
+
+    def _write(self, values: list[float], uses: list[tuple[str, str, int]], step: int) -> None:
+        at, bins = 0, self.bins
+        hists: dict[str, dict] = {}
+        scalars: dict[str, float] = {}
+        pooled = {"saturated": [0.0, 0], "dead": [0.0, 0]}    # kind -> [count, out of]
+        for kind, tag, n in uses:
+            if kind == "hist":
+                stats = values[at:at + 4 + bins]
+                at += 4 + bins
+                fields = histogram_proto_fields(stats, n, bins)
+                if fields is None:
+                    continue
+                hists[tag] = fields
+                if tag.startswith("activations/"):
+                    name = tag.split("/", 1)[1]
+                    scalars[f"act_mean/{name}"], scalars[f"act_std/{name}"] = moments(stats, n)
+                continue
+            x = values[at]
+            at += 1
+            if kind in pooled:
+                pooled[kind][0] += x
+                pooled[kind][1] += n
+                x /= n
+            if _finite(x):
+                scalars[tag] = x
+        self.final = {f"hist/{kind}": count / total for kind, (count, total) in pooled.items() if total}
+        scalars.update(self.final)
+        self.board.summary(hists, scalars, step)             # one event for the whole capture
+
+
+def _finite(value: float) -> bool:
+    return value == value and abs(value) != float("inf")
+
+
+def probe_batch(data, size: int = 256) -> Tensor:
+    """The fixed inputs activations are measured on: the first `size` validation samples (training inputs
+    when there are no labels, or no validation split)."""
+    x = data.x_train if data.task == "unlabelled" or data.x_val.shape[0] == 0 else data.x_val
+    return x[:size]

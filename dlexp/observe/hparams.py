@@ -1,0 +1,88 @@
+"""HParams: each run's hyper-parameters and final metrics, so a sweep is one row per job in TensorBoard."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+
+Scalar = bool | int | float | str
+SKIP_KEYS = {"_target_", "_partial_"}       # how objects are built, not what they are
+SKIP_TOP = {"log", "allow_targets"}         # logging knobs and the import allow-list are not hyper-parameters
+
+
+def flatten(config: Mapping, prefix: str = "") -> dict[str, Scalar]:
+    """{"model": {"hidden": [64, 64]}} -> {"model.hidden": "[64, 64]"}: scalars stay, the rest becomes text."""
+    flat: dict[str, Scalar] = {}
+    for key, value in config.items():
+        key = str(key)
+        if key in SKIP_KEYS or (not prefix and key in SKIP_TOP):
+            continue
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, name + "."))
+        elif isinstance(value, (bool, int, float, str)):
+            flat[name] = value
+        elif value is None:
+            flat[name] = "null"
+        else:                                    # lists, tuples: one readable string, e.g. "[100, 100]"
+            flat[name] = json.dumps(value, default=str)
+    return flat
+
+
+def hyperparameters(config: Mapping, choices: Mapping[str, str] | None = None) -> dict[str, Scalar]:
+    """The option chosen in each config group (optimizer: adam) plus every flattened config value."""
+    return {**{str(k): str(v) for k, v in (choices or {}).items()}, **flatten(config)}
+
+
+def _number(text) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def is_better(tag: str, new: float, old: float | None) -> bool:
+    return old is None or (new < old if tag.endswith("loss") else new > old)
+
+
+class HParams:
+    """Observer: tracks the best epoch metrics and, at the end, logs hparams + final/best metrics.
+
+    `sources` are other observers whose `final` dict (e.g. hist/saturated) joins the metrics.
+    `final` exposes the best values (best/val/loss, ...) so the recipe can keep them in status.json.
+    `history` (the run's metrics.csv) holds the epochs of an earlier attempt when a run is resumed.
+    """
+
+    def __init__(self, board, hparams: dict[str, Scalar], sources=(), history: Path | None = None):
+        self.board, self.hparams, self.sources, self.history = board, dict(hparams), list(sources), history
+        self.final: dict[str, float] = {}        # best/<metric>: lowest loss / highest accuracy seen
+        self.logged: set[str] = set()            # metric tags that already have a curve in the event file
+
+    def on_start(self, state) -> None:
+        if self.history is not None and self.history.exists():
+            with self.history.open(newline="") as f:
+                for row in csv.DictReader(f):
+                    self._best({k: _number(v) for k, v in row.items() if "/" in k})
+
+    def on_epoch(self, state, metrics: dict[str, float]) -> None:
+        self.logged.update(tag for tag, value in metrics.items() if math.isfinite(value))
+        self._best(metrics)
+
+    def _best(self, metrics: dict[str, float]) -> None:
+        for tag, value in metrics.items():
+            if math.isfinite(value) and tag.split("/")[-1] in ("loss", "acc") \
+                    and is_better(tag, value, self.final.get(f"best/{tag}")):
+                self.final[f"best/{tag}"] = value
+
+    def on_end(self, state, status: str) -> None:
+        metrics = {k: v for k, v in state.metrics.items() if math.isfinite(v)}
+        written = set(self.logged)
+        for source in self.sources:
+            found = getattr(source, "final", None) or {}
+            metrics.update(found)
+            written.update(found)                # their owners logged them as scalars already
+        metrics.update(self.final)
+        self.board.hparams({**self.hparams, "status": status}, metrics, step=state.step, written=written)

@@ -1,0 +1,179 @@
+"""`dlexp compare`: the table, sorting, CSV / Markdown / PNG, write_summary — on hand-made runs and a real sweep."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from dlexp import compare
+from dlexp.errors import DlexpError
+
+
+def make_run(root: Path, name: str, overrides: list[str], status: str, curve: list[tuple[float, float, float]],
+             extra: dict | None = None) -> Path:
+    """A run directory as dlexp train leaves it: status.json + metrics.csv (epoch, step, val/loss, val/acc)."""
+    path = root / name
+    path.mkdir(parents=True)
+    with (path / "metrics.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["epoch", "step", "train/loss", "val/loss", "val/acc", "time"])
+        for epoch, (train_loss, val_loss, val_acc) in enumerate(curve):
+            writer.writerow([epoch, epoch * 10, "" if epoch == 0 else train_loss, val_loss, val_acc, epoch * 0.1])
+    last = curve[-1]
+    metrics = {"train/loss": last[0], "val/loss": last[1], "val/acc": last[2], **(extra or {})}
+    (path / "status.json").write_text(json.dumps({
+        "status": status, "name": name, "overrides": overrides, "epoch": len(curve) - 1,
+        "wall_time": 1.5, "metrics": metrics}))
+    return path
+
+
+@pytest.fixture
+def sweep(tmp_path: Path) -> Path:
+    root = tmp_path / "sweep"
+    make_run(root, "0_optimizer=sgd", ["optimizer=sgd", "trainer.epochs=3"], "completed",
+             [(2.3, 2.3, 0.1), (1.0, 0.9, 0.6), (0.8, 0.7, 0.7), (0.75, 0.72, 0.69)], {"hist/dead": 0.25})
+    make_run(root, "1_optimizer=adam", ["optimizer=adam", "trainer.epochs=3"], "completed",
+             [(2.3, 2.3, 0.1), (0.5, 0.4, 0.9), (0.3, 0.35, 0.93), (0.2, 0.3, 0.95)], {"hist/dead": 0.0})
+    make_run(root, "2_optimizer=sgd_lr10", ["optimizer=sgd", "trainer.epochs=3", "optimizer.lr=10"], "diverged",
+             [(2.3, 2.3, 0.1), (9.0, 50.0, 0.1)])
+    return root
+
+
+def rows_of(sweep: Path, sort: str | None = None):
+    columns, records = compare.table(compare.collect([sweep]))
+    return columns, compare.sort_records(columns, records, sort)
+
+
+def test_columns_are_the_overrides_that_differ(sweep):
+    columns, records = rows_of(sweep)
+    assert "optimizer" in columns and "optimizer.lr" in columns
+    assert "trainer.epochs" not in columns                      # the same in every run
+    assert [r["optimizer"] for r in records] == ["sgd", "adam", "sgd"]
+    assert [r["optimizer.lr"] for r in records] == ["", "", "10"]
+    assert [r["status"] for r in records] == ["completed", "completed", "diverged"]
+
+
+def test_best_values_come_from_every_epoch(sweep):
+    _, records = rows_of(sweep)
+    sgd = records[0]
+    assert sgd["val/loss"] == pytest.approx(0.72)                # final
+    assert sgd["best/val/loss"] == pytest.approx(0.7)            # epoch 2 was better
+    assert sgd["best/val/acc"] == pytest.approx(0.7)
+    assert sgd["best/train/loss"] == pytest.approx(0.75)         # the step-0 row has no train/loss
+    assert sgd["hist/dead"] == pytest.approx(0.25)
+    assert sgd["epochs"] == 3 and sgd["wall_time"] == pytest.approx(1.5)
+
+
+def test_sort_ascending_descending_and_by_override(sweep):
+    _, records = rows_of(sweep, "val/loss")
+    assert [r["run"] for r in records] == ["1_optimizer=adam", "0_optimizer=sgd", "2_optimizer=sgd_lr10"]
+    _, records = rows_of(sweep, "-val/acc")
+    assert [r["run"] for r in records] == ["1_optimizer=adam", "0_optimizer=sgd", "2_optimizer=sgd_lr10"]
+    _, records = rows_of(sweep, "best/val/loss")
+    assert records[0]["run"] == "1_optimizer=adam"
+    _, records = rows_of(sweep, "optimizer")
+    assert [r["optimizer"] for r in records] == ["adam", "sgd", "sgd"]
+
+
+def test_missing_values_sort_last_both_ways(sweep):
+    for key in ("hist/dead", "-hist/dead"):
+        _, records = rows_of(sweep, key)
+        assert records[-1]["run"] == "2_optimizer=sgd_lr10"       # the diverged run has no hist/dead
+
+
+def test_unknown_sort_key_names_the_columns(sweep):
+    with pytest.raises(DlexpError, match=r"val/los.*not a column.*val/loss"):
+        rows_of(sweep, "val/los")
+
+
+def test_missing_path_and_empty_folder_are_one_sentence(tmp_path):
+    with pytest.raises(DlexpError, match="does not exist"):
+        compare.collect([tmp_path / "nope"])
+    with pytest.raises(DlexpError, match="no runs under"):
+        compare.collect([tmp_path])
+
+
+def test_csv_and_markdown(sweep, tmp_path):
+    out = io.StringIO()
+    code = compare.main([sweep], sort="val/loss", csv_path=tmp_path / "t.csv", markdown_path=tmp_path / "t.md",
+                        console=Console(file=out, width=200))
+    assert code == 0
+    with (tmp_path / "t.csv").open() as f:
+        table = list(csv.DictReader(f))
+    assert [r["optimizer"] for r in table] == ["adam", "sgd", "sgd"]   # sorted like the screen
+    assert float(table[0]["val/loss"]) == pytest.approx(0.3)
+    assert table[2]["status"] == "diverged" and table[2]["hist/dead"] == ""
+    assert Path(table[0]["path"]).name == "1_optimizer=adam"
+    md = (tmp_path / "t.md").read_text().splitlines()
+    assert md[0].startswith("| run | optimizer | optimizer.lr |") and "val/loss" in md[0]
+    assert set(md[1].replace("|", "")) <= set("-:")
+    assert len(md) == 2 + 3
+    assert "| adam |" in md[2] and "| 0.3 |" in md[2]
+    assert "diverged" in md[4]
+    screen = out.getvalue()
+    assert "diverged" in screen and "adam" in screen and "sorted by val/loss" in screen
+
+
+def test_table_fits_80_columns_without_losing_numbers(sweep):
+    out = io.StringIO()
+    compare.main([sweep], console=Console(file=out, width=80))
+    screen = out.getvalue()
+    assert "0.72" in screen and "completed" in screen and "diverged" in screen
+
+
+def test_plot_is_a_png(sweep, tmp_path):
+    png = tmp_path / "curves.png"
+    compare.main([sweep], plot_path=png, log_scale=True, console=Console(file=io.StringIO()))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert png.stat().st_size > 5000
+
+
+def test_write_summary_into_the_sweep(sweep):
+    written = compare.write_summary(sweep)
+    assert [p.name for p in written] == ["summary.csv", "summary.md"]
+    assert all(p.parent == sweep for p in written)
+    assert "1_optimizer=adam" in (sweep / "summary.md").read_text()
+    assert compare.write_summary(sweep / "nothing-here") == []
+
+
+def test_cli_compare_and_its_error(sweep, tmp_path):
+    dlexp = [sys.executable, "-m", "dlexp", "compare"]
+    env = {**os.environ, "COLUMNS": "200"}
+    result = subprocess.run([*dlexp, str(sweep), "--sort", "-val/acc", "--markdown", str(tmp_path / "t.md")],
+                            capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.index("1_optimizer=adam") < result.stdout.index("0_optimizer=sgd")
+    assert (tmp_path / "t.md").exists()
+    result = subprocess.run([*dlexp, str(tmp_path / "missing")], capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 2  # a usage error
+    assert "missing does not exist" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_real_sweep_through_the_cli(tmp_path):
+    """dlexp train -m ... then dlexp compare on that sweep, both as a user types them."""
+    dlexp = [sys.executable, "-m", "dlexp"]
+    subprocess.run([*dlexp, "train", "-m", "optimizer=sgd,adam", "trainer.epochs=2", "log.progress=lines",
+                    "model.hidden=[16]"], cwd=tmp_path, check=True, capture_output=True, text=True, timeout=300)
+    sweep = next((tmp_path / "runs" / "multirun").iterdir())
+    result = subprocess.run([*dlexp, "compare", str(sweep), "--sort", "val/loss", "--csv", "t.csv",
+                             "--markdown", "t.md", "--plot", "t.png"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "COLUMNS": "200"})
+    assert result.returncode == 0, result.stderr
+    assert "optimizer" in result.stdout and "sgd" in result.stdout and "adam" in result.stdout
+    with (tmp_path / "t.csv").open() as f:
+        table = list(csv.DictReader(f))
+    losses = [float(r["val/loss"]) for r in table]
+    assert losses == sorted(losses) and {r["optimizer"] for r in table} == {"sgd", "adam"}
+    assert all(r["status"] == "completed" and r["epochs"] == "2" for r in table)
+    assert all(r["hist/dead"] != "" for r in table)          # relu MLP: the histogram observer's number
+    assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
+    assert (sweep / "summary.csv").exists()                   # written by the sweep's end-of-multirun callback
