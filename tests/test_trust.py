@@ -18,8 +18,7 @@ from conftest import dlexp_cmd, run_dirs, status_of
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
 # 1,438 steps per epoch (batch size 1): long enough to interrupt in the middle of an epoch.
-SLOW_RUN = ["data=digits", "batch=stochastic", "trainer.epochs=3", "log.progress=lines", "log.every=200",
-            "log.histograms=false"]
+SLOW_RUN = ["data=digits", "batch=stochastic", "trainer.epochs=3", "log.progress=lines", "log.every=200"]
 
 
 def start(tmp_path: Path, *args: str) -> subprocess.Popen:
