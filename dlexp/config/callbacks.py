@@ -8,6 +8,7 @@ what happened from the run directories on disk, never from memory.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +51,8 @@ class SweepSummary(Callback):
         except DlexpError as err:  # a summary that cannot be written must not hide the sweep's results
             console.print(f"[yellow]no sweep summary:[/] {err}")
             return
-        paths = written if isinstance(written, (list, tuple)) else [written]
-        console.print(f"[bold]summary:[/] {', '.join(str(p) for p in paths if p)}")
+        if written:
+            console.print(f"[bold]summary:[/]  {', '.join(str(p) for p in written)}")
         console.print(f"compare:  dlexp compare {sweep_dir}")
 
 
@@ -62,9 +63,8 @@ def _job_order(path: Path) -> tuple[int, str]:
 
 
 def _counts(jobs: list[tuple[Path, dict]]) -> str:
-    counts: dict[str, int] = {}
-    for _, status in jobs:
-        counts[status.get("status", "failed")] = counts.get(status.get("status", "failed"), 0) + 1
+    """'3 runs (2 completed, 1 diverged)'."""
+    counts = Counter(status.get("status", "failed") for _, status in jobs)
     parts = ", ".join(f"{n} {name}" for name, n in counts.items())
     return f"{len(jobs)} run{'s' if len(jobs) != 1 else ''}" + (f" ({parts})" if parts else "")
 
