@@ -1,3 +1,3 @@
-from dlexp.cli import main
+from dlexp.entry import main
 
 main()

@@ -12,14 +12,14 @@ from rich.console import Console
 
 from dlexp.errors import DlexpError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,  # plain help renders without loading rich.markdown
                   pretty_exceptions_show_locals=False,
                   help="dlexp — a laboratory for deep-learning fundamentals. "
                        "Every idea is a switch on the command line; every run leaves TensorBoard curves.")
 data_app = typer.Typer(no_args_is_help=True, help="Datasets that live outside the package (MNIST, Fashion-MNIST).")
 app.add_typer(data_app, name="data")
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": ["--help"]}
 
 
@@ -37,7 +37,7 @@ def _fail(err: DlexpError) -> None:
 
 @app.command(context_settings=PASS_THROUGH)
 def train(ctx: typer.Context) -> None:
-    """Train with Hydra overrides: [bold]dlexp train model=mlp optimizer=adam[/], sweeps with [bold]-m[/].
+    """Train with Hydra overrides: dlexp train model=mlp optimizer=adam, sweeps with -m.
 
     Everything after `train` goes to Hydra untouched: key=value, +key=value, ~key, -m/--multirun with
     a,b / range() / choice() sweeps, --cfg job, --config-dir DIR, hydra/launcher=joblib, hydra/sweeper=optuna.
@@ -74,28 +74,9 @@ def worst_exit_code(statuses: list[str]) -> int:
 @app.command("list")
 def list_options(group: Optional[str] = typer.Argument(None, help="Only this group, e.g. optimizer.")) -> None:
     """Every config group and its options, with a one-line description; * marks the default."""
-    from rich.table import Table
+    from dlexp.listing import print_options
 
-    from dlexp.config import catalog
-
-    groups = catalog.GROUPS
-    if group is not None:
-        if group not in groups:
-            err_console.print(f"[bold red]error:[/] Unknown group '{group}'.{catalog.suggest(group, groups)} "
-                              f"Groups: {', '.join(groups)}.")
-            raise typer.Exit(2)
-        groups = (group,)
-    chosen = catalog.defaults()
-    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
-    table.add_column("group", style="cyan")
-    table.add_column("option")
-    table.add_column("description")
-    for name in groups:
-        for i, option in enumerate(catalog.options(name).values()):
-            mark = "*" if chosen.get(name) == option.name else " "
-            table.add_row(name if i == 0 else "", f"{mark} {option.name}", option.description)
-    console.print(table)
-    console.print("* default.  Choose with group=option, e.g. [bold]dlexp train optimizer=sgd batch=full[/]")
+    raise typer.Exit(print_options(group, console, err_console))
 
 
 @app.command(context_settings=PASS_THROUGH)
@@ -190,12 +171,3 @@ def data_download(name: str = typer.Argument(..., help="mnist or fashion_mnist")
     console.print(f"[green]ok[/]: {len(files)} files in {files[0].parent if files else root}")
 
 
-def main() -> None:
-    try:
-        app()
-    except KeyboardInterrupt:
-        raise SystemExit(130)
-
-
-if __name__ == "__main__":
-    main()

@@ -286,3 +286,8 @@ class AdamThenSGD(torch.optim.Optimizer):
         self.adam.load_state_dict(adam)
         self.sgd.load_state_dict(sgd)
         self.steps, self.switch_step = int(steps), int(switch_step)
+
+
+def constant_lr(optimizer: torch.optim.Optimizer) -> None:
+    """scheduler=constant: no scheduler at all, so nothing wraps optimizer.step or runs per epoch."""
+    return None

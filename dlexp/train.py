@@ -23,6 +23,7 @@ class Job:
     overrides: list[str] = field(default_factory=list)
     choices: dict[str, str] = field(default_factory=dict)
     multirun: bool = False
+    compact: bool = False  # one summary line (jobs of a parallel launcher share one terminal)
 
 
 def run(cfg: DictConfig, job: Job, console: Console, resume: dict | None = None) -> tuple[str, dict[str, float]]:
@@ -78,15 +79,19 @@ def run(cfg: DictConfig, job: Job, console: Console, resume: dict | None = None)
         if board is not None:
             board.close()
         record.finish(status, epoch=state.epoch, step=state.step, metrics=state.metrics)
-    summarize(console, record, status)
+    summarize(console, record, status, compact=job.compact)
     return status, state.metrics
 
 
-def summarize(console: Console, record: runs.Run, status: str) -> None:
+def summarize(console: Console, record: runs.Run, status: str, compact: bool = False) -> None:
     s = record.status
     colour = {"completed": "green", "diverged": "red", "failed": "red"}.get(status, "yellow")
     metrics = "  ".join(f"{k} {v:.4g}" for k, v in (s.get("metrics") or {}).items()
                         if k in ("train/loss", "val/loss", "train/acc", "val/acc"))
+    if compact:
+        console.print(f"[bold {colour}]{status}[/] {record.path.name}  {metrics}  ({s.get('wall_time', 0):.1f}s)",
+                      highlight=False, soft_wrap=True)
+        return
     console.print(f"[bold {colour}]{status}[/] after {s.get('epoch', 0)} epochs / {s.get('step', 0)} steps "
                   f"in {s.get('wall_time', 0):.1f}s  {metrics}", highlight=False)
     console.print(f"run directory: {record.path}", highlight=False, soft_wrap=True)

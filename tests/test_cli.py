@@ -21,10 +21,11 @@ def test_help_lists_commands(cli):
 def test_help_and_list_do_not_import_torch():
     code = textwrap.dedent("""
         import sys
-        from dlexp import cli
-        for argv in (["--help"], ["list"]):
+        from dlexp import entry
+        for argv in (["--help"], ["list"], ["list", "optimizer"]):
+            sys.argv = ["dlexp", *argv]
             try:
-                cli.app(argv)
+                entry.main()
             except SystemExit:
                 pass
         print("torch" in sys.modules, "hydra" in sys.modules)

@@ -6,7 +6,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from dlexp.config import catalog, resolvers
 from dlexp.errors import ConfigError
@@ -18,7 +18,7 @@ OUTCOMES: list[tuple[str, str]] = []
 def _console():
     from rich.console import Console
 
-    return Console(highlight=False)
+    return Console(highlight=False, soft_wrap=True)  # a pipe or a log file gets whole lines
 
 
 def task(cfg: DictConfig) -> float:
@@ -31,8 +31,13 @@ def task(cfg: DictConfig) -> float:
 
     hc = HydraConfig.get()
     choices = {k: str(v) for k, v in hc.runtime.choices.items() if k in catalog.GROUPS}
+    # jobs of a parallel launcher (joblib, submitit) share a terminal: no bars or epoch lines, one line each
+    parallel = hc.mode == RunMode.MULTIRUN and "BasicLauncher" not in str(hc.launcher.get("_target_", ""))
     job = train.Job(run_dir=Path(hc.runtime.output_dir), overrides=list(hc.overrides.task), choices=choices,
-                    multirun=hc.mode == RunMode.MULTIRUN)
+                    multirun=hc.mode == RunMode.MULTIRUN, compact=parallel)
+    if parallel:
+        with open_dict(cfg):
+            cfg.log.progress = "none"
     console = _console()
     problems = validate(cfg, choices)
     if problems:  # only reachable when a sweeper sampled the values; nothing of this job is kept
