@@ -33,6 +33,10 @@ class Batches:
     def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
         """The batches of one epoch, from batch number `start` on."""
         x, y = self.x, self.y
+        if self.size == self.n:  # full batch: the tensors themselves, no slicing per step
+            if start == 0:
+                yield x, y
+            return
         if self.shuffle:
             index = self.order(epoch)
             x, y = x[index], y[index]                      # one gather per epoch; the slices below are views

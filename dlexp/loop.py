@@ -41,10 +41,9 @@ def fit(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], optimizer
     """Run epochs until `epochs` are done or `state.stop` is set. Observers may raise to stop the run."""
     state = state or TrainState()
     notify(observers, "on_start", state)
+    on_step = [o.on_step for o in observers if hasattr(o, "on_step")]  # looked up once, called every step
     model.train()
     while state.epoch < epochs and not state.stop:
-        if state.loss_sum is None:
-            state.loss_sum = torch.zeros((), device=next(iter(model.parameters())).device)
         for xb, yb in batches.epoch(state.epoch, start=state.batch):
             def closure() -> Tensor:
                 loss = loss_fn(model(xb), yb)
@@ -56,8 +55,10 @@ def fit(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], optimizer
             loss = optimizer.step(closure)
             state.step += 1
             state.batch += 1
-            state.loss_sum += loss.detach()  # on the device: no host sync per step
-            notify(observers, "on_step", state, loss)
+            # the epoch's loss is summed on the device: no host sync per step
+            state.loss_sum = loss.detach().clone() if state.loss_sum is None else state.loss_sum + loss.detach()
+            for observe in on_step:
+                observe(state, loss)
             if state.stop:
                 break
         if state.stop:
