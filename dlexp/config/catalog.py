@@ -7,18 +7,16 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 GROUPS = ("data", "model", "loss", "optimizer", "initializer", "batch", "device", "scheduler", "experiment")
 
 
 def conf_dir() -> Path:
-    """The packaged conf/ folder (inside the wheel as dlexp/conf, or the repo's conf/ when editable)."""
-    try:
-        return Path(str(resources.files("dlexp.conf")))
-    except ModuleNotFoundError:  # an editable install maps only the package; conf/ sits beside it
-        return Path(__file__).resolve().parents[2] / "conf"
+    """The packaged configs: dlexp/conf inside an installed wheel, the repository's conf/ in an editable install."""
+    package = Path(__file__).resolve().parents[1]
+    packaged = package / "conf"
+    return packaged if packaged.is_dir() else package.parent / "conf"
 
 
 @dataclass(frozen=True)
