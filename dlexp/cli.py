@@ -46,7 +46,6 @@ def train(ctx: typer.Context) -> None:
     from dlexp.config import compose as composer
     from dlexp.config import preflight
     from dlexp.errors import ConfigError
-    from dlexp.runs import EXIT_CODES
 
     try:
         inv = composer.parse_argv(list(ctx.args))

@@ -173,5 +173,5 @@ def choices(cfg: DictConfig) -> dict[str, str]:
 
 
 def without_hydra(cfg: DictConfig) -> DictConfig:
-    out = OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k != "hydra"])
-    return out
+    """The task's config: everything but Hydra's own node."""
+    return OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k != "hydra"])
