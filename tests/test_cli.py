@@ -34,6 +34,26 @@ def test_help_and_list_do_not_import_torch():
     assert out.stdout.strip().splitlines()[-1] == "False False", out.stdout + out.stderr
 
 
+@pytest.mark.parametrize("argv, code", [(["list"], 0), (["list", "optimiser"], 2)])
+def test_the_process_ends_fast_but_runs_exit_handlers_and_flushes_output(tmp_path, argv, code):
+    """With torch loaded, dlexp ends without Python's slow teardown: exit handlers, output and status survive."""
+    marker = tmp_path / "atexit-ran"
+    script = textwrap.dedent(f"""
+        import atexit, sys
+        import torch
+        from dlexp import entry
+        atexit.register(lambda: open({str(marker)!r}, "w").write("yes"))
+        sys.stdout.write("unflushed-line-without-newline")
+        sys.argv = ["dlexp", *{argv!r}]
+        entry.main()
+        print("not reached")
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == code, out.stderr
+    assert out.stdout.startswith("unflushed-line-without-newline") and "not reached" not in out.stdout
+    assert marker.read_text() == "yes"
+
+
 def test_list_marks_defaults_and_describes_options(cli):
     result = cli("list")
     assert result.returncode == 0
