@@ -47,14 +47,18 @@ def train(ctx: typer.Context) -> None:
     from dlexp.config import preflight
     from dlexp.errors import ConfigError
 
+    single = None
     try:
         inv = composer.parse_argv(list(ctx.args))
         if not inv.inspect_only:
-            preflight.check(inv)
+            single = preflight.check(inv)
     except ConfigError as err:
         _fail(err)
     hydra_app.OUTCOMES.clear()
-    hydra_app.run_hydra(inv.argv)
+    if single is not None:
+        hydra_app.run_single(single, inv.config_name)
+    else:
+        hydra_app.run_hydra(inv.argv)
     statuses = [status for _, status in hydra_app.OUTCOMES]
     raise typer.Exit(worst_exit_code(statuses))
 

@@ -67,6 +67,25 @@ def report(console, err: ConfigError, prefix: str = "") -> None:
             console.print(f"  - {problem}", soft_wrap=True)
 
 
+def run_single(cfg: DictConfig, config_name: str = "config") -> None:
+    """One run of a config the pre-flight composed and checked: what Hydra's `run` does after composing."""
+    from hydra._internal.callbacks import Callbacks
+    from hydra.core.utils import run_job
+    from hydra.types import HydraContext, RunMode
+
+    from dlexp.config.compose import create_hydra
+
+    with open_dict(cfg.hydra):
+        cfg.hydra.mode = RunMode.RUN
+    hydra = create_hydra()  # its config loader is part of the job's context (a launcher would use it)
+    callbacks = Callbacks(cfg)
+    callbacks.on_run_start(config=cfg, config_name=config_name)
+    ret = run_job(hydra_context=HydraContext(config_loader=hydra.config_loader, callbacks=callbacks),
+                  task_function=task, config=cfg, job_dir_key="hydra.run.dir", job_subdir_key=None)
+    callbacks.on_run_end(config=cfg, config_name=config_name, job_return=ret)
+    _ = ret.return_value  # re-raises what the task raised
+
+
 def run_hydra(argv: list[str]) -> None:
     """Hydra's own command line processing (multirun, --cfg, --config-dir, launchers, sweepers)."""
     import hydra

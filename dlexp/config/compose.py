@@ -66,10 +66,20 @@ def parse_argv(argv: list[str]) -> Invocation:
     return inv
 
 
-def _searchpath(config_dirs: list[Path]) -> list[str]:
-    if not config_dirs:
-        return []
-    return ["hydra.searchpath=[" + ",".join(f"file://{d}" for d in config_dirs) + "]"]
+def create_hydra(config_dirs=()):
+    """A Hydra instance with the search path `hydra.main` builds for `dlexp train`: dlexp's configs, then each
+    `--config-dir` (ahead of the structured configs, as Hydra's own flag puts it), then the plugins' schemas."""
+    from hydra._internal.hydra import Hydra
+    from hydra._internal.utils import create_config_search_path
+    from hydra.core.config_search_path import SearchPathQuery
+    from hydra.core.global_hydra import GlobalHydra
+
+    search_path = create_config_search_path(f"file://{catalog.conf_dir()}")
+    for config_dir in config_dirs:
+        search_path.prepend(provider="command-line", path=f"file://{config_dir}",
+                            anchor=SearchPathQuery(provider="schema"))
+    GlobalHydra.instance().clear()
+    return Hydra.create_main_hydra2(task_name="dlexp", config_search_path=search_path)
 
 
 def check_choices(overrides: list[str], config_dirs: list[Path]) -> list[str]:
@@ -109,10 +119,9 @@ def compose(overrides: list[str], config_dirs: list[Path] = (), config_name: str
 def compose_leniently(overrides: list[str], config_dirs=(), config_name: str = "config"
                       ) -> tuple[DictConfig | None, list[str]]:
     """(config composed from the overrides that work, problems with the others): to report everything at once."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
+    from hydra.types import RunMode
     from omegaconf.errors import OmegaConfBaseException
 
     problems = []
@@ -123,23 +132,25 @@ def compose_leniently(overrides: list[str], config_dirs=(), config_name: str = "
         if not found:
             remaining.append(override)
     resolvers.register()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(catalog.conf_dir()), version_base="1.3", job_name="dlexp"):
-        # Hydra stops at the first unknown key; drop it and go on so that every problem is reported at once.
-        for _ in range(len(overrides) + 1):
-            try:
-                cfg = hydra_compose(config_name, overrides=remaining + _searchpath(list(config_dirs)),
-                                    return_hydra_config=True)
+    missing = [str(d) for d in config_dirs if not Path(d).is_dir()]
+    if missing:
+        return None, problems + [f"The config directory {missing[0]} does not exist."]
+    hydra = create_hydra(config_dirs)
+    # Hydra stops at the first unknown key; drop it and go on so that every problem is reported at once.
+    for _ in range(len(overrides) + 1):
+        try:
+            cfg = hydra.compose_config(config_name, overrides=remaining, run_mode=RunMode.RUN,
+                                       with_log_configuration=False)
+            break
+        except (HydraException, OmegaConfBaseException, ValueError) as err:
+            message = str(err).strip()
+            bad = _BAD_KEY.search(message)
+            culprit = [o for o in remaining if bad and o.lstrip("+~").split("=")[0] == bad.group(1)]
+            if not culprit:
+                problems.append(first_sentence(message))
                 break
-            except (HydraException, OmegaConfBaseException, ValueError) as err:
-                message = str(err).strip()
-                bad = _BAD_KEY.search(message)
-                culprit = [o for o in remaining if bad and o.lstrip("+~").split("=")[0] == bad.group(1)]
-                if not culprit:
-                    problems.append(first_sentence(message))
-                    break
-                bad_keys.append(bad.group(1))
-                remaining.remove(culprit[0])
+            bad_keys.append(bad.group(1))
+            remaining.remove(culprit[0])
     GlobalHydra.instance().clear()
     problems = [unknown_key_message(key, remaining, config_dirs, config_name) for key in bad_keys] + problems
     return cfg, problems

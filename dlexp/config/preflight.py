@@ -37,8 +37,12 @@ def _existing_run_dir(overrides: list[str]) -> list[str]:
     return []
 
 
-def check(inv: composer.Invocation) -> None:
-    """Raise ConfigError with every problem of every job, each prefixed by its overrides in a sweep."""
+def check(inv: composer.Invocation):
+    """Raise ConfigError with every problem of every job, each prefixed by its overrides in a sweep.
+
+    Returns the composed config (with its `hydra` node) of a single run, which then runs as it is: composing
+    it again would cost as much as the checks. A sweep returns None; its launcher composes each job.
+    """
     problems: list[str] = [] if inv.multirun else _existing_run_dir(inv.overrides)
     all_jobs = jobs(inv)
     for overrides in all_jobs:
@@ -50,3 +54,7 @@ def check(inv: composer.Invocation) -> None:
         problems += [prefix + p for p in found if prefix + p not in problems]
     if problems:
         raise ConfigError(problems)
+    from hydra.types import RunMode
+
+    # a preset may ask for a multirun itself (`hydra.mode: MULTIRUN`, as experiment=search does)
+    return None if inv.multirun or cfg.hydra.mode == RunMode.MULTIRUN else cfg
