@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dlexp.errors import ConfigError
+from dlexp.errors import ConfigError, DataError
 from dlexp.idx import download, read_split  # noqa: F401  (download re-exported for the CLI)
 
 TASKS = ("binary", "multiclass", "regression", "unlabelled")
@@ -231,11 +231,26 @@ def gaussian(n_samples: int = 1000, n_features: int = 100, val_fraction: float =
 
 def digits(val_fraction: float = 0.2, *, seed: int) -> Dataset:
     """scikit-learn's bundled 8x8 handwritten digits (1,797 images), pixels scaled from 0..16 to [0, 1]."""
-    from sklearn.datasets import load_digits
+    images, target = digits_arrays()
+    x = images[:, None] / 16.0  # (N, 1, 8, 8)
+    return _split_arrays("digits", "multiclass", x, target, val_fraction, seed, n_classes=10)
 
-    bunch = load_digits()
-    x = bunch.images[:, None] / 16.0  # (N, 1, 8, 8)
-    return _split_arrays("digits", "multiclass", x, bunch.target, val_fraction, seed, n_classes=10)
+
+def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """(images (N, 8, 8) in 0..16, labels (N,)): `sklearn.datasets.load_digits()`'s images and target.
+
+    Read straight from the file scikit-learn ships, found without importing scikit-learn, which takes
+    2-3 s (it loads scipy.stats): longer than training the default experiment.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")
+    path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz" if spec else None
+    if path is None or not path.is_file():
+        raise DataError("data=digits reads the digits bundled with scikit-learn, which is not installed here "
+                        "(pip install scikit-learn).")
+    table = np.loadtxt(path, delimiter=",")  # (1797, 64 pixels + 1 label)
+    return table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(int)
 
 
 def mnist_5k(val_fraction: float = 0.2, *, seed: int) -> Dataset:

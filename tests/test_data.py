@@ -557,3 +557,17 @@ def test_download_from_a_local_folder_mirror(tmp_path):
     table = serve_gz_set(tmp_path / "usb")
     paths = idx.download("fashion_mnist", root=tmp_path / "dest", mirror=str(tmp_path / "usb"), checksums=table)
     assert all(idx.md5(p) == table[p.name] for p in paths)
+
+
+def test_digits_are_scikit_learns_load_digits_without_importing_it():
+    import subprocess
+    import sys
+
+    from sklearn.datasets import load_digits
+
+    images, target = D.digits_arrays()
+    oracle = load_digits()
+    assert np.array_equal(images, oracle.images) and np.array_equal(target, oracle.target)
+    code = "import sys; from dlexp import data; data.digits(seed=0); print('sklearn' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "False", out.stdout + out.stderr
