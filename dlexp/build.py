@@ -65,8 +65,21 @@ def load_data(cfg: DictConfig):
 def assemble(cfg: DictConfig, dry: bool = False) -> Experiment:
     """data -> loss -> (seed) model -> init -> batches -> optimizer -> scheduler.
 
-    `dry=True` builds everything on the CPU to find configuration problems before a run directory exists.
+    `dry=True` builds everything on the CPU to find configuration problems before a run directory exists,
+    with one thread: the process that launches a sweep then never starts OpenMP's thread pool, which a worker
+    forked from it could not use (see config/callbacks.py, ForkedWorkers).
     """
+    if not dry:
+        return _assemble(cfg, dry)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _assemble(cfg, dry)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _assemble(cfg: DictConfig, dry: bool) -> Experiment:
     allow = tuple(cfg.allow_targets)
     device = torch.device("cpu") if dry else resolve_device(cfg.device.type)
     if not dry and cfg.device.threads:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -122,6 +124,34 @@ def recorded_summaries(monkeypatch):
 def test_callback_is_registered_in_the_config():
     cfg = composer.compose([])
     assert cfg.hydra.callbacks.sweep_summary._target_ == "dlexp.config.callbacks.SweepSummary"
+    assert cfg.hydra.callbacks.forked_workers._target_ == "dlexp.config.callbacks.ForkedWorkers"
+
+
+@pytest.mark.parametrize("launcher, start_method", [("joblib", "fork"), ("basic", None), ("submitit_local", None)])
+def test_joblib_workers_are_forked_from_the_launching_process(launcher, start_method, monkeypatch):
+    from joblib.externals.loky.backend import context
+
+    monkeypatch.setattr(context, "_DEFAULT_START_METHOD", None)  # loky's process-wide setting, restored after
+    cfg = composer.compose([f"hydra/launcher={launcher}"])
+    callbacks.ForkedWorkers().on_multirun_start(cfg)
+    assert context.get_start_method() == start_method
+
+
+def test_the_dry_build_computes_with_one_thread_and_restores_the_count():
+    """The launching process of a sweep must never start OpenMP's pool: a fork of it could hang (ForkedWorkers)."""
+    code = textwrap.dedent("""
+        import torch
+        from dlexp import build, data
+        from dlexp.config import compose as composer
+        seen = []
+        load = data.digits
+        data.digits = lambda *a, **k: (seen.append(torch.get_num_threads()), load(*a, **k))[1]
+        torch.set_num_threads(2)
+        build.assemble(composer.without_hydra(composer.compose([])), dry=True)
+        print(seen, torch.get_num_threads())
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.stdout.strip().splitlines()[-1] == "[1] 2", out.stdout + out.stderr
 
 
 def test_callback_takes_statuses_from_disk_when_jobs_ran_elsewhere(tmp_path, recorded_summaries, capsys):

@@ -13,9 +13,34 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 OPTUNA_RESULTS = "optimization_results.yaml"  # written into the sweep directory by hydra-optuna-sweeper
+
+
+class ForkedWorkers(Callback):
+    """Joblib's workers start as forks of the launching process instead of fresh interpreters.
+
+    A fresh worker spends 3-4 s importing torch (and torch._dynamo, which the first optimizer step loads)
+    before its first job; the launching process has already loaded both to check every job, so a fork starts
+    ready. Forking is safe here because that process has only ever computed with one thread (build.assemble's
+    dry build): a child of a process whose OpenMP thread pool is running can hang in its first parallel op.
+    """
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        import sys
+
+        target = str(OmegaConf.select(config, "hydra.launcher._target_", default=""))
+        if not target.endswith("JoblibLauncher") or sys.platform == "win32":
+            return
+        import warnings
+
+        from joblib.externals.loky.backend.context import set_start_method
+
+        set_start_method("fork", force=True)
+        # loky warns because forking a process that runs threads is unsafe; its workers are forked when the
+        # executor starts, before its own threads, from a process that has none of its own
+        warnings.filterwarnings("ignore", message="`fork` start method should not be used", category=UserWarning)
 
 
 class SweepSummary(Callback):
