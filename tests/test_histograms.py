@@ -219,10 +219,12 @@ def test_grad_norm_update_ratio_and_activation_stats_against_an_oracle():
         assert scalars["act_std/1_tanh"] == pytest.approx(act.std(unbiased=False).item(), rel=1e-4)
 
 
-def test_every_epoch_of_a_long_full_batch_run_is_not_captured():
-    # XOR-like: 1 step per epoch, 300 epochs, evaluated every 100 -> start + 3 epoch ends + every 500th step (none)
-    model, board, _, _ = train_with(lambda m, p: [], epochs=300, epoch_every=100, hist_every=500, n=4, batch=4)
-    assert sorted(board.captures) == [0, 100, 200, 300]
+@pytest.mark.parametrize("hist_every, captured", [(120, [0, 120, 240, 300]), (0, [0, 100, 200, 300])])
+def test_a_full_batch_run_captures_every_hist_every_steps_or_else_at_evaluated_epochs(hist_every, captured):
+    # XOR-like: 1 step per epoch (epochs are steps), 300 epochs evaluated every 100; the start and the end always
+    model, board, _, _ = train_with(lambda m, p: [], epochs=300, epoch_every=100, hist_every=hist_every, n=4,
+                                    batch=4)
+    assert sorted(board.captures) == captured
     assert hooks(model) == 0
 
 

@@ -119,6 +119,9 @@ class Histograms:
         self.board, self.model, self.probe = board, model, probe     # probe: (P, *feature_shape)
         self.every, self.steps_per_epoch = int(every), max(int(steps_per_epoch), 1)
         self.epochs, self.epoch_every, self.bins = int(epochs), max(int(epoch_every), 1), bins
+        # evaluated epochs are captured too, except when an epoch is one step (full batch) and `every` is set:
+        # then epochs are steps, and `every` alone says how often (the final epoch is always captured)
+        self.at_epochs = self.every <= 0 or self.steps_per_epoch > 1
         self.layers = find_layers(model)
         # eval()/train() walk every module in Python; skip them when no module behaves differently in training
         self.toggle_mode = any(isinstance(m, MODE_DEPENDENT) or not type(m).__module__.startswith("torch.nn")
@@ -144,7 +147,8 @@ class Histograms:
             self._snapshot(state.step + 1)
 
     def on_epoch(self, state, metrics: dict[str, float]) -> None:
-        self.capture(state.step)                 # the loop only reports evaluated epochs
+        if self.at_epochs or state.epoch >= self.epochs:  # the loop only reports evaluated epochs
+            self.capture(state.step)
 
     # --- when to capture ---------------------------------------------------------------------------
     def _next_step_captures(self, state) -> bool:
@@ -156,7 +160,7 @@ class Histograms:
         if done_in_epoch + 1 != self.steps_per_epoch:
             return False                                     # the next step does not end an epoch
         epoch = state.epoch + (1 if state.batch >= self.steps_per_epoch else 0) + 1  # epochs done after it
-        return epoch % self.epoch_every == 0 or epoch == self.epochs
+        return (self.at_epochs and epoch % self.epoch_every == 0) or epoch == self.epochs
 
     def _snapshot(self, step: int) -> None:
         with torch.no_grad():
