@@ -118,6 +118,34 @@ def test_same_numbers_as_a_hand_written_loop(tmp_path):
     assert metrics["val/loss"] == pytest.approx(final, rel=1e-6, abs=1e-9)
 
 
+def test_the_loop_clears_gradients_and_keeps_an_optimizers_own_zero_grad():
+    from dlexp import loop
+
+    class Counting(torch.optim.SGD):
+        calls = 0
+
+        def zero_grad(self, set_to_none: bool = True) -> None:
+            Counting.calls += 1
+            super().zero_grad(set_to_none)
+
+    x, y = torch.randn(12, 3), torch.randn(12, 1)
+    for make in (torch.optim.SGD, Counting):
+        torch.manual_seed(0)
+        net = nn.Linear(3, 1)
+        opt = make(net.parameters(), lr=0.1)
+        loop.fit(net, nn.functional.mse_loss, opt, Batches(x, y, 4, False, 0), 2, lambda state: {})
+        torch.manual_seed(0)
+        ref = nn.Linear(3, 1)
+        ref_opt = torch.optim.SGD(ref.parameters(), lr=0.1)
+        for _ in range(2):
+            for i in range(0, 12, 4):  # oracle: a plain loop where gradients would pile up if never cleared
+                ref_opt.zero_grad()
+                nn.functional.mse_loss(ref(x[i:i + 4]), y[i:i + 4]).backward()
+                ref_opt.step()
+        assert torch.equal(net.weight, ref.weight) and torch.equal(net.bias, ref.bias)
+    assert Counting.calls == 6
+
+
 def test_event_file_holds_the_expected_scalars(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
