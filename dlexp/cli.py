@@ -56,7 +56,10 @@ def train(ctx: typer.Context) -> None:
         _fail(err)
     hydra_app.OUTCOMES.clear()
     if single is not None:
-        hydra_app.run_single(single, inv.config_name)
+        try:
+            hydra_app.run_single(single, inv.config_name, inv.config_dirs)
+        except DlexpError as err:
+            _fail(err)
     else:
         hydra_app.run_hydra(inv.argv)
     statuses = [status for _, status in hydra_app.OUTCOMES]

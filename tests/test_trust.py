@@ -163,6 +163,15 @@ def test_an_existing_run_directory_is_never_overwritten(cli, tmp_path):
     assert (tmp_path / "same" / "status.json").read_text() == before
 
 
+def test_a_log_dir_that_cannot_be_created_is_one_sentence(cli, tmp_path):
+    (tmp_path / "a-file").write_text("not a directory")
+    result = cli("train", "data=xor", "trainer.epochs=1", f"log.dir={tmp_path / 'a-file' / 'runs'}")
+    assert result.returncode == 2, result.stderr
+    assert "Cannot create the run directory" in result.stderr and "choose another log.dir" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert (tmp_path / "a-file").read_text() == "not a directory"
+
+
 def test_resume_refuses_another_architecture_and_allows_more_epochs(cli, tmp_path):
     assert cli("train", "data=xor", "trainer.epochs=2", "model.hidden=[8]", "log.progress=none",
                "hydra.run.dir=a").returncode == 0

@@ -67,7 +67,7 @@ def report(console, err: ConfigError, prefix: str = "") -> None:
             console.print(f"  - {problem}", soft_wrap=True)
 
 
-def run_single(cfg: DictConfig, config_name: str = "config") -> None:
+def run_single(cfg: DictConfig, config_name: str = "config", config_dirs=()) -> None:
     """One run of a config the pre-flight composed and checked: what Hydra's `run` does after composing."""
     from hydra._internal.callbacks import Callbacks
     from hydra.core.utils import run_job
@@ -75,9 +75,18 @@ def run_single(cfg: DictConfig, config_name: str = "config") -> None:
 
     from dlexp.config.compose import create_hydra
 
+    from omegaconf import OmegaConf
+
+    from dlexp.errors import UsageError
+
     with open_dict(cfg.hydra):
         cfg.hydra.mode = RunMode.RUN
-    hydra = create_hydra()  # its config loader is part of the job's context (a launcher would use it)
+    run_dir = Path(str(OmegaConf.select(cfg, "hydra.run.dir")))
+    try:  # Hydra would make it too, with a traceback when it cannot
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"Cannot create the run directory {run_dir} ({err.strerror}); choose another log.dir.")
+    hydra = create_hydra(config_dirs)  # its config loader is part of the job's context (a launcher would use it)
     callbacks = Callbacks(cfg)
     callbacks.on_run_start(config=cfg, config_name=config_name)
     ret = run_job(hydra_context=HydraContext(config_loader=hydra.config_loader, callbacks=callbacks),
