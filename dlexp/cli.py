@@ -24,15 +24,9 @@ PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_
 
 
 def _fail(err: DlexpError) -> None:
-    from dlexp.errors import ConfigError
+    from dlexp.config.app import report_error
 
-    if isinstance(err, ConfigError):
-        from dlexp.config.app import report
-
-        report(err_console, err)
-    else:
-        err_console.print(f"[bold red]error:[/] {err}", soft_wrap=True)
-    raise typer.Exit(err.exit_code)
+    raise typer.Exit(report_error(err_console, err))
 
 
 @app.command(context_settings=PASS_THROUGH)
@@ -42,39 +36,9 @@ def train(ctx: typer.Context) -> None:
     Everything after `train` goes to Hydra untouched: key=value, +key=value, ~key, -m/--multirun with
     a,b / range() / choice() sweeps, --cfg job, --config-dir DIR, hydra/launcher=joblib, hydra/sweeper=optuna.
     """
-    from dlexp.config import app as hydra_app
-    from dlexp.config import compose as composer
-    from dlexp.config import preflight
-    from dlexp.errors import ConfigError
+    from dlexp.config.app import train_command
 
-    single = None
-    try:
-        inv = composer.parse_argv(list(ctx.args))
-        if not inv.inspect_only:
-            single = preflight.check(inv)
-    except ConfigError as err:
-        _fail(err)
-    hydra_app.OUTCOMES.clear()
-    if single is not None:
-        try:
-            hydra_app.run_single(single, inv.config_name, inv.config_dirs)
-        except DlexpError as err:
-            _fail(err)
-    else:
-        hydra_app.run_hydra(inv.argv)
-    statuses = [status for _, status in hydra_app.OUTCOMES]
-    raise typer.Exit(worst_exit_code(statuses))
-
-
-def worst_exit_code(statuses: list[str]) -> int:
-    """A sweep exits with its most serious outcome: interrupted > failed > config error > diverged > completed."""
-    from dlexp.runs import EXIT_CODES
-
-    codes = [EXIT_CODES.get(s, 2 if s == "config-error" else 1) for s in statuses]
-    for code in (143, 130, 1, 2, 3):
-        if code in codes:
-            return code
-    return 0
+    raise typer.Exit(train_command(ctx.args))
 
 
 @app.command("list")

@@ -1,4 +1,5 @@
-"""The `dlexp` console script. `dlexp list` is answered here, before typer is even imported: it must be instant."""
+"""The `dlexp` console script. `dlexp list` and `dlexp train` are answered here, without building typer's
+command tree: `list` must be instant, and `train` hands its arguments to Hydra untouched anyway."""
 
 from __future__ import annotations
 
@@ -25,6 +26,10 @@ def _dispatch(argv: list[str]) -> None:
 
         raise SystemExit(print_options(argv[1] if len(argv) == 2 else None, Console(highlight=False),
                                        Console(stderr=True, highlight=False)))
+    if argv[:1] == ["train"] and "--help" not in argv[1:]:  # everything after `train` goes to Hydra
+        from dlexp.config.app import train_command
+
+        raise SystemExit(train_command(argv[1:]))
     from dlexp.cli import app
 
     app()

@@ -20,8 +20,8 @@ from omegaconf import OmegaConf
 
 from conftest import dlexp_cmd, run_dirs, status_of
 from dlexp import runs
-from dlexp.cli import worst_exit_code
 from dlexp.config import app, callbacks, catalog
+from dlexp.config.app import worst_exit_code
 from dlexp.config import compose as composer
 
 TINY = ["data=xor", "trainer.epochs=3", "log.histograms=false", "log.progress=none"]
