@@ -137,6 +137,15 @@ def test_bad_input_one_sentence_exit_2_nothing_written(cli, tmp_path, override, 
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_sweep_names_the_job_each_problem_belongs_to(cli, tmp_path):
+    result = cli("train", "-m", "optimizer=adamm,sgd", "batch.size=0,32")
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    text = result.stderr.replace("\n", " ")
+    assert "[optimizer=adamm batch.size=0] Unknown optimizer 'adamm'" in text  # the job, not a swallowed tag
+    assert "[optimizer=sgd batch.size=0] batch.size=0 is out of range" in text
+    assert not (tmp_path / "runs").exists()
+
+
 def test_impossible_pairing_names_both_options(cli, tmp_path):
     result = cli("train", "data=linear", "loss=sparse_ce")
     assert result.returncode == 2
