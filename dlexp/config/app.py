@@ -6,10 +6,10 @@ import shutil
 import sys
 from pathlib import Path
 
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from dlexp.config import catalog, resolvers
-from dlexp.errors import ConfigError
+from dlexp.errors import ConfigError, DlexpError, UsageError
 
 # (run directory, status) of the jobs that ran in this process, for the exit code.
 OUTCOMES: list[tuple[str, str]] = []
@@ -69,7 +69,7 @@ def report(console, err: ConfigError, prefix: str = "") -> None:
             console.print(f"  - {escape(problem)}", soft_wrap=True)
 
 
-def report_error(console, err) -> int:
+def report_error(console, err: DlexpError) -> int:
     """A DlexpError for the user: its sentence(s), no traceback; returns its exit code."""
     if isinstance(err, ConfigError):
         report(console, err)
@@ -88,7 +88,6 @@ def train_command(argv: list[str]) -> int:
     """
     from dlexp.config import compose as composer
     from dlexp.config import preflight
-    from dlexp.errors import DlexpError
 
     try:
         inv = composer.parse_argv(list(argv))
@@ -121,10 +120,6 @@ def run_single(cfg: DictConfig, config_name: str = "config", config_dirs=()) -> 
     from hydra.types import HydraContext, RunMode
 
     from dlexp.config.compose import create_hydra
-
-    from omegaconf import OmegaConf
-
-    from dlexp.errors import UsageError
 
     with open_dict(cfg.hydra):
         cfg.hydra.mode = RunMode.RUN
