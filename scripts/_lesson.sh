@@ -1,0 +1,19 @@
+# Sourced by every lesson script: how a lesson's sweep is run, where it goes and what its exit code means.
+# DLEXP (default: dlexp) is the command to run, RUNS (default: runs) the folder lessons go under.
+
+read -ra dlexp <<< "${DLEXP:-dlexp}"
+
+# lesson_dir NAME: a fresh folder for this run of the lesson, $RUNS/lessons/NAME/<time>-<pid>
+lesson_dir() {
+    echo "${RUNS:-runs}/lessons/$1/$(date +%Y%m%d-%H%M%S)-$$"
+}
+
+# sweep DIR OVERRIDES...: `dlexp train -m OVERRIDES` into DIR (given explicitly, so the script knows where to
+# look); the exit code is left in $code. Stops the script when nothing ran or the sweep was interrupted.
+sweep() {
+    local dir=$1
+    shift
+    code=0
+    "${dlexp[@]}" train -m hydra.sweep.dir="$dir" "$@" || code=$?
+    case $code in 0|1|3) ;; *) exit "$code" ;; esac   # 2: nothing ran (bad overrides); 130/143: interrupted
+}
