@@ -45,8 +45,10 @@ def check(inv: composer.Invocation):
     """
     problems: list[str] = [] if inv.multirun else _existing_run_dir(inv.overrides)
     all_jobs = jobs(inv)
+    shared = set.intersection(*map(set, all_jobs)) if len(all_jobs) > 1 else set()
     for overrides in all_jobs:
-        prefix = f"[{' '.join(overrides)}] " if len(all_jobs) > 1 else ""
+        # a job is named by what makes it differ from the others (not by the overrides they all share)
+        prefix = f"[{' '.join(o for o in overrides if o not in shared)}] " if len(all_jobs) > 1 else ""
         cfg, found = composer.compose_leniently(overrides, inv.config_dirs, inv.config_name)
         if cfg is not None:
             # with composition problems, only the structure is checked: a dry build would trip over them
