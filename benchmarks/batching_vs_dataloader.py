@@ -49,13 +49,13 @@ class LoaderBatches:
 
 
 def experiment(batch: list[str], device: str, overrides: list[str]):
-    cfg = composer.without_hydra(composer.compose(["data=digits", f"device={device}", *batch, *overrides]))
+    cfg = composer.without_hydra(composer.load(["data=digits", f"device={device}", *batch, *overrides]))
     return build.assemble(cfg)
 
 
 def one_epoch(exp, batches) -> None:
-    loop.fit(exp.model, exp.loss, exp.optimizer, batches, 1, evaluate=lambda state: {}, observers=(),
-             state=loop.TrainState())  # ends with one .item(): the epoch's work is done when it returns
+    loop.fit(exp.model, exp.loss, exp.optimizer, batches, loop.Schedule(1, len(batches)),
+             evaluate=lambda state: {}, observers=(), state=loop.TrainState())  # ends with one .item(): the epoch's work is done when it returns
 
 
 def feed_only(batches) -> None:

@@ -106,7 +106,7 @@ def stock_checksums():
 
 def timed_run(overrides: list[str], run_dir: Path, reference: bool, stock: bool) -> tuple[float, float]:
     """(wall seconds, CPU seconds of this process: all its threads, blind to other processes on the machine)."""
-    cfg = composer.without_hydra(composer.compose(["log.progress=none", *overrides]))
+    cfg = composer.without_hydra(composer.load(["log.progress=none", *overrides]))
     original = build.observers
     if reference:
         def with_reference(cfg, exp, run_dir, console, board):
@@ -151,7 +151,7 @@ def main() -> int:
     def ratio(name: str, which: int) -> float:                   # median of the paired, per-repeat ratios
         return statistics.median(t[which] / n[which] for t, n in zip(times[name], times["none"]))
 
-    cfg = composer.without_hydra(composer.compose(base))
+    cfg = composer.without_hydra(composer.load(base))
     print(f"digits MLP, batch 32, {args.epochs} epochs, {args.repeats} repeats, torch threads {args.threads}, "
           f"log.hist_every={cfg.log.hist_every} (+ every evaluated epoch)")
     for name, t in times.items():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -16,6 +15,17 @@ from dlexp.batching import Batches
 from dlexp.config.objects import instantiate
 from dlexp.errors import ConfigError
 from dlexp.optim import build_optimizer
+
+# What the builder passes to each group's target; never set by a user (validation refuses these keys).
+# The optimizer gets `params` always, and `model`, `init`, `steps_per_epoch` only if its __init__ names them.
+INJECTED = {
+    "data": ("seed",),
+    "model": ("in_shape", "out_features"),
+    "loss": (),
+    "optimizer": ("params", "model", "init", "steps_per_epoch"),
+    "initializer": ("model",),
+    "scheduler": ("optimizer",),
+}
 
 
 @dataclass
@@ -37,18 +47,16 @@ class Experiment:
         return self.data.task != "unlabelled"
 
 
+def available_devices() -> dict[str, bool]:
+    """Which device kinds this machine has, in device=auto's order of preference."""
+    mps = getattr(torch.backends, "mps", None)
+    return {"cuda": torch.cuda.is_available(), "mps": mps is not None and mps.is_available(), "cpu": True}
+
+
 def resolve_device(kind: str) -> torch.device:
+    """The device for device.type (validation has checked that it exists)."""
     if kind == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    available = {"cpu": True, "cuda": torch.cuda.is_available(),
-                 "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()}
-    if not available[kind]:
-        raise ConfigError(f"device={kind} was asked for, but this machine has no {kind.upper()} device; "
-                          "use device=cpu or device=auto.")
+        kind = next(k for k, present in available_devices().items() if present)
     return torch.device(kind)
 
 
@@ -98,7 +106,7 @@ def _assemble(cfg: DictConfig, dry: bool) -> Experiment:
     init = instantiate(cfg.initializer, "initializer", allow)
     init(model)
     model.to(device)
-    data = data if dry else data.to(device)
+    data = data if dry else data.to(device)  # train and validation splits; a test split stays where it is
     y_train = loss.encode(data.y_train, data) if labelled else None
     y_val = loss.encode(data.y_val, data) if labelled else None
     x_train = data.x_train
@@ -140,9 +148,17 @@ def evaluator(exp: Experiment) -> Callable[[Any], dict[str, float]]:
     return run
 
 
-def observers(cfg: DictConfig, exp: Experiment, run_dir: Path, console, board) -> list:
-    """The observers a run's config asks for, in the order they are notified."""
-    from dlexp import runs
+def schedule(cfg: DictConfig, exp: Experiment):
+    """How long the loop runs, when it evaluates and which steps it captures (histograms)."""
+    from dlexp.loop import Schedule
+
+    return Schedule(epochs=exp.epochs, steps_per_epoch=len(exp.batches), eval_every=int(cfg.log.epoch_every),
+                    capture_every=int(cfg.log.hist_every))
+
+
+def observers(cfg: DictConfig, exp: Experiment, job, console, board, config_yaml: str) -> list:
+    """Every observer a run's config asks for, in the order they are notified: the one place they are wired."""
+    from dlexp import checkpoint
     from dlexp.observe.guard import DivergenceGuard
     from dlexp.observe.histograms import Histograms, probe_batch
     from dlexp.observe.hparams import HParams, hyperparameters
@@ -153,18 +169,19 @@ def observers(cfg: DictConfig, exp: Experiment, run_dir: Path, console, board) -
     log = cfg.log
     chosen = [DivergenceGuard(exp.model, exp.device, int(log.every))]
     if log.histograms:  # right after the guard: a step it stops (non-finite loss) is never captured
-        chosen.append(Histograms(board, exp.model, probe_batch(exp.data), int(log.hist_every), len(exp.batches),
-                                 exp.epochs, int(log.epoch_every)))
+        chosen.append(Histograms(board, exp.model, probe_batch(exp.data)))
     chosen += [ScalarLogger(board, exp.optimizer, int(log.every), len(exp.batches)),
-               MetricsCSV(run_dir / "metrics.csv")]
-    progress = log.progress
+               MetricsCSV(job.run_dir / "metrics.csv")]
+    progress = "none" if job.compact else log.progress
     if progress == "auto":
         progress = "bar" if console.is_terminal and sys.stdout.isatty() else "lines"
     if progress == "bar":
         chosen.append(ProgressBar(console, exp.epochs, len(exp.batches), int(log.every)))
     elif progress == "lines":
         chosen.append(ProgressLines(console, exp.epochs))
-    hparams = hyperparameters(OmegaConf.to_container(cfg, resolve=True), runs.read_status(run_dir).get("choices"))
+    hparams = hyperparameters(OmegaConf.to_container(cfg, resolve=True), job.choices)
     chosen.append(HParams(board, hparams, sources=[o for o in chosen if isinstance(o, Histograms)],
-                          history=run_dir / "metrics.csv"))
+                          history=job.run_dir / "metrics.csv"))
+    chosen.append(checkpoint.Checkpointer(job.run_dir / checkpoint.FILE, exp, config_yaml,
+                                          int(cfg.trainer.checkpoint_every)))
     return chosen

@@ -59,27 +59,29 @@ def show(ctx: typer.Context) -> None:
     from dlexp.errors import ConfigError
 
     try:
-        inv = composer.parse_argv(list(ctx.args))
-        cfg = composer.without_hydra(composer.compose(inv.overrides, inv.config_dirs, inv.config_name))
+        inv = composer.parse_command_line(list(ctx.args))
+        cfg = composer.load(inv.overrides, inv.config_dirs, inv.config_name)
     except ConfigError as err:
         _fail(err)
-    console.print(Syntax(OmegaConf.to_yaml(cfg), "yaml", theme="ansi_dark", background_color="default"))
+    text = OmegaConf.to_yaml(composer.without_hydra(cfg))
+    console.print(Syntax(text, "yaml", theme="ansi_dark", background_color="default"))
 
 
 @app.command(context_settings=PASS_THROUGH)
 def validate(ctx: typer.Context) -> None:
-    """Report every problem with these overrides at once, without training (exit 2 if any)."""
+    """Report every problem with these overrides at once, without training (exit 2 if any); -m checks a sweep."""
     from dlexp.config import compose as composer
-    from dlexp.config import preflight
+    from dlexp.config.preflight import check_jobs
     from dlexp.errors import ConfigError
 
     try:
-        inv = composer.parse_argv(list(ctx.args))
-        preflight.check(inv)
+        inv = composer.parse_command_line(list(ctx.args))
+        jobs = composer.sweep_jobs(inv.overrides) if inv.multirun else [inv.overrides]
+        with composer.standalone(inv.config_dirs, inv.config_name) as session:
+            checked = check_jobs(jobs, session)
     except ConfigError as err:
         _fail(err)
-    jobs = len(preflight.jobs(inv))
-    console.print(f"[green]ok[/]: {jobs} configuration{'s' if jobs > 1 else ''} can run.")
+    console.print(f"[green]ok[/]: {checked} configuration{'s' if checked > 1 else ''} can run.")
 
 
 @app.command()

@@ -21,7 +21,6 @@ SUMMARY_CSV, SUMMARY_MD = "summary.csv", "summary.md"
 METRICS = ["train/loss", "best/train/loss", "val/loss", "best/val/loss",
            "train/acc", "best/train/acc", "val/acc", "best/val/acc", "hist/saturated", "hist/dead"]
 TAIL = ["epochs", "wall_time", "status"]
-STATUS_STYLE = {"completed": "green", "diverged": "bold red", "failed": "red", "running": "yellow"}
 
 
 @dataclass
@@ -71,9 +70,9 @@ def load_run(path: Path) -> RunRow:
     columns = rows[0].keys() if rows else []
     for column in columns:  # metrics.csv holds every evaluated epoch (a resumed run appends to it)
         if column.split("/")[-1] in ("loss", "acc"):
-            values = [v for v in (_float(r.get(column)) for r in rows) if v is not None]
-            if values:
-                metrics[f"best/{column}"] = min(values) if column.endswith("loss") else max(values)
+            for value in (_float(r.get(column)) for r in rows):
+                if value is not None and runs.is_better(column, value, metrics.get(f"best/{column}")):
+                    metrics[f"best/{column}"] = value
     curve = [(e, v) for e, v in ((_float(r.get("epoch")), _float(r.get("val/loss"))) for r in rows)
              if e is not None and v is not None]
     name = path.name  # made unique by collect() when two sweeps hold the same job name
@@ -262,7 +261,7 @@ def render(console, columns: list[str], records: list[dict[str, Any]], title: st
             if f"best/{column}" in columns:
                 text += f"\n[dim]{fmt(column, record.get(f'best/{column}'))}[/]"
             if column == "status":
-                text = f"[{STATUS_STYLE.get(text, 'yellow')}]{text}[/]"
+                text = f"[{runs.status_style(text)}]{text}[/]"
             row[column] = text
         cells.append(row)
 

@@ -8,7 +8,7 @@ seed, never from the global RNGs, so loading data does not shift the model's ini
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -63,11 +63,11 @@ class Dataset:
         return f"Dataset(name={self.name!r}, task={self.task!r}, {shapes}, n_classes={self.n_classes})"
 
     def to(self, device: torch.device | str) -> Dataset:
-        """A copy with every tensor on `device`."""
+        """A copy with the training and validation tensors on `device` (the test split is not trained on)."""
         moved = {
-            f.name: getattr(self, f.name).to(device)
-            for f in fields(self)
-            if isinstance(getattr(self, f.name), Tensor)
+            name: getattr(self, name).to(device)
+            for name in ("x_train", "y_train", "x_val", "y_val")
+            if isinstance(getattr(self, name), Tensor)
         }
         return replace(self, **moved)
 

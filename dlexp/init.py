@@ -1,8 +1,8 @@
 """Weight initialisation: one function that walks the modules by type (nanoGPT `_init_weights`).
 
 Built from conf/initializer/<scheme>.yaml with `_partial_: true`, so the builder calls
-`init_fn(model)` right after building the model, and gradient-free optimizers may call
-`init_fn(model, redraw=True)` to draw fresh parameters from the same distribution.
+`init_fn(model)` right after building the model, and random search calls it again to draw fresh
+parameters from the same distribution.
 
 Each scheme draws a Linear/Conv2d weight with exactly one torch.nn.init call, so a run can be
 reproduced by hand with the same seed. fan_in of a Conv2d weight (out, in, kh, kw) is in*kh*kw.
@@ -11,11 +11,13 @@ reproduced by hand with the same seed. fan_in of a Conv2d weight (out, in, kh, k
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
 import torch
 from torch import nn
 
 from dlexp.errors import ConfigError
+from dlexp.params import OneOf
 
 SCHEMES = (
     "default",         # PyTorch's own init (Kaiming-uniform with a=sqrt(5)); touches nothing
@@ -63,29 +65,23 @@ def _draw_weight(w: torch.Tensor, scheme: str, std, low, high, value, gain) -> N
 @torch.no_grad()
 def init_weights(
     model: nn.Module,
-    scheme: str = "default",
+    scheme: Annotated[str, OneOf(SCHEMES)] = "default",
     std: float | None = None,
     low: float | None = None,
     high: float | None = None,
     value: float = 0.5,
     gain: float = 1.0,
     bias: str | float | None = None,
-    redraw: bool = False,
 ) -> nn.Module:
     """Re-initialise Linear/Conv2d/BatchNorm parameters of `model` in place and return it.
 
+    scheme "default" touches nothing, so the model equals a hand-built one after the same seed.
     bias: "zeros", "keep" (PyTorch's draw) or a number; None means the scheme's natural
     choice — zeros, except `constant`, whose biases get `value` too so symmetry is exact.
-    redraw: only matters for scheme "default": False (the build) touches nothing, so the model
-    equals a hand-built one after the same seed; True re-runs PyTorch's `reset_parameters()`.
     """
     if scheme not in SCHEMES:
         raise ConfigError(f"initializer.scheme={scheme!r} is not a valid scheme; choose one of {', '.join(SCHEMES)}.")
     if scheme == "default":
-        if redraw:
-            for m in model.modules():
-                if isinstance(m, (nn.Linear, nn.Conv2d, nn.modules.batchnorm._BatchNorm)):
-                    m.reset_parameters()
         return model
     if bias is None:
         bias = value if scheme == "constant" else "zeros"

@@ -19,12 +19,45 @@ class TrainState:
     metrics: dict[str, float] = field(default_factory=dict)  # the latest epoch metrics
 
 
+@dataclass(frozen=True)
+class Schedule:
+    """How long the loop runs, when it evaluates, and which steps it captures (histograms, pictures)."""
+
+    epochs: int
+    steps_per_epoch: int
+    eval_every: int = 1               # epochs between evaluations; the last epoch is always evaluated
+    capture_every: int = 0            # optimizer steps between captures; 0: only at evaluated epochs
+
+    def evaluates(self, epoch: int) -> bool:
+        return epoch % self.eval_every == 0 or epoch == self.epochs
+
+    @property
+    def captures_epochs(self) -> bool:
+        """Evaluated epochs are captured too, except when an epoch is one step (full batch) and capture_every
+        is set: then epochs are steps, and capture_every alone says how often (plus the start and the end)."""
+        return self.capture_every <= 0 or self.steps_per_epoch > 1
+
+    def captures_step(self, step: int) -> bool:
+        return self.capture_every > 0 and step % self.capture_every == 0
+
+    def captures_epoch(self, epoch: int) -> bool:
+        return (self.captures_epochs and self.evaluates(epoch)) or epoch == self.epochs
+
+    def captures_next(self, state: TrainState) -> bool:
+        """Will the step about to be taken be captured (after it, or at the end of the epoch it completes)?"""
+        if self.captures_step(state.step + 1):
+            return True
+        return state.batch + 1 >= self.steps_per_epoch and self.captures_epoch(state.epoch + 1)
+
+
 class Observer(Protocol):
     """Small objects the loop notifies; adding one never edits the loop. All methods are optional."""
 
     def on_start(self, state: TrainState) -> None: ...
     def on_step(self, state: TrainState, loss: Tensor) -> None: ...
     def on_epoch(self, state: TrainState, metrics: dict[str, float]) -> None: ...
+    def on_capture_next(self, state: TrainState) -> None: ...   # the step about to be taken will be captured
+    def on_capture(self, state: TrainState) -> None: ...        # a captured step (the schedule decides)
     def on_end(self, state: TrainState, status: str) -> None: ...
 
 
@@ -44,16 +77,27 @@ def clear_grads(optimizer: torch.optim.Optimizer) -> None:
 
 
 def fit(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], optimizer: torch.optim.Optimizer,
-        batches, epochs: int, evaluate: Callable[[TrainState], dict[str, float]], observers=(),
-        scheduler=None, state: TrainState | None = None, eval_every: int = 1) -> TrainState:
-    """Run epochs until `epochs` are done or `state.stop` is set. Observers may raise to stop the run."""
+        batches, schedule: Schedule, evaluate: Callable[[TrainState], dict[str, float]], observers=(),
+        scheduler=None, state: TrainState | None = None) -> TrainState:
+    """Run epochs until `schedule.epochs` are done or `state.stop` is set. Observers may raise to stop the run."""
     state = state or TrainState()
     notify(observers, "on_start", state)
     on_step = [o.on_step for o in observers if hasattr(o, "on_step")]  # looked up once, called every step
+    ahead = [o.on_capture_next for o in observers if hasattr(o, "on_capture_next")]
+    capturing = [o for o in observers if hasattr(o, "on_capture")]
+    captured = -1
+
+    def capture() -> None:
+        nonlocal captured
+        if capturing and state.step != captured:  # never twice at one step (a step can end an epoch)
+            captured = state.step
+            notify(capturing, "on_capture", state)
+
     zero_grad = optimizer.zero_grad if type(optimizer).zero_grad is not torch.optim.Optimizer.zero_grad \
         else lambda: clear_grads(optimizer)
+    capture()  # the start: the fresh (or resumed) network
     model.train()
-    while state.epoch < epochs and not state.stop:
+    while state.epoch < schedule.epochs and not state.stop:
         for xb, yb in batches.epoch(state.epoch, start=state.batch):
             def closure() -> Tensor:
                 loss = loss_fn(model(xb), yb)
@@ -62,6 +106,9 @@ def fit(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], optimizer
                     loss.backward()
                 return loss
 
+            if ahead and schedule.captures_next(state):
+                for observe in ahead:
+                    observe(state)
             loss = optimizer.step(closure)
             state.step += 1
             state.batch += 1
@@ -69,6 +116,8 @@ def fit(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], optimizer
             state.loss_sum = loss.detach().clone() if state.loss_sum is None else state.loss_sum + loss.detach()
             for observe in on_step:
                 observe(state, loss)
+            if capturing and schedule.captures_step(state.step):
+                capture()
             if state.stop:
                 break
         if state.stop:
@@ -78,7 +127,9 @@ def fit(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], optimizer
         state.batch, state.loss_sum = 0, None  # observers (a checkpoint) see a clean epoch boundary
         if scheduler is not None:
             scheduler.step()
-        if state.epoch % eval_every == 0 or state.epoch == epochs:
+        if schedule.evaluates(state.epoch):
             state.metrics = {"train/loss": (epoch_loss / max(steps, 1)).item(), **evaluate(state)}
             notify(observers, "on_epoch", state, state.metrics)
+            if schedule.captures_epoch(state.epoch):
+                capture()
     return state

@@ -5,38 +5,44 @@ Protocol (every adapter, no base class — see tests/test_losses.py for the orac
     resolve(data) -> adapter          the concrete adapter for this data (Auto picks one); records
                                       data.task so predict() knows classification from regression.
                                       The builder always does `loss = loss.resolve(data)` first.
-    check(data) -> str | None         one sentence if this loss cannot work on that data
+    tasks                             the data tasks it trains on ("binary", "multiclass", "regression")
+    check(data) -> str | None         one sentence if this loss cannot work on that (labelled) data
     out_features(data) -> int         model output width
     encode(y, data) -> Tensor         targets encoded once for a whole split
     __call__(output, target) -> Tensor  scalar mean loss on raw model outputs
     predict(output) -> Tensor | None  class indices (N,) for accuracy; None for regression
 
 Datasets are duck-typed: name, task ("binary" | "multiclass" | "regression" | "unlabelled"),
-n_classes, target_dim. Unlabelled data has nothing to train on: every check() refuses it and
-Auto.resolve() returns the Auto itself (the builder skips training for unlabelled data).
+n_classes, target_dim. Unlabelled data has nothing to train on: the builder skips training (and the
+loss) for it, and Auto.resolve() returns the Auto itself.
 """
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch.nn.functional as F
 from torch import Tensor
 
-_REGRESSION_LOSSES = "use loss=mse, loss=mae, loss=huber or loss=gaussian_nll"
-_CLASSIFICATION_LOSSES = "use loss=ce, loss=sparse_ce, loss=mse, loss=mae or loss=huber"
+from dlexp.params import Range
 
-
-def _unlabelled(name: str, data) -> str:
-    return (
-        f"loss={name} has nothing to train on: data={data.name} is unlabelled (no targets), "
-        "it is meant for studying activations, so no training happens."
-    )
+CLASSIFICATION = ("binary", "multiclass")
 
 
 def _describe(data) -> str:
     """How a refusal names the dataset's task: 'has 10 classes', 'is a regression dataset'."""
-    if data.task in ("binary", "multiclass"):
+    if data.task in CLASSIFICATION:
         return f"has {data.n_classes} classes"
     return f"is a {data.task} dataset"
+
+
+def _refusal(adapter, data, needs: str) -> str | None:
+    """None if the adapter trains on this data's task, else the sentence naming both options and the way out."""
+    if data.task in adapter.tasks:
+        return None
+    others = [a.name for a in ADAPTERS if data.task in a.tasks]
+    return (f"loss={adapter.name} needs {needs}, but data={data.name} {_describe(data)}; "
+            f"use {' or '.join(', '.join(f'loss={n}' for n in others).rsplit(', ', 1))}.")
 
 
 def _one_hot(y: Tensor, n_classes: int) -> Tensor:
@@ -52,6 +58,7 @@ class _Pointwise:
     """
 
     name = "pointwise"
+    tasks = ("binary", "multiclass", "regression")
     task: str | None = None
 
     def resolve(self, data) -> "_Pointwise":
@@ -59,7 +66,7 @@ class _Pointwise:
         return self
 
     def check(self, data) -> str | None:
-        return _unlabelled(self.name, data) if data.task == "unlabelled" else None
+        return _refusal(self, data, "labelled data")
 
     def out_features(self, data) -> int:
         if data.task == "regression":
@@ -104,7 +111,7 @@ class Huber(_Pointwise):
 
     name = "huber"
 
-    def __init__(self, delta: float = 1.0):
+    def __init__(self, delta: Annotated[float, Range(0, low_open=True)] = 1.0):
         self.delta = float(delta)
 
     def __call__(self, output: Tensor, target: Tensor) -> Tensor:
@@ -115,6 +122,7 @@ class BCE:
     """Binary cross-entropy on one logit per sample (sigmoid link folded in, numerically stable)."""
 
     name = "bce"
+    tasks = ("binary",)
     task: str | None = None
 
     def resolve(self, data) -> "BCE":
@@ -122,16 +130,7 @@ class BCE:
         return self
 
     def check(self, data) -> str | None:
-        if data.task == "unlabelled":
-            return _unlabelled(self.name, data)
-        if data.task == "multiclass":
-            return (
-                f"loss=bce needs a binary dataset, but data={data.name} has {data.n_classes} classes; "
-                "use loss=ce or loss=sparse_ce."
-            )
-        if data.task != "binary":
-            return f"loss=bce needs a binary dataset, but data={data.name} {_describe(data)}; {_REGRESSION_LOSSES}."
-        return None
+        return _refusal(self, data, "a binary dataset")
 
     def out_features(self, data) -> int:
         return 1
@@ -150,6 +149,7 @@ class _Categorical:
     """Shared logic of ce / sparse_ce: K logits (2 for binary), class = argmax."""
 
     name = "categorical"
+    tasks = CLASSIFICATION
     task: str | None = None
 
     def resolve(self, data):
@@ -157,14 +157,7 @@ class _Categorical:
         return self
 
     def check(self, data) -> str | None:
-        if data.task == "unlabelled":
-            return _unlabelled(self.name, data)
-        if data.task not in ("binary", "multiclass"):
-            return (
-                f"loss={self.name} needs a classification dataset, but data={data.name} "
-                f"{_describe(data)}; {_REGRESSION_LOSSES}."
-            )
-        return None
+        return _refusal(self, data, "a classification dataset")
 
     def out_features(self, data) -> int:
         return data.n_classes
@@ -207,9 +200,10 @@ class GaussianNLL:
     """
 
     name = "gaussian_nll"
+    tasks = ("regression",)
     task: str | None = None
 
-    def __init__(self, eps: float = 1e-6, full: bool = False):
+    def __init__(self, eps: Annotated[float, Range(0, low_open=True)] = 1e-6, full: bool = False):
         self.eps = float(eps)
         self.full = bool(full)
 
@@ -218,14 +212,7 @@ class GaussianNLL:
         return self
 
     def check(self, data) -> str | None:
-        if data.task == "unlabelled":
-            return _unlabelled(self.name, data)
-        if data.task != "regression":
-            return (
-                f"loss=gaussian_nll needs a regression dataset, but data={data.name} {_describe(data)}; "
-                f"{_CLASSIFICATION_LOSSES}."
-            )
-        return None
+        return _refusal(self, data, "a regression dataset")
 
     def out_features(self, data) -> int:
         return 2 * data.target_dim
@@ -258,12 +245,11 @@ class Auto:
         # Unlabelled data: nothing to resolve to; the builder skips training, check() says why.
         return self if choice is None else choice().resolve(data)
 
-    def check(self, data) -> str | None:
-        if data.task not in self.CHOICES:
-            return _unlabelled(self.name, data)
-        return None
-
     def _unresolved(self, *_args, **_kwargs):
         raise RuntimeError("loss=auto must be resolved first: call `loss = loss.resolve(data)`.")
 
-    out_features = encode = __call__ = predict = _unresolved
+    check = out_features = encode = __call__ = predict = _unresolved
+
+
+# Every loss a dataset can be trained with, for the "use loss=..." advice of a refusal.
+ADAPTERS = (BCE, CE, SparseCE, MSE, MAE, Huber, GaussianNLL)  # the natural choices first

@@ -14,20 +14,28 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
+from typing import Annotated
 
 from torch import nn
 
 from dlexp.errors import ConfigError
+from dlexp.params import OneOf, Range
 
-# Classes, not instances: every layer needs its own module so forward hooks fire once per layer.
+# The activations `model.activation` accepts. Classes, not instances: every layer needs its own module so
+# forward hooks fire once per layer.
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "sigmoid": nn.Sigmoid,
     "tanh": nn.Tanh,
     "relu": nn.ReLU,
     "leaky_relu": nn.LeakyReLU,  # negative slope 0.01
+    "elu": nn.ELU,
     "gelu": nn.GELU,
+    "silu": nn.SiLU,             # x * sigmoid(x), also called swish
+    "mish": nn.Mish,             # x * tanh(softplus(x))
     "identity": nn.Identity,
 }
+Activation = Annotated[str, OneOf(ACTIVATIONS)]
+Sizes = Annotated[Sequence[int], Range(1)]     # widths, channel counts: each at least 1
 
 
 def make_activation(name: str) -> nn.Module:
@@ -44,11 +52,8 @@ def _shape(in_shape: Iterable[int]) -> tuple[int, ...]:
     return tuple(int(d) for d in in_shape)
 
 
-def _sizes(hidden: int | Iterable[int], key: str) -> list[int]:
-    sizes = [int(hidden)] if isinstance(hidden, int) else [int(h) for h in hidden]
-    if any(h <= 0 for h in sizes):
-        raise ConfigError(f"model.{key}={sizes} must contain only positive sizes.")
-    return sizes
+def _sizes(hidden: int | Iterable[int]) -> list[int]:
+    return [int(hidden)] if isinstance(hidden, int) else [int(h) for h in hidden]
 
 
 def _flatten_if_image(shape: tuple[int, ...]) -> list[nn.Module]:
@@ -64,19 +69,16 @@ def perceptron(in_shape: Sequence[int], out_features: int) -> nn.Sequential:
 def mlp(
     in_shape: Sequence[int],
     out_features: int,
-    hidden: int | Sequence[int] = (64,),
-    activation: str = "relu",
+    hidden: Sizes = (64,),
+    activation: Activation = "relu",
     batchnorm: bool = False,
-    dropout: float = 0.0,
+    dropout: Annotated[float, Range(0, 1, high_open=True)] = 0.0,
 ) -> nn.Sequential:
     """[Flatten] + (Linear [+BatchNorm1d] + act [+Dropout]) per hidden size + Linear (raw outputs)."""
     shape = _shape(in_shape)
-    make_activation(activation)  # fail early on a bad name even when hidden=[]
-    if not 0.0 <= float(dropout) < 1.0:
-        raise ConfigError(f"model.dropout={dropout} must be in [0, 1).")
     layers = _flatten_if_image(shape)
     width = math.prod(shape)
-    for size in _sizes(hidden, "hidden"):
+    for size in _sizes(hidden):
         layers.append(nn.Linear(width, size))
         if batchnorm:
             layers.append(nn.BatchNorm1d(size))  # normalises pre-activations, as in Ioffe & Szegedy
@@ -91,10 +93,10 @@ def mlp(
 def cnn(
     in_shape: Sequence[int],
     out_features: int,
-    channels: Sequence[int] = (6, 16),
-    hidden: Sequence[int] = (120, 84),
-    activation: str = "relu",
-    kernel_size: int = 5,
+    channels: Sizes = (6, 16),
+    hidden: Sizes = (120, 84),
+    activation: Activation = "relu",
+    kernel_size: Annotated[int, Range(1)] = 5,
 ) -> nn.Sequential:
     """LeNet-style: (Conv2d + act + MaxPool2d(2)) per channel count, Flatten, MLP head."""
     shape = _shape(in_shape)
@@ -103,12 +105,11 @@ def cnn(
             f"model=cnn needs image data shaped (C, H, W), but the data has feature shape {shape}; "
             "use model=mlp or an image dataset (digits, mnist, mnist_5k, fashion_mnist)."
         )
-    make_activation(activation)  # fail early on a bad name
     c, h, w = shape
     k = int(kernel_size)
     pad = k // 2  # 'same'-style padding so 8x8 digits survive two poolings (8 -> 4 -> 2)
     layers: list[nn.Module] = []
-    for out_c in _sizes(channels, "channels"):
+    for out_c in _sizes(channels):
         layers += [nn.Conv2d(c, out_c, k, padding=pad), make_activation(activation), nn.MaxPool2d(2)]
         # Output size computed arithmetically (no probe forward pass, so the RNG is untouched).
         h, w = (h + 2 * pad - k + 1) // 2, (w + 2 * pad - k + 1) // 2
@@ -120,7 +121,7 @@ def cnn(
             )
     layers.append(nn.Flatten())
     width = c * h * w
-    for size in _sizes(hidden, "hidden"):
+    for size in _sizes(hidden):
         layers += [nn.Linear(width, size), make_activation(activation)]
         width = size
     layers.append(nn.Linear(width, int(out_features)))

@@ -11,19 +11,19 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from torch import nn
 
 from dlexp.errors import ConfigError
+from dlexp.params import Range
+
+Rate = Annotated[float, Range(0, low_open=True)]       # a step size: > 0
+NonNegative = Annotated[float, Range(0)]
 
 Closure = Callable[[], torch.Tensor]
 Redraw = Callable[[nn.Module], Any]
-
-# What the builder can offer an optimizer; each is passed only if the __init__ names it.
-INJECTABLE = ("model", "init", "steps_per_epoch")
-
 
 # ---------------------------------------------------------------------------------------------
 # Building
@@ -154,10 +154,8 @@ class RandomSearch(_GreedySearch):
         params: Iterable[torch.Tensor] | Iterable[dict],
         model: nn.Module | None = None,
         init: Redraw | None = None,
-        scale: float = 1.0,
+        scale: NonNegative = 1.0,
     ):
-        if scale < 0:
-            raise ConfigError(f"optimizer.scale must be >= 0, got {scale}.")
         super().__init__(params, defaults=dict(lr=0.0, scale=scale))
         self.model = model
         self.init = init
@@ -182,9 +180,7 @@ class RandomLocalSearch(_GreedySearch):
     scheduler anneals the search radius and the learning-rate scalar shows it.
     """
 
-    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict], sigma: float = 0.1):
-        if sigma < 0:
-            raise ConfigError(f"optimizer.sigma must be >= 0, got {sigma}.")
+    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict], sigma: NonNegative = 0.1):
         super().__init__(params, defaults=dict(lr=sigma))
 
     def _propose(self) -> None:
@@ -213,28 +209,17 @@ class AdamThenSGD(torch.optim.Optimizer):
         self,
         params: Iterable[torch.Tensor] | Iterable[dict],
         steps_per_epoch: int,
-        switch_epoch: int = 10,
-        adam_lr: float = 1e-3,
-        sgd_lr: float = 0.1,
-        momentum: float = 0.0,
+        switch_epoch: Annotated[int, Range(0)] = 10,
+        adam_lr: Rate = 1e-3,
+        sgd_lr: Rate = 0.1,
+        momentum: NonNegative = 0.0,
         nesterov: bool = False,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 0.0,
+        betas: Annotated[tuple[float, float], Range(0, 1, high_open=True)] = (0.9, 0.999),
+        eps: NonNegative = 1e-8,
+        weight_decay: NonNegative = 0.0,
     ):
-        problems = []
-        if steps_per_epoch < 1:
-            problems.append(f"steps_per_epoch must be >= 1, got {steps_per_epoch}.")
-        if switch_epoch < 0:
-            problems.append(f"optimizer.switch_epoch must be >= 0, got {switch_epoch}.")
-        if adam_lr <= 0 or sgd_lr <= 0:
-            problems.append(
-                f"optimizer.adam_lr and optimizer.sgd_lr must be > 0, got {adam_lr} and {sgd_lr}."
-            )
-        if nesterov and momentum <= 0:
-            problems.append(f"optimizer.nesterov=true needs optimizer.momentum > 0, got {momentum}.")
-        if problems:
-            raise ConfigError(problems)
+        if nesterov and momentum <= 0:  # a rule between two keys: the constructor's own check
+            raise ConfigError(f"optimizer.nesterov=true needs optimizer.momentum > 0, got {momentum}.")
         # A YAML list (ListConfig) in param_groups would not survive a weights_only checkpoint load.
         betas = (float(betas[0]), float(betas[1]))
         defaults = dict(

@@ -33,12 +33,16 @@ def differing_keys(a, b) -> list[str]:
 def prepare(run_dir: Path, overrides: list[str]):
     """(effective config, loaded checkpoint) for a resume, or a CheckpointError / ConfigError sentence."""
     run_dir = Path(run_dir)
+    from dlexp.config.compose import malformed
+
+    problems = malformed(overrides)
+    problems += [f"resume takes key=value overrides only (such as trainer.epochs=40), not {o}."
+                 for o in overrides if o.startswith(("+", "~")) and not malformed([o])]
+    if problems:
+        raise ConfigError(problems)
     if not (run_dir / runs.STATUS).is_file():
         raise CheckpointError(f"{run_dir} is not a dlexp run directory (it has no {runs.STATUS}).")
     payload = checkpoint.load(run_dir / checkpoint.FILE)
-    bad = [o for o in overrides if "=" not in o or o.startswith(("+", "~"))]
-    if bad:
-        raise ConfigError(f"resume takes key=value overrides only (such as trainer.epochs=40), not {bad[0]}.")
     wanted = OmegaConf.merge(OmegaConf.create((run_dir / runs.CONFIG).read_text()),
                              OmegaConf.from_dotlist(overrides))
     saved = OmegaConf.create(payload["config"])
@@ -55,7 +59,7 @@ def main(run_dir: Path, overrides: list[str], console) -> int:
 
     cfg, payload = prepare(run_dir, overrides)
     status = runs.read_status(run_dir)
-    check(cfg, status.get("choices"))
+    check(cfg, status.get("choices"))  # the run's own build (train.run) is the last check
     job = train.Job(run_dir=Path(run_dir), overrides=list(status.get("overrides", [])) + list(overrides),
                     choices=status.get("choices", {}))
     console.print(f"resuming {run_dir} at epoch {payload['state']['epoch']}, step {payload['state']['step']}",

@@ -18,7 +18,26 @@ from dlexp.errors import ConfigError
 STATUS = "status.json"
 CONFIG = "config.yaml"
 LOG = "train.log"
-EXIT_CODES = {"completed": 0, "failed": 1, "diverged": 3, "interrupted": 130, "terminated": 143}
+# A run's final status and the exit code it gives a command (a sweep exits with its most serious one).
+EXIT_CODES = {"completed": 0, "failed": 1, "refused": 2, "diverged": 3, "interrupted": 130, "terminated": 143}
+SERIOUSNESS = (143, 130, 1, 2, 3)            # most serious first: a stop by the user, a crash, a bad config, ...
+STATUS_STYLES = {"completed": "green", "diverged": "bold red", "failed": "red", "refused": "red"}
+
+
+def worst_exit_code(statuses: list[str]) -> int:
+    """The exit code of a command whose runs ended with these statuses."""
+    codes = {EXIT_CODES.get(s, 1) for s in statuses}
+    return next((code for code in SERIOUSNESS if code in codes), 0)
+
+
+def status_style(status: str) -> str:
+    """How a status is coloured wherever it is shown (rich style); unknown and running ones in yellow."""
+    return STATUS_STYLES.get(status, "yellow")
+
+
+def is_better(tag: str, new: float, old: float | None) -> bool:
+    """The one rule for a metric's best value: the lowest loss, the highest anything else (accuracy)."""
+    return old is None or (new < old if tag.endswith("loss") else new > old)
 
 log = logging.getLogger("dlexp")
 
@@ -64,6 +83,15 @@ class Run:
                       "pid": os.getpid(), "command": " ".join(["dlexp", "train", *overrides])}
         run.save()
         run.attach_log()
+        return run
+
+    @classmethod
+    def refused(cls, path: Path, overrides: list[str], choices: dict[str, str], problems: list[str]) -> "Run":
+        """The record of a sweep job whose configuration could not run (values a sweeper sampled)."""
+        run = cls(path)
+        run.status = {"status": "refused", "name": Path(path).name, "overrides": list(overrides),
+                      "choices": dict(choices), "problems": list(problems), "versions": versions()}
+        run.save()
         return run
 
     @classmethod

@@ -21,8 +21,7 @@ class Job:
     run_dir: Path
     overrides: list[str] = field(default_factory=list)
     choices: dict[str, str] = field(default_factory=dict)
-    multirun: bool = False
-    compact: bool = False  # one summary line (jobs of a parallel launcher share one terminal)
+    compact: bool = False  # one summary line, no progress (jobs of a parallel launcher share one terminal)
 
 
 def run(cfg: DictConfig, job: Job, console: Console, resume: dict | None = None) -> tuple[str, dict[str, float]]:
@@ -36,32 +35,30 @@ def run(cfg: DictConfig, job: Job, console: Console, resume: dict | None = None)
     from dlexp.signals import stop_on_signals
 
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+    exp = build.assemble(cfg)  # the run's one build; what it refuses (ConfigError) leaves nothing behind
     if resume is None:
         record = runs.Run.create(job.run_dir, config_yaml, job.overrides, job.choices)
     else:
         record = runs.Run.open(job.run_dir)
         record.update(status="running", wall_time_before=record.status.get("wall_time", 0.0), resumed=True)
     log.info("%s %s: %s", "resume" if resume else "run", record.path, " ".join(job.overrides) or "(defaults)")
+    log.info("built %s on %s: %d parameters, %d steps per epoch", type(exp.model).__name__, exp.device,
+             sum(p.numel() for p in exp.model.parameters()), len(exp.batches))
     state, observers, board, status = loop.TrainState(), [], None, "failed"
     try:
-        exp = build.assemble(cfg)
-        log.info("built %s on %s: %d parameters, %d steps per epoch", type(exp.model).__name__, exp.device,
-                 sum(p.numel() for p in exp.model.parameters()), len(exp.batches))
         if resume is not None:
             checkpoint.restore(resume, model=exp.model, optimizer=exp.optimizer, scheduler=exp.scheduler,
                                state=state)
             log.info("resumed at epoch %d, step %d", state.epoch, state.step)
         # purge_step: TensorBoard drops events a previous attempt logged after the checkpoint
         board = Board(record.path, purge_step=state.step if resume is not None else None)
-        observers = build.observers(cfg, exp, record.path, console, board)
-        observers.append(checkpoint.Checkpointer(record.path / checkpoint.FILE, exp, config_yaml,
-                                                 int(cfg.trainer.checkpoint_every)))
+        observers = build.observers(cfg, exp, job, console, board, config_yaml)
         evaluate = build.evaluator(exp)
         with stop_on_signals(state):
             if exp.trainable and resume is None:  # the start of every curve: the fresh network at step 0
                 loop.notify(observers, "on_epoch", state, evaluate(state))
-            state = loop.fit(exp.model, exp.loss, exp.optimizer, exp.batches, exp.epochs, evaluate, observers,
-                             exp.scheduler, state, eval_every=int(cfg.log.epoch_every))
+            state = loop.fit(exp.model, exp.loss, exp.optimizer, exp.batches, build.schedule(cfg, exp), evaluate,
+                             observers, exp.scheduler, state)
         status = state.stop or "completed"
     except Diverged as err:
         status = "diverged"
@@ -84,14 +81,14 @@ def run(cfg: DictConfig, job: Job, console: Console, resume: dict | None = None)
 
 def summarize(console: Console, record: runs.Run, status: str, compact: bool = False) -> None:
     s = record.status
-    colour = {"completed": "green", "diverged": "red", "failed": "red"}.get(status, "yellow")
+    colour = runs.status_style(status)
     metrics = "  ".join(f"{k} {v:.4g}" for k, v in (s.get("metrics") or {}).items()
                         if k in ("train/loss", "val/loss", "train/acc", "val/acc"))
     if compact:
-        console.print(f"[bold {colour}]{status}[/] {record.path.name}  {metrics}  ({s.get('wall_time', 0):.1f}s)",
+        console.print(f"[{colour}]{status}[/] {record.path.name}  {metrics}  ({s.get('wall_time', 0):.1f}s)",
                       highlight=False, soft_wrap=True)
         return
-    console.print(f"[bold {colour}]{status}[/] after {s.get('epoch', 0)} epochs / {s.get('step', 0)} steps "
+    console.print(f"[{colour}]{status}[/] after {s.get('epoch', 0)} epochs / {s.get('step', 0)} steps "
                   f"in {s.get('wall_time', 0):.1f}s  {metrics}", highlight=False)
     console.print(f"run directory: {record.path}", highlight=False, soft_wrap=True)
     console.print(f"view it:       dlexp board {record.path}", highlight=False, soft_wrap=True)

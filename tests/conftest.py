@@ -45,7 +45,7 @@ def status_of(run_dir: Path) -> dict:
 
 
 def compose_cfg(*overrides: str):
-    cfg = composer.compose(list(overrides))
+    cfg = composer.load(list(overrides))
     return composer.without_hydra(cfg), composer.choices(cfg)
 
 

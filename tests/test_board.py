@@ -32,9 +32,8 @@ def sweep(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("multirun") / "2026-01-01_00-00-00_abcdef"
     for name, overrides in JOBS.items():
-        full = composer.compose([*overrides, *COMMON])
-        job = train.Job(run_dir=root / name, overrides=[*overrides, *COMMON], choices=composer.choices(full),
-                        multirun=True)
+        full = composer.load([*overrides, *COMMON])
+        job = train.Job(run_dir=root / name, overrides=[*overrides, *COMMON], choices=composer.choices(full))
         status, _ = train.run(composer.without_hydra(full), job, Console(file=io.StringIO()))
         assert status == "completed"
     return root

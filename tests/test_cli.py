@@ -125,7 +125,7 @@ def test_user_config_dir_adds_an_option(cli, tmp_path):
     ("+optimizer.lrr=0.1", "Unknown key 'optimizer.lrr' for optimizer=adam (torch.optim.Adam). Did you mean 'lr'?"),
     ("batch.size=abc", "batch.size=abc must be a whole number or null"),
     ("batch.size=0", "batch.size=0 is out of range: it must be at least 1"),
-    ("optimizer.lr=-1", "Invalid learning rate: -1"),
+    ("optimizer.lr=-1", "optimizer.lr=-1 is out of range: it must be > 0."),
     ("loss=bce", "loss=bce needs a binary dataset"),
     ("trainer.epochs=-3", "trainer.epochs=-3 is out of range"),
 ])
@@ -164,7 +164,7 @@ def test_validate_reports_every_problem_at_once(cli, tmp_path):
 
 def test_sweep_with_one_bad_point_is_refused_before_any_job(cli, tmp_path):
     result = cli("train", "-m", "optimizer.lr=0.1,-1", "trainer.epochs=1")
-    assert result.returncode == 2 and "Invalid learning rate: -1" in result.stderr
+    assert result.returncode == 2 and "[optimizer.lr=-1] optimizer.lr=-1 is out of range" in result.stderr
     assert not (tmp_path / "runs").exists()
 
 
@@ -177,3 +177,64 @@ def test_disallowed_target_is_refused_before_import(cli, tmp_path):
     assert result.returncode == 2
     assert "optimizer._target_=os.system is not allowed" in result.stderr
     assert not marker.exists()
+
+
+def test_validate_reports_structure_ranges_and_the_pairing_together(cli, tmp_path):
+    result = cli("validate", "batch.size=0", "optimizer.lr=-1", "loss=bce", "trainer.epochs=-3")
+    assert result.returncode == 2
+    lines = [line.strip("- ").strip() for line in result.stderr.splitlines()[1:]]
+    assert lines == ["trainer.epochs=-3 is out of range: it must be at least 0.",
+                     "batch.size=0 is out of range: it must be at least 1.",
+                     "optimizer.lr=-1 is out of range: it must be > 0.",
+                     "loss=bce needs a binary dataset, but data=digits has 10 classes; "
+                     "use loss=ce, loss=sparse_ce, loss=mse, loss=mae or loss=huber."], result.stderr
+
+
+INCOMPLETE = "its value is not complete (an unclosed bracket or quote?)"
+MALFORMED = [("optimizer", "it has no '='"), ("model.hidden=[32,", INCOMPLETE),
+             ("=adam", "it has no key before '='"), ("optimizer.lr='0.1", INCOMPLETE)]
+
+
+@pytest.mark.parametrize("command", ["train", "show", "validate", "resume"])
+@pytest.mark.parametrize("token, why", MALFORMED, ids=[t for t, _ in MALFORMED])
+def test_a_malformed_override_is_one_sentence_naming_it(cli, tmp_path, command, token, why):
+    args = [command, *(["some-run"] if command == "resume" else []), token]
+    result = cli(*args)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert result.stderr.strip() == (f"configuration error: Cannot read the override '{token}': {why}; write each "
+                                     "override as key=value, e.g. optimizer=adam or model.hidden=[32,32]."), \
+        result.stderr
+    assert result.stdout == "" and not (tmp_path / "runs").exists()
+
+
+def test_an_unknown_flag_is_one_sentence(cli, tmp_path):
+    result = cli("train", "--frobnicate")
+    assert result.returncode == 2 and "Unknown flag '--frobnicate'" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")
+def test_a_missing_device_is_refused_by_validate_and_train(cli, tmp_path):
+    expected = ("configuration error: device=cuda was asked for, but this machine has no CUDA device; "
+                "use device=cpu or device=auto.")
+    for command in ("validate", "train"):
+        result = cli(command, "device=cuda")
+        assert result.returncode == 2, (command, result.stderr)
+        assert result.stderr.strip() == expected, result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_constructor_refusal_in_a_single_run_leaves_nothing(cli, tmp_path):
+    """What only the build can find (the cnn pooling 8x8 digits to nothing) is still one sentence, exit 2."""
+    result = cli("train", "model=cnn", "model.channels=[4,4,4,4]")
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "pools the 8x8 input down to nothing" in result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_sweep_without_m_says_how_to_sweep(cli, tmp_path):
+    result = cli("train", "optimizer=sgd,adam")
+    assert result.returncode == 2
+    assert "'optimizer=sgd,adam' sweeps over several values: add -m" in result.stderr
+    assert not (tmp_path / "runs").exists()

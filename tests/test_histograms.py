@@ -41,7 +41,7 @@ def hooks(model: nn.Module) -> int:
 
 def capture_once(model: nn.Module, probe: torch.Tensor) -> tuple[dict, dict]:
     board = Recorder()
-    Histograms(board, model, probe, every=0, steps_per_epoch=1, epochs=0).capture(0)
+    Histograms(board, model, probe).capture(0)
     return board.captures[0]
 
 
@@ -140,7 +140,7 @@ def test_capture_restores_training_mode_and_removes_hooks_on_error():
     model = nn.Sequential(nn.Linear(3, 4), nn.Dropout(0.5), nn.Sigmoid(), nn.Linear(4, 1))
     model.train()
     board = Recorder()
-    observer = Histograms(board, model, torch.randn(5, 7), every=0, steps_per_epoch=1, epochs=0)  # wrong width
+    observer = Histograms(board, model, torch.randn(5, 7))  # wrong width
     with pytest.raises(RuntimeError):
         observer.capture(0)
     assert hooks(model) == 0 and model.training
@@ -187,11 +187,11 @@ def train_with(observers_for, epochs=7, epoch_every=3, hist_every=5, n=8, batch=
     batches = Batches(x, y, batch, True, seed=0)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     board = Recorder()
-    histograms = Histograms(board, model, probe, every=hist_every, steps_per_epoch=len(batches), epochs=epochs,
-                            epoch_every=epoch_every)
+    histograms = Histograms(board, model, probe)
     extra = observers_for(model, probe)
-    loop.fit(model, nn.functional.mse_loss, optimizer, batches, epochs, lambda state: {"val/loss": 0.0},
-             [*extra, histograms], eval_every=epoch_every)
+    schedule = loop.Schedule(epochs, len(batches), eval_every=epoch_every, capture_every=hist_every)
+    loop.fit(model, nn.functional.mse_loss, optimizer, batches, schedule, lambda state: {"val/loss": 0.0},
+             [*extra, histograms])
     return model, board, histograms, extra
 
 
@@ -266,7 +266,7 @@ def train_in_process(run_dir: Path, overrides: list[str]) -> Path:
     from dlexp import train
     from dlexp.config import compose as composer
 
-    full = composer.compose([*overrides, "log.progress=none"])
+    full = composer.load([*overrides, "log.progress=none"])
     job = train.Job(run_dir=run_dir, overrides=overrides, choices=composer.choices(full))
     status, _ = train.run(composer.without_hydra(full), job, Console(file=io.StringIO()))
     assert status == "completed"

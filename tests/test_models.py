@@ -79,10 +79,29 @@ def test_every_activation_follows_each_hidden_linear(name):
 
 
 def test_unknown_activation_names_the_choices():
-    with pytest.raises(ConfigError, match="swish.*sigmoid, tanh, relu, leaky_relu, gelu, identity"):
-        mlp((2,), 1, hidden=[], activation="swish")
+    with pytest.raises(ConfigError, match="swish.*" + ", ".join(ACTIVATIONS)):
+        mlp((2,), 1, hidden=[3], activation="swish")
     with pytest.raises(ConfigError, match="swish"):
         cnn((1, 8, 8), 10, activation="swish")
+
+
+def test_model_constraints_are_declared_and_reported_by_key():
+    """The signature is the schema: validation reads ranges and choices from the factories' annotations."""
+    from conftest import compose_cfg
+    from dlexp.config.validate import validate
+
+    cfg, choices = compose_cfg("model.hidden=[8,0]", "model.dropout=1.5", "model.activation=banana")
+    problems = " ".join(validate(cfg, choices))
+    assert "model.hidden=[8, 0] is out of range: it must be >= 1 (each entry)" in problems
+    assert "model.dropout=1.5 is out of range: it must be in [0, 1)" in problems
+    assert "model.activation=banana is not valid. Valid choices: " + ", ".join(ACTIVATIONS) in problems
+
+
+def test_mlp_yaml_documents_every_activation():
+    """The option's comment lists what model.activation accepts: the same list as dlexp.models.ACTIVATIONS."""
+    for name in ("mlp.yaml", "cnn.yaml"):
+        line = next(l for l in (CONF / name).read_text().splitlines() if l.startswith("activation:"))
+        assert line.split("#", 1)[1].split() == " | ".join(ACTIVATIONS).split(), name
 
 
 @pytest.mark.parametrize("side", [8, 28])

@@ -366,13 +366,15 @@ def test_adam_then_sgd_state_dict_round_trip_mid_run(cut):
 
 
 def test_adam_then_sgd_refuses_bad_settings():
+    from conftest import compose_cfg
+    from dlexp.config.validate import validate
     from dlexp.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="switch_epoch"):
-        _ats(_model(), switch_epoch=-1)
-    with pytest.raises(ConfigError, match="steps_per_epoch"):
-        _ats(_model(), steps_per_epoch=0)
-    with pytest.raises(ConfigError, match="nesterov"):
+    cfg, choices = compose_cfg("optimizer=adam_then_sgd", "optimizer.switch_epoch=-1", "optimizer.sgd_lr=0")
+    problems = validate(cfg, choices)
+    assert "optimizer.switch_epoch=-1 is out of range: it must be >= 0." in problems
+    assert "optimizer.sgd_lr=0 is out of range: it must be > 0." in problems
+    with pytest.raises(ConfigError, match="nesterov"):  # a rule between two keys: the constructor's
         _ats(_model(), nesterov=True, momentum=0.0)
 
 

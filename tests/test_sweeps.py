@@ -20,11 +20,23 @@ from omegaconf import OmegaConf
 
 from conftest import dlexp_cmd, run_dirs, status_of
 from dlexp import runs
-from dlexp.config import app, callbacks, catalog
-from dlexp.config.app import worst_exit_code
+from dlexp.config import callbacks, catalog
 from dlexp.config import compose as composer
 
 TINY = ["data=xor", "trainer.epochs=3", "log.histograms=false", "log.progress=none"]
+
+
+def plugin(module: str, extra: str):
+    """Skip (with the reason) the tests of a Hydra plugin that is not installed."""
+    import importlib.util
+
+    installed = importlib.util.find_spec(module) is not None
+    return pytest.mark.skipif(not installed, reason=f"{module} is not installed (pip install -e '.[{extra}]')")
+
+
+joblib_plugin = plugin("hydra_plugins.hydra_joblib_launcher", "launchers")
+submitit_plugin = plugin("hydra_plugins.hydra_submitit_launcher", "launchers")
+optuna_plugin = plugin("hydra_plugins.hydra_optuna_sweeper", "optuna")
 
 
 def sweep_dir(tmp_path: Path) -> Path:
@@ -71,8 +83,9 @@ def check_two_job_sweep_ran_elsewhere(tmp_path: Path, result, launcher_pid: int)
 # --- presets: they compose into the plugins' own schemas ---------------------------------------------------
 
 
+@submitit_plugin
 def test_slurm_preset_sets_cluster_resources_on_the_submitit_schema():
-    cfg = composer.compose(["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.timeout_min=30"])
+    cfg = composer.load(["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.timeout_min=30"])
     launcher = cfg.hydra.launcher
     assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
     assert (launcher.partition, launcher.timeout_min) == ("gpu", 30)  # command line beats the preset
@@ -80,9 +93,10 @@ def test_slurm_preset_sets_cluster_resources_on_the_submitit_schema():
     assert "qos" in launcher and "setup" in launcher  # the rest of the plugin's schema is still there
 
 
+@optuna_plugin
 @pytest.mark.parametrize("overrides", [["experiment=search"], ["hydra/sweeper=search", "experiment=xor_mlp"]])
 def test_search_preset_is_an_optuna_space_over_lr_batch_and_optimizer(overrides):
-    cfg = composer.compose(overrides)
+    cfg = composer.load(overrides)
     sweeper = cfg.hydra.sweeper
     assert sweeper._target_ == "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
     assert sweeper.direction == "minimize" and sweeper.sampler.seed == 0 and sweeper.n_trials > 0
@@ -117,22 +131,26 @@ def recorded_summaries(monkeypatch):
 
     calls = []
     monkeypatch.setattr(compare, "write_summary", lambda sweep: calls.append(Path(sweep)) or [])
-    monkeypatch.setattr(app, "OUTCOMES", [])
     return calls
 
 
-def test_callback_is_registered_in_the_config():
-    cfg = composer.compose([])
-    assert cfg.hydra.callbacks.sweep_summary._target_ == "dlexp.config.callbacks.SweepSummary"
+def test_callbacks_are_registered_in_the_config_summary_first():
+    """Hydra notifies end events in reverse order: the Summary, first in the list, ends the command last."""
+    cfg = composer.load([])
+    assert list(cfg.hydra.callbacks) == ["summary", "preflight", "forked_workers"]
+    assert cfg.hydra.callbacks.summary._target_ == "dlexp.config.callbacks.Summary"
+    assert cfg.hydra.callbacks.preflight._target_ == "dlexp.config.callbacks.Preflight"
     assert cfg.hydra.callbacks.forked_workers._target_ == "dlexp.config.callbacks.ForkedWorkers"
 
 
+@joblib_plugin
+@submitit_plugin
 @pytest.mark.parametrize("launcher, start_method", [("joblib", "fork"), ("basic", None), ("submitit_local", None)])
 def test_joblib_workers_are_forked_from_the_launching_process(launcher, start_method, monkeypatch):
     from joblib.externals.loky.backend import context
 
     monkeypatch.setattr(context, "_DEFAULT_START_METHOD", None)  # loky's process-wide setting, restored after
-    cfg = composer.compose([f"hydra/launcher={launcher}"])
+    cfg = composer.load([f"hydra/launcher={launcher}"])
     callbacks.ForkedWorkers().on_multirun_start(cfg)
     assert context.get_start_method() == start_method
 
@@ -147,29 +165,36 @@ def test_the_dry_build_computes_with_one_thread_and_restores_the_count():
         load = data.digits
         data.digits = lambda *a, **k: (seen.append(torch.get_num_threads()), load(*a, **k))[1]
         torch.set_num_threads(2)
-        build.assemble(composer.without_hydra(composer.compose([])), dry=True)
+        build.assemble(composer.without_hydra(composer.load([])), dry=True)
         print(seen, torch.get_num_threads())
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.stdout.strip().splitlines()[-1] == "[1] 2", out.stdout + out.stderr
 
 
-def test_callback_takes_statuses_from_disk_when_jobs_ran_elsewhere(tmp_path, recorded_summaries, capsys):
+def test_summary_reads_statuses_from_disk_and_ends_with_the_most_serious(tmp_path, recorded_summaries, capsys):
     sweep = fake_sweep(tmp_path, ["completed"] * 10 + ["diverged"])
-    callbacks.SweepSummary().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
+    with pytest.raises(SystemExit) as ended:
+        callbacks.Summary().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
+    assert ended.value.code == runs.EXIT_CODES["diverged"]
     assert recorded_summaries == [sweep]
-    assert [Path(d).name.split("_")[0] for d, _ in app.OUTCOMES] == [str(i) for i in range(11)]  # 10 after 9
-    assert worst_exit_code([s for _, s in app.OUTCOMES]) == runs.EXIT_CODES["diverged"]
     out = capsys.readouterr().out
     assert "11 runs (10 completed, 1 diverged)" in out
-    assert sum(line.lstrip().startswith(("completed", "diverged")) for line in out.splitlines()) == 11
+    lines = [line.split()[-1] for line in out.splitlines() if line.lstrip().startswith(("completed", "diverged"))]
+    assert [name.split("_")[0] for name in lines] == [str(i) for i in range(11)]  # job 10 after job 9
 
 
-def test_callback_keeps_outcomes_of_jobs_that_ran_in_this_process(tmp_path, recorded_summaries):
+def test_a_completed_sweep_ends_without_an_exit_code(tmp_path, recorded_summaries):
     sweep = fake_sweep(tmp_path, ["completed", "completed"])
-    app.OUTCOMES.extend([(str(sweep / "0_optimizer=x0"), "completed"), (str(sweep / "1_optimizer=x1"), "failed")])
-    callbacks.SweepSummary().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
-    assert [s for _, s in app.OUTCOMES] == ["completed", "failed"]  # the in-process record is not doubled
+    callbacks.Summary().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
+    assert recorded_summaries == [sweep]
+
+
+@pytest.mark.parametrize("statuses, code", [([], 0), (["completed", "diverged"], 3), (["diverged", "refused"], 2),
+                                            (["refused", "failed"], 1), (["failed", "interrupted"], 130),
+                                            (["interrupted", "terminated"], 143)])
+def test_the_most_serious_outcome_decides_the_exit_code(statuses, code):
+    assert runs.worst_exit_code(statuses) == code
 
 
 def test_best_trial_reads_the_optuna_results_file(tmp_path):
@@ -184,6 +209,7 @@ def test_best_trial_reads_the_optuna_results_file(tmp_path):
 # --- real sweeps ----------------------------------------------------------------------------------------------
 
 
+@optuna_plugin
 def test_optuna_search_runs_a_handful_of_trials_and_reports_the_best(cli, tmp_path):
     result = cli("train", "experiment=search", "hydra.sweeper.n_trials=4", *TINY)  # -m is implied by the preset
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
@@ -201,12 +227,14 @@ def test_optuna_search_runs_a_handful_of_trials_and_reports_the_best(cli, tmp_pa
 
 
 @pytest.mark.slow
+@joblib_plugin
 def test_joblib_launcher_runs_two_jobs_in_worker_processes(tmp_path):
     result, pid = run_sweep(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "optimizer=sgd,adam", *TINY)
     check_two_job_sweep_ran_elsewhere(tmp_path, result, pid)
 
 
 @pytest.mark.slow
+@submitit_plugin
 def test_submitit_local_launcher_runs_two_jobs_in_their_own_processes(tmp_path):
     result, pid = run_sweep(tmp_path, "hydra/launcher=submitit_local", "optimizer=sgd,adam", *TINY)
     check_two_job_sweep_ran_elsewhere(tmp_path, result, pid)
@@ -214,6 +242,7 @@ def test_submitit_local_launcher_runs_two_jobs_in_their_own_processes(tmp_path):
 
 
 @pytest.mark.slow
+@joblib_plugin
 def test_joblib_sweep_exit_code_reports_a_diverged_job(tmp_path):
     result, _ = run_sweep(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "data=linear",
                           "model=perceptron", "optimizer=sgd", "optimizer.lr=0.01,1e6", "trainer.epochs=3",

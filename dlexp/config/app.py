@@ -1,18 +1,46 @@
-"""The Hydra application: `dlexp train ...` hands its command line to Hydra, which calls `task` once per job."""
+"""`dlexp train` is a Hydra application: its command line goes to `hydra.main`, which calls `task` once per job.
+
+Every run takes the same path, a single run as much as each job of a sweep under any launcher:
+
+    hydra.main -> compose -> Preflight callback (every job checked before any starts)
+               -> launcher -> task(cfg) -> train.run (build once, train, status.json) -> Outcome
+               -> Summary callback (a sweep's table; the command's exit code)
+
+Hydra re-raises what goes wrong (HYDRA_FULL_ERROR) and dlexp reports it in its own words: one sentence per
+problem, exit code 2, nothing written.
+"""
 
 from __future__ import annotations
 
+import math
+import os
 import shutil
 import sys
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig
 
 from dlexp.config import catalog, resolvers
-from dlexp.errors import ConfigError, DlexpError, UsageError
+from dlexp.config import compose as composer
+from dlexp.errors import ConfigError, DlexpError
 
-# (run directory, status) of the jobs that ran in this process, for the exit code.
-OUTCOMES: list[tuple[str, str]] = []
+
+
+class Outcome(float):
+    """What a job returns: the objective a sweeper minimises (the final val/loss; inf unless the run completed),
+    carrying the job's status, from which the command's exit code is decided."""
+
+    def __new__(cls, value: float, status: str) -> "Outcome":
+        outcome = super().__new__(cls, value)
+        outcome.status = status
+        return outcome
+
+    def __getnewargs__(self):  # launchers that run jobs elsewhere pickle it back
+        return float(self), self.status
+
+    @classmethod
+    def of(cls, status: str, metrics: dict[str, float]) -> "Outcome":
+        return cls(metrics.get("val/loss", math.inf) if status == "completed" else math.inf, status)
 
 
 def _console(stderr: bool = False):
@@ -21,40 +49,64 @@ def _console(stderr: bool = False):
     return Console(stderr=stderr, highlight=False, soft_wrap=True)  # a pipe or a log file gets whole lines
 
 
-def task(cfg: DictConfig) -> float:
-    """One Hydra job. Returns the final validation loss: the objective a sweeper such as Optuna minimises."""
+def task(cfg: DictConfig) -> Outcome:
+    """One Hydra job, whichever launcher runs it."""
     from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
 
     from dlexp import train
-    from dlexp.config.validate import validate
+    from dlexp.config.validate import check
 
     hc = HydraConfig.get()
-    choices = {k: str(v) for k, v in hc.runtime.choices.items() if k in catalog.GROUPS}
-    # jobs of a parallel launcher (joblib, submitit) share a terminal: no bars or epoch lines, one line each
-    parallel = hc.mode == RunMode.MULTIRUN and "BasicLauncher" not in str(hc.launcher.get("_target_", ""))
-    job = train.Job(run_dir=Path(hc.runtime.output_dir), overrides=list(hc.overrides.task), choices=choices,
-                    multirun=hc.mode == RunMode.MULTIRUN, compact=parallel)
-    if parallel:
-        with open_dict(cfg):
-            cfg.log.progress = "none"
+    job = job_of(hc)
     console = _console()
-    problems = validate(cfg, choices)
-    if problems:  # only reachable when a sweeper sampled the values; nothing of this job is kept
-        _discard(job.run_dir)
-        report(console, ConfigError(problems), prefix=" ".join(job.overrides))
-        OUTCOMES.append((str(job.run_dir), "config-error"))
-        return float("inf")
-    status, metrics = train.run(cfg, job, console)
-    OUTCOMES.append((str(job.run_dir), status))
-    loss = metrics.get("val/loss", float("inf"))
-    return loss if status == "completed" else float("inf")
+    try:
+        if not prechecked(hc):  # a sweeper (Optuna) sampled values the pre-flight never saw
+            check(cfg, job.choices)
+        status, metrics = train.run(cfg, job, console)
+    except ConfigError as err:
+        return refuse(job, err, console, keep_record=hc.mode.name == "MULTIRUN")
+    return Outcome.of(status, metrics)
 
 
-def _discard(run_dir: Path) -> None:
-    """Remove a job directory Hydra just made, if it holds nothing but Hydra's own .hydra folder."""
+def job_of(hc):
+    """The job Hydra set up: where it writes, which overrides made it, the option chosen in each group."""
+    from dlexp import train
+
+    choices = {k: str(v) for k, v in hc.runtime.choices.items() if k in catalog.GROUPS}
+    # jobs of a parallel launcher (joblib, submitit, Ray) share a terminal: no bars or epoch lines, one line each
+    parallel = hc.mode.name == "MULTIRUN" and not composer.targets(hc.launcher, "BasicLauncher")
+    return train.Job(run_dir=Path(hc.runtime.output_dir), overrides=list(hc.overrides.task), choices=choices,
+                     compact=parallel)
+
+
+def prechecked(hc) -> bool:
+    """Did the Preflight callback check this job? A single run and every job of the basic sweeper: yes."""
+    return hc.mode.name == "RUN" or composer.targets(hc.sweeper, "BasicSweeper")
+
+
+def refuse(job, err: ConfigError, console, keep_record: bool) -> Outcome:
+    """A job whose configuration cannot run. A single run leaves nothing behind; a sweep job keeps a
+    status.json saying why, so the sweep's table and exit code account for it."""
+    from dlexp import runs
+
+    report(console, err, prefix=" ".join(job.overrides) if keep_record else "")
+    if keep_record:
+        runs.Run.refused(job.run_dir, job.overrides, job.choices, err.problems)
+    else:
+        discard(job.run_dir)
+    return Outcome(math.inf, "refused")
+
+
+def discard(run_dir: Path) -> None:
+    """Remove a job directory Hydra made (holding only its .hydra folder) and the empty folders above it."""
+    run_dir = Path(run_dir)
     if run_dir.is_dir() and all(p.name == ".hydra" for p in run_dir.iterdir()):
         shutil.rmtree(run_dir, ignore_errors=True)
+        for parent in run_dir.parents:
+            try:
+                parent.rmdir()  # only succeeds while empty
+            except OSError:
+                break
 
 
 def report(console, err: ConfigError, prefix: str = "") -> None:
@@ -81,70 +133,49 @@ def report_error(console, err: DlexpError) -> int:
 
 
 def train_command(argv: list[str]) -> int:
-    """`dlexp train ARGS`: check every job before anything is written, then run them; returns the exit code.
+    """`dlexp train ARGS`: run the Hydra application; returns the exit code.
 
     The console script calls this without building typer's command tree (0.2 s of pydantic for one argument
     list that goes to Hydra untouched anyway); `dlexp train --help` still goes through typer.
     """
-    from dlexp.config import compose as composer
-    from dlexp.config import preflight
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
     try:
-        inv = composer.parse_argv(list(argv))
-        single = None if inv.inspect_only else preflight.check(inv)
-        OUTCOMES.clear()
-        if single is not None:
-            run_single(single, inv.config_name, inv.config_dirs)
-        else:
-            run_hydra(inv.argv)
+        composer.parse_command_line(argv)  # an unknown flag or an unreadable override: one sentence, before Hydra
+        run_hydra(argv)
+    except SystemExit as done:  # the Summary callback ends the command with its exit code; Hydra's --help too
+        return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
     except DlexpError as err:
         return report_error(_console(stderr=True), err)
-    return worst_exit_code([status for _, status in OUTCOMES])
-
-
-def worst_exit_code(statuses: list[str]) -> int:
-    """A sweep exits with its most serious outcome: interrupted > failed > config error > diverged > completed."""
-    from dlexp.runs import EXIT_CODES
-
-    codes = [EXIT_CODES.get(s, 2 if s == "config-error" else 1) for s in statuses]
-    for code in (143, 130, 1, 2, 3):
-        if code in codes:
-            return code
+    except (HydraException, OmegaConfBaseException) as err:  # Hydra could not compose: say what, all of it
+        return report_error(_console(stderr=True), diagnose(argv, err))
     return 0
 
 
-def run_single(cfg: DictConfig, config_name: str = "config", config_dirs=()) -> None:
-    """One run of a config the pre-flight composed and checked: what Hydra's `run` does after composing."""
-    from hydra._internal.callbacks import Callbacks
-    from hydra.core.utils import run_job
-    from hydra.types import HydraContext, RunMode
-
-    from dlexp.config.compose import create_hydra
-
-    with open_dict(cfg.hydra):
-        cfg.hydra.mode = RunMode.RUN
-    run_dir = Path(str(OmegaConf.select(cfg, "hydra.run.dir")))
-    try:  # Hydra would make it too, with a traceback when it cannot
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UsageError(f"Cannot create the run directory {run_dir} ({err.strerror}); choose another log.dir.")
-    hydra = create_hydra(config_dirs)  # its config loader is part of the job's context (a launcher would use it)
-    callbacks = Callbacks(cfg)
-    callbacks.on_run_start(config=cfg, config_name=config_name)
-    ret = run_job(hydra_context=HydraContext(config_loader=hydra.config_loader, callbacks=callbacks),
-                  task_function=task, config=cfg, job_dir_key="hydra.run.dir", job_subdir_key=None)
-    callbacks.on_run_end(config=cfg, config_name=config_name, job_return=ret)
-    _ = ret.return_value  # re-raises what the task raised
-
-
 def run_hydra(argv: list[str]) -> None:
-    """Hydra's own command line processing (multirun, --cfg, --config-dir, launchers, sweepers)."""
+    """The Hydra application on this command line (multirun, --cfg, --config-dir, launchers, sweepers)."""
     import hydra
 
     resolvers.register()
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises instead of printing a stack: dlexp reports it
     saved = sys.argv
     sys.argv = ["dlexp", *argv]
     try:
         hydra.main(config_path=str(catalog.conf_dir()), config_name="config", version_base="1.3")(task)()
     finally:
         sys.argv = saved
+
+
+def diagnose(argv: list[str], err: Exception) -> ConfigError:
+    """Every problem of a command line Hydra could not compose (Hydra stops at the first one)."""
+    from dlexp.config.preflight import check_jobs
+
+    inv = composer.parse_command_line(argv)
+    jobs = composer.sweep_jobs(inv.overrides) if inv.multirun else [inv.overrides]
+    try:
+        with composer.standalone(inv.config_dirs, inv.config_name) as session:
+            check_jobs(jobs, session, dry_build=False)
+    except ConfigError as found:
+        return found
+    return ConfigError(composer.first_sentence(err))

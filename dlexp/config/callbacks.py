@@ -1,8 +1,9 @@
-"""Hydra callbacks (registered under `hydra.callbacks` in conf/config.yaml).
+"""Hydra callbacks (registered under `hydra.callbacks` in conf/config.yaml): dlexp's part of Hydra's run.
 
-`SweepSummary` runs in the process that launched the sweep, once all jobs are done, whichever launcher ran
-them (basic: in this process; joblib: worker processes; submitit: SLURM or local subprocesses). So it learns
-what happened from the run directories on disk, never from memory.
+`Preflight` checks every job before any starts. `Summary` runs in the process that launched the command, once
+all jobs are done, whichever launcher ran them (basic: in this process; joblib, submitit, Ray: elsewhere). So it
+learns what happened from the run directories on disk, never from memory, and ends the command with the exit
+code of its most serious outcome. `ForkedWorkers` makes joblib's workers start with torch already loaded.
 """
 
 from __future__ import annotations
@@ -16,6 +17,35 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 OPTUNA_RESULTS = "optimization_results.yaml"  # written into the sweep directory by hydra-optuna-sweeper
+
+
+class Preflight(Callback):
+    """Every job checked before any starts: one sentence per problem of every job, exit code 2, nothing written.
+
+    Hydra turns an exception raised by a callback into a warning and goes on, so a refusal ends the command
+    itself: it reports the problems and exits.
+    """
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from dlexp.config.preflight import check_run
+
+        _refuse_on_problems(check_run, config)
+
+    def on_multirun_start(self, config: DictConfig, config_name: str | None = None, **kwargs: Any) -> None:
+        from dlexp.config.preflight import check_sweep
+
+        _refuse_on_problems(check_sweep, config, config_name)
+
+
+def _refuse_on_problems(check, *args) -> None:
+    from dlexp.config.app import _console, report
+    from dlexp.errors import ConfigError
+
+    try:
+        check(*args)
+    except ConfigError as err:
+        report(_console(stderr=True), err)
+        raise SystemExit(err.exit_code) from None
 
 
 class ForkedWorkers(Callback):
@@ -43,20 +73,31 @@ class ForkedWorkers(Callback):
         warnings.filterwarnings("ignore", message="`fork` start method should not be used", category=UserWarning)
 
 
-class SweepSummary(Callback):
-    """When a multirun ends: one line per job, the compare table as CSV and Markdown, the best Optuna trial."""
+class Summary(Callback):
+    """The end of a command: a sweep's one line per job, its table (CSV and Markdown) and best Optuna trial; and
+    the exit code, from the single run's outcome or the most serious status among the sweep's jobs.
+
+    Registered first in config.yaml, so that Hydra, which notifies end events in reverse order, calls it last.
+    """
+
+    def on_run_end(self, config: DictConfig, job_return: Any = None, **kwargs: Any) -> None:
+        from hydra.core.utils import JobStatus
+
+        from dlexp.runs import EXIT_CODES
+
+        if job_return is not None and job_return.status == JobStatus.COMPLETED:  # else Hydra re-raises the error
+            code = EXIT_CODES.get(getattr(job_return.return_value, "status", "failed"), 1)
+            if code:
+                raise SystemExit(code)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from rich.console import Console
 
         from dlexp import runs
-        from dlexp.config import app
 
         sweep_dir = Path(str(config.hydra.sweep.dir))
         console = Console(highlight=False, soft_wrap=True)
         jobs = [(path, runs.read_status(path)) for path in sorted(runs.find_runs(sweep_dir), key=_job_order)]
-        if not app.OUTCOMES:  # the jobs ran in other processes: their statuses set the exit code from disk
-            app.OUTCOMES.extend((str(path), status.get("status", "failed")) for path, status in jobs)
         console.print(f"[bold]sweep finished:[/] {_counts(jobs)} in {sweep_dir}")
         for path, status in jobs:
             console.print(f"  {_status_text(status)}  {path.name}")
@@ -65,6 +106,9 @@ class SweepSummary(Callback):
         best = best_trial(sweep_dir)
         if best:
             console.print(f"[bold]best trial:[/] {best}")
+        code = runs.worst_exit_code([status.get("status", "failed") for _, status in jobs])
+        if code:
+            raise SystemExit(code)
 
     @staticmethod
     def _summary(sweep_dir: Path, console) -> None:
@@ -95,8 +139,10 @@ def _counts(jobs: list[tuple[Path, dict]]) -> str:
 
 
 def _status_text(status: dict) -> str:
+    from dlexp.runs import status_style
+
     name = status.get("status", "failed")
-    colour = {"completed": "green", "diverged": "red", "failed": "red"}.get(name, "yellow")
+    colour = status_style(name)
     loss = (status.get("metrics") or {}).get("val/loss")
     shown = f"val/loss {loss:<10.4g}" if isinstance(loss, (int, float)) else f"{'':19}"
     return f"[{colour}]{name:<11}[/] {shown}"

@@ -1,12 +1,16 @@
-"""Composing the configuration with Hydra, outside a job: for `show`, `validate` and the pre-flight of `train`.
+"""Reading a command line and composing the configuration of each job, with Hydra's public compose API.
 
-The command line is forwarded to Hydra untouched; this module only reads it to find the overrides and the
-flags that change where configs come from (`--config-dir`, `--config-name`).
+`dlexp train` runs as a Hydra application (`hydra.main`, see app.py); its pre-flight composes every job of a
+sweep with `hydra.compose` inside that application. `dlexp show` / `validate` compose the same way from a
+standalone context (`initialize_config_dir`). When a configuration cannot be composed, `compose` keeps going
+without the culprit so that every problem is reported at once.
 """
 
 from __future__ import annotations
 
-import re
+import argparse
+import contextlib
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,166 +19,247 @@ from omegaconf import DictConfig, OmegaConf
 from dlexp.config import catalog, resolvers
 from dlexp.errors import ConfigError
 
-# Hydra's own flags: those that take a value, and those that do not.
-_VALUE_FLAGS = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--cfg", "-c",
-                "--package", "-p", "--experimental-rerun"}
-_BARE_FLAGS = {"--multirun", "-m", "--resolve", "--run", "-r", "--hydra-help", "--version", "--info", "-i",
-               "--shell-completion", "-sc", "--help", "-h"}
-# Flags after which Hydra prints something and exits without running the task.
-_INSPECT_FLAGS = {"--cfg", "-c", "--info", "-i", "--hydra-help", "--version", "--shell-completion", "-sc",
-                  "--help", "-h"}
+CONFIG_NAME = "config"
+KEY_VALUE_HINT = "write each override as key=value, e.g. optimizer=adam or model.hidden=[32,32]"
 
 
 @dataclass
 class Invocation:
-    """What a `dlexp train ...` command line asks for."""
+    """What a `dlexp train|show|validate ...` command line asks for."""
 
-    argv: list[str]
     overrides: list[str] = field(default_factory=list)
     multirun: bool = False
     config_dirs: list[Path] = field(default_factory=list)
-    config_name: str = "config"
-    inspect_only: bool = False  # --cfg/--info/...: Hydra prints and exits
+    config_name: str = CONFIG_NAME
 
 
-def parse_argv(argv: list[str]) -> Invocation:
-    inv = Invocation(argv=list(argv))
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        flag, eq, inline = arg.partition("=") if arg.startswith("-") else (arg, "", "")
-        if flag in _VALUE_FLAGS:
-            value = inline if eq else (argv[i + 1] if i + 1 < len(argv) else "")
-            i += 0 if eq else 1
-            if flag in ("--config-dir", "-cd"):
-                inv.config_dirs.append(Path(value).expanduser().resolve())
-            elif flag in ("--config-name", "-cn"):
-                inv.config_name = value
-            inv.inspect_only |= flag in _INSPECT_FLAGS
-        elif flag in _BARE_FLAGS:
-            inv.multirun |= flag in ("--multirun", "-m")
-            if flag in ("--info", "-i") and i + 1 < len(argv) and not argv[i + 1].startswith("-") \
-                    and "=" not in argv[i + 1]:
-                i += 1  # --info takes an optional topic
-            inv.inspect_only |= flag in _INSPECT_FLAGS
-        elif arg.startswith("-"):
-            raise ConfigError(f"Unknown flag '{arg}'. Hydra's flags: -m/--multirun, --cfg job, --config-dir DIR, "
-                              "--config-name NAME, --info, --resolve; everything else is an override like key=value.")
-        else:
-            inv.overrides.append(arg)
-        i += 1
-    return inv
+def _arguments() -> argparse.ArgumentParser:
+    """The flags `hydra.main` accepts (`dlexp train --help` lists them), declared once for show and validate."""
+    parser = argparse.ArgumentParser(prog="dlexp", add_help=False, allow_abbrev=False)
+    parser.add_argument("--multirun", "-m", action="store_true")
+    parser.add_argument("--config-dir", "-cd", action="append", default=[])
+    parser.add_argument("--config-name", "-cn", default=CONFIG_NAME)
+    parser.add_argument("--config-path", "-cp")
+    parser.add_argument("--cfg", "-c", choices=["job", "hydra", "all"])
+    parser.add_argument("--package", "-p")
+    parser.add_argument("--resolve", action="store_true")
+    parser.add_argument("--run", "-r", action="store_true")
+    parser.add_argument("--info", "-i", nargs="?", const="all")
+    parser.add_argument("--hydra-help", action="store_true")
+    parser.add_argument("--version", action="store_true")
+    parser.add_argument("--shell-completion", "-sc", action="store_true")
+    parser.add_argument("--experimental-rerun")
+    parser.add_argument("overrides", nargs="*")
+    return parser
 
 
-def create_hydra(config_dirs=()):
-    """A Hydra instance with the search path `hydra.main` builds for `dlexp train`: dlexp's configs, then each
-    `--config-dir` (ahead of the structured configs, as Hydra's own flag puts it), then the plugins' schemas."""
-    from hydra._internal.hydra import Hydra
-    from hydra._internal.utils import create_config_search_path
-    from hydra.core.config_search_path import SearchPathQuery
-    from hydra.core.global_hydra import GlobalHydra
-
-    search_path = create_config_search_path(f"file://{catalog.conf_dir()}")
-    for config_dir in config_dirs:
-        search_path.prepend(provider="command-line", path=f"file://{config_dir}",
-                            anchor=SearchPathQuery(provider="schema"))
-    GlobalHydra.instance().clear()
-    return Hydra.create_main_hydra2(task_name="dlexp", config_search_path=search_path)
+def parse_command_line(argv: list[str]) -> Invocation:
+    """Hydra's flags and the overrides; an unknown flag or a malformed override is a ConfigError sentence."""
+    args, unknown = _arguments().parse_known_args(list(argv))
+    if unknown:
+        raise ConfigError(f"Unknown flag '{unknown[0]}'. Flags: -m/--multirun, --config-dir DIR, --config-name NAME, "
+                          "--cfg job; everything else is an override such as key=value.")
+    problems = malformed(args.overrides)
+    if problems:
+        raise ConfigError(problems)
+    return Invocation(overrides=list(args.overrides), multirun=args.multirun,
+                      config_dirs=[Path(d).expanduser().resolve() for d in args.config_dir],
+                      config_name=args.config_name)
 
 
-def check_choices(overrides: list[str], config_dirs: list[Path]) -> list[str]:
-    """Unknown options of a group (`optimizer=adamm`), caught before Hydra's longer message."""
+def malformed(overrides: list[str]) -> list[str]:
+    """One sentence per override Hydra's grammar cannot read, naming the token and showing the key=value form."""
+    return [problem for _, problem in parse(overrides) if problem]
+
+
+def parse(overrides: list[str]) -> list[tuple[object | None, str | None]]:
+    """(Hydra's parsed Override, None) for each readable override, (None, the sentence why not) for the others."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
 
-    problems = []
-    for override in OverridesParser.create().parse_overrides(overrides):
-        group = override.key_or_group.split("@")[0]
-        if group not in catalog.GROUPS or override.is_delete():
-            continue
-        valid = catalog.options(group, tuple(config_dirs))
-        values = list(override.sweep_string_iterator()) if override.is_sweep_override() else [override.value()]
-        for value in values:
-            if value is None or isinstance(value, (dict, list)):
-                continue
-            if str(value) not in valid:
-                problems.append(f"Unknown {group} '{value}'.{catalog.suggest(str(value), valid)} "
-                                f"Valid choices: {', '.join(valid)}.")
-    return problems
+    parser = OverridesParser.create()
+    found = []
+    for override in overrides:
+        try:
+            (parsed,) = parser.parse_overrides([override])
+        except OverrideParseException:
+            parsed = None
+        ok = parsed is not None and parsed.key_or_group  # `=adam`: the grammar reads an empty key
+        found.append((parsed, None) if ok else (None, unreadable(override)))
+    return found
 
 
-_BAD_KEY = re.compile(r"Could not (?:override|append to config\. An item is already at) '([^']+)'")
+def unreadable(override: str) -> str:
+    if "=" not in override:
+        why = "it has no '='"
+    elif override.startswith(("=", "+=", "~=")):
+        why = "it has no key before '='"
+    else:
+        why = "its value is not complete (an unclosed bracket or quote?)"
+    return f"Cannot read the override '{override}': {why}; {KEY_VALUE_HINT}."
 
 
-def compose(overrides: list[str], config_dirs: list[Path] = (), config_name: str = "config") -> DictConfig:
-    """The composed config for these overrides, with the `hydra` node (for its runtime choices).
+@dataclass(frozen=True)
+class Session:
+    """Where `compose` finds configs: dlexp's own folder, then these `--config-dir` folders."""
 
-    Raises ConfigError listing every problem Hydra finds: unknown options, unknown keys, unparsable values.
-    """
-    cfg, problems = compose_leniently(overrides, config_dirs, config_name)
-    if problems or cfg is None:
-        raise ConfigError(problems or ["The configuration could not be composed."])
-    return cfg
+    config_dirs: tuple[Path, ...] = ()
+    config_name: str = CONFIG_NAME
+    extra: tuple[str, ...] = ()      # overrides every composition needs (the search path, outside hydra.main)
 
 
-def compose_leniently(overrides: list[str], config_dirs=(), config_name: str = "config"
-                      ) -> tuple[DictConfig | None, list[str]]:
-    """(config composed from the overrides that work, problems with the others): to report everything at once."""
+@contextlib.contextmanager
+def standalone(config_dirs=(), config_name: str = CONFIG_NAME):
+    """Hydra's compose API outside an application (`dlexp show`, `validate`): yields the Session to compose in."""
+    from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
-    from hydra.errors import HydraException
-    from hydra.types import RunMode
-    from omegaconf.errors import OmegaConfBaseException
 
-    problems = []
-    remaining, bad_keys, cfg = [], [], None
-    for override in overrides:  # unknown options are reported, and left out so the rest can still be checked
-        found = check_choices([override], list(config_dirs))
-        problems += found
-        if not found:
-            remaining.append(override)
-    resolvers.register()
     missing = [str(d) for d in config_dirs if not Path(d).is_dir()]
     if missing:
-        return None, problems + [f"The config directory {missing[0]} does not exist."]
-    hydra = create_hydra(config_dirs)
-    # Hydra stops at the first unknown key; drop it and go on so that every problem is reported at once.
-    for _ in range(len(overrides) + 1):
-        try:
-            cfg = hydra.compose_config(config_name, overrides=remaining, run_mode=RunMode.RUN,
-                                       with_log_configuration=False)
-            break
-        except (HydraException, OmegaConfBaseException, ValueError) as err:
-            message = str(err).strip()
-            bad = _BAD_KEY.search(message)
-            culprit = [o for o in remaining if bad and o.lstrip("+~").split("=")[0] == bad.group(1)]
-            if not culprit:
-                problems.append(first_sentence(message))
-                break
-            bad_keys.append(bad.group(1))
-            remaining.remove(culprit[0])
+        raise ConfigError(f"The config directory {missing[0]} does not exist.")
+    resolvers.register()
     GlobalHydra.instance().clear()
-    problems = [unknown_key_message(key, remaining, config_dirs, config_name) for key in bad_keys] + problems
+    dirs = tuple(Path(d) for d in config_dirs)
+    extra = (f"hydra.searchpath=[{','.join(f'file://{d}' for d in dirs)}]",) if dirs else ()
+    with initialize_config_dir(config_dir=str(catalog.conf_dir()), version_base="1.3", job_name="dlexp"):
+        yield Session(dirs, config_name, extra)
+
+
+def running(config_name: str = CONFIG_NAME) -> Session:
+    """The Session of the running `hydra.main` application: its `--config-dir` folders are on its search path."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    dirs = tuple(Path(e.path[len("file://"):]) for e in GlobalHydra.instance().config_loader().get_search_path().get_path()
+                 if e.provider == "command-line" and e.path.startswith("file://"))
+    return Session(dirs, config_name)
+
+
+def compose(overrides: list[str], session: Session) -> tuple[DictConfig | None, list[str]]:
+    """(config with its `hydra` node, problems), in a `standalone` or `running` session.
+
+    Unknown options, unknown keys and unreadable overrides are reported, and left out so the rest can still be
+    checked: a command with three mistakes hears about all three.
+    """
+    from hydra import compose as hydra_compose
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    problems, picked, keys = [], [], []
+    for override, problem in parse(overrides):
+        if problem is None and override.is_sweep_override():  # a job's overrides are single values
+            problem = (f"'{override.input_line}' sweeps over several values: add -m to run one job per value "
+                       f"(dlexp train -m {override.input_line}), or write a list as [a,b].")
+        elif problem is None and _is_choice(override):
+            problem = unknown_option(override, session.config_dirs)
+            picked += [] if problem else [override]
+        elif problem is None:
+            keys.append(override)
+        problems += [problem] if problem else []
+
+    def attempt(chosen) -> tuple[DictConfig | None, str | None]:
+        try:
+            return hydra_compose(session.config_name, overrides=[*session.extra, *(o.input_line for o in chosen)],
+                                 return_hydra_config=True), None
+        except (HydraException, OmegaConfBaseException, ValueError) as err:
+            return None, first_sentence(err)
+
+    base, error = attempt(picked)
+    if base is None:
+        return None, problems + [error]
+    usable = []
+    for override in keys:  # what Hydra would stop at, checked against the composed structure instead
+        problem = key_problem(base, override)
+        if problem:
+            problems.append(problem)
+        else:
+            usable.append(override)
+    cfg, error = attempt(picked + usable)
+    if cfg is None:
+        return base, problems + [error]
     return cfg, problems
 
 
-def unknown_key_message(key: str, overrides: list[str], config_dirs, config_name) -> str:
-    """'Unknown key optimizer.lrr ... Did you mean lr?' using the keys the parent node does have."""
+def load(overrides: list[str], config_dirs=(), config_name: str = CONFIG_NAME) -> DictConfig:
+    """The composed config (with its hydra node) outside an application; a ConfigError lists every problem."""
+    with standalone(config_dirs, config_name) as session:
+        cfg, problems = compose(list(overrides), session)
+    if problems:
+        raise ConfigError(problems)
+    return cfg
+
+
+def _is_choice(override) -> bool:
+    """A config-group choice (optimizer=adam, hydra/launcher=joblib) rather than a value (optimizer.lr=0.1)."""
+    group = override.key_or_group.split("@")[0]
+    return "/" in group or group in catalog.GROUPS
+
+
+def unknown_option(override, config_dirs=()) -> str | None:
+    """`optimizer=adamm`: an unknown option of one of dlexp's groups, with the valid choices."""
+    group = override.key_or_group.split("@")[0]
+    value = override.value()
+    if group not in catalog.GROUPS or override.is_delete() or value is None or isinstance(value, (dict, list)):
+        return None
+    valid = catalog.options(group, tuple(config_dirs))
+    if str(value) in valid:
+        return None
+    return f"Unknown {group} '{value}'.{catalog.suggest(str(value), valid)} Valid choices: {', '.join(valid)}."
+
+
+def key_problem(cfg: DictConfig, override) -> str | None:
+    """One sentence if Hydra could not apply this value override to the composed config, else None."""
+    key = override.key_or_group
+    if key.startswith("hydra.") or key == "hydra":
+        return None
+    exists = OmegaConf.select(cfg, key, default="<missing>", throw_on_missing=False) != "<missing>"
+    if override.is_add() and exists:
+        return (f"'{key}' is already set; drop the '+' to change it ({override.input_line[1:]}) "
+                f"or write ++{override.input_line[1:]}.")
+    if override.is_delete() and not exists:
+        return f"Cannot delete '{key}': it is not in the configuration."
+    if exists or override.is_add() or override.is_force_add() or override.is_delete():
+        return None
     parent, _, leaf = key.rpartition(".")
-    try:
-        base = compose(overrides, config_dirs, config_name)
-        node = OmegaConf.select(base, parent) if parent else base
-        keys = [k for k in node.keys() if not str(k).startswith("_") and k != "hydra"] if node is not None else []
-    except ConfigError:
-        keys = []
+    node = OmegaConf.select(cfg, parent) if parent else cfg
+    names = [str(k) for k in node.keys() if not str(k).startswith("_") and k != "hydra"] \
+        if isinstance(node, DictConfig) else []
     where = f" in {parent}" if parent else ""
-    hint = catalog.suggest(leaf, keys)
-    valid = f" Valid keys{where}: {', '.join(map(str, keys))}." if keys else ""
-    return f"Unknown key '{key}'.{hint}{valid}"
+    valid = f" Valid keys{where}: {', '.join(names)}." if names else ""
+    return f"Unknown key '{key}'.{catalog.suggest(leaf, names)}{valid}"
 
 
-def first_sentence(message: str) -> str:
-    """Hydra's messages are long; keep the informative first line."""
-    lines = [line.strip() for line in message.splitlines() if line.strip()]
-    return lines[0] if lines else message
+def first_sentence(err: BaseException) -> str:
+    """Hydra's messages are long; keep the informative first line (of the cause, when Hydra wraps one)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    if err.__cause__ is not None and (not lines or lines[0].startswith("Error merging override")):
+        return first_sentence(err.__cause__)
+    return lines[0] if lines else type(err).__name__
+
+
+def sweep_jobs(overrides: list[str]) -> list[list[str]]:
+    """The override list of every job of a basic sweep (the cartesian product, in Hydra's order)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    axes = []
+    for override in OverridesParser.create().parse_overrides(overrides):
+        if override.is_sweep_override():
+            key = override.get_key_element()
+            axes.append([f"{key}={value}" for value in override.sweep_string_iterator()])
+        else:
+            axes.append([override.input_line])
+    return [list(job) for job in itertools.product(*axes)]
+
+
+def fixed_part(overrides: list[str]) -> list[str]:
+    """The overrides that are not sweeps (what every job of a sampling sweeper shares)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return [o.input_line for o in OverridesParser.create().parse_overrides(overrides) if not o.is_sweep_override()]
+
+
+def targets(node: DictConfig, class_name: str) -> bool:
+    """Does a plugin's config (hydra.launcher, hydra.sweeper) name a class of that name (Hydra's own, say)?"""
+    return str(node.get("_target_", "")).rsplit(".", 1)[-1] == class_name
 
 
 def choices(cfg: DictConfig) -> dict[str, str]:

@@ -5,7 +5,6 @@ The allow-list is checked on the *string* before anything is imported, so `_targ
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
@@ -32,14 +31,6 @@ def locate(target: str) -> Callable:
     return get_object(target)
 
 
-def signature(target: str) -> inspect.Signature | None:
-    obj = locate(target)
-    try:
-        return inspect.signature(obj)
-    except (TypeError, ValueError):
-        return None
-
-
 def instantiate(node: DictConfig, where: str, allow: tuple[str, ...] = (), **kwargs) -> Any:
     """hydra.utils.instantiate after the allow-list check (the node's own target and any nested ones)."""
     from hydra.errors import InstantiationException
@@ -56,6 +47,9 @@ def instantiate(node: DictConfig, where: str, allow: tuple[str, ...] = (), **kwa
     except InstantiationException as err:
         if isinstance(err.__cause__, DlexpError):  # our own one-sentence errors, unwrapped from Hydra's
             raise err.__cause__ from None
+        if isinstance(err.__cause__, (ValueError, TypeError)):  # a constructor refused its arguments
+            first = (str(err.__cause__).strip().splitlines() or [type(err.__cause__).__name__])[0]
+            raise ConfigError(f"{where}: {first}") from None
         raise
 
 

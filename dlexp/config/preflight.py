@@ -1,6 +1,15 @@
-"""Check a `dlexp train` command line before Hydra runs anything: nothing is written for a run that cannot start."""
+"""Checking the jobs of a command before any of them starts: nothing is written for a run that cannot start.
+
+Called by the Preflight callback inside `dlexp train` (a single run's composed config, or every job of a sweep
+composed with `hydra.compose`) and by `dlexp validate` / the diagnosis of a command Hydra could not compose.
+"""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
 
 from dlexp.config import compose as composer
 from dlexp.config.validate import validate
@@ -9,54 +18,56 @@ from dlexp.errors import ConfigError
 MAX_JOBS_CHECKED = 256
 
 
-def jobs(inv: composer.Invocation) -> list[list[str]]:
-    """The override lists of the jobs this command will run (one for a single run, one per sweep point)."""
-    if not inv.multirun:
-        return [inv.overrides]
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parsed = OverridesParser.create().parse_overrides(inv.overrides)
-    if any(o.key_or_group == "hydra/sweeper" for o in parsed):
-        # another sweeper samples the values itself; check the fixed part, the jobs re-check the rest
-        return [[o.input_line for o in parsed if not o.is_sweep_override() and o.input_line]]
-    batches = BasicSweeper.split_arguments(parsed, max_batch_size=None)
-    return [job for batch in batches for job in batch][:MAX_JOBS_CHECKED]
+def check_run(cfg: DictConfig) -> None:
+    """A single run's composed config (with its hydra node). Its own build is the last check (train.run)."""
+    problems = output_problems(Path(str(OmegaConf.select(cfg, "hydra.run.dir"))), single=True)
+    problems += validate(composer.without_hydra(cfg), composer.choices(cfg))
+    if problems:
+        raise ConfigError(problems)
 
 
-def _existing_run_dir(overrides: list[str]) -> list[str]:
-    """An explicit hydra.run.dir that already holds a run: Hydra would write into it, so refuse first."""
-    from pathlib import Path
+def check_sweep(cfg: DictConfig, config_name: str | None = None) -> None:
+    """Every job of a sweep, composed inside the running application, before the launcher starts any."""
+    problems = output_problems(Path(str(cfg.hydra.sweep.dir)), single=False)
+    if problems:
+        raise ConfigError(problems)
+    overrides = list(cfg.hydra.overrides.task)
+    if composer.targets(cfg.hydra.sweeper, "BasicSweeper"):
+        jobs = composer.sweep_jobs(overrides)
+    else:  # another sweeper (Optuna) samples values itself: check the fixed part; its jobs check the rest
+        jobs = [composer.fixed_part(overrides)]
+    check_jobs(jobs, composer.running(config_name or composer.CONFIG_NAME))
 
-    from dlexp.runs import STATUS
 
-    for override in overrides:
-        key, _, value = override.partition("=")
-        if key.lstrip("+") == "hydra.run.dir" and (Path(value) / STATUS).exists():
-            return [f"{value} already holds a run and is never overwritten; choose another hydra.run.dir."]
-    return []
+def check_jobs(jobs: list[list[str]], session: composer.Session, dry_build: bool = True) -> int:
+    """Compose and check every job; raise ConfigError with all problems, each prefixed by its job in a sweep.
 
-
-def check(inv: composer.Invocation):
-    """Raise ConfigError with every problem of every job, each prefixed by its overrides in a sweep.
-
-    Returns the composed config (with its `hydra` node) of a single run, which then runs as it is: composing
-    it again would cost as much as the checks. A sweep returns None; its launcher composes each job.
+    Where jobs share overrides, a job is named by what sets it apart (not by the overrides they all share).
+    With `dry_build`, each valid job is also built once on the CPU: its run happens later, elsewhere.
+    Returns the number of jobs checked.
     """
-    problems: list[str] = [] if inv.multirun else _existing_run_dir(inv.overrides)
-    all_jobs = jobs(inv)
-    shared = set.intersection(*map(set, all_jobs)) if len(all_jobs) > 1 else set()
-    for overrides in all_jobs:
-        # a job is named by what makes it differ from the others (not by the overrides they all share)
-        prefix = f"[{' '.join(o for o in overrides if o not in shared)}] " if len(all_jobs) > 1 else ""
-        cfg, found = composer.compose_leniently(overrides, inv.config_dirs, inv.config_name)
-        if cfg is not None:
-            # with composition problems, only the structure is checked: a dry build would trip over them
-            found += validate(composer.without_hydra(cfg), composer.choices(cfg), dry_build=not found)
+    jobs = jobs[:MAX_JOBS_CHECKED]
+    shared = set.intersection(*map(set, jobs)) if len(jobs) > 1 else set()
+    problems: list[str] = []
+    for overrides in jobs:
+        prefix = f"[{' '.join(o for o in overrides if o not in shared)}] " if len(jobs) > 1 else ""
+        cfg, found = composer.compose(overrides, session)
+        if cfg is not None:  # with composition problems only the structure is checked: a build would trip on them
+            found += validate(composer.without_hydra(cfg), composer.choices(cfg), dry_build=dry_build and not found)
         problems += [prefix + p for p in found if prefix + p not in problems]
     if problems:
         raise ConfigError(problems)
-    from hydra.types import RunMode
+    return len(jobs)
 
-    # a preset may ask for a multirun itself (`hydra.mode: MULTIRUN`, as experiment=search does)
-    return None if inv.multirun or cfg.hydra.mode == RunMode.MULTIRUN else cfg
+
+def output_problems(path: Path, single: bool) -> list[str]:
+    """The run (or sweep) directory can be created, and a single run's explicit directory is not taken."""
+    from dlexp.runs import STATUS
+
+    if single and (path / STATUS).exists():
+        return [f"{path} already holds a run and is never overwritten; choose another hydra.run.dir."]
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and (not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK)):
+        why = "it is under a file" if not existing.is_dir() else f"{existing} is not writable"
+        return [f"Cannot create the run directory {path} ({why}); choose another log.dir."]
+    return []

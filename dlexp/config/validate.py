@@ -1,7 +1,12 @@
 """Everything that can be checked before a run starts, reported all at once (torchtune `_validate.py` style).
 
-Structure first (closed keys, types, ranges, allowed targets), then a dry build on the CPU that catches what
-only the components know: an impossible loss/data pairing, a negative learning rate, an unknown activation.
+One pass over a composed (hydra-free) config, each problem naming its key:
+  1. the plain groups (trainer, log, batch, device) and top-level keys against their declared knobs (`PLAIN`);
+  2. each component group (`_target_` nodes) against its target's signature: unknown or missing keys, types,
+     and the ranges and choices declared with the parameters (dlexp/params.py);
+  3. what needs the data: the dataset loads, the loss pairs with it (bce on 10 classes), the device exists.
+Where no run follows (`dlexp validate`, a sweep's pre-flight), a dry build on the CPU then catches what only a
+component's constructor knows; a single run's own build is that last check (dlexp/train.py).
 """
 
 from __future__ import annotations
@@ -14,16 +19,6 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from dlexp.config import catalog, objects
 from dlexp.errors import ConfigError, DlexpError
-
-# Component groups are `_target_` nodes; their keys are the target's parameters, minus what the builder injects.
-INJECTED = {
-    "data": {"seed"},
-    "model": {"in_shape", "out_features"},
-    "loss": set(),
-    "optimizer": {"params", "model", "init", "steps_per_epoch"},
-    "initializer": {"model", "module"},
-    "scheduler": {"optimizer"},
-}
 
 
 @dataclass(frozen=True)
@@ -43,53 +38,62 @@ PLAIN = {
 TOP = {"seed": Knob(int, 0), "allow_targets": Knob(list)}
 
 
-def validate(cfg: DictConfig, choices: dict[str, str] | None = None, dry_build: bool = True) -> list[str]:
+def validate(cfg: DictConfig, choices: dict[str, str] | None = None, dry_build: bool = False) -> list[str]:
     """Every problem with this (hydra-free) config, as sentences. Empty when the run can start."""
+    from dlexp.build import INJECTED
+
     choices = choices or {}
-    problems = _structure(cfg, choices)
+    problems = _unknown_top_keys(cfg)
+    for key, knob in TOP.items():
+        problems += _check_value(key, OmegaConf.select(cfg, key, throw_on_missing=False), knob)
+    for group, schema in PLAIN.items():
+        problems += _plain_group(cfg, group, schema, choices)
+    allow = tuple(cfg.get("allow_targets") or ())
+    broken = set()
+    for group in INJECTED:
+        found = _component(cfg, group, allow, choices)
+        if found:
+            broken.add(group)
+        problems += found
+    if not broken & {"data", "loss"} and not problems_with(problems, "seed", "allow_targets"):
+        problems += _with_data(cfg)
+    if not problems_with(problems, "device."):
+        problems += _device(cfg)
     if not problems and dry_build:
         problems = _dry_build(cfg)
     return problems
 
 
-def check(cfg: DictConfig, choices: dict[str, str] | None = None) -> None:
-    problems = validate(cfg, choices)
+def check(cfg: DictConfig, choices: dict[str, str] | None = None, dry_build: bool = False) -> None:
+    problems = validate(cfg, choices, dry_build)
     if problems:
         raise ConfigError(problems)
+
+
+def problems_with(problems: list[str], *keys: str) -> bool:
+    return any(p.startswith(keys) for p in problems)
 
 
 def _named(group: str, choices: dict[str, str]) -> str:
     return f"{group}={choices[group]}" if group in choices else group
 
 
-def _structure(cfg: DictConfig, choices: dict[str, str]) -> list[str]:
-    problems: list[str] = []
+def _unknown_top_keys(cfg: DictConfig) -> list[str]:
+    from dlexp.build import INJECTED
+
     known = set(TOP) | set(PLAIN) | set(INJECTED)
-    for key in cfg.keys():
-        if key not in known:
-            problems.append(f"Unknown key '{key}'.{catalog.suggest(str(key), known)} "
-                            f"Top-level keys: {', '.join(sorted(known))}.")
-    for key, knob in TOP.items():
-        problems += _check_value(key, OmegaConf.select(cfg, key, throw_on_missing=False), knob)
-    for group, schema in PLAIN.items():
-        node = cfg.get(group)
-        if not isinstance(node, DictConfig):
-            problems.append(f"'{group}' must be a mapping with keys {', '.join(schema)}.")
-            continue
-        for key in node.keys():
-            if key not in schema:
-                problems.append(f"Unknown key '{group}.{key}' for {_named(group, choices)}."
-                                f"{catalog.suggest(str(key), schema)} Valid keys: {', '.join(schema)}.")
-        for key, knob in schema.items():
-            problems += _check_value(f"{group}.{key}", node.get(key), knob)
-    allow = tuple(cfg.get("allow_targets") or ())
-    for group, injected in INJECTED.items():
-        node = cfg.get(group)
-        if not isinstance(node, DictConfig) or "_target_" not in node:
-            problems.append(f"'{group}' needs a _target_; choose one of: "
-                            f"{', '.join(catalog.options(group))}.")
-            continue
-        problems += _check_component(group, node, injected, allow, choices)
+    return [f"Unknown key '{key}'.{catalog.suggest(str(key), known)} Top-level keys: {', '.join(sorted(known))}."
+            for key in cfg.keys() if key not in known]
+
+
+def _plain_group(cfg: DictConfig, group: str, schema: dict[str, Knob], choices) -> list[str]:
+    node = cfg.get(group)
+    if not isinstance(node, DictConfig):
+        return [f"'{group}' must be a mapping with keys {', '.join(schema)}."]
+    problems = [f"Unknown key '{group}.{key}' for {_named(group, choices)}.{catalog.suggest(str(key), schema)} "
+                f"Valid keys: {', '.join(schema)}." for key in node.keys() if key not in schema]
+    for key, knob in schema.items():
+        problems += _check_value(f"{group}.{key}", node.get(key), knob)
     return problems
 
 
@@ -116,32 +120,51 @@ def _check_value(path: str, value: Any, knob: Knob) -> list[str]:
     return []
 
 
-def _check_component(group, node, injected, allow, choices) -> list[str]:
+def _component(cfg: DictConfig, group: str, allow: tuple[str, ...], choices) -> list[str]:
+    """A `_target_` node's keys against its target's signature and the constraints declared with it."""
+    from dlexp import params
+    from dlexp.build import INJECTED
+
+    node = cfg.get(group)
+    if not isinstance(node, DictConfig) or "_target_" not in node:
+        return [f"'{group}' needs a _target_; choose one of: {', '.join(catalog.options(group))}."]
     target = OmegaConf.to_container(node, resolve=False).get("_target_")
     problem = objects.check_target(target, group, allow)
     if problem:
         return [problem]
     try:
-        sig = objects.signature(target)
+        obj = objects.locate(target)
     except Exception as err:  # ImportError, AttributeError from a user's own target
         return [f"{group}._target_={target} cannot be imported: {err}."]
-    if sig is None:
+    try:
+        signature = inspect.signature(obj)
+    except (TypeError, ValueError):
         return []
-    params = {name: p for name, p in sig.parameters.items() if name not in ("self", "args")}
-    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
-    valid = [n for n, p in params.items() if n not in injected and p.kind is not p.VAR_KEYWORD]
+    injected = INJECTED[group]
+    parameters = {name: p for name, p in signature.parameters.items() if name not in ("self", "args")}
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    valid = [n for n, p in parameters.items() if n not in injected and p.kind is not p.VAR_KEYWORD]
+    rules = params.constraints(target, obj)
     problems = []
-    for key in node.keys():
-        key = str(key)
-        if key.startswith("_"):
-            continue
+    keys = [str(k) for k in node.keys() if not str(k).startswith("_")]
+    for key in keys:
+        path = f"{group}.{key}"
         if key in injected:
-            problems.append(f"{group}.{key} is filled in by dlexp (from the data and the model); remove it.")
-        elif key not in params and not takes_any:
-            problems.append(f"Unknown key '{group}.{key}' for {_named(group, choices)} ({target})."
+            problems.append(f"{path} is filled in by dlexp (from the data and the model); remove it.")
+        elif key not in parameters and not takes_any:
+            problems.append(f"Unknown key '{path}' for {_named(group, choices)} ({target})."
                             f"{catalog.suggest(key, valid)} Valid keys: {', '.join(valid) or 'none'}.")
-        elif key in params:
-            problems += _check_against_default(f"{group}.{key}", node._get_node(key), params[key].default)
+        elif key in parameters:
+            value_node = node._get_node(key)
+            found = _check_against_default(path, value_node, parameters[key].default)
+            if not found and not OmegaConf.is_interpolation(value_node):
+                value = OmegaConf.to_container(node, resolve=True)[key]
+                found = [p for p in (rule.problem(path, value) for rule in rules.get(key, ())) if p]
+            problems += found
+    for name, p in parameters.items():
+        if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) \
+                and name not in injected and name not in keys:
+            problems.append(f"{group}.{name} must be set: {target} has no default for it.")
     return problems
 
 
@@ -165,16 +188,48 @@ def _check_against_default(path: str, value_node, default) -> list[str]:
     return [] if ok else [f"{path}={value} must be {want}."]
 
 
+def _with_data(cfg: DictConfig) -> list[str]:
+    """The dataset loads and the loss can be trained on it (the data is cached: the run reuses it)."""
+    from dlexp import build
+
+    try:
+        data = build.load_data(cfg)
+        if data.task == "unlabelled":  # nothing is trained on it, whatever the loss
+            return []
+        loss = objects.instantiate(cfg.loss, "loss", tuple(cfg.allow_targets)).resolve(data)
+    except DlexpError as err:  # a dataset's own checks, missing MNIST files: one sentence each
+        return err.problems if isinstance(err, ConfigError) else [str(err)]
+    except (ValueError, TypeError) as err:
+        return [_first_line(err)]
+    problem = loss.check(data)
+    return [problem] if problem else []
+
+
+def _device(cfg: DictConfig) -> list[str]:
+    from dlexp import build
+
+    kind = cfg.device.type
+    if kind == "auto" or build.available_devices().get(kind):
+        return []
+    return [f"device={kind} was asked for, but this machine has no {kind.upper()} device; "
+            "use device=cpu or device=auto."]
+
+
 def _dry_build(cfg: DictConfig) -> list[str]:
-    """Build every component once on the CPU; whatever they refuse is a config problem."""
+    """Build every component once on the CPU; whatever a constructor refuses is a config problem."""
     from dlexp import build
 
     try:
         build.assemble(cfg, dry=True)
     except ConfigError as err:
         return err.problems
-    except DlexpError as err:  # e.g. missing MNIST files: a problem to fix before the run, as one sentence
+    except DlexpError as err:
         return [str(err)]
     except (ValueError, TypeError) as err:
-        return [f"{err}".strip().splitlines()[0] if str(err).strip() else repr(err)]
+        return [_first_line(err)]
     return []
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else repr(err)

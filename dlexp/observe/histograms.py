@@ -24,7 +24,13 @@ SATURATION_MARGIN = 0.01           # sigmoid output within 0.01 of 0 or 1, |tanh
 LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)  # each starts a numbered layer
 NORMS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm)
 MODE_DEPENDENT = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
-ACTIVATIONS = (nn.Sigmoid, nn.Tanh, nn.ReLU, nn.LeakyReLU, nn.GELU, nn.ELU, nn.SiLU, nn.Softplus, nn.Identity)
+
+
+def is_activation(module: nn.Module) -> bool:
+    """One of the activations a dlexp model offers, or any of PyTorch's own (a user's model may use them)."""
+    from dlexp.models import ACTIVATIONS
+
+    return isinstance(module, tuple(ACTIVATIONS.values())) or type(module).__module__ == nn.modules.activation.__name__
 
 
 @dataclass
@@ -66,7 +72,7 @@ def find_layers(model: nn.Module) -> list[Layer]:
             layers.append(Layer(len(layers) + 1, module))
         elif layers and isinstance(module, NORMS) and layers[-1].activation is None:
             layers[-1].norms.append(module)
-        elif layers and isinstance(module, ACTIVATIONS) and layers[-1].activation is None:
+        elif layers and is_activation(module) and layers[-1].activation is None:
             layers[-1].activation = module
     return layers
 
@@ -114,53 +120,23 @@ def histogram_proto_fields(values: list[float], numel: int, bins: int) -> dict |
 class Histograms:
     """Observer: histograms and summary scalars per layer, captured with short-lived forward hooks."""
 
-    def __init__(self, board, model: nn.Module, probe: Tensor, every: int, steps_per_epoch: int,
-                 epochs: int, epoch_every: int = 1, bins: int = BINS):
-        self.board, self.model, self.probe = board, model, probe     # probe: (P, *feature_shape)
-        self.every, self.steps_per_epoch = int(every), max(int(steps_per_epoch), 1)
-        self.epochs, self.epoch_every, self.bins = int(epochs), max(int(epoch_every), 1), bins
-        # evaluated epochs are captured too, except when an epoch is one step (full batch) and `every` is set:
-        # then epochs are steps, and `every` alone says how often (the final epoch is always captured)
-        self.at_epochs = self.every <= 0 or self.steps_per_epoch > 1
+    def __init__(self, board, model: nn.Module, probe: Tensor, bins: int = BINS):
+        self.board, self.model, self.probe, self.bins = board, model, probe, bins   # probe: (P, *feature_shape)
         self.layers = find_layers(model)
         # eval()/train() walk every module in Python; skip them when no module behaves differently in training
         self.toggle_mode = any(isinstance(m, MODE_DEPENDENT) or not type(m).__module__.startswith("torch.nn")
                                for m in model.modules())
-        self.last_capture: int | None = None     # step of the last capture: never two at one step
         self.before: dict[int, Tensor] = {}      # id(weight) -> copy taken before the step preceding a capture
         self.before_step: int | None = None      # the step whose result `before` precedes
-        self.ratios: dict[str, Tensor] = {}      # layer name -> update/weight ratio of step `ratio_step`
-        self.ratio_step: int | None = None
         self.final: dict[str, float] = {}        # hist/saturated, hist/dead of the last capture (for status.json)
         self.captures = 0
 
-    # --- observer protocol -------------------------------------------------------------------------
-    def on_start(self, state) -> None:
+    # --- observer protocol: the loop says which steps are captured ---------------------------------
+    def on_capture_next(self, state) -> None:
+        self._snapshot(state.step + 1)           # the weights before that step, for its update/weight ratio
+
+    def on_capture(self, state) -> None:
         self.capture(state.step)
-
-    def on_step(self, state, loss: Tensor) -> None:
-        if self.before_step == state.step:       # now, before the next snapshot replaces `before`
-            self._update_ratios(state.step)
-        if self.every > 0 and state.step % self.every == 0:
-            self.capture(state.step)
-        if self._next_step_captures(state):
-            self._snapshot(state.step + 1)
-
-    def on_epoch(self, state, metrics: dict[str, float]) -> None:
-        if self.at_epochs or state.epoch >= self.epochs:  # the loop only reports evaluated epochs
-            self.capture(state.step)
-
-    # --- when to capture ---------------------------------------------------------------------------
-    def _next_step_captures(self, state) -> bool:
-        """Will the step after this one be captured? Then its update/weight ratio needs the weights now."""
-        nxt = state.step + 1
-        if self.every > 0 and nxt % self.every == 0:
-            return True
-        done_in_epoch = state.batch % self.steps_per_epoch   # batches of the epoch the next step belongs to
-        if done_in_epoch + 1 != self.steps_per_epoch:
-            return False                                     # the next step does not end an epoch
-        epoch = state.epoch + (1 if state.batch >= self.steps_per_epoch else 0) + 1  # epochs done after it
-        return (self.at_epochs and epoch % self.epoch_every == 0) or epoch == self.epochs
 
     def _snapshot(self, step: int) -> None:
         with torch.no_grad():
@@ -174,14 +150,17 @@ class Histograms:
                         saved.copy_(w)               # reuse the buffer: no allocation per snapshot
         self.before_step = step
 
-    def _update_ratios(self, step: int) -> None:
-        """||W_step - W_step-1|| / ||W_step|| per layer, kept on the device until the capture reads it."""
-        self.ratios, self.ratio_step = {}, step
+    def _ratios(self, step: int) -> dict[str, Tensor]:
+        """||W_step - W_step-1|| / ||W_step|| per layer (device tensors), when the weights before `step` were kept."""
+        if self.before_step != step:
+            return {}
+        ratios = {}
         with torch.no_grad():
             for layer in self.layers:
                 w = getattr(layer.module, "weight", None)
                 if isinstance(w, nn.Parameter) and id(w) in self.before:
-                    self.ratios[layer.name] = (w - self.before[id(w)]).norm() / w.norm().clamp_min(1e-12)
+                    ratios[layer.name] = (w - self.before[id(w)]).norm() / w.norm().clamp_min(1e-12)
+        return ratios
 
     # --- the capture -------------------------------------------------------------------------------
     def activations(self) -> dict[str, tuple[Tensor, Tensor | None]]:
@@ -230,10 +209,10 @@ class Histograms:
 
     def capture(self, step: int) -> None:
         """Compute every histogram and number on the device, read them back once, write them."""
-        if step == self.last_capture or not self.layers:
+        if not self.layers:
             return
-        self.last_capture = step
         self.captures += 1
+        ratios = self._ratios(step)
         pieces: list[Tensor] = []                # 1-D device tensors, joined for the one host read
         uses: list[tuple[str, str, int]] = []    # (kind, tag, numel) telling the host what each piece is
 
@@ -272,8 +251,8 @@ class Histograms:
                         hist(f"grads/{layer.name}", p.grad)
             if grads:  # the norm of the layer's whole gradient, without copying it into one tensor
                 value("scalar", f"grad_norm/{layer.name}", torch.stack([g.float().norm() for g in grads]).norm())
-            if self.ratio_step == step and layer.name in self.ratios:
-                value("scalar", f"update_ratio/{layer.name}", self.ratios[layer.name])
+            if layer.name in ratios:
+                value("scalar", f"update_ratio/{layer.name}", ratios[layer.name])
         if pieces:
             self._write(torch.cat(pieces).tolist(), uses, step)  # the one host read of this capture
 

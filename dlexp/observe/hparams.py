@@ -8,6 +8,8 @@ import math
 from collections.abc import Mapping
 from pathlib import Path
 
+from dlexp.runs import is_better
+
 Scalar = bool | int | float | str
 SKIP_KEYS = {"_target_", "_partial_"}       # how objects are built, not what they are
 SKIP_TOP = {"log", "allow_targets"}         # logging knobs and the import allow-list are not hyper-parameters
@@ -42,10 +44,6 @@ def _number(text) -> float:
         return float(text)
     except (TypeError, ValueError):
         return math.nan
-
-
-def is_better(tag: str, new: float, old: float | None) -> bool:
-    return old is None or (new < old if tag.endswith("loss") else new > old)
 
 
 class HParams:

@@ -27,13 +27,9 @@ class Board:
         for tag, value in values.items():
             self.writer.add_scalar(tag, value, step)
 
-    def histogram_raw(self, tag: str, *, min: float, max: float, num: int, sum: float, sum_squares: float,
-                      bucket_limits: list[float], bucket_counts: list[float], step: int) -> None:
-        self.writer.add_histogram_raw(tag, min=min, max=max, num=num, sum=sum, sum_squares=sum_squares,
-                                      bucket_limits=bucket_limits, bucket_counts=bucket_counts, global_step=step)
-
     def summary(self, histograms: dict[str, dict], scalars: dict[str, float], step: int) -> None:
-        """Many histograms (HistogramProto fields, as for histogram_raw) and scalars as ONE event.
+        """Many histograms (HistogramProto fields: min, max, num, sum, sum_squares, bucket_limits, bucket_counts)
+        and scalars as ONE event.
 
         One event instead of one per value halves the writing cost of a histogram capture: each event
         is framed and check-summed (in pure Python) on its own.
@@ -47,9 +43,6 @@ class Board:
         values += [Summary.Value(tag=tag, simple_value=value) for tag, value in scalars.items()]
         if values:
             self.writer._get_file_writer().add_summary(Summary(value=values), step)
-
-    def text(self, tag: str, text: str, step: int = 0) -> None:
-        self.writer.add_text(tag, text, step)
 
     def hparams(self, hparams: dict, metrics: dict[str, float], *, step: int | None = None,
                 written: frozenset[str] | set[str] = frozenset()) -> None:
@@ -71,9 +64,6 @@ class Board:
         for tag, value in metrics.items():
             if tag not in written:
                 self.writer.add_scalar(tag, value, step)
-
-    def flush(self) -> None:
-        self.writer.flush()
 
     def close(self) -> None:
         self.writer.close()
