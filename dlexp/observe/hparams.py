@@ -13,16 +13,19 @@ SKIP_KEYS = {"_target_", "_partial_"}       # how objects are built, not what th
 SKIP_TOP = {"log", "allow_targets"}         # logging knobs and the import allow-list are not hyper-parameters
 
 
-def flatten(config: Mapping, prefix: str = "") -> dict[str, Scalar]:
-    """{"model": {"hidden": [64, 64]}} -> {"model.hidden": "[64, 64]"}: scalars stay, the rest becomes text."""
+def flatten(config: Mapping, prefix: str = "", skip_keys=SKIP_KEYS, skip_top=SKIP_TOP) -> dict[str, Scalar]:
+    """{"model": {"hidden": [64, 64]}} -> {"model.hidden": "[64, 64]"}: scalars stay, the rest becomes text.
+
+    `skip_keys` are left out at any depth, `skip_top` at the top level (`dlexp diff` keeps everything).
+    """
     flat: dict[str, Scalar] = {}
     for key, value in config.items():
         key = str(key)
-        if key in SKIP_KEYS or (not prefix and key in SKIP_TOP):
+        if key in skip_keys or (not prefix and key in skip_top):
             continue
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
-            flat.update(flatten(value, name + "."))
+            flat.update(flatten(value, name + ".", skip_keys, skip_top))
         elif isinstance(value, (bool, int, float, str)):
             flat[name] = value
         elif value is None:
@@ -44,8 +47,26 @@ def _number(text) -> float:
         return math.nan
 
 
+# The best-metric rule, read by the HParams observer and by `dlexp compare`: these metrics have a best epoch,
+# the lowest loss or the highest accuracy.
+RANKED = ("loss", "acc")
+
+
+def ranked(tag: str) -> bool:
+    """val/loss, train/acc: metrics with a best value (best/<tag>)."""
+    return tag.split("/")[-1] in RANKED
+
+
+def lower_is_better(tag: str) -> bool:
+    return tag.endswith("loss")
+
+
 def is_better(tag: str, new: float, old: float | None) -> bool:
-    return old is None or (new < old if tag.endswith("loss") else new > old)
+    return old is None or (new < old if lower_is_better(tag) else new > old)
+
+
+def best_of(tag: str, values: list[float]) -> float:
+    return min(values) if lower_is_better(tag) else max(values)
 
 
 class HParams:
@@ -73,8 +94,7 @@ class HParams:
 
     def _best(self, metrics: dict[str, float]) -> None:
         for tag, value in metrics.items():
-            if math.isfinite(value) and tag.split("/")[-1] in ("loss", "acc") \
-                    and is_better(tag, value, self.final.get(f"best/{tag}")):
+            if math.isfinite(value) and ranked(tag) and is_better(tag, value, self.final.get(f"best/{tag}")):
                 self.final[f"best/{tag}"] = value
 
     def on_end(self, state, status: str) -> None:
