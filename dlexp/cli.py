@@ -114,6 +114,19 @@ def compare(paths: List[Path] = typer.Argument(..., help="Sweep directories, run
 
 
 @app.command()
+def diff(run_a: Path = typer.Argument(..., help="A run directory."),
+         run_b: Path = typer.Argument(..., help="Another run directory.")) -> None:
+    """What differs between two runs: config keys, config group options, final metrics side by side."""
+    from dlexp import diff as differ
+
+    try:
+        code = differ.main(run_a, run_b, console)
+    except DlexpError as err:
+        _fail(err)
+    raise typer.Exit(code)
+
+
+@app.command()
 def board(path: Path = typer.Argument(Path("runs"), help="Folder of runs (a sweep, a run, or runs/)."),
           host: str = typer.Option("127.0.0.1", help="Interface to bind; give 0.0.0.0 explicitly to expose it."),
           port: int = typer.Option(6006, help="Port (0 = a free one).")) -> None:
