@@ -162,12 +162,9 @@ def _natural(text: str) -> list:
 
 def differing_overrides(rows: list[RunRow]) -> list[str]:
     """Override keys whose value is not the same in every run (for one run, all but the logging knobs)."""
-    keys: list[str] = []
-    for row in rows:
-        keys += [k for k in row.overrides if k not in keys]
     if len(rows) == 1:
-        return [k for k in keys if k.split(".")[0].lstrip("+~") not in evidence.IGNORED_TOP]
-    return [k for k in keys if len({row.overrides.get(k) for row in rows}) > 1]
+        return [k for k in rows[0].overrides if not evidence.logging_knob(k)]
+    return evidence.differing_overrides(rows)
 
 
 # --- columns ------------------------------------------------------------------------------------------------

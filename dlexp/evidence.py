@@ -86,12 +86,17 @@ def value_of(row: RunRow, key: str) -> str | None:
     return None
 
 
+def logging_knob(key: str) -> bool:
+    """log.dir, +log.every: where and how often a run logs, not what it learns."""
+    return key.split(".")[0].lstrip("+~") in IGNORED_TOP
+
+
 def settings(row: RunRow) -> dict[str, str]:
     """Everything that decides a run's result: the composed config and the group choices, without the seed
     and the logging knobs (the overrides, for a run directory without its config.yaml)."""
     found = {**row.config, **row.choices} if row.config else dict(row.overrides)
     return {k: str(v) for k, v in found.items()
-            if k not in VARIES_WITHIN and k.split(".")[0].lstrip("+~") not in IGNORED_TOP}
+            if k not in VARIES_WITHIN and not logging_knob(k)}
 
 
 def differs_in_seed_only(rows: list[RunRow]) -> bool:
@@ -130,12 +135,17 @@ def _gather(keyed: list[tuple[Any, RunRow]], keys: list[str]) -> list[Group]:
     return list(groups.values())
 
 
-def differing_keys(rows: list[RunRow]) -> list[str]:
-    """Override keys whose value is not the same in every run (config keys when overrides do not tell)."""
+def differing_overrides(rows: list[RunRow]) -> list[str]:
+    """Override keys whose value is not the same in every run, in the order the runs name them."""
     keys: list[str] = []
     for row in rows:
         keys += [k for k in row.overrides if k not in keys]
-    found = [k for k in keys if len({row.overrides.get(k) for row in rows}) > 1]
+    return [k for k in keys if len({row.overrides.get(k) for row in rows}) > 1]
+
+
+def differing_keys(rows: list[RunRow]) -> list[str]:
+    """Override keys whose value is not the same in every run (config keys when overrides do not tell)."""
+    found = differing_overrides(rows)
     if not found:
         keys = sorted({k for row in rows for k in settings(row)} | set(VARIES_WITHIN))
         found = [k for k in keys if len({value_of(row, k) for row in rows}) > 1]
@@ -152,7 +162,7 @@ def _label_keys(groups: list[Group], rows: list[RunRow]) -> list[str]:
         return len({tuple(value_of(g.runs[0], k) for k in keys) for g in groups}) == len(groups)
 
     keys = [k for k in differing_keys(rows) if k not in VARIES_WITHIN and constant(k)
-            and k.split(".")[0].lstrip("+~") not in IGNORED_TOP]
+            and not logging_knob(k)]
     if len(groups) > 1 and not tells_apart(keys):
         every = sorted({k for g in groups for k in settings(g.runs[0])})
         keys += [k for k in every if k not in keys and constant(k)
