@@ -263,3 +263,19 @@ def test_real_seed_sweep_through_the_cli(tmp_path, cli):
         assert acc.Scalars("val/loss")[-1].value == pytest.approx(statistics.fmean(finals), rel=1e-5)
         assert acc.Scalars("val/loss/std")[-1].value == pytest.approx(statistics.stdev(finals), rel=1e-4)
         assert acc.Scalars("val/loss")[-1].step == 20
+
+
+def test_clear_means_p_below_the_readmes_threshold(tmp_path):
+    """The README: `clear` means p < 0.05. Two pairs of groups whose p-values lie either side of it."""
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    assert "`clear` means p < 0.05" in readme and evidence.SIGNIFICANCE == 0.05
+    for shift in (2.2, 2.5):                                        # p = 0.054 and 0.038
+        root = tmp_path / str(shift)
+        for seed, base in enumerate((0.0, 1.0, 2.0)):
+            for optimizer, final in (("adam", 1 + base / 10), ("sgd", 1 + (base + shift) / 10)):
+                make_run(root, f"{optimizer}_{seed}", [f"optimizer={optimizer}", f"seed={seed}"], "completed",
+                         curve(final))
+        found = compare.verdict_for(grouped(root), compare.collect([root]), None)
+        p = stats.ttest_ind([0, 1, 2], [shift, shift + 1, shift + 2], equal_var=False).pvalue
+        assert found.p == pytest.approx(p, rel=1e-6)
+        assert found.clear is bool(p < 0.05) and found.lines[0].endswith("clear.") is bool(p < 0.05)
