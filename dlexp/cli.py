@@ -86,17 +86,43 @@ def validate(ctx: typer.Context) -> None:
 
 @app.command()
 def compare(paths: List[Path] = typer.Argument(..., help="Sweep directories, run directories or folders of runs."),
-            sort: Optional[str] = typer.Option(None, help="Sort by a metric, e.g. val/loss (ascending) or -val/acc."),
+            sort: Optional[str] = typer.Option(None, help="Sort by a metric, e.g. val/loss (ascending) or -val/acc; "
+                                                          "the verdict is on this metric."),
+            columns: Optional[str] = typer.Option(None, "--columns", help="The columns, e.g. val/acc,"
+                                                  "weight/1_linear,epochs: any scalar the runs logged, epochs, "
+                                                  "wall_time."),
+            by: Optional[str] = typer.Option(None, "--by", help="Group the runs by these keys, e.g. optimizer "
+                                             "or optimizer,optimizer.lr (default: runs that differ only in seed)."),
+            group: bool = typer.Option(True, "--group/--no-group", help="--no-group: one row per run, never groups."),
             csv: Optional[Path] = typer.Option(None, "--csv", help="Also write the table as CSV."),
             markdown: Optional[Path] = typer.Option(None, "--markdown", help="Also write the table as Markdown."),
             plot: Optional[Path] = typer.Option(None, "--plot", help="Draw validation-loss curves into this PNG."),
+            band: str = typer.Option("std", "--band", help="Band around a group's mean curve: std or minmax."),
             log_scale: bool = typer.Option(False, "--log", help="Log-scale y axis for --plot.")) -> None:
-    """The runs under a sweep (or any folder) as one table: differing overrides, final/best metrics, status."""
+    """The runs under a sweep (or any folder) as one table: differing overrides, final/best metrics, status.
+
+    Runs that differ only in seed become one row per group (mean ± std) with a verdict: is the best group's
+    lead larger than the noise between seeds?
+    """
     from dlexp import compare as comparing
 
     try:
         code = comparing.main(paths, sort=sort, csv_path=csv, markdown_path=markdown, plot_path=plot,
-                              log_scale=log_scale, console=console)
+                              log_scale=log_scale, console=console,
+                              by=by, group=group, band=band, columns=columns)
+    except DlexpError as err:
+        _fail(err)
+    raise typer.Exit(code)
+
+
+@app.command()
+def diff(run_a: Path = typer.Argument(..., help="A run directory."),
+         run_b: Path = typer.Argument(..., help="Another run directory.")) -> None:
+    """What differs between two runs: config keys, config group options, final metrics side by side."""
+    from dlexp import diff as differ
+
+    try:
+        code = differ.main(run_a, run_b, console)
     except DlexpError as err:
         _fail(err)
     raise typer.Exit(code)

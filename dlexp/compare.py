@@ -1,7 +1,11 @@
 """`dlexp compare`: the runs under a sweep (or any folder) as one table, a CSV / Markdown file and a plot.
 
-Everything comes from the run directories on disk (status.json and metrics.csv), never from TensorBoard,
-so a sweep that is still running, or one copied from a cluster, compares the same way.
+Runs that differ only in `seed` are read as groups: one row per group, mean ± std over its completed runs, and
+a verdict on whether the best group's lead is larger than seed noise (dlexp/evidence.py).
+
+Everything comes from the run directories on disk (status.json, metrics.csv, config.yaml), so a sweep that is
+still running, or one copied from a cluster, compares the same way; the event files are read only for a column
+asked for with --columns that those files alone hold.
 """
 
 from __future__ import annotations
@@ -13,14 +17,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dlexp import runs
+from dlexp import evidence, runs
 from dlexp.errors import UsageError
+from dlexp.evidence import Group, Stat
+from dlexp.observe.hparams import flatten
+from dlexp.runs import best_of, ranked
 
 SUMMARY_CSV, SUMMARY_MD = "summary.csv", "summary.md"
 # Metric columns in reading order; "best/x" is the lowest loss / highest accuracy over the evaluated epochs.
 METRICS = ["train/loss", "best/train/loss", "val/loss", "best/val/loss",
            "train/acc", "best/train/acc", "val/acc", "best/val/acc", "hist/saturated", "hist/dead"]
 TAIL = ["epochs", "wall_time", "status"]
+GROUP_TAIL = ["wall_time"]
+VERDICT_METRICS = ["val/loss", "train/loss"]  # the verdict's metric when --sort names none
+BANDS = ("std", "minmax")
+RUNS_CAPTION = ("Metrics: the value at the last evaluated epoch; dimmed below it, the best epoch's "
+                "(lowest loss, highest accuracy).")
+# {groups}: "runs that differ only in seed" or "runs that share optimizer" (--by)
+GROUPS_CAPTION = ("One row per group of {groups}. Metrics: mean±std over the group's completed runs, at the last "
+                  "evaluated epoch; dimmed below, the same for the best epoch. completed: completed runs / all runs "
+                  "(the others are counted, never averaged).")
+MARKDOWN_CAPTION = ("One row per group of {groups}: mean ± std over the group's completed runs, at the last evaluated "
+                    "epoch (best/: at the best epoch). completed: completed runs / all runs (the others are counted, "
+                    "never averaged).")
 
 
 @dataclass
@@ -33,6 +52,24 @@ class RunRow:
     epochs: int | None
     wall_time: float | None
     curve: list[tuple[float, float]] = field(default_factory=list)  # (epoch, val/loss)
+    choices: dict[str, str] = field(default_factory=dict)          # config group -> option
+    config: dict[str, Any] = field(default_factory=dict)           # the composed config, dotted keys
+    stopped_at_step: int | None = None              # where a diverged run stopped
+
+
+@dataclass
+class Table:
+    columns: list[str]
+    records: list[dict[str, Any]]                   # raw values: str, float, Stat or None; "_row"/"_group" kept
+    labels: list[str]                               # the columns that name a row: the overrides that set it apart
+    groups: list[Group] | None = None               # set when the rows are groups of seeds
+    by: list[str] | None = None                     # the keys that formed the groups (--by), if any
+
+    def caption(self, markdown: bool = False) -> str | None:
+        if self.groups is not None:
+            kind = f"runs that share {', '.join(self.by)}" if self.by else "runs that differ only in seed"
+            return (MARKDOWN_CAPTION if markdown else GROUPS_CAPTION).format(groups=kind)
+        return RUNS_CAPTION if any(c.startswith("best/") for c in self.columns) and not markdown else None
 
 
 def _float(text: Any) -> float | None:
@@ -49,6 +86,17 @@ def read_metrics_csv(path: Path) -> list[dict[str, str]]:
             return list(csv.DictReader(f))
     except OSError:
         return []
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """A run's config.yaml as dotted keys ({} without one)."""
+    import yaml
+
+    try:
+        loaded = yaml.load((path / runs.CONFIG).read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except (OSError, yaml.YAMLError):
+        return {}
+    return flatten(loaded, skip_keys=(), skip_top=()) if isinstance(loaded, dict) else {}
 
 
 def parse_overrides(overrides: list[str]) -> dict[str, str]:
@@ -69,10 +117,10 @@ def load_run(path: Path) -> RunRow:
                    if v is not None and "/" in k}
     columns = rows[0].keys() if rows else []
     for column in columns:  # metrics.csv holds every evaluated epoch (a resumed run appends to it)
-        if column.split("/")[-1] in ("loss", "acc"):
-            for value in (_float(r.get(column)) for r in rows):
-                if value is not None and runs.is_better(column, value, metrics.get(f"best/{column}")):
-                    metrics[f"best/{column}"] = value
+        if ranked(column):
+            values = [v for v in (_float(r.get(column)) for r in rows) if v is not None]
+            if values:
+                metrics[f"best/{column}"] = best_of(column, values)
     curve = [(e, v) for e, v in ((_float(r.get("epoch")), _float(r.get("val/loss"))) for r in rows)
              if e is not None and v is not None]
     name = path.name  # made unique by collect() when two sweeps hold the same job name
@@ -81,7 +129,9 @@ def load_run(path: Path) -> RunRow:
         epochs = int(_float(rows[-1].get("epoch")) or 0)
     return RunRow(path=path, name=name, status=str(status.get("status", "unknown")),
                   overrides=parse_overrides(status.get("overrides") or []), metrics=metrics,
-                  epochs=epochs, wall_time=_float(status.get("wall_time")), curve=curve)
+                  epochs=epochs, wall_time=_float(status.get("wall_time")), curve=curve,
+                  choices={str(k): str(v) for k, v in (status.get("choices") or {}).items()},
+                  config=read_config(path), stopped_at_step=status.get("diverged_at_step"))
 
 
 def collect(paths: list[Path]) -> list[RunRow]:
@@ -111,25 +161,60 @@ def _natural(text: str) -> list:
 
 
 def differing_overrides(rows: list[RunRow]) -> list[str]:
-    """Override keys whose value is not the same in every run (all of them when there is one run)."""
-    keys: list[str] = []
-    for row in rows:
-        keys += [k for k in row.overrides if k not in keys]
+    """Override keys whose value is not the same in every run (for one run, all but the logging knobs)."""
     if len(rows) == 1:
-        return keys
-    return [k for k in keys if len({row.overrides.get(k) for row in rows}) > 1]
+        return [k for k in rows[0].overrides if not evidence.logging_knob(k)]
+    return evidence.differing_overrides(rows)
 
 
-def table(rows: list[RunRow]) -> tuple[list[str], list[dict[str, Any]]]:
-    """Column names and one dict per run (raw values: str for overrides/status, float or None for numbers).
+# --- columns ------------------------------------------------------------------------------------------------
 
-    Each record also keeps its RunRow under "_row" (not a column) for the plot and the CSV's path column.
-    """
-    overrides = differing_overrides(rows)
+def add_columns(rows: list[RunRow], tags: list[str]) -> None:
+    """Make each requested tag a metric of every run that logged it: from status.json / metrics.csv when they
+    hold it, otherwise the last value of that TensorBoard scalar in the run's event files (epochs, wall_time
+    and status are the table's own columns)."""
+    tags = [t for t in tags if t not in TAIL]
+    missing = [t for t in tags if any(t not in row.metrics for row in rows)]
+    if not missing:
+        return
+    from dlexp.observe.tensorboard import read_scalars
+
+    logged: set[str] = set()
+    for row in rows:
+        if all(t in row.metrics for t in missing):
+            continue
+        scalars = read_scalars(row.path)
+        logged.update(scalars)
+        for tag in missing:
+            points = [v for _, v in scalars.get(tag, []) if math.isfinite(v)]
+            if tag not in row.metrics and points:
+                row.metrics[tag] = points[-1]
+    unknown = [t for t in tags if all(t not in row.metrics for row in rows)]
+    if unknown:
+        known = sorted(logged | {k for row in rows for k in row.metrics})
+        raise UsageError(f"--columns: no run logged {', '.join(unknown)}; these runs have: {', '.join(known)} "
+                         f"(and {', '.join(TAIL)}).")
+
+
+def metric_columns(rows: list[RunRow], requested: list[str] | None = None) -> list[str]:
+    """The metric columns: the requested tags (each with its best/ partner when runs have one), or every metric
+    the runs have, in reading order."""
     present = {k for row in rows for k in row.metrics}
+    if requested:
+        return [m for tag in requested if tag not in TAIL for m in (tag, f"best/{tag}") if m == tag or m in present]
     metrics = [m for m in METRICS if m in present]
-    metrics += sorted(k for k in present if k not in metrics and not k.startswith("best/"))
-    columns = ["run", *overrides, *metrics, *TAIL]
+    return metrics + sorted(k for k in present if k not in metrics and not k.startswith("best/"))
+
+
+def tail_columns(tail: list[str], requested: list[str] | None) -> list[str]:
+    """After the metrics: all of `tail` by default; with --columns, those it names, and always the status."""
+    return [c for c in tail if not requested or c in requested or c == "status"]
+
+
+def table(rows: list[RunRow], requested: list[str] | None = None) -> Table:
+    """One record per run (raw values: str for overrides/status, float or None for numbers)."""
+    overrides = differing_overrides(rows)
+    metrics = metric_columns(rows, requested)
     records = []
     for row in rows:
         record: dict[str, Any] = {"run": row.name, "_row": row}
@@ -137,32 +222,54 @@ def table(rows: list[RunRow]) -> tuple[list[str], list[dict[str, Any]]]:
         record.update({k: row.metrics.get(k) for k in metrics})
         record.update(epochs=row.epochs, wall_time=row.wall_time, status=row.status)
         records.append(record)
-    return columns, records
+    return Table(["run", *overrides, *metrics, *tail_columns(TAIL, requested)], records, overrides)
 
 
-def sort_records(columns: list[str], records: list[dict[str, Any]], key: str | None) -> list[dict[str, Any]]:
-    """`val/loss` ascending, `-val/acc` descending; runs without a value go last either way."""
+def group_table(groups: list[Group], requested: list[str] | None = None, by: list[str] | None = None) -> Table:
+    """One record per group: its key values, completed/all, and a Stat per metric over its completed runs."""
+    labels = list(groups[0].key) if groups else []
+    metrics = metric_columns([run for g in groups for run in g.runs], requested)
+    records = []
+    for group in groups:
+        record: dict[str, Any] = {**group.key, "_group": group,
+                                  "completed": f"{len(group.completed)}/{len(group.runs)}", "n": len(group.completed)}
+        record.update({m: group.stat(m) for m in metrics})
+        record["wall_time"] = evidence.describe([r.wall_time for r in group.completed if r.wall_time is not None])
+        records.append(record)
+    return Table([*labels, "completed", *metrics, *tail_columns(GROUP_TAIL, requested)], records, labels, groups, by)
+
+
+def sort_records(t: Table, key: str | None) -> Table:
+    """`val/loss` ascending, `-val/acc` descending; rows without a value go last either way."""
     if not key:
-        return records
+        return t
     descending = key.startswith("-")
     name = key[1:] if descending else key
-    if name not in columns:
+    if name not in t.columns:
         raise UsageError(f"--sort {key}: '{name}' is not a column of this table; choose one of "
-                         f"{', '.join(columns)} (prefix '-' for descending).")
+                         f"{', '.join(t.columns)} (prefix '-' for descending).")
 
     def value(record):
         v = record.get(name)
+        v = v.mean if isinstance(v, Stat) else v
         number = v if isinstance(v, (int, float)) else _float(v)
         return (1, 0.0, "") if v in (None, "") else (0, number, "") if number is not None else (0, 0.0, str(v))
 
-    present = [r for r in records if r.get(name) not in (None, "")]
-    missing = [r for r in records if r.get(name) in (None, "")]
-    return sorted(present, key=value, reverse=descending) + missing
+    present = [r for r in t.records if r.get(name) not in (None, "")]
+    missing = [r for r in t.records if r.get(name) in (None, "")]
+    t.records = sorted(present, key=value, reverse=descending) + missing
+    return t
 
 
-def fmt(column: str, value: Any) -> str:
+# --- formatting ---------------------------------------------------------------------------------------------
+
+def fmt(column: str, value: Any, pm: str = "±") -> str:
     if value is None or value == "":
         return "—"
+    if isinstance(value, Stat):
+        if column == "wall_time":
+            return f"{value.mean:.1f}s"
+        return f"{value.mean:.4g}" + (f"{pm}{value.std:.2g}" if value.std is not None else "")
     if column == "wall_time":
         return f"{value:.1f}s"
     if isinstance(value, float):
@@ -172,88 +279,87 @@ def fmt(column: str, value: Any) -> str:
 
 def numeric(columns: list[str], records: list[dict[str, Any]]) -> set[str]:
     """Columns whose values are all numbers: right-aligned."""
+    def number(v):
+        return isinstance(v, (int, float, Stat))
+
     return {c for c in columns
-            if any(isinstance(r.get(c), (int, float)) for r in records)
-            and all(r.get(c) is None or isinstance(r.get(c), (int, float)) for r in records)}
+            if any(number(r.get(c)) for r in records) and all(r.get(c) is None or number(r.get(c)) for r in records)}
 
 
-def to_csv(path: Path, columns: list[str], records: list[dict[str, Any]]) -> Path:
+def _csv_header(t: Table) -> list[str]:
+    if t.groups is None:
+        return [*t.columns, "path"]
+    stats = [c for c in t.columns if c not in t.labels and c != "completed"]
+    return [*t.labels, "n", "runs", "statuses", *(f"{c}_{part}" for c in stats for part in ("mean", "std"))]
+
+
+def _csv_row(t: Table, record: dict[str, Any]) -> list[Any]:
+    def plain(v):
+        return "" if v is None else v
+
+    if t.groups is None:
+        return [plain(record.get(c)) for c in t.columns] + [str(record["_row"].path)]
+    group: Group = record["_group"]
+    statuses = ", ".join(f"{n} {s}" for s, n in [("completed", len(group.completed)), *group.others.items()] if n)
+    stats = [c for c in t.columns if c not in t.labels and c != "completed"]
+    cells = []
+    for c in stats:
+        s = record.get(c)
+        cells += [plain(s.mean if s else None), plain(s.std if s else None)]
+    return [*(record.get(k) for k in t.labels), len(group.completed), len(group.runs), statuses, *cells]
+
+
+def to_csv(path: Path, t: Table) -> Path:
+    """Single runs: the table's columns and the run's path. Groups: `<metric>_mean`, `<metric>_std`, n (the
+    completed runs averaged), runs (all runs of the group) and their statuses."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow([*columns, "path"])
-        for record in records:
-            writer.writerow([("" if record.get(c) is None else record.get(c)) for c in columns]
-                            + [str(record["_row"].path)])
+        writer.writerow(_csv_header(t))
+        writer.writerows(_csv_row(t, record) for record in t.records)
     return path
 
 
-def to_markdown(path: Path, columns: list[str], records: list[dict[str, Any]]) -> Path:
+def to_markdown(path: Path, t: Table, notes: list[str] = ()) -> Path:
     def cell(text: str) -> str:
         return text.replace("|", "\\|")
 
-    right = numeric(columns, records)
-    lines = ["| " + " | ".join(cell(c) for c in columns) + " |",
-             "|" + "|".join("---:" if c in right else "---" for c in columns) + "|"]
-    for record in records:
-        lines.append("| " + " | ".join(cell(fmt(c, record.get(c))) for c in columns) + " |")
+    right = numeric(t.columns, t.records)
+    lines = ["| " + " | ".join(cell(c) for c in t.columns) + " |",
+             "|" + "|".join("---:" if c in right else "---" for c in t.columns) + "|"]
+    for record in t.records:
+        lines.append("| " + " | ".join(cell(fmt(c, record.get(c), " ± ")) for c in t.columns) + " |")
+    if t.groups is not None:
+        lines += ["", t.caption(markdown=True)]
+    if notes:  # the verdict: its first line, then its details as a list
+        lines += [""] + [f"- {line.strip()}" if line.startswith(" ") else line for line in notes]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
-def plot(path: Path, rows: list[RunRow], overrides: list[str], log_scale: bool = False) -> Path:
-    """Validation loss per epoch, one line per run, labelled by its differing overrides."""
-    drawn = [row for row in rows if row.curve]
-    if not drawn:
-        raise UsageError("none of these runs has validation-loss values in its metrics.csv, so there is nothing "
-                         "to plot; regression and classification runs log val/loss, gaussian (unlabelled) runs do not.")
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display needed
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for row in drawn:
-        label = ", ".join(f"{k}={row.overrides.get(k, '')}" for k in overrides) or row.name
-        epochs, values = zip(*row.curve)
-        ax.plot(epochs, values, marker="o" if len(epochs) < 30 else None, markersize=3,
-                linestyle="--" if row.status == "diverged" else "-", label=label)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation loss")
-    if log_scale:
-        ax.set_yscale("log")
-    # a diverged run (1e23) would flatten every other curve: keep the axis on the runs that stayed finite
-    steady = [v for row in drawn if row.status != "diverged" for _, v in row.curve if math.isfinite(v)]
-    if steady and len(steady) < sum(len(row.curve) for row in drawn):
-        low, high = min(steady), max(steady)
-        pad = (high - low) * 0.05 or abs(high) * 0.05 or 1.0
-        ax.set_ylim(low / 1.2 if log_scale and low > 0 else low - pad, high * 1.2 if log_scale else high + pad)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
-def render(console, columns: list[str], records: list[dict[str, Any]], title: str | None = None) -> None:
+def render(console, t: Table, title: str | None = None) -> None:
     """The table on the terminal: best/<metric> goes under its final value, in the same (dimmed) cell.
 
-    Numbers and statuses never wrap; the run name (whole in the CSV) gives up its width first, so a sweep
-    reads on an 80-column terminal. A table that cannot fit even then is printed at its natural width.
+    The run name is left out when the overrides that set the runs apart name every row. Numbers and statuses
+    never wrap; the naming columns give up their width first, widest first, so a sweep reads on an 80-column
+    terminal. A table that cannot fit even then is printed at its natural width.
     """
     from rich import box
     from rich.markup import render as markup
-    from rich.table import Table
+    from rich.table import Table as RichTable
 
+    columns, records = t.columns, t.records
     right = numeric(columns, records)
     shown = [c for c in columns if not (c.startswith("best/") and c[5:] in columns)]
+    if "run" in shown and t.labels and len({tuple(r.get(k) for k in t.labels) for r in records}) == len(records):
+        shown.remove("run")
     headers, cells = {}, []
     for column in shown:
-        header = column.replace("/", "/\n").replace("_", "_\n") if column in right else column
-        headers[column] = header + ("\n[dim](best)[/]" if f"best/{column}" in columns else "")
+        headers[column] = column.replace("/", "/\n").replace("_", "_\n") if column in right else column
+        values = max((len(fmt(column, r.get(column))) for r in records), default=0)
+        if column in t.labels and len(column) > values:  # model.activation over "relu": two header lines
+            headers[column] = column.replace(".", ".\n")
     for record in records:
         row = {}
         for column in shown:
@@ -262,6 +368,10 @@ def render(console, columns: list[str], records: list[dict[str, Any]], title: st
                 text += f"\n[dim]{fmt(column, record.get(f'best/{column}'))}[/]"
             if column == "status":
                 text = f"[{runs.status_style(text)}]{text}[/]"
+            if column == "completed":
+                group: Group = record["_group"]
+                others = ", ".join(f"{n} {s}" for s, n in group.others.items())
+                text = f"[green]{text}[/]" if not others else f"[bold red]{text}[/]\n[dim]{others}[/]"
             row[column] = text
         cells.append(row)
 
@@ -271,60 +381,121 @@ def render(console, columns: list[str], records: list[dict[str, Any]], title: st
 
     widths = {c: natural(c) for c in shown}
 
-    def build(run_width: int) -> Table:
-        view = Table(title=title, header_style="bold", box=box.SIMPLE_HEAD, padding=(0, 0), pad_edge=False,
-                     collapse_padding=True, show_edge=False)
+    def build() -> RichTable:
+        view = RichTable(title=title, header_style="bold",
+                         box=box.SIMPLE_HEAD, padding=(0, 0), pad_edge=False, collapse_padding=True, show_edge=False)
         for column in shown:
             view.add_column(headers[column], justify="right" if column in right else "left", no_wrap=True,
-                            overflow="ellipsis", width=run_width if column == "run" else widths[column],
-                            style="cyan" if column == "run" else None)
+                            overflow="ellipsis", width=widths[column], style="cyan" if column == "run" else None)
         for row in cells:
             view.add_row(*(row[c] for c in shown))
         return view
 
-    view = build(widths["run"])
-    excess = console.measure(view, options=console.options.update(width=10_000)).maximum - console.width
-    if excess > 0:
-        view = build(max(6, widths["run"] - excess))
+    def measure(view) -> int:
+        return console.measure(view, options=console.options.update(width=10_000)).maximum
+
+    view = build()
+    excess = measure(view) - console.width
+    names = [c for c in shown if c not in right and c not in ("status", "completed")]
+    while excess > 0:  # the widest naming column gives up one character at a time, down to 6
+        widest = max(names, key=lambda c: widths[c], default=None)
+        if widest is None or widths[widest] <= 6:
+            break
+        widths[widest] -= 1
+        excess -= 1
+    view = build()
     width = console.width
     try:  # what still does not fit is printed whole: the terminal wraps it, nothing is cut
-        console.width = max(width, console.measure(view, options=console.options.update(width=10_000)).maximum)
+        console.width = max(width, measure(view))
         console.print(view, crop=False)
     finally:
         console.width = width
+    if t.caption():  # wrapped at the terminal's width
+        console.print(f"[dim]{t.caption()}[/]", highlight=False, soft_wrap=False)
+
+
+# --- the command --------------------------------------------------------------------------------------------
+
+def _split(text: str | None) -> list[str]:
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+def build_table(rows: list[RunRow], by: list[str] | None = None, group: bool = True,
+                requested: list[str] | None = None) -> Table:
+    """Groups when --by is given, or when some runs differ only in seed (unless --no-group); single runs else."""
+    if requested:
+        add_columns(rows, requested)
+    if by or (group and evidence.differs_in_seed_only(rows)):
+        return group_table(evidence.seed_groups(rows, by), requested, by)
+    return table(rows, requested)
+
+
+def verdict_for(t: Table, rows: list[RunRow], sort: str | None) -> evidence.Verdict | None:
+    """The verdict on the sort metric (val/loss, else train/loss, when the table is sorted by none)."""
+    if t.groups is None:
+        return None
+    name = (sort or "").lstrip("-")
+    present = {k for row in rows for k in row.metrics}
+    metric = name if name in present else next((m for m in VERDICT_METRICS if m in present), None)
+    if metric is None:
+        return None
+    return evidence.verdict(t.groups, metric, descending=bool(sort and sort.startswith("-")))
 
 
 def main(paths: list[Path], sort: str | None = None, csv_path: Path | None = None,
          markdown_path: Path | None = None, plot_path: Path | None = None, log_scale: bool = False,
-         console=None) -> int:
-    """Print the table; write the requested files. Exit code 0 (a diverged run is a result, not an error)."""
+         console=None, by: str | None = None, group: bool = True, band: str = "std",
+         columns: str | None = None) -> int:
+    """Print the table (and the verdict); write the requested files. Exit code 0 (a diverged run is a result)."""
     from rich.console import Console
 
+    if by and not group:
+        raise UsageError("--by and --no-group exclude each other: --by groups the runs by the keys it names.")
+    if band not in BANDS:
+        raise UsageError(f"--band {band}: choose one of {', '.join(BANDS)}.")
     console = console or Console(highlight=False)
     rows = collect(list(paths))
-    columns, records = table(rows)
-    records = sort_records(columns, records, sort)
-    title = f"{len(rows)} run{'s' if len(rows) != 1 else ''}" + (f", sorted by {sort}" if sort else "")
-    render(console, columns, records, title)
+    t = sort_records(build_table(rows, _split(by), group, _split(columns)), sort)
+    title = f"{len(rows)} run{'s' if len(rows) != 1 else ''}"
+    if t.groups is not None:
+        title += f" in {len(t.groups)} group{'s' if len(t.groups) != 1 else ''}"
+    title += f", sorted by {sort}" if sort else ""
+    render(console, t, title)
+    found = verdict_for(t, rows, sort)
+    notes = found.lines if found else []
+    for line in notes:
+        console.print(line, highlight=False, soft_wrap=True)
     written = []
     if csv_path is not None:
-        written.append(to_csv(Path(csv_path), columns, records))
+        written.append(to_csv(Path(csv_path), t))
     if markdown_path is not None:
-        written.append(to_markdown(Path(markdown_path), columns, records))
+        written.append(to_markdown(Path(markdown_path), t, notes))
     if plot_path is not None:
-        written.append(plot(Path(plot_path), [r["_row"] for r in records], differing_overrides(rows), log_scale))
+        from dlexp import curves
+
+        if t.groups is not None:
+            written.append(curves.plot_groups(Path(plot_path), [r["_group"] for r in t.records], band, log_scale))
+        else:
+            written.append(curves.plot_runs(Path(plot_path), [r["_row"] for r in t.records], t.labels, log_scale))
     for path in written:
         console.print(f"wrote {path}", highlight=False, soft_wrap=True)
     return 0
 
 
 def write_summary(sweep_dir: Path) -> list[Path]:
-    """summary.csv and summary.md of the compare table in the sweep directory (for the end of a multirun)."""
+    """summary.csv and summary.md of the compare table in the sweep directory (for the end of a multirun); when
+    the sweep varies the seed, the grouped table with its verdict, and one TensorBoard run per group under
+    <sweep>/aggregate/."""
     sweep_dir = Path(sweep_dir)
     run_dirs = runs.find_runs(sweep_dir) if sweep_dir.exists() else []
     if not run_dirs:
         return []
     rows = sorted((load_run(p) for p in run_dirs), key=lambda row: _natural(row.name))
-    columns, records = table(rows)
-    return [to_csv(sweep_dir / SUMMARY_CSV, columns, records),
-            to_markdown(sweep_dir / SUMMARY_MD, columns, records)]
+    t = build_table(rows)
+    found = verdict_for(t, rows, None)
+    written = [to_csv(sweep_dir / SUMMARY_CSV, t), to_markdown(sweep_dir / SUMMARY_MD, t, found.lines if found else [])]
+    if t.groups is not None:
+        aggregates = evidence.write_aggregates(sweep_dir, t.groups)
+        if aggregates:
+            written.append(sweep_dir / evidence.AGGREGATE_DIR)
+    return written

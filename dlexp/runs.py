@@ -35,9 +35,26 @@ def status_style(status: str) -> str:
     return STATUS_STYLES.get(status, "yellow")
 
 
+# The best-metric rule, read by the HParams observer, `dlexp compare` and the verdict: these metrics have a best
+# epoch, the lowest loss or the highest accuracy.
+RANKED = ("loss", "acc")
+
+
+def ranked(tag: str) -> bool:
+    """val/loss, train/acc: metrics with a best value (best/<tag>)."""
+    return tag.split("/")[-1] in RANKED
+
+
+def lower_is_better(tag: str) -> bool:
+    return tag.endswith("loss")
+
+
 def is_better(tag: str, new: float, old: float | None) -> bool:
-    """The one rule for a metric's best value: the lowest loss, the highest anything else (accuracy)."""
-    return old is None or (new < old if tag.endswith("loss") else new > old)
+    return old is None or (new < old if lower_is_better(tag) else new > old)
+
+
+def best_of(tag: str, values: list[float]) -> float:
+    return min(values) if lower_is_better(tag) else max(values)
 
 log = logging.getLogger("dlexp")
 

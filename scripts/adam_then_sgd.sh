@@ -9,6 +9,6 @@ sweep_dir=$(lesson_dir adam_then_sgd)
 
 sweep "$sweep_dir" experiment=adam_then_sgd optimizer=adam_then_sgd,adam,sgd "$@"
 
-"${dlexp[@]}" compare "$sweep_dir" --plot "$sweep_dir/val_loss.png" --log
+"${dlexp[@]}" compare "$sweep_dir" --columns val/loss,val/acc,optim/phase,optim/lr --plot "$sweep_dir/val_loss.png" --log
 echo "TensorBoard: dlexp board $sweep_dir   (Scalars: optim/phase, optim/lr, val/loss)"
 exit "$code"

@@ -8,6 +8,6 @@ sweep_dir=$(lesson_dir and_or_perceptron)
 
 sweep "$sweep_dir" experiment=and_or_perceptron data=and,or,xor "$@"
 
-"${dlexp[@]}" compare "$sweep_dir" --plot "$sweep_dir/val_loss.png"
+"${dlexp[@]}" compare "$sweep_dir" --columns val/acc,val/loss --plot "$sweep_dir/val_loss.png"
 echo "TensorBoard: dlexp board $sweep_dir"
 exit "$code"

@@ -10,6 +10,7 @@ sweep_dir=$(lesson_dir batch_size)
 
 sweep "$sweep_dir" experiment=batch_size batch.size=null,1,32,128 "$@"
 
-"${dlexp[@]}" compare "$sweep_dir" --plot "$sweep_dir/val_loss.png"
+"${dlexp[@]}" compare "$sweep_dir" --columns val/acc,data/steps_per_epoch,hist/dead,wall_time \
+    --plot "$sweep_dir/val_loss.png"
 echo "TensorBoard: dlexp board $sweep_dir   (Scalars: train/step_loss with smoothing 0; data/steps_per_epoch)"
 exit "$code"

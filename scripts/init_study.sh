@@ -12,6 +12,8 @@ sweep_dir=$(lesson_dir init_study)
 sweep "$sweep_dir" experiment=init_study initializer=normal,normal_small,xavier_normal,he_normal \
     model.activation=sigmoid,relu "$@"
 
-"${dlexp[@]}" compare "$sweep_dir"                     # nothing is trained, so there is no loss curve to plot
+# nothing is trained, so there is no loss curve to plot; the columns: the share of saturated sigmoids and
+# dead ReLUs, and the spread of the last layer's activations
+"${dlexp[@]}" compare "$sweep_dir" --columns hist/saturated,hist/dead,act_std/5_sigmoid,act_std/5_relu
 echo "TensorBoard: dlexp board $sweep_dir   (Histograms: activations/<i>_<act>; Scalars: act_std/, saturation/, dead/)"
 exit "$code"

@@ -11,7 +11,7 @@ sweep_dir=$(lesson_dir learning_rate)
 
 sweep "$sweep_dir" experiment=learning_rate optimizer.lr=0.0001,0.001,0.01,0.1,1.0 "$@"
 
-"${dlexp[@]}" compare "$sweep_dir" --plot "$sweep_dir/val_loss.png" --log
+"${dlexp[@]}" compare "$sweep_dir" --columns train/loss,val/loss,hist/saturated,epochs --plot "$sweep_dir/val_loss.png" --log
 echo "TensorBoard: dlexp board $sweep_dir"
 [[ $code -eq 3 ]] && code=0                        # 3 = a run diverged: expected here (lr=1.0)
 exit "$code"

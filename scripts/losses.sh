@@ -11,17 +11,18 @@ source "$(dirname "${BASH_SOURCE[0]}")/_lesson.sh"
 root=$(lesson_dir losses)
 
 worst=0
-part() {  # part NAME OVERRIDES...: one sweep under $root/NAME and its table
-    local name=$1
-    shift
+part() {  # part NAME COLUMNS OVERRIDES...: one sweep under $root/NAME and its table with these columns
+    local name=$1 columns=$2
+    shift 2
     sweep "$root/$name" "$@"
-    "${dlexp[@]}" compare "$root/$name"
+    "${dlexp[@]}" compare "$root/$name" --columns "$columns"
     (( code != 0 && worst == 0 )) && worst=$code   # the first problem decides the exit code
     return 0
 }
 
-part regression experiment=losses_regression loss=mse,mae,huber "$@"
-part classification experiment=losses_classification loss=ce,sparse_ce "$@"
-part gaussian_nll experiment=losses_gaussian_nll "$@"
-echo "TensorBoard: dlexp board $root   (regression: Distributions weights/1_linear = the slope)"
+# weight/1_linear is the fitted slope (true 2.0), bias/1_linear the intercept (true 0.5)
+part regression weight/1_linear,bias/1_linear,val/loss experiment=losses_regression loss=mse,mae,huber "$@"
+part classification val/loss,val/acc experiment=losses_classification loss=ce,sparse_ce "$@"
+part gaussian_nll val/loss experiment=losses_gaussian_nll "$@"
+echo "TensorBoard: dlexp board $root   (regression: Scalars weight/1_linear = the slope)"
 exit "$worst"

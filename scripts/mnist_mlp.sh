@@ -17,6 +17,6 @@ fi
 
 sweep "$sweep_dir" experiment=mnist_mlp "${data[@]}" "$@"
 
-"${dlexp[@]}" compare "$sweep_dir" --plot "$sweep_dir/val_loss.png"
+"${dlexp[@]}" compare "$sweep_dir" --columns val/acc,val/loss,dead/1_relu,wall_time --plot "$sweep_dir/val_loss.png"
 echo "TensorBoard: dlexp board $sweep_dir"
 exit "$code"

@@ -10,6 +10,6 @@ sweep_dir=$(lesson_dir optimizer_race)
 sweep "$sweep_dir" experiment=optimizer_race \
     optimizer=sgd,momentum,nesterov,adagrad,rmsprop,adam,adamw,random_search,random_local_search "$@"
 
-"${dlexp[@]}" compare "$sweep_dir" --sort val/loss --plot "$sweep_dir/val_loss.png" --log
+"${dlexp[@]}" compare "$sweep_dir" --sort val/loss --columns val/loss,val/acc --plot "$sweep_dir/val_loss.png" --log
 echo "TensorBoard: dlexp board $sweep_dir"
 exit "$code"

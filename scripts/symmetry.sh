@@ -9,6 +9,6 @@ sweep_dir=$(lesson_dir symmetry)
 
 sweep "$sweep_dir" experiment=symmetry initializer=zeros,constant,xavier_normal "$@"
 
-"${dlexp[@]}" compare "$sweep_dir" --plot "$sweep_dir/val_loss.png"
+"${dlexp[@]}" compare "$sweep_dir" --columns val/acc,val/loss --plot "$sweep_dir/val_loss.png"
 echo "TensorBoard: dlexp board $sweep_dir   (Histograms: weights/1_linear, weights/2_linear, activations/1_tanh)"
 exit "$code"

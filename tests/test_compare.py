@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -47,9 +48,12 @@ def sweep(tmp_path: Path) -> Path:
     return root
 
 
-def rows_of(sweep: Path, sort: str | None = None):
-    columns, records = compare.table(compare.collect([sweep]))
-    return columns, compare.sort_records(columns, records, sort)
+def rows_of(sweep: Path, sort: str | None = None, columns: list[str] | None = None):
+    rows = compare.collect([sweep])
+    if columns:
+        compare.add_columns(rows, columns)
+    t = compare.sort_records(compare.table(rows, columns), sort)
+    return t.columns, t.records
 
 
 def test_columns_are_the_overrides_that_differ(sweep):
@@ -129,11 +133,58 @@ def test_table_fits_80_columns_without_losing_numbers(sweep):
     assert "0.72" in screen and "completed" in screen and "diverged" in screen
 
 
-def test_plot_is_a_png(sweep, tmp_path):
-    png = tmp_path / "curves.png"
-    compare.main([sweep], plot_path=png, log_scale=True, console=Console(file=io.StringIO()))
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert png.stat().st_size > 5000
+def test_the_table_says_which_number_is_final_and_which_best(sweep):
+    out = io.StringIO()
+    compare.main([sweep], console=Console(file=out, width=120))
+    screen = out.getvalue()
+    assert "(best)" not in screen
+    assert compare.RUNS_CAPTION.split(";")[0] in " ".join(screen.split())
+
+
+def test_80_columns_through_the_cli_keep_the_overrides_readable(tmp_path, cli):
+    """Long job names: the table names each run by the overrides that set it apart, whole, within 80 columns."""
+    root = tmp_path / "lr"
+    for i, lr in enumerate(["0.0001", "0.001", "0.01", "0.1", "1.0"]):
+        name = f"{i}_experiment=learning_rate,optimizer.lr={lr},log.progress=none"
+        make_run(root, name, ["experiment=learning_rate", f"optimizer.lr={lr}", "log.progress=none"],
+                 "diverged" if lr == "1.0" else "completed",
+                 [(0.26, 0.26, 0.5), (0.1 * i + 0.01, 1e23 if lr == "1.0" else 0.02 * i + 0.01, 0.5)],
+                 {"hist/saturated": 0.017, "hist/dead": 0.1})
+    result = cli("compare", str(root), env={"COLUMNS": "80"})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "…" not in result.stdout                                   # nothing cut
+    values = [line.split()[0] for line in lines if re.match(r"\d+\.\d+ ", line)]
+    assert values == ["0.0001", "0.001", "0.01", "0.1", "1.0"]        # one row per run, named by its lr
+    assert "experiment=" not in result.stdout and "diverged" in result.stdout
+
+
+def test_columns_name_any_logged_scalar(tmp_path):
+    """--columns: metrics from status.json / metrics.csv, and scalars only the event files hold (last value)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    root = tmp_path / "fit"
+    for i, slope in enumerate([3.36, 1.98]):
+        run = make_run(root, f"{i}_loss={('mse', 'mae')[i]}", [f"loss={('mse', 'mae')[i]}"], "completed",
+                       [(1.0, 1.0, 0.0), (0.5, 0.4, 0.0)])
+        with SummaryWriter(str(run)) as writer:  # an independent writer: TensorBoard's own, through torch
+            for step, value in [(0, 0.1), (50, slope / 2), (100, slope)]:
+                writer.add_scalar("weight/1_linear", value, step)
+    columns, records = rows_of(root, columns=["weight/1_linear", "val/loss", "epochs"])
+    assert columns == ["run", "loss", "weight/1_linear", "val/loss", "best/val/loss", "epochs", "status"]
+    assert [r["weight/1_linear"] for r in records] == [pytest.approx(3.36), pytest.approx(1.98)]
+    with pytest.raises(DlexpError, match=r"no run logged weight/2_linear; these runs have: .*weight/1_linear"):
+        rows_of(root, columns=["weight/2_linear"])
+
+
+def test_columns_every_run_has_never_need_the_event_files(sweep, monkeypatch):
+    from dlexp.observe import tensorboard
+
+    monkeypatch.setattr(tensorboard, "read_scalars", lambda path: pytest.fail("read the event files"))
+    columns, _ = rows_of(sweep, columns=["val/acc", "train/loss", "wall_time"])
+    assert columns == ["run", "optimizer", "optimizer.lr", "val/acc", "best/val/acc", "train/loss",
+                       "best/train/loss", "wall_time", "status"]
 
 
 def test_write_summary_into_the_sweep(sweep):
@@ -150,7 +201,8 @@ def test_cli_compare_and_its_error(sweep, tmp_path):
     result = subprocess.run([*dlexp, str(sweep), "--sort", "-val/acc", "--markdown", str(tmp_path / "t.md")],
                             capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.index("1_optimizer=adam") < result.stdout.index("0_optimizer=sgd")
+    names = [line.split()[0] for line in result.stdout.splitlines() if line.startswith(("adam", "sgd"))]
+    assert names == ["adam", "sgd", "sgd"]                    # named by the overrides that set them apart
     assert (tmp_path / "t.md").exists()
     result = subprocess.run([*dlexp, str(tmp_path / "missing")], capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 2  # a usage error

@@ -11,6 +11,7 @@ import csv
 import gzip
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -339,12 +340,33 @@ def test_adam_then_sgd_adam_and_sgd_all_learn_digits(tmp_path):
 # 9. Losses
 
 
-def test_robust_losses_recover_the_true_slope(train_keep):
-    slopes = {}
+def readme_fit(what: str, truth: str) -> dict[str, float]:
+    """The fitted values the README's losses lesson states, e.g. readme_fit("slope", "2.0") -> {"mse": 3.36, ...}."""
+    text = " ".join((REPO / "README.md").read_text().split())
+    number = r"(-?\d+\.\d+)"
+    found = re.search(rf"{what} \(true {re.escape(truth)}\): mse {number}.*?mae {number}, huber {number}", text)
+    assert found, f"the README no longer states the fitted {what}s"
+    return dict(zip(("mse", "mae", "huber"), map(float, found.groups())))
+
+
+def test_robust_losses_recover_the_true_slope(train_keep, tmp_path):
+    from dlexp import compare
+
+    slopes, biases = {}, {}
     for loss in ("mse", "mae", "huber"):
         status, _, _, exp = train_keep("experiment=losses_regression", f"loss={loss}", name=loss)
         assert status == "completed"
-        slopes[loss] = exp.model[-1].weight.item()
+        slopes[loss], biases[loss] = exp.model[-1].weight.item(), exp.model[-1].bias.item()
+    # the lesson's table: `dlexp compare --columns weight/1_linear` shows each trained model's slope,
+    # and the README states them to two decimals
+    rows = compare.collect([tmp_path / loss for loss in slopes])
+    compare.add_columns(rows, ["weight/1_linear", "bias/1_linear"])
+    column = {row.overrides["loss"]: row.metrics["weight/1_linear"] for row in rows}
+    assert column == pytest.approx(slopes, abs=1e-6)
+    assert column == pytest.approx(readme_fit("slope", "2.0"), abs=0.005)           # stated to two decimals
+    intercepts = {row.overrides["loss"]: row.metrics["bias/1_linear"] for row in rows}
+    assert intercepts == pytest.approx(biases, abs=1e-6)
+    assert intercepts == pytest.approx(readme_fit("intercept", "0.5"), abs=0.005)
     # Oracle for mse: the least-squares line through the same (outlier-laden) training data.
     x, y = exp.data.x_train, exp.data.y_train                             # (N, 1), (N, 1)
     design = torch.cat([x, torch.ones_like(x)], dim=1)                    # (N, 2)
@@ -466,6 +488,10 @@ def test_script_xor_perceptron_fails_mlp_succeeds(tmp_path):
     found = sweep_runs(tmp_path, "xor")
     perceptron, mlp = found["0_experiment=xor_perceptron"], found["1_experiment=xor_mlp"]
     assert perceptron["metrics"]["best/val/acc"] <= 0.75 and mlp["metrics"]["val/acc"] == 1.0
+    # the README's reading of the table: the perceptron's val/acc cell is 0.25 over (best) 0.75
+    assert (perceptron["metrics"]["val/acc"], perceptron["metrics"]["best/val/acc"]) == (0.25, 0.75)
+    row = next(line.split() for line in result.stdout.splitlines() if line.startswith("xor_perceptron"))
+    assert row[1] == "0.25"
     (sweep_dir,) = (tmp_path / "runs" / "lessons" / "xor").iterdir()
     assert "xor_perceptron" in result.stdout and (sweep_dir / "val_loss.png").exists()
 
@@ -508,8 +534,11 @@ def test_script_init_study_and_symmetry_and_losses(tmp_path):
     assert init["normal", "sigmoid"]["hist/saturated"] > 10 * init["xavier_normal", "sigmoid"]["hist/saturated"]
     symmetry = {swept(s, "initializer"): s["metrics"]["val/acc"] for s in sweep_runs(tmp_path, "symmetry").values()}
     assert symmetry == {"zeros": 0.5, "constant": 0.5, "xavier_normal": 1.0}
-    parts = {p.name for p in next((tmp_path / "runs" / "lessons" / "losses").iterdir()).iterdir()}
-    assert parts == {"regression", "classification", "gaussian_nll"}
+    losses = next((tmp_path / "runs" / "lessons" / "losses").iterdir())
+    assert {p.name for p in losses.iterdir()} == {"regression", "classification", "gaussian_nll"}
+    for loss, slope in readme_fit("slope", "2.0").items():      # the losses table shows each fitted slope
+        row = next(line.split() for line in result.stdout.splitlines() if line.startswith(f"{loss} "))
+        assert float(row[1]) == pytest.approx(slope, abs=0.005)
 
 
 @pytest.mark.slow

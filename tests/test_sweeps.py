@@ -71,7 +71,7 @@ def check_two_job_sweep_ran_elsewhere(tmp_path: Path, result, launcher_pid: int)
     assert [p.name.split("_")[0] for p in found] == ["0", "1"]
     statuses = [status_of(p) for p in found]
     assert [s["status"] for s in statuses] == ["completed", "completed"]
-    assert all(s["pid"] != launcher_pid for s in statuses)  # the launcher ran them: OUTCOMES came from disk
+    assert all(s["pid"] != launcher_pid for s in statuses)  # the launcher ran them elsewhere
     assert {"optimizer=sgd", "optimizer=adam"} == {o for s in statuses for o in s["overrides"] if "optimizer" in o}
     rows = summary_rows(sweep)
     assert any(n.endswith(".csv") for n in rows) and any(n.endswith(".md") for n in rows), rows

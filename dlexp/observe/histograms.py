@@ -24,6 +24,7 @@ SATURATION_MARGIN = 0.01           # sigmoid output within 0.01 of 0 or 1, |tanh
 LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)  # each starts a numbered layer
 NORMS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm)
 MODE_DEPENDENT = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
+SINGULAR = {"weights": "weight", "biases": "bias"}  # the scalar tag of a parameter with a single entry
 
 
 def is_activation(module: nn.Module) -> bool:
@@ -245,6 +246,8 @@ class Histograms:
             grads = []
             for kind, name, p in layer.parameters():
                 hist(f"{kind}/{name}", p)
+                if p.numel() == 1:  # a lone weight is a number to read (y = w x + b: the fitted slope), not a spread
+                    value("scalar", f"{SINGULAR[kind]}/{name}", p.detach())
                 if p.grad is not None:
                     grads.append(p.grad)
                     if p is getattr(layer.module, "weight", None):

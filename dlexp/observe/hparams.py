@@ -8,23 +8,26 @@ import math
 from collections.abc import Mapping
 from pathlib import Path
 
-from dlexp.runs import is_better
+from dlexp.runs import is_better, ranked
 
 Scalar = bool | int | float | str
 SKIP_KEYS = {"_target_", "_partial_"}       # how objects are built, not what they are
 SKIP_TOP = {"log", "allow_targets"}         # logging knobs and the import allow-list are not hyper-parameters
 
 
-def flatten(config: Mapping, prefix: str = "") -> dict[str, Scalar]:
-    """{"model": {"hidden": [64, 64]}} -> {"model.hidden": "[64, 64]"}: scalars stay, the rest becomes text."""
+def flatten(config: Mapping, prefix: str = "", skip_keys=SKIP_KEYS, skip_top=SKIP_TOP) -> dict[str, Scalar]:
+    """{"model": {"hidden": [64, 64]}} -> {"model.hidden": "[64, 64]"}: scalars stay, the rest becomes text.
+
+    `skip_keys` are left out at any depth, `skip_top` at the top level (`dlexp diff` keeps everything).
+    """
     flat: dict[str, Scalar] = {}
     for key, value in config.items():
         key = str(key)
-        if key in SKIP_KEYS or (not prefix and key in SKIP_TOP):
+        if key in skip_keys or (not prefix and key in skip_top):
             continue
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
-            flat.update(flatten(value, name + "."))
+            flat.update(flatten(value, name + ".", skip_keys, skip_top))
         elif isinstance(value, (bool, int, float, str)):
             flat[name] = value
         elif value is None:
@@ -71,8 +74,7 @@ class HParams:
 
     def _best(self, metrics: dict[str, float]) -> None:
         for tag, value in metrics.items():
-            if math.isfinite(value) and tag.split("/")[-1] in ("loss", "acc") \
-                    and is_better(tag, value, self.final.get(f"best/{tag}")):
+            if math.isfinite(value) and ranked(tag) and is_better(tag, value, self.final.get(f"best/{tag}")):
                 self.final[f"best/{tag}"] = value
 
     def on_end(self, state, status: str) -> None:

@@ -1,11 +1,16 @@
-"""The only module that knows TensorBoard: an event writer, and the observer that logs scalars."""
+"""The only module that knows TensorBoard: an event writer, the observer that logs scalars, and reading scalars
+back from a run's event files (and writing derived runs, such as the mean of a group of seeds)."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from torch import Tensor
+if TYPE_CHECKING:  # reading runs back (`dlexp compare`) never needs torch
+    from torch import Tensor
+
+Curve = list[tuple[int, float]]  # (step, value) of one scalar tag
 
 
 class Board:
@@ -92,6 +97,47 @@ class ScalarLogger:
         phase = getattr(self.optimizer, "phase", None)
         if phase is not None:
             self.board.scalar("optim/phase", float(phase), step)
+
+
+def read_scalars(run_dir: Path) -> dict[str, Curve]:
+    """Every scalar tag of the event files directly in `run_dir` -> its (step, value) points, in step order.
+
+    A resumed run's later event file replaces what an earlier one logged after the checkpoint (the writer's
+    purge_step), as in TensorBoard itself.
+    """
+    import logging
+
+    from tensorboard.backend.event_processing import event_accumulator as ea
+
+    logging.getLogger("tensorboard").setLevel(logging.WARNING)  # not "No path found after ..." for every file
+    # keep every scalar; histograms and images are parsed but only one of each is kept
+    accumulator = ea.EventAccumulator(str(run_dir), size_guidance={ea.SCALARS: 0, ea.HISTOGRAMS: 1, ea.IMAGES: 1,
+                                                                   ea.TENSORS: 1, ea.AUDIO: 1, ea.COMPRESSED_HISTOGRAMS: 1})
+    accumulator.Reload()
+    return {tag: [(event.step, event.value) for event in accumulator.Scalars(tag)]
+            for tag in accumulator.Tags()[ea.SCALARS]}
+
+
+def write_scalars(log_dir: Path, curves: dict[str, Curve]) -> Path:
+    """A run of scalars only (no torch needed): each tag's (step, value) points in one new event file."""
+    import time
+
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.compat.proto.summary_pb2 import Summary
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    log_dir = Path(log_dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    writer = EventFileWriter(str(log_dir), max_queue_size=1000)
+    now = time.time()
+    by_step: dict[int, list] = {}
+    for tag, points in curves.items():
+        for step, value in points:
+            by_step.setdefault(step, []).append(Summary.Value(tag=tag, simple_value=value))
+    for step in sorted(by_step):  # one event per step, all tags in it
+        writer.add_event(Event(wall_time=now, step=step, summary=Summary(value=by_step[step])))
+    writer.close()
+    return log_dir
 
 
 # --- event-file checksums --------------------------------------------------------------------------------------
