@@ -7,6 +7,9 @@ from dlexp.config.validate import validate
 from dlexp.errors import ConfigError
 
 MAX_JOBS_CHECKED = 256
+# dlexp's launchers that need an optional extra: launcher class -> the extra (and hydra/launcher preset, and
+# package) of the same name
+OPTIONAL_LAUNCHERS = {"hydra_plugins.dlexp_launchers.ray_launcher.RayLauncher": "ray"}
 
 
 def jobs(inv: composer.Invocation) -> list[list[str]]:
@@ -37,6 +40,23 @@ def _existing_run_dir(overrides: list[str]) -> list[str]:
     return []
 
 
+def _missing_extra(cfg) -> list[str]:
+    """A launcher whose optional package is not installed: how to add it, not an import traceback later."""
+    import importlib
+
+    from omegaconf import OmegaConf
+
+    extra = OPTIONAL_LAUNCHERS.get(str(OmegaConf.select(cfg, "hydra.launcher._target_", default=""))) if cfg else None
+    if extra is None:
+        return []
+    try:
+        importlib.import_module(extra)
+    except ImportError:
+        return [f"hydra/launcher={extra} needs the optional package {extra}: pip install -e '.[{extra}]' "
+                "in the dlexp folder."]
+    return []
+
+
 def check(inv: composer.Invocation):
     """Raise ConfigError with every problem of every job, each prefixed by its overrides in a sweep.
 
@@ -54,6 +74,7 @@ def check(inv: composer.Invocation):
             # with composition problems, only the structure is checked: a dry build would trip over them
             found += validate(composer.without_hydra(cfg), composer.choices(cfg), dry_build=not found)
         problems += [prefix + p for p in found if prefix + p not in problems]
+    problems += _missing_extra(cfg)
     if problems:
         raise ConfigError(problems)
     from hydra.types import RunMode
