@@ -161,6 +161,7 @@ def test_two_jobs_run_in_ray_workers_on_a_local_instance_that_ends_with_the_swee
 
 
 @needs_ray
+@pytest.mark.slow
 def test_a_failing_job_fails_the_others_complete_and_the_sweep_exits_1(tmp_path):
     (tmp_path / "mymodels.py").write_text(BROKEN)  # a model that raises in its 6th forward pass
     conf = tmp_path / "conf" / "model"
