@@ -1,10 +1,13 @@
 # Two commands do all the set-up on a fresh machine:
 #   make run    create .venv, install dlexp and its dependencies, run the default experiment
-#   make test   the same set-up, then the whole (fast) test suite
+#   make test   the same set-up plus what the tests need (pytest, Ray), then the whole (fast) test suite
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed
+# make run: dlexp with its launchers and the Optuna sweeper. make test adds what only the tests need: pytest,
+# and Ray (hydra/launcher=ray is tested, but a learner who never uses a cluster should not wait for it).
+STAMP      := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: install run test test-all bench clean
 
@@ -15,22 +18,27 @@ $(PY):
 # torch first, pinned: an unpinned torch may pull a multi-GB CUDA build.
 $(STAMP): $(PY) pyproject.toml
 	$(PY) -c 'import torch' 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[launchers,optuna,test]'
+	$(PY) -m pip install -q -e '.[launchers,optuna]'
 	touch $(STAMP)
 
-install: $(STAMP)
+$(TEST_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[launchers,optuna,test,ray]'
+	touch $(TEST_STAMP)
 
-run: install
+# The development set-up: everything, tests included.
+install: $(TEST_STAMP)
+
+run: $(STAMP)
 	$(VENV)/bin/dlexp train
 
-test: install
+test: $(TEST_STAMP)
 	$(PY) -m pytest -q
 
 # Includes the tests marked slow (lesson sweeps, wheel install, TensorBoard server).
-test-all: install
+test-all: $(TEST_STAMP)
 	$(PY) -m pytest -q -m ''
 
-bench: install
+bench: $(STAMP)
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
 
 clean:

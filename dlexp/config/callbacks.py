@@ -73,6 +73,22 @@ class ForkedWorkers(Callback):
         warnings.filterwarnings("ignore", message="`fork` start method should not be used", category=UserWarning)
 
 
+class OwnLaunchers(Callback):
+    """dlexp's own launchers (hydra_plugins/dlexp_launchers: hydra/launcher=ray) registered with Hydra by name.
+
+    Hydra finds launchers by listing the `hydra_plugins` namespace package. An installed wheel can be listed; an
+    editable install (`pip install -e`, setuptools >= 64) cannot: its modules import, but are not listed.
+    """
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        target = str(OmegaConf.select(config, "hydra.launcher._target_", default=""))
+        if target.startswith("hydra_plugins.dlexp_launchers."):
+            from hydra.core.plugins import Plugins
+            from hydra.utils import get_class
+
+            Plugins.instance().register(get_class(target))
+
+
 class Summary(Callback):
     """The end of a command: a sweep's one line per job, its table (CSV and Markdown) and best Optuna trial; and
     the exit code, from the single run's outcome or the most serious status among the sweep's jobs.

@@ -16,6 +16,9 @@ from dlexp.config.validate import validate
 from dlexp.errors import ConfigError
 
 MAX_JOBS_CHECKED = 256
+# dlexp's launchers that need an optional extra: launcher class -> the extra (and hydra/launcher preset, and
+# package) of the same name
+OPTIONAL_LAUNCHERS = {"hydra_plugins.dlexp_launchers.ray_launcher.RayLauncher": "ray"}
 
 
 def check_run(cfg: DictConfig) -> None:
@@ -28,7 +31,7 @@ def check_run(cfg: DictConfig) -> None:
 
 def check_sweep(cfg: DictConfig, config_name: str | None = None) -> None:
     """Every job of a sweep, composed inside the running application, before the launcher starts any."""
-    problems = output_problems(Path(str(cfg.hydra.sweep.dir)), single=False)
+    problems = output_problems(Path(str(cfg.hydra.sweep.dir)), single=False) + _missing_extra(cfg)
     if problems:
         raise ConfigError(problems)
     overrides = list(cfg.hydra.overrides.task)
@@ -37,6 +40,21 @@ def check_sweep(cfg: DictConfig, config_name: str | None = None) -> None:
     else:  # another sweeper (Optuna) samples values itself: check the fixed part; its jobs check the rest
         jobs = [composer.fixed_part(overrides)]
     check_jobs(jobs, composer.running(config_name or composer.CONFIG_NAME))
+
+
+def _missing_extra(cfg) -> list[str]:
+    """A launcher whose optional package is not installed: how to add it, not an import traceback later."""
+    import importlib
+
+    extra = OPTIONAL_LAUNCHERS.get(str(OmegaConf.select(cfg, "hydra.launcher._target_", default="")))
+    if extra is None:
+        return []
+    try:
+        importlib.import_module(extra)
+    except ImportError:
+        return [f"hydra/launcher={extra} needs the optional package {extra}: pip install -e '.[{extra}]' "
+                "in the dlexp folder."]
+    return []
 
 
 def check_jobs(jobs: list[list[str]], session: composer.Session, dry_build: bool = True) -> int:
@@ -55,6 +73,7 @@ def check_jobs(jobs: list[list[str]], session: composer.Session, dry_build: bool
         if cfg is not None:  # with composition problems only the structure is checked: a build would trip on them
             found += validate(composer.without_hydra(cfg), composer.choices(cfg), dry_build=dry_build and not found)
         problems += [prefix + p for p in found if prefix + p not in problems]
+    problems += _missing_extra(cfg) if cfg is not None else []
     if problems:
         raise ConfigError(problems)
     return len(jobs)
