@@ -120,7 +120,7 @@ def test_exported_state_loads_into_fresh_jobs_that_continue_alike(case):
     fresh = _models(len(settings))
     fresh_opts = [cls(m.parameters(), **kw) for m, kw in zip(fresh, settings)]
     for row, (model, opt) in enumerate(zip(fresh, fresh_opts)):
-        stack.write_back(row, model)
+        stack.write_back(row, list(model.parameters()))
         opt.load_state_dict(update.export(row))
     again = StackedMLP(fresh)
     reread = stack_optimizer(fresh_opts, again.params, again.shapes)

@@ -101,6 +101,7 @@ class StackedGroup:
             raise ValueError(f"this job cannot be stacked: {job_problem(exps[0])}")
         self.exps = list(exps)
         self.jobs = list(range(len(exps)))
+        self.job_params = [list(e.model.parameters()) for e in exps]      # each job's own, in optimizer order
         self.device = exps[0].device
         self.model = StackedMLP([e.model for e in exps])
         self.optimizer = stack_optimizer([e.optimizer for e in exps], self.model.params, self.model.shapes)
@@ -160,13 +161,13 @@ class StackedGroup:
     # --- one job alone ---------------------------------------------------------------------------------
     def write_back(self, row: int, optimizer: bool = True) -> None:
         """Job in stack row `row` -> its own model (parameters, last gradients) and torch optimizer (state)."""
-        self.model.write_back(row, self.exps[self.jobs[row]].model)
+        self.model.write_back(row, self.job_params[self.jobs[row]])
         if optimizer:
             self.optimizer.write_back(row)
 
     def load(self, row: int) -> None:
         """Its own model and torch optimizer -> stack row `row` (a job restored from a checkpoint)."""
-        self.model.load(row, self.exps[self.jobs[row]].model)
+        self.model.load(row, self.job_params[self.jobs[row]])
         self.optimizer.load(row)
 
     def leave(self, jobs: Sequence[int]) -> Tensor | None:

@@ -129,17 +129,17 @@ class StackedMLP:
 
     # --- one job's view ---------------------------------------------------------------------------
     @torch.no_grad()
-    def write_back(self, row: int, model: nn.Module, grads: bool = True) -> None:
-        """Copy the job in stack row `row` into its own model (parameters, and the last gradients)."""
-        for stacked, shape, p in zip(self.params, self.shapes, model.parameters()):
+    def write_back(self, row: int, params: Sequence[Tensor], grads: bool = True) -> None:
+        """Copy the job in stack row `row` into its own model's `params` (and the last gradients)."""
+        for stacked, shape, p in zip(self.params, self.shapes, params):
             p.copy_(stacked[row].view(shape))
             if grads:
                 p.grad = None if stacked.grad is None else stacked.grad[row].view(shape).clone()
 
     @torch.no_grad()
-    def load(self, row: int, model: nn.Module) -> None:
-        """Copy a job's own model into stack row `row`."""
-        for stacked, p in zip(self.params, model.parameters()):
+    def load(self, row: int, params: Sequence[Tensor]) -> None:
+        """Copy a job's own model `params` into stack row `row`."""
+        for stacked, p in zip(self.params, params):
             stacked[row].copy_(p.view(stacked[row].shape))
 
     def select(self, keep: Tensor) -> None:

@@ -135,7 +135,15 @@ class StackedOptimizer:
         return sd
 
     def write_back(self, row: int) -> None:
-        self.optimizers[row].load_state_dict(self.export(row))
+        """Job `row`'s state into its torch optimizer: what `load_state_dict(export(row))` leaves there, without
+        its deep copies (the hyper-parameters there are already the job's own)."""
+        opt = self.optimizers[row]
+        for k, p in enumerate(opt.param_groups[0]["params"]):
+            found = self.param_state(row, k)
+            if found is None:
+                opt.state.pop(p, None)
+            else:
+                opt.state[p] = found
 
     def load(self, row: int) -> None:
         """Read job `row`'s state from its torch optimizer (empty state: a fresh start)."""
@@ -402,7 +410,9 @@ class StackedAdamThenSGD:
         return sd
 
     def write_back(self, row: int) -> None:
-        self.optimizers[row].load_state_dict(self.export(row))
+        self.adam.write_back(row)
+        self.sgd.write_back(row)
+        self.optimizers[row].steps = self.steps[row]
 
     def load(self, row: int) -> None:
         self.adam.load(row)
