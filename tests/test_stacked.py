@@ -313,12 +313,13 @@ def test_grouping_and_the_reason_each_excluded_job_runs_alone():
             make(*moons, "model=cnn", "data=digits"), make(*moons, "optimizer=random_search"),
             make(*moons, "model.batchnorm=true"), make(*moons, "model.dropout=0.1"),
             make(*moons, "optimizer=sgd"), make(*moons, "optimizer=sgd", "seed=3"),
-            make(*moons, "loss=ce")]
+            make(*moons, "loss=ce"), make("data=gaussian"), make(*moons, "model.hidden=[32]")]
     plan = plan_groups(exps)
-    assert sorted(plan.groups) == [[0, 1], [7, 8]]
+    assert sorted(plan.groups) == [[0, 1], [7, 8]]            # optimizer families: separate groups
     assert plan.alone == {2: "batch.size differs", 3: "model=cnn cannot be stacked",
                           4: "optimizer random_search cannot be stacked", 5: "batchnorm cannot be stacked",
-                          6: "dropout cannot be stacked", 9: "loss differs"}
+                          6: "dropout cannot be stacked", 9: "loss differs", 10: "unlabelled data is not trained",
+                          11: "model differs"}
 
 
 def test_unknown_loss_adapters_and_optimizers_fall_back_with_a_reason():
@@ -383,3 +384,21 @@ def test_each_stackable_loss_equals_alone(data, loss):
         assert_same_run(single_exp, single, exp, record, exact=loss not in ("ce", "sparse_ce"))
         for p, q in zip(single_exp.model.parameters(), exp.model.parameters()):
             assert torch.equal(p, q)
+
+
+@pytest.mark.parametrize("setup", [
+    ["model=perceptron", "data=digits"],                                     # Flatten + one Linear on images
+    ["model=mlp", "model.hidden=[]", "data=blobs"],
+    ["model.activation=leaky_relu", "data=circles", "model.hidden=[8]"],
+    ["model.activation=gelu", "data=spiral", "model.hidden=[16,16]"],
+    ["model.activation=identity", "data=linear", "model.hidden=[4]"],
+    ["experiment=xor_mlp", "batch=stochastic", "trainer.epochs=20"],          # size 1, shuffled per job
+    ["data=moons", "batch.size=50", "batch.shuffle=false", "model.hidden=[8]"],  # slices, no shuffle
+])
+def test_models_and_batchings_equal_alone(setup):
+    jobs = [setup + [f"seed={s}", "trainer.epochs=3"] if "trainer.epochs=20" not in setup else setup + [f"seed={s}"]
+            for s in (0, 1, 2)]
+    exps, records, outcomes = stacked(jobs)
+    for job, exp, record in zip(jobs, exps, records):
+        single_exp, single, _ = alone(job)
+        assert_same_run(single_exp, single, exp, record, exact=False)

@@ -192,10 +192,7 @@ class StackedGroup:
     def nbytes(self) -> int:
         """Bytes the stack holds: parameters, their gradients and optimizer state, and the data not shared."""
         params = sum(p.numel() * p.element_size() for p in self.model.params)
-        states = getattr(self.optimizer, "state", None)
-        if states is None:                                             # Adam then SGD: two inner states
-            states = {**self.optimizer.adam.state, **{f"sgd_{k}": v for k, v in self.optimizer.sgd.state.items()}}
-        state = sum(t.numel() * t.element_size() for ts in states.values() for t in ts)
+        state = sum(t.numel() * t.element_size() for ts in self.optimizer.state.values() for t in ts)
         splits = (self.batches.x, self.batches.y, self.x_val, self.y_val, self.labels_val, self.labels_train)
         data = sum(r.nbytes for r in splits if not r.shared)
         return 2 * params + state + data

@@ -123,6 +123,10 @@ class StackedMLP:
                 h = step.forward(h)                  # elementwise: no hooks, nothing per job
         return h
 
+    def forward_linear(self, k: int, x: Tensor) -> Tensor:
+        """Linear number k alone: (N, B, in_k) -> (N, B, out_k)."""
+        return StackedLinearFn.apply(x, self.weights[k], self.biases[k])
+
     def zero_grad(self) -> None:
         for p in self.params:
             p.grad = None

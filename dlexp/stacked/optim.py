@@ -97,7 +97,7 @@ class StackedOptimizer:
                 self.steps = [s + 1 for s in self.steps]
                 return
             index = torch.tensor(rows, device=self.device)
-            params = [p.index_select(0, index) for p in self.params]            # (n, ...) copies
+            params = [p.index_select(0, index) for p in self.params]            # (n, ...): copies of those rows
             grads = [p.grad.index_select(0, index) for p in self.params]
             state = {k: [t.index_select(0, index) for t in ts] for k, ts in self.state.items()}
             self.update(params, grads, state, self.hyper(rows), rows)
@@ -377,6 +377,12 @@ class StackedAdamThenSGD:
     @property
     def params(self) -> list[Tensor]:
         return self.adam.params
+
+    @property
+    def state(self) -> dict[str, list[Tensor]]:
+        """Both inner optimizers' stacked state, by name."""
+        return {**{f"adam.{k}": v for k, v in self.adam.state.items()},
+                **{f"sgd.{k}": v for k, v in self.sgd.state.items()}}
 
     def refresh(self) -> None:
         self.synced = False
