@@ -402,3 +402,37 @@ def test_models_and_batchings_equal_alone(setup):
     for job, exp, record in zip(jobs, exps, records):
         single_exp, single, _ = alone(job)
         assert_same_run(single_exp, single, exp, record, exact=False)
+
+
+def test_a_final_sigmoid_and_bce_on_probabilities(monkeypatch):
+    """XOR ending in an explicit Sigmoid, BCE on probabilities: a new adapter is one entry in STACKED."""
+    import torch.nn.functional as F
+
+    from dlexp import losses
+    from dlexp.stacked import losses as stacked_losses
+
+    class ProbabilityBCE(losses.BCE):
+        def __call__(self, output, target):
+            return F.binary_cross_entropy(output, target)
+
+        def predict(self, output):
+            return (output[:, 0] > 0.5).long()
+
+    monkeypatch.setitem(stacked_losses.STACKED, ProbabilityBCE, stacked_losses.pointwise(
+        lambda a, o, t: F.binary_cross_entropy(o, t, reduction="none")))
+
+    def job(seed: int):
+        exp = make("experiment=xor_mlp", f"seed={seed}", "trainer.epochs=300")
+        exp.model.append(torch.nn.Sigmoid())            # no parameters: the optimizer holds the same ones
+        exp.loss = ProbabilityBCE().resolve(exp.data)
+        return exp
+
+    exps = [job(s) for s in (777, 0, 1)]
+    records = [Record() for _ in exps]
+    fit_stacked(StackedGroup(exps), observers=[[r] for r in records], eval_every=100)
+    for seed, exp, record in zip((777, 0, 1), exps, records):
+        single_exp = job(seed)
+        single = Record()
+        loop.fit(single_exp.model, single_exp.loss, single_exp.optimizer, single_exp.batches, single_exp.epochs,
+                 build.evaluator(single_exp), [single], single_exp.scheduler, eval_every=100)
+        assert_same_run(single_exp, single, exp, record, exact=False)

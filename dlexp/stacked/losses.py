@@ -17,7 +17,7 @@ from dlexp import losses
 Elementwise = Callable[[object, Tensor, Tensor], Tensor]
 
 
-def _pointwise(fn: Elementwise) -> Callable[[object, Tensor, Tensor], Tensor]:
+def pointwise(fn: Elementwise) -> Callable[[object, Tensor, Tensor], Tensor]:
     def loss(adapter, out: Tensor, target: Tensor) -> Tensor:  # (N, B, K), (N, B, K) -> (N,)
         return fn(adapter, out, target).flatten(1).mean(1)
     return loss
@@ -39,10 +39,10 @@ def _gaussian_nll(adapter, out: Tensor, target: Tensor) -> Tensor:
 
 # adapter class -> (adapter, outputs (N, B, K), targets (N, B, ...)) -> (N,) losses; exact types only
 STACKED: dict[type, Callable[[object, Tensor, Tensor], Tensor]] = {
-    losses.MSE: _pointwise(lambda a, o, t: F.mse_loss(o, t, reduction="none")),
-    losses.MAE: _pointwise(lambda a, o, t: F.l1_loss(o, t, reduction="none")),
-    losses.Huber: _pointwise(lambda a, o, t: F.huber_loss(o, t, reduction="none", delta=a.delta)),
-    losses.BCE: _pointwise(lambda a, o, t: F.binary_cross_entropy_with_logits(o, t, reduction="none")),
+    losses.MSE: pointwise(lambda a, o, t: F.mse_loss(o, t, reduction="none")),
+    losses.MAE: pointwise(lambda a, o, t: F.l1_loss(o, t, reduction="none")),
+    losses.Huber: pointwise(lambda a, o, t: F.huber_loss(o, t, reduction="none", delta=a.delta)),
+    losses.BCE: pointwise(lambda a, o, t: F.binary_cross_entropy_with_logits(o, t, reduction="none")),
     losses.CE: _categorical,
     losses.SparseCE: _categorical,
     losses.GaussianNLL: _gaussian_nll,
