@@ -1,4 +1,4 @@
-"""Which jobs can be trained as one stacked model, and the stacked model itself.
+"""Which jobs can be trained as one stacked model, and the stack built from them.
 
 A job is an `Experiment` built by `dlexp.build.assemble` exactly as for a single run: its own initial weights,
 `Batches` (own seed, own shuffle), torch optimizer (own hyper-parameters) and scheduler. A group is a list of
