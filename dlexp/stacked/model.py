@@ -1,0 +1,155 @@
+"""N copies of one flat MLP as stacked weights: (N, out, in) matrices, batched matrix products.
+
+Every tensor here carries the model axis N first: job i's Linear weight (out, in) is `weights[k][i]`, its bias
+(out,) is `biases[k][i, 0]`. Activations are the first model's own modules applied to the whole stack: they act
+on each number alone, so the job axis changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from dlexp.models import ACTIVATIONS
+
+# Modules that act on each number alone: applied once to the whole (N, B, width) stack.
+ELEMENTWISE = tuple(ACTIVATIONS.values())
+
+
+class StackedLinearFn(torch.autograd.Function):
+    """x @ W^T + b for N jobs at once, with the gradients computed as nn.Linear computes them for one job.
+
+    Autograd's own rule for `baddbmm` forms the weight gradient as (x^T g)^T; addmm's rule for a contiguous
+    weight forms g^T x. The two orders round differently on larger layers, so the rule is written out here.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        if weight.shape[1] == 1:
+            # One output: MKL computes a single run's x @ w as a matrix-vector product; w @ x^T takes the same
+            # path in a batched product, x @ w^T does not. (N, 1, B) -> (N, B, 1), the same memory.
+            xt = x.transpose(1, 2)                                    # (N, in, B) view
+            out = torch.baddbmm(bias, weight, xt) if bias is not None else torch.bmm(weight, xt)
+            return out.transpose(1, 2)                                # (N, B, 1)
+        wt = weight.transpose(1, 2)                                   # (N, in, out) view
+        return torch.baddbmm(bias, x, wt) if bias is not None else torch.bmm(x, wt)  # (N, B, out)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):                                  # grad: (N, B, out)
+        x, weight = ctx.saved_tensors
+        gx = torch.bmm(grad, weight) if ctx.needs_input_grad[0] else None         # (N, B, in)
+        gw = torch.bmm(grad.transpose(1, 2), x) if ctx.needs_input_grad[1] else None  # (N, out, in)
+        gb = grad.sum(1, keepdim=True) if ctx.has_bias and ctx.needs_input_grad[2] else None  # (N, 1, out)
+        return gx, gw, gb
+
+
+def architecture(model: nn.Module) -> tuple | str:
+    """The layer signature jobs must share to be stacked, or why this model cannot be stacked."""
+    if not isinstance(model, nn.Sequential):
+        return f"model {type(model).__name__} cannot be stacked (only a flat nn.Sequential can)"
+    signature: list = []
+    for position, module in enumerate(model):
+        if isinstance(module, nn.Linear):
+            signature.append(("Linear", module.in_features, module.out_features, module.bias is not None))
+        elif isinstance(module, ELEMENTWISE):
+            signature.append(repr(module))                       # "LeakyReLU(negative_slope=0.01)": settings too
+        elif isinstance(module, nn.Flatten) and position == 0 and module.start_dim == 1 and module.end_dim == -1:
+            signature.append("Flatten")
+        else:
+            return _module_problem(module)
+    if not any(isinstance(m, nn.Linear) for m in model):
+        return "a model without Linear layers cannot be stacked"
+    for p in model.parameters():
+        if p.dtype != torch.float32:
+            return f"{p.dtype} parameters cannot be stacked (float32 only)"
+        if not p.requires_grad:
+            return "frozen parameters cannot be stacked"
+    return tuple(signature)
+
+
+def _module_problem(module: nn.Module) -> str:
+    if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.MaxPool2d)):
+        return "model=cnn cannot be stacked"
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        return "batchnorm cannot be stacked"
+    if isinstance(module, nn.modules.dropout._DropoutNd):
+        return "dropout cannot be stacked"             # its masks come from the global RNG, drawn per job
+    return f"{type(module).__name__} layers cannot be stacked"
+
+
+class StackedMLP:
+    """The stacked parameters of N identical-architecture Sequentials, and their batched forward pass."""
+
+    def __init__(self, models: Sequence[nn.Sequential]):
+        first = models[0]
+        self.flatten = isinstance(first[0], nn.Flatten)
+        self.plan: list[int | nn.Module] = []      # int k: Linear number k; a module: applied to the stack
+        self.weights: list[Tensor] = []            # (N, out, in) each
+        self.biases: list[Tensor | None] = []      # (N, 1, out) each
+        self.params: list[Tensor] = []             # in each model's parameters() order: what its optimizer holds
+        self.shapes: list[torch.Size] = []         # one job's shape of each of `params`
+        linears = [[m for m in model if isinstance(m, nn.Linear)] for model in models]
+        for module in first:
+            if isinstance(module, nn.Linear):
+                k = len(self.weights)
+                self.plan.append(k)
+                with torch.no_grad():
+                    w = torch.stack([ls[k].weight for ls in linears]).requires_grad_()              # (N, out, in)
+                    b = (torch.stack([ls[k].bias for ls in linears]).unsqueeze(1).clone().requires_grad_()  # (N, 1, out)
+                         if module.bias is not None else None)
+                self.weights.append(w)
+                self.biases.append(b)
+                self.params += [w] + ([b] if b is not None else [])
+                self.shapes += [module.weight.shape] + ([module.bias.shape] if b is not None else [])
+            elif not isinstance(module, nn.Flatten):
+                self.plan.append(module)
+
+    @property
+    def size(self) -> int:
+        """N, the jobs in the stack."""
+        return self.weights[0].shape[0]
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(N, B, in) -> (N, B, out); inputs already flattened to one feature axis."""
+        h = x
+        for step in self.plan:
+            if isinstance(step, int):
+                h = StackedLinearFn.apply(h, self.weights[step], self.biases[step])   # (N, B, out_k)
+            else:
+                h = step.forward(h)                  # elementwise: no hooks, nothing per job
+        return h
+
+    def forward_linear(self, k: int, x: Tensor) -> Tensor:
+        """Linear number k alone: (N, B, in_k) -> (N, B, out_k)."""
+        return StackedLinearFn.apply(x, self.weights[k], self.biases[k])
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    # --- one job's view ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def write_back(self, row: int, params: Sequence[Tensor], grads: bool = True) -> None:
+        """Copy the job in stack row `row` into its own model's `params` (and the last gradients)."""
+        for stacked, shape, p in zip(self.params, self.shapes, params):
+            p.copy_(stacked[row].view(shape))
+            if grads:
+                p.grad = None if stacked.grad is None else stacked.grad[row].view(shape).clone()
+
+    @torch.no_grad()
+    def load(self, row: int, params: Sequence[Tensor]) -> None:
+        """Copy a job's own model `params` into stack row `row`."""
+        for stacked, p in zip(self.params, params):
+            stacked[row].copy_(p.view(stacked[row].shape))
+
+    def select(self, keep: Tensor) -> None:
+        """Keep only the stack rows `keep` (a long tensor), in that order; gradients go."""
+        with torch.no_grad():
+            new = {id(p): p.index_select(0, keep).requires_grad_() for p in self.params}
+        self.weights = [new[id(w)] for w in self.weights]
+        self.biases = [None if b is None else new[id(b)] for b in self.biases]
+        self.params = [new[id(p)] for p in self.params]
