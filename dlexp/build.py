@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from dlexp.batching import Batches
 from dlexp.config.objects import instantiate
 from dlexp.errors import ConfigError
+from dlexp.observe import pictures
 from dlexp.optim import build_optimizer
 
 
@@ -92,6 +93,8 @@ def _assemble(cfg: DictConfig, dry: bool) -> Experiment:
         problem = loss.check(data)
         if problem:
             raise ConfigError(problem)
+    if pictures.problem(cfg.log.boundaries, data):
+        raise ConfigError(pictures.problem(cfg.log.boundaries, data))
     torch.manual_seed(int(cfg.seed))  # right before the model: same parameters as nn.Sequential after manual_seed
     model = instantiate(cfg.model, "model", allow, in_shape=tuple(data.feature_shape),
                         out_features=loss.out_features(data) if labelled else 1)
@@ -152,9 +155,13 @@ def observers(cfg: DictConfig, exp: Experiment, run_dir: Path, console, board) -
 
     log = cfg.log
     chosen = [DivergenceGuard(exp.model, exp.device, int(log.every))]
-    if log.histograms:  # right after the guard: a step it stops (non-finite loss) is never captured
+    drawn = [pictures.Pictures(board, exp.model, exp.loss, exp.data, run_dir)] \
+        if pictures.wanted(log.boundaries, exp.data) else []
+    if log.histograms or drawn:  # right after the guard: a step it stops (non-finite loss) is never captured
         chosen.append(Histograms(board, exp.model, probe_batch(exp.data), int(log.hist_every), len(exp.batches),
-                                 exp.epochs, int(log.epoch_every)))
+                                 exp.epochs, int(log.epoch_every), follower=next(iter(drawn), None),
+                                 histograms=bool(log.histograms)))
+    chosen += drawn
     chosen += [ScalarLogger(board, exp.optimizer, int(log.every), len(exp.batches)),
                MetricsCSV(run_dir / "metrics.csv")]
     progress = log.progress

@@ -36,7 +36,8 @@ class Knob:
 PLAIN = {
     "trainer": {"epochs": Knob(int, 0), "checkpoint_every": Knob(int, 0)},
     "log": {"dir": Knob(str), "every": Knob(int, 1), "epoch_every": Knob(int, 1), "hist_every": Knob(int, 0),
-            "histograms": Knob(bool), "progress": Knob(("auto", "bar", "lines", "none"))},
+            "histograms": Knob(bool), "progress": Knob(("auto", "bar", "lines", "none")),
+            "boundaries": Knob(("auto", True, False))},
     "batch": {"size": Knob(int, 1, nullable=True), "shuffle": Knob(bool)},
     "device": {"type": Knob(("auto", "cpu", "cuda", "mps")), "threads": Knob(int, 1, nullable=True)},
 }
@@ -98,8 +99,9 @@ def _check_value(path: str, value: Any, knob: Knob) -> list[str]:
         return [] if knob.nullable else [f"{path} must be set."]
     if isinstance(knob.kind, tuple):
         if value not in knob.kind:
-            return [f"{path}={value} is not valid.{catalog.suggest(str(value), knob.kind)} "
-                    f"Valid choices: {', '.join(knob.kind)}."]
+            choices = [str(c).lower() if isinstance(c, bool) else c for c in knob.kind]  # as YAML spells them
+            return [f"{path}={value} is not valid.{catalog.suggest(str(value), choices)} "
+                    f"Valid choices: {', '.join(choices)}."]
         return []
     if knob.kind is list:
         return [] if isinstance(value, (list, ListConfig)) else [f"{path} must be a list, not {value!r}."]
