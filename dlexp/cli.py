@@ -88,13 +88,21 @@ def compare(paths: List[Path] = typer.Argument(..., help="Sweep directories, run
             csv: Optional[Path] = typer.Option(None, "--csv", help="Also write the table as CSV."),
             markdown: Optional[Path] = typer.Option(None, "--markdown", help="Also write the table as Markdown."),
             plot: Optional[Path] = typer.Option(None, "--plot", help="Draw validation-loss curves into this PNG."),
-            log_scale: bool = typer.Option(False, "--log", help="Log-scale y axis for --plot.")) -> None:
+            log_scale: bool = typer.Option(False, "--log", help="Log-scale y axis for --plot."),
+            boundaries: Optional[Path] = typer.Option(
+                None, "--boundaries", help="Draw each run's final decision boundary (or fitted curve) into this PNG."),
+            histograms: Optional[Path] = typer.Option(
+                None, "--histograms", help="Draw activation histograms, one row per run, one column per layer: a PNG."),
+            step: Optional[int] = typer.Option(
+                None, "--step", help="The step --histograms shows (default 0, the fresh network; else the nearest).")
+            ) -> None:
     """The runs under a sweep (or any folder) as one table: differing overrides, final/best metrics, status."""
     from dlexp import compare as comparing
 
     try:
         code = comparing.main(paths, sort=sort, csv_path=csv, markdown_path=markdown, plot_path=plot,
-                              log_scale=log_scale, console=console)
+                              log_scale=log_scale, console=console, boundaries_path=boundaries,
+                              histograms_path=histograms, step=step)
     except DlexpError as err:
         _fail(err)
     raise typer.Exit(code)

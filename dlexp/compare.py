@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import math
 import re
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -203,6 +204,21 @@ def to_markdown(path: Path, columns: list[str], records: list[dict[str, Any]]) -
     return path
 
 
+def run_label(row: RunRow, overrides: list[str]) -> str:
+    """A run as a legend or a panel names it: its differing overrides (its directory name if none differ)."""
+    return ", ".join(f"{k}={row.overrides.get(k, '')}" for k in overrides) or row.name
+
+
+def panel_title(row: RunRow, overrides: list[str]) -> str:
+    """A figure panel's title: the run's label, then its final accuracy (or loss), and its status if not completed."""
+    metric = "val/acc" if "val/acc" in row.metrics else "val/loss"
+    value = row.metrics.get(metric)
+    result = f"{metric} {value:.3g}" if value is not None else "no result"
+    if row.status != "completed":
+        result += f" ({row.status})"
+    return f"{textwrap.fill(run_label(row, overrides), 44)}\n{result}"
+
+
 def plot(path: Path, rows: list[RunRow], overrides: list[str], log_scale: bool = False) -> Path:
     """Validation loss per epoch, one line per run, labelled by its differing overrides."""
     drawn = [row for row in rows if row.curve]
@@ -216,7 +232,7 @@ def plot(path: Path, rows: list[RunRow], overrides: list[str], log_scale: bool =
 
     fig, ax = plt.subplots(figsize=(8, 5))
     for row in drawn:
-        label = ", ".join(f"{k}={row.overrides.get(k, '')}" for k in overrides) or row.name
+        label = run_label(row, overrides)
         epochs, values = zip(*row.curve)
         ax.plot(epochs, values, marker="o" if len(epochs) < 30 else None, markersize=3,
                 linestyle="--" if row.status == "diverged" else "-", label=label)
@@ -297,10 +313,13 @@ def render(console, columns: list[str], records: list[dict[str, Any]], title: st
 
 def main(paths: list[Path], sort: str | None = None, csv_path: Path | None = None,
          markdown_path: Path | None = None, plot_path: Path | None = None, log_scale: bool = False,
-         console=None) -> int:
+         console=None, boundaries_path: Path | None = None, histograms_path: Path | None = None,
+         step: int | None = None) -> int:
     """Print the table; write the requested files. Exit code 0 (a diverged run is a result, not an error)."""
     from rich.console import Console
 
+    if step is not None and histograms_path is None:
+        raise UsageError(f"--step {step} chooses the step of the --histograms figure; add --histograms FILE.png.")
     console = console or Console(highlight=False)
     rows = collect(list(paths))
     columns, records = table(rows)
@@ -316,7 +335,25 @@ def main(paths: list[Path], sort: str | None = None, csv_path: Path | None = Non
         written.append(plot(Path(plot_path), [r["_row"] for r in records], differing_overrides(rows), log_scale))
     for path in written:
         console.print(f"wrote {path}", highlight=False, soft_wrap=True)
+    ordered, keys = [r["_row"] for r in records], differing_overrides(rows)
+    if boundaries_path is not None:
+        from dlexp.figures import boundaries_figure
+
+        titles = boundaries_figure(Path(boundaries_path), [(panel_title(row, keys), [row.path]) for row in ordered])
+        console.print(f"wrote {boundaries_path} ({_panels(len(titles), len(ordered))})", highlight=False,
+                      soft_wrap=True)
+    if histograms_path is not None:
+        from dlexp.figures import histograms_figure
+
+        titles = histograms_figure(Path(histograms_path), [(run_label(row, keys), row.path) for row in ordered],
+                                   step or 0)
+        console.print(f"wrote {histograms_path} ({len(titles)} panels)", highlight=False, soft_wrap=True)
     return 0
+
+
+def _panels(drawn: int, runs: int) -> str:
+    missing = f"; {runs - drawn} run{'s' if runs - drawn > 1 else ''} without boundary.npz" if drawn < runs else ""
+    return f"{drawn} panel{'s' if drawn != 1 else ''}{missing}"
 
 
 def write_summary(sweep_dir: Path) -> list[Path]:
