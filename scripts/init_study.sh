@@ -12,6 +12,7 @@ sweep_dir=$(lesson_dir init_study)
 sweep "$sweep_dir" experiment=init_study initializer=normal,normal_small,xavier_normal,he_normal \
     model.activation=sigmoid,relu "$@"
 
-"${dlexp[@]}" compare "$sweep_dir"                     # nothing is trained, so there is no loss curve to plot
+# nothing is trained, so there is no loss curve to plot; activations.png: a row per run, a column per layer
+"${dlexp[@]}" compare "$sweep_dir" --histograms "$sweep_dir/activations.png"
 echo "TensorBoard: dlexp board $sweep_dir   (Histograms: activations/<i>_<act>; Scalars: act_std/, saturation/, dead/)"
 exit "$code"
