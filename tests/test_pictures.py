@@ -188,19 +188,40 @@ def test_xor_mlp_ends_with_every_corner_in_its_class_colour(xor_mlp):
         assert (around > 60).all() if cls else (around < -60).all(), ((x1, x2), around)
 
 
-def test_xor_mlp_starts_pale_and_its_boundary_bends(xor_mlp):
+def local_points(frame: render.Frame, points) -> list[tuple[float, float]]:
+    """Where data points sit in the plot area, in pixels from its top-left corner."""
+    return [(float(c) - frame.left, float(r) - frame.top) for c, r in (frame.to_pixel(*p) for p in points)]
+
+
+def background(image: np.ndarray, frame: render.Frame, points) -> np.ndarray:
+    """(P, 3) the plot area's pixels away from the point markers: the model's own colours."""
+    rows, cols = np.mgrid[:frame.height, :frame.width]
+    keep = np.ones((frame.height, frame.width), bool)
+    for c, r in local_points(frame, points):
+        keep &= np.hypot(cols + 0.5 - c, rows + 0.5 - r) > render.point_radius(len(points)) + 3
+    return plot_area(image, frame)[keep].astype(int)
+
+
+def test_xor_mlp_stays_pale_on_its_plateau_then_bends_around_the_corners(xor_mlp):
     shots = images(xor_mlp, pictures.TAG)
     frame = frame_of(xor_mlp)
-    local = [(float(c) - frame.left, float(r) - frame.top) for c, r in (frame.to_pixel(*p) for p in CORNERS)]
-    rows, cols = np.mgrid[:frame.height, :frame.width]
-    background = np.ones((frame.height, frame.width), bool)                 # the plot without the point markers
-    for c, r in local:
-        background &= np.hypot(cols + 0.5 - c, rows + 0.5 - r) > render.point_radius(4) + 3
-    start = plot_area(shots[0], frame)[background].astype(int)
-    # the fresh network answers about 0.5 everywhere: one pale colour, nowhere near either class's full colour
-    assert np.abs(hue(start)).max() < 40 and start.min() > 200
-    edge = boundary_pixels(plot_area(shots[6000], frame), away_from(local, 10))
+    for step in range(0, 5001, 500):
+        # about 0.5 everywhere (the fresh network, then the plateau): pale, nowhere near either class's colour
+        pale = background(shots[step], frame, CORNERS)
+        assert np.abs(hue(pale)).max() < 40 and pale.min() > 200, step
+    assert np.abs(hue(background(shots[6000], frame, CORNERS))).max() > 200  # escaped: full colours
+    edge = boundary_pixels(plot_area(shots[6000], frame), away_from(local_points(frame, CORNERS), 10))
     assert len(edge) > 200 and line_residual(edge) > 20                  # two curves around the corners, no line
+
+
+def test_xor_perceptron_picture_turns_white(cli, tmp_path):
+    run_dir = trained(cli, tmp_path, "perceptron", "experiment=xor_perceptron", "trainer.epochs=2000")
+    shots = images(run_dir, pictures.TAG)
+    assert sorted(shots) == [0, 1000, 2000]
+    frame = frame_of(run_dir)
+    assert np.abs(hue(background(shots[0], frame, CORNERS))).max() > 40   # a random line at the start
+    for step in (1000, 2000):
+        assert (background(shots[step], frame, CORNERS) >= 250).all(), step  # p = 0.5 everywhere: white
 
 
 def test_and_perceptron_splits_the_classes_with_one_straight_line(and_perceptron):
@@ -208,7 +229,7 @@ def test_and_perceptron_splits_the_classes_with_one_straight_line(and_perceptron
     frame = frame_of(and_perceptron)
     final = images(and_perceptron, pictures.TAG)[200]
     marker_check(final, frame, AND)
-    local = [(float(c) - frame.left, float(r) - frame.top) for c, r in (frame.to_pixel(*p) for p in AND)]
+    local = local_points(frame, AND)
     edge = boundary_pixels(plot_area(final, frame), away_from(local, 10))
     assert len(edge) > 100                                                # the line crosses the picture
     assert line_residual(edge) < 1.5                                      # ... and it is straight
@@ -336,6 +357,25 @@ def test_compare_boundaries_one_panel_per_run(module_cli, gates, tmp_path):
     assert "(2 panels; 1 run without boundary.npz)" in result.stdout
 
 
+def grid_edge(probs: np.ndarray) -> np.ndarray:
+    """(M, 2) cell-unit midpoints where p(class 1) crosses 0.5 between neighbouring cells of a saved grid."""
+    image = np.where(probs[..., 1:2] > 0.5, np.array([0, 0, 255]), np.array([255, 0, 0]))  # blue / red per cell
+    return boundary_pixels(image)
+
+
+def test_gates_sweep_and_and_or_are_straight_lines_xor_is_undecided(gates):
+    found = {d.name.split(",")[0].split("=")[1]: figures.load_boundary(d) for d in run_dirs(gates)}
+    truth = {"and": AND, "or": {(0.0, 0.0): 0, (0.0, 1.0): 1, (1.0, 0.0): 1, (1.0, 1.0): 1}}
+    for gate, classes in truth.items():
+        saved = found[gate]
+        n, (x0, x1, y0, y1) = saved.probs.shape[0], saved.extent
+        for (a, b), cls in classes.items():                                # each corner's cell: its class
+            assert (saved.probs[int((y1 - b) / (y1 - y0) * n), int((a - x0) / (x1 - x0) * n), 1] > 0.5) == bool(cls)
+        edge = grid_edge(saved.probs)
+        assert len(edge) > 60 and line_residual(edge) < 1.0, gate          # one straight line, to a cell
+    assert np.abs(found["xor"].probs[..., 1] - 0.5).max() < 0.05         # XOR: 50/50 everywhere, a white picture
+
+
 def test_compare_panels_are_titled_by_overrides_and_accuracy(gates):
     from dlexp import compare
 
@@ -361,32 +401,58 @@ def test_shared_extent_and_resampling():
 
 @pytest.fixture(scope="module")
 def init_sweep(module_cli) -> Path:
-    result = module_cli("train", "-m", "experiment=init_study", "initializer=normal,xavier_normal",
-                        "model.activation=sigmoid,relu", QUIET, "hydra.sweep.dir=init")
+    """The init study's sweep (scripts/init_study.sh): 4 initializers x 2 activations, fresh networks."""
+    result = module_cli("train", "-m", "experiment=init_study",
+                        "initializer=normal,normal_small,xavier_normal,he_normal", "model.activation=sigmoid,relu",
+                        QUIET, "hydra.sweep.dir=init")
     assert result.returncode == 0, result.stdout + result.stderr
     return module_cli.root / "init"
+
+
+def by_setting(sweep_dir: Path, values) -> dict[tuple[str, str], object]:
+    """{(initializer, activation): value} for values given in run order."""
+    keys = [re.search(r"initializer=(\w+),model\.activation=(\w+)", d.name).groups() for d in run_dirs(sweep_dir)]
+    return dict(zip(keys, values))
 
 
 def test_compare_histograms_one_row_per_run_one_column_per_layer(module_cli, init_sweep, tmp_path):
     result = module_cli("compare", str(init_sweep), "--histograms", str(tmp_path / "h.png"))
     assert result.returncode == 0, result.stderr
-    assert f"wrote {tmp_path / 'h.png'} (20 panels)" in result.stdout      # 4 runs x 5 layers
+    assert f"wrote {tmp_path / 'h.png'} (40 panels)" in result.stdout      # 8 runs x 5 layers
+    assert Image.open(tmp_path / "h.png").format == "PNG"
     described = figures.histograms_figure(tmp_path / "h2.png", [(d.name, d) for d in run_dirs(init_sweep)])
-    assert len(described) == 20
-    by_run = [described[i * 5:(i + 1) * 5] for i in range(4)]
-    for row, run_dir in zip(by_run, run_dirs(init_sweep)):
-        act = "sigmoid" if "sigmoid" in run_dir.name else "relu"
+    rows = by_setting(init_sweep, [described[i * 5:(i + 1) * 5] for i in range(8)])
+    for (_, act), row in rows.items():
         assert [d.split()[0] for d in row] == [f"{i}_{act}" for i in range(1, 6)]
-        assert all(("saturated " if act == "sigmoid" else "dead ") in d for d in row)
-    normal_sigmoid = [d for d, r in zip(by_run, run_dirs(init_sweep)) if "normal,model.activation=sigmoid" in r.name
-                      and "xavier" not in r.name][0]
-    shares = [float(re.search(r"saturated (\d+)%", d).group(1)) for d in normal_sigmoid]
-    assert min(shares) > 40                                               # N(0, 1) saturates every sigmoid layer
+        assert all(("saturated " if act == "sigmoid" else "dead ") in d for d in row)  # the share, in every panel
+    saturated = [float(re.search(r"saturated (\d+)%", d).group(1)) for d in rows["normal", "sigmoid"]]
+    assert min(saturated) == 44 and max(saturated) == 64                # N(0, 1): about half of every layer
+    assert all("saturated 0%" in d for d in rows["xavier_normal", "sigmoid"])
+    # ReLU under N(0, 1) runs off the shared axis; the panel prints how far: up to ~1e5 in layer 5
+    ranges = [re.search(r"0 \.\. (\S+)$", d) for d in rows["normal", "relu"]]
+    assert all(ranges) and ranges[0].group(1) == "45" and ranges[-1].group(1) == "1e+05"
+
+
+def test_init_study_activations_per_layer(init_sweep):
+    """The init study's README numbers, from the histograms the figure reads (step 0 of each event file)."""
+    from dlexp.observe.tensorboard import read_histograms
+
+    spans = by_setting(init_sweep, [[(h["min"], h["max"]) for _, h in sorted(
+        read_histograms(d, "activations/", 0)[1].items(), key=lambda item: figures._layer_index(item[0]))]
+        for d in run_dirs(init_sweep)])
+    needle = spans["normal_small", "sigmoid"]                                           # a needle at 0.5
+    assert 0.35 < needle[0][0] and needle[0][1] < 0.65 and all(0.45 < lo and hi < 0.55 for lo, hi in needle[1:])
+    assert all(hi - lo > 0.3 for lo, hi in spans["xavier_normal", "sigmoid"])          # spread inside (0, 1)
+    assert all(5.5 < hi < 7.5 for _, hi in spans["he_normal", "relu"])                   # He: one range, every layer
+    shrinking = [hi for _, hi in spans["normal_small", "relu"]]
+    assert all(later < earlier / 5 for earlier, later in zip(shrinking, shrinking[1:]))  # N(0, 0.01): vanishes
+    exploding = [hi for _, hi in spans["normal", "relu"]]
+    assert all(later > 3 * earlier for earlier, later in zip(exploding, exploding[1:]))   # N(0, 1): explodes
 
 
 def test_compare_histograms_step_and_its_errors(module_cli, init_sweep, gates, tmp_path):
     result = module_cli("compare", str(init_sweep), "--histograms", str(tmp_path / "h.png"), "--step", "7")
-    assert result.returncode == 0 and "(20 panels)" in result.stdout        # nothing trained: step 0 is nearest
+    assert result.returncode == 0 and "(40 panels)" in result.stdout        # nothing trained: step 0 is nearest
     result = module_cli("compare", str(init_sweep), "--step", "7")
     assert result.returncode == 2 and "--step 7 chooses the step of the --histograms figure" in result.stderr
     result = module_cli("compare", str(gates), "--histograms", str(tmp_path / "none.png"))
@@ -411,3 +477,28 @@ def test_board_serves_every_captured_picture(xor_mlp):
     finally:
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=30)
+
+
+# --- the lessons' pictures ----------------------------------------------------------------------------------------
+
+def test_moons_lesson_a_line_then_bends(tmp_path):
+    """scripts/moons.sh: what the README's moons lesson says, from the runs and the figure the script leaves."""
+    from test_lessons import run_script, swept, sweep_runs
+
+    result = run_script("moons", tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (sweep_dir,) = (tmp_path / "runs" / "lessons" / "moons").iterdir()
+    assert "(3 panels)" in result.stdout and Image.open(sweep_dir / "boundaries.png").format == "PNG"
+    accuracy = {swept(s, "model.hidden"): s["metrics"]["val/acc"] for s in sweep_runs(tmp_path, "moons").values()}
+    assert accuracy == pytest.approx({"[]": 0.895, "[3]": 0.99, "[16,16]": 0.98}, abs=0.0051)
+    residual = {d.name.split("=")[-1]: line_residual(grid_edge(figures.load_boundary(d).probs))
+                for d in run_dirs(sweep_dir)}
+    assert residual["[]"] < 1.0                                           # the perceptron: one straight line
+    assert residual["[3]"] > 3 and residual["[16,16]"] > 3               # hidden units bend it
+    assert sorted(images(sweep_dir / "0_experiment=moons,model.hidden=[]", pictures.TAG)) == list(range(0, 301, 30))
+    deep = sweep_dir / "2_experiment=moons,model.hidden=[16,16]"
+    first = [boundary_pixels(p) for p in panels(images(deep, "units/1_tanh")[300])]
+    second = [boundary_pixels(p) for p in panels(images(deep, "units/2_tanh")[300])]
+    assert len(first) == len(second) == 16
+    assert max(line_residual(e) for e in first if len(e) >= 20) < 1.5  # tanh(w.x + b): straight edges
+    assert max(line_residual(e) for e in second if len(e) >= 20) > 3   # the second layer's curves
