@@ -206,7 +206,7 @@ def to_markdown(path: Path, columns: list[str], records: list[dict[str, Any]]) -
 
 def run_label(row: RunRow, overrides: list[str]) -> str:
     """A run as a legend or a panel names it: its differing overrides (its directory name if none differ)."""
-    return ", ".join(f"{k}={row.overrides.get(k, '')}" for k in overrides) or row.name
+    return ", ".join(f"{k}={row.overrides[k]}" for k in overrides if k in row.overrides) or row.name
 
 
 def panel_title(row: RunRow, overrides: list[str]) -> str:

@@ -38,6 +38,7 @@ class Boundary:
     extent: tuple[float, float, float, float]  # x0, x1, y0, y1
     x: np.ndarray                              # (N, F) training inputs
     y: np.ndarray                              # (N,) labels or (N, 1) targets
+    data: str = ""                             # the dataset's name: panels of one dataset share one extent
     probs: np.ndarray | None = None            # classes: (n, n, K), row 0 at the top
     grid_x: np.ndarray | None = None           # curve: (M,) inputs and the prediction there
     mean: np.ndarray | None = None
@@ -53,7 +54,7 @@ def load_boundary(run_dir: Path) -> Boundary | None:
         arrays = {key: saved[key] for key in saved.files}
     optional = {key: arrays[key].astype(np.float32) for key in ("probs", "grid_x", "mean", "std") if key in arrays}
     return Boundary(path=Path(run_dir), kind=str(arrays["kind"]), extent=tuple(float(v) for v in arrays["extent"]),
-                    x=arrays["x"], y=arrays["y"], **optional)
+                    x=arrays["x"], y=arrays["y"], data=str(arrays.get("data", "")), **optional)
 
 
 def shared_extent(boundaries: list[Boundary]) -> tuple[float, float, float, float]:
@@ -95,11 +96,11 @@ def boundary_panel(ax, boundaries: list[Boundary], extent, title: str) -> None:
                    c=colours[first.y.astype(int) % len(colours)], edgecolors=_rgb(render.INK), linewidths=0.6)
         ax.set_aspect("equal")
     else:
-        ax.scatter(first.x[:, 0], first.y[:, 0], s=6, color=_rgb((158, 202, 225)), edgecolors=_rgb(render.POINT),
+        ax.scatter(first.x[:, 0], first.y[:, 0], s=6, color=_rgb(render.POINT_FILL), edgecolors=_rgb(render.POINT),
                    linewidths=0.3)
         mean = np.mean([b.mean for b in boundaries], axis=0) if len(boundaries) > 1 else first.mean
         if first.std is not None and len(boundaries) == 1:
-            ax.fill_between(first.grid_x, mean - 2 * first.std, mean + 2 * first.std, color=_rgb((253, 224, 196)))
+            ax.fill_between(first.grid_x, mean - 2 * first.std, mean + 2 * first.std, color=_rgb(render.BAND))
         ax.plot(first.grid_x, mean, color=_rgb(render.CURVE), linewidth=1.8)
     ax.set_xlim(extent[0], extent[1])
     ax.set_ylim(extent[2], extent[3])
@@ -110,25 +111,27 @@ def boundary_panel(ax, boundaries: list[Boundary], extent, title: str) -> None:
 def boundaries_figure(path: Path, panels: list[tuple[str, list[Path]]]) -> list[str]:
     """One panel per (title, run directories) that saved a boundary, into the PNG at `path`; the panels' titles.
 
-
-    Panels of the same kind (class pictures, fitted curves) share one extent."""
+    Panels of one dataset share one extent; all share one colour scale."""
     loaded = [(title, [b for b in map(load_boundary, dirs) if b is not None]) for title, dirs in panels]
     loaded = [(title, found) for title, found in loaded if found]
     if not loaded:
         raise UsageError("none of these runs saved a decision boundary (boundary.npz): runs draw one on 2-D data "
                          "with class labels or 1-D regression data, unless log.boundaries=false.")
-    extents = {kind: shared_extent([b for _, found in loaded for b in found if b.kind == kind])
-               for kind in {found[0].kind for _, found in loaded}}
+    def key(b: Boundary) -> tuple[str, str]:
+        return b.kind, b.data
+
+    extents = {k: shared_extent([b for _, found in loaded for b in found if key(b) == k])
+               for k in {key(found[0]) for _, found in loaded}}
     plt = _pyplot()
     columns = min(COLUMNS, len(loaded))
     rows = math.ceil(len(loaded) / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(3.3 * columns, 3.5 * rows + 0.4), squeeze=False,
                              layout="constrained")
     for ax, (title, found) in zip(axes.flat, loaded):
-        boundary_panel(ax, found, extents[found[0].kind], title)
+        boundary_panel(ax, found, extents[key(found[0])], title)
     for ax in axes.flat[len(loaded):]:
         fig.delaxes(ax)
-    if "classes" in extents:
+    if any(kind == "classes" for kind, _ in extents):
         fig.suptitle(textwrap.fill("colour: the predicted probability of class 1 (orange 0, white 0.5, blue 1), or "
                                    "the predicted class, paler where less sure", 30 * columns), fontsize=8)
     return _save(fig, path)

@@ -26,7 +26,8 @@ PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 1
            (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
 INK = (40, 40, 40)                   # axes, text, point outlines
 CURVE = (217, 95, 2)                 # a regression model's fitted curve
-POINT = (70, 110, 160)               # a regression data point
+BAND = (253, 224, 196)               # ... and +-2 of its predicted standard deviations
+POINT, POINT_FILL = (70, 110, 160), (158, 202, 225)   # a regression data point: outline, inside
 SHEET = (64, 64, 64)                 # background between per-unit panels
 MARGIN = 0.15                        # of the data's range, on every side of a boundary's grid
 
@@ -237,33 +238,43 @@ def _key(draw, frame: Frame, n_classes: int) -> None:
         draw.text((x + 14, top + 5), str(k), fill=INK, font=small, anchor="lm")
 
 
+def _stamp(size: tuple[int, int], draw_shapes) -> tuple[np.ndarray, np.ndarray]:
+    """Shapes drawn once, by draw_shapes(pen), on a transparent layer of `size` (height, width): where they are
+    (height, width) and their colours (P, 3), to be pasted onto every picture (Pillow's ellipses are not smoothed,
+    so a mask loses nothing)."""
+    from PIL import Image, ImageDraw
+
+    height, width = size
+    layer = Image.new("RGBA", (width, height), (0, 0, 0, 0))
+    draw_shapes(ImageDraw.Draw(layer))
+    rgba = np.asarray(layer)
+    mask = rgba[..., 3] > 0
+    return mask, rgba[..., :3][mask]
+
+
 class BoundaryPainter:
     """Draws the boundary picture of one run again and again: the axes, the key and the points never change,
     so they are drawn once; each picture is then the template, the scaled plot and the points pasted on top."""
 
     def __init__(self, frame: Frame, x: np.ndarray, y: np.ndarray, n_classes: int,
                  names: tuple[str, str] = ("x1", "x2")):
-        from PIL import Image, ImageDraw
-
         self.frame = frame
         picture, draw = _canvas(frame)
         _axes(draw, frame, names)
         _key(draw, frame, n_classes)
         self.template = np.asarray(picture).copy()                    # (height, width, 3)
-        height, width = frame.size
-        points = Image.new("RGBA", (width, height), (0, 0, 0, 0))    # the points alone, on transparency
-        draw = ImageDraw.Draw(points)
         colours = class_colours(n_classes)
         r = point_radius(len(x))
         cols, rows = frame.to_pixel(x[:, 0], x[:, 1])
-        for col, row, cls in zip(cols.tolist(), rows.tolist(), np.asarray(y).tolist()):
-            # a white ring inside a dark one: the point stands out on its own colour and on white alike
-            draw.ellipse([col - r - 1, row - r - 1, col + r + 1, row + r + 1], fill=(*INK, 255))
-            draw.ellipse([col - r, row - r, col + r, row + r], outline=(*WHITE, 255),
-                         fill=(*(int(c) for c in colours[int(cls) % n_classes]), 255))
-        rgba = np.asarray(points)
-        self.mask = rgba[..., 3] > 0                                  # (height, width): ellipses are not smoothed
-        self.points = rgba[..., :3][self.mask]                        # (P, 3)
+
+        def points(draw) -> None:
+            for col, row, cls in zip(cols.tolist(), rows.tolist(), np.asarray(y).tolist()):
+                # a white ring inside a dark one: the point stands out on its own colour and on white alike
+                draw.ellipse([col - r - 1, row - r - 1, col + r + 1, row + r + 1], fill=(*INK, 255))
+                draw.ellipse([col - r, row - r, col + r, row + r], outline=(*WHITE, 255),
+                             fill=(*(int(c) for c in colours[int(cls) % n_classes]), 255))
+
+        self.mask, self.points = _stamp(frame.size, points)           # (height, width), (P, 3)
 
     def __call__(self, probs: np.ndarray) -> np.ndarray:
         """The picture of class probabilities (n, n, K) over frame.extent: (height, width, 3) uint8."""
@@ -279,38 +290,45 @@ class BoundaryPainter:
         return image
 
 
-def curve_image(frame: Frame, grid_x: np.ndarray, mean: np.ndarray, x: np.ndarray, y: np.ndarray,
-                std: np.ndarray | None = None, names: tuple[str, str] = ("x", "y")) -> np.ndarray:
-    """A 1-D regression: data points (x, y), the model's curve `mean` over grid_x (one value per plot column)
-    and, when the model predicts one, a band of +-2 standard deviations. (height, width, 3) uint8."""
-    from PIL import Image, ImageDraw
+class CurvePainter:
+    """Draws the picture of a 1-D regression again and again: the data points (x, y), the model's curve with one
+    value per plot column and, when the model predicts one, a band of +-2 standard deviations. The axes and the
+    points never change, so they are drawn once."""
 
-    height, width = frame.size
-    image = np.full((height, width, 3), 255, np.uint8)
-    if std is not None:  # the band, column by column: rows between mean - 2 std and mean + 2 std, pale
-        _, top = frame.to_pixel(grid_x, mean + 2 * std)
-        _, bottom = frame.to_pixel(grid_x, mean - 2 * std)
-        rows = np.arange(frame.top, frame.top + frame.height)[:, None]                 # (height, 1)
-        band = (rows >= np.nan_to_num(top)[None, :]) & (rows <= np.nan_to_num(bottom)[None, :])  # (height, width)
-        plot = image[frame.top:frame.top + frame.height, frame.left:frame.left + frame.width]
-        plot[band] = (253, 224, 196)
-    picture = Image.fromarray(image)
-    draw = ImageDraw.Draw(picture)
-    r = max(point_radius(len(x)) - 1, 2)
-    cols, rows = frame.to_pixel(x, y)
-    for col, row in zip(cols.tolist(), rows.tolist()):
-        draw.ellipse([col - r, row - r, col + r, row + r], fill=(158, 202, 225), outline=POINT)
-    cols, rows = frame.to_pixel(grid_x, mean)
-    finite = np.isfinite(rows)
-    rows = np.clip(rows, frame.top - 2, frame.top + frame.height + 2)   # a curve leaving the plot hugs its edge
-    draw.line(list(zip(cols[finite].tolist(), rows[finite].tolist())), fill=CURVE, width=2)
-    # what the curve drew outside the plot area is cleared, then the axes go on top
-    cleared = np.asarray(picture).copy()
-    cleared[:frame.top] = 255
-    cleared[frame.top + frame.height:] = 255
-    picture = Image.fromarray(cleared)
-    _axes(ImageDraw.Draw(picture), frame, names)
-    return np.asarray(picture)
+    def __init__(self, frame: Frame, x: np.ndarray, y: np.ndarray, names: tuple[str, str] = ("x", "y")):
+        picture, draw = _canvas(frame)
+        _axes(draw, frame, names)
+        self.frame, self.template = frame, np.asarray(picture).copy()
+        r = max(point_radius(len(x)) - 1, 2)
+        cols, rows = frame.to_pixel(x, y)
+
+        def points(draw) -> None:                                    # in the plot area's own pixels
+            for col, row in zip((cols - frame.left).tolist(), (rows - frame.top).tolist()):
+                draw.ellipse([col - r, row - r, col + r, row + r], fill=(*POINT_FILL, 255), outline=(*POINT, 255))
+
+        self.mask, self.points = _stamp((frame.height, frame.width), points)
+
+    def __call__(self, grid_x: np.ndarray, mean: np.ndarray, std: np.ndarray | None = None) -> np.ndarray:
+        """The picture of the predictions `mean` (and `std`) at grid_x, one per plot column: (height, width, 3)."""
+        from PIL import Image, ImageDraw
+
+        f = self.frame
+        plot = np.full((f.height, f.width, 3), 255, np.uint8)
+        if std is not None:  # the band, column by column: rows between mean + 2 std and mean - 2 std
+            top = np.nan_to_num(f.to_pixel(grid_x, mean + 2 * std)[1] - f.top)          # (width,)
+            bottom = np.nan_to_num(f.to_pixel(grid_x, mean - 2 * std)[1] - f.top)
+            rows = np.arange(f.height)[:, None]                                          # (height, 1)
+            plot[(rows >= top[None, :]) & (rows <= bottom[None, :])] = BAND
+        plot[self.mask] = self.points
+        picture = Image.fromarray(plot)
+        cols, rows = f.to_pixel(grid_x, mean)
+        finite = np.isfinite(rows)
+        rows = np.clip(rows - f.top, -2, f.height + 2)                # a curve leaving the plot runs along its edge
+        ImageDraw.Draw(picture).line(list(zip((cols[finite] - f.left).tolist(), rows[finite].tolist())),
+                                     fill=CURVE, width=2)
+        image = self.template.copy()
+        image[f.top:f.top + f.height, f.left:f.left + f.width] = np.asarray(picture)
+        return image
 
 
 def units_image(values: np.ndarray, scale: tuple[float, float, float], columns: int = 8,

@@ -73,7 +73,7 @@ class Pictures:
 
     def __init__(self, board, model: nn.Module, loss, data, run_dir: Path):
         self.board, self.model, self.loss, self.path = board, model, loss, Path(run_dir) / FILE
-        self.kind = kind_of(data)
+        self.kind, self.data_name = kind_of(data), data.name
         device = data.x_train.device
         inputs = torch.cat([data.x_train, data.x_val]).cpu().numpy()          # (N, F): the extent covers both
         self.x = data.x_train.cpu().numpy()                                    # (N, F) points drawn
@@ -88,6 +88,7 @@ class Pictures:
             targets = torch.cat([data.y_train, data.y_val]).cpu().numpy()
             self.frame = render.Frame((*render.span(inputs, render.MARGIN), *render.span(targets)),
                                       height=180, right=14)
+            self.painter = render.CurvePainter(self.frame, self.x[:, 0], self.y[:, 0])
             x0, x1 = self.frame.extent[:2]
             columns = x0 + (np.arange(self.frame.width) + 0.5) * (x1 - x0) / self.frame.width
             self.grid = torch.from_numpy(columns.astype(np.float32)).unsqueeze(1).to(device)  # (width, 1)
@@ -125,8 +126,7 @@ class Pictures:
         if self.kind == "classes":
             probs = self.probabilities(self.grid).reshape(CELLS, CELLS, -1)         # (n, n, K), row 0 at the top
             return self.painter(probs)
-        mean, std = self.curve(self.grid)
-        return render.curve_image(self.frame, self.grid[:, 0].cpu().numpy(), mean, self.x[:, 0], self.y[:, 0], std)
+        return self.painter(self.grid[:, 0].cpu().numpy(), *self.curve(self.grid))
 
     def unit_values(self) -> dict[str, np.ndarray]:
         """layer -> (U, n, n) outputs of its first MAX_UNITS units over the unit grid (hidden layers only)."""
@@ -171,8 +171,8 @@ class Pictures:
     # --- the file compare reads ----------------------------------------------------------------------
     def save(self, step: int) -> None:
         """boundary.npz: what the final picture shows, as arrays (written whole, then renamed into place)."""
-        fields = dict(kind=np.array(self.kind), extent=np.array(self.frame.extent), step=np.array(step),
-                      x=self.x.astype(np.float32), y=self.y)
+        fields = dict(kind=np.array(self.kind), data=np.array(self.data_name), extent=np.array(self.frame.extent),
+                      step=np.array(step), x=self.x.astype(np.float32), y=self.y)
         if self.kind == "classes":
             grid = torch.from_numpy(render.grid_points(self.frame.extent, SAVED_CELLS)).to(self.grid.device)
             fields["probs"] = self.probabilities(grid).reshape(SAVED_CELLS, SAVED_CELLS, -1).astype(np.float16)
