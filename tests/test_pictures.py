@@ -9,7 +9,6 @@ extent the run saved; each check also verifies that the point markers sit where 
 from __future__ import annotations
 
 import io
-import math
 import os
 import re
 import signal

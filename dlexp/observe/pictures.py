@@ -115,33 +115,34 @@ class Pictures:
             return
         started = time.perf_counter()
         self.last_step = step
-        images = {TAG: self.boundary_image()}
-        for layer, values in self.unit_values().items():
-            images[UNITS + layer] = render.units_image(values, self.scales[layer])
+        images = {TAG: self.prediction_image()}
+        for layer, (values, scale) in self.unit_values().items():
+            images[UNITS + layer] = render.units_image(values, scale)
         self.board.images(images, step)
         self.drawn += 1
         self.seconds += time.perf_counter() - started
 
-    def boundary_image(self) -> np.ndarray:
+    def prediction_image(self) -> np.ndarray:
         if self.kind == "classes":
             probs = self.probabilities(self.grid).reshape(CELLS, CELLS, -1)         # (n, n, K), row 0 at the top
             return self.painter(probs)
         return self.painter(self.grid[:, 0].cpu().numpy(), *self.curve(self.grid))
 
-    def unit_values(self) -> dict[str, np.ndarray]:
-        """layer -> (U, n, n) outputs of its first MAX_UNITS units over the unit grid (hidden layers only)."""
+    def unit_values(self) -> dict[str, tuple[np.ndarray, tuple[float, float, float]]]:
+        """layer -> ((U, n, n) outputs of its first MAX_UNITS units over the unit grid, their colour scale)."""
         if not self.hidden:
             return {}
         seen = layer_outputs(self.model, self.hidden, self.unit_grid, self.toggle_mode)
-        found, self.scales = {}, {}
+        found = {}
         for layer in self.hidden:
             pre, act = seen[layer.name]
             out = (act if act is not None else pre)[:, :MAX_UNITS]                  # (n*n, U)
             values = out.T.reshape(-1, UNIT_CELLS, UNIT_CELLS).float().cpu().numpy()  # (U, n, n)
-            name = layer.act_name if layer.activation is not None else layer.name
-            kind = type(layer.activation).__name__.lower() if layer.activation is not None else "linear"
-            found[name] = values
-            self.scales[name] = render.activation_scale(kind, values)
+            if layer.activation is None:
+                found[layer.name] = values, render.activation_scale("linear", values)
+            else:
+                kind = type(layer.activation).__name__.lower()
+                found[layer.act_name] = values, render.activation_scale(kind, values)
         return found
 
     # --- the model over a grid -------------------------------------------------------------------------
