@@ -93,8 +93,9 @@ def _assemble(cfg: DictConfig, dry: bool) -> Experiment:
         problem = loss.check(data)
         if problem:
             raise ConfigError(problem)
-    if pictures.problem(cfg.log.boundaries, data):
-        raise ConfigError(pictures.problem(cfg.log.boundaries, data))
+    refused = pictures.problem(cfg.log.boundaries, data)  # log.boundaries=true on data that has no picture
+    if refused:
+        raise ConfigError(refused)
     torch.manual_seed(int(cfg.seed))  # right before the model: same parameters as nn.Sequential after manual_seed
     model = instantiate(cfg.model, "model", allow, in_shape=tuple(data.feature_shape),
                         out_features=loss.out_features(data) if labelled else 1)

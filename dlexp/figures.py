@@ -98,10 +98,17 @@ def boundary_panel(ax, boundaries: list[Boundary], extent, title: str) -> None:
     else:
         ax.scatter(first.x[:, 0], first.y[:, 0], s=6, color=_rgb(render.POINT_FILL), edgecolors=_rgb(render.POINT),
                    linewidths=0.3)
-        mean = np.mean([b.mean for b in boundaries], axis=0) if len(boundaries) > 1 else first.mean
-        if first.std is not None and len(boundaries) == 1:
-            ax.fill_between(first.grid_x, mean - 2 * first.std, mean + 2 * first.std, color=_rgb(render.BAND))
-        ax.plot(first.grid_x, mean, color=_rgb(render.CURVE), linewidth=1.8)
+        if len(boundaries) == 1:
+            grid, mean = first.grid_x, first.mean
+            if first.std is not None:
+                ax.fill_between(grid, mean - 2 * first.std, mean + 2 * first.std, color=_rgb(render.BAND))
+        else:  # each run's curve on one grid over the shared extent, averaged where the runs cover it
+            grid = np.linspace(extent[0], extent[1], len(first.grid_x))                       # (M,)
+            curves = np.stack([np.interp(grid, b.grid_x, b.mean, left=np.nan, right=np.nan) for b in boundaries])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mean = np.nanmean(curves, axis=0)                                             # (M,)
+        ax.plot(grid, mean, color=_rgb(render.CURVE), linewidth=1.8)
     ax.set_xlim(extent[0], extent[1])
     ax.set_ylim(extent[2], extent[3])
     ax.tick_params(labelsize=7)

@@ -501,3 +501,33 @@ def test_moons_lesson_a_line_then_bends(tmp_path):
     assert len(first) == len(second) == 16
     assert max(line_residual(e) for e in first if len(e) >= 20) < 1.5  # tanh(w.x + b): straight edges
     assert max(line_residual(e) for e in second if len(e) >= 20) > 3   # the second layer's curves
+
+
+def test_a_panel_of_several_runs_averages_them_on_the_shared_extent(tmp_path):
+    """What grouping seeds will call: one panel from a list of runs (here two hand-made boundaries)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    p = np.full((4, 4), 0.2, dtype=np.float32)
+    a = figures.Boundary(Path("a"), "classes", (0.0, 1.0, 0.0, 1.0), np.zeros((1, 2)), np.zeros(1, int),
+                         probs=np.stack([1 - p, p], axis=-1))
+    b = figures.Boundary(Path("b"), "classes", (0.0, 1.0, 0.0, 1.0), np.zeros((1, 2)), np.zeros(1, int),
+                         probs=np.stack([p, 1 - p], axis=-1))                  # 0.8 where a says 0.2
+    fig, ax = plt.subplots()
+    figures.boundary_panel(ax, [a, b], (0.0, 1.0, 0.0, 1.0), "two seeds")
+    shown = ax.get_images()[0].get_array()                                     # the colours drawn
+    assert np.array_equal(shown, render.prediction_colours(np.full((4, 4, 2), 0.5)))  # mean 0.5: white
+    # curves over different x-ranges (seeds draw different data): averaged where both exist, each alone elsewhere
+    x = np.linspace(0.0, 1.0, 11)
+    line = figures.Boundary(Path("c"), "curve", (0.0, 1.0, -1.0, 1.0), np.zeros((1, 1)), np.zeros((1, 1)),
+                            grid_x=x, mean=x)                                  # y = x on [0, 1]
+    flat = figures.Boundary(Path("d"), "curve", (1.0, 2.0, -1.0, 1.0), np.zeros((1, 1)), np.zeros((1, 1)),
+                            grid_x=x + 1, mean=np.full(11, -1.0))              # y = -1 on [1, 2]
+    ax.clear()
+    figures.boundary_panel(ax, [line, flat], (0.0, 2.0, -1.0, 1.0), "two curves")
+    xs, ys = ax.get_lines()[0].get_data()
+    assert xs.tolist() == pytest.approx(np.linspace(0.0, 2.0, 11).tolist())
+    assert ys.tolist() == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 0.0, -1.0, -1.0, -1.0, -1.0, -1.0])
+    plt.close(fig)
