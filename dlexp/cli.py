@@ -92,7 +92,7 @@ def compare(paths: List[Path] = typer.Argument(..., help="Sweep directories, run
             boundaries: Optional[Path] = typer.Option(
                 None, "--boundaries", help="Draw each run's final decision boundary (or fitted curve) into this PNG."),
             histograms: Optional[Path] = typer.Option(
-                None, "--histograms", help="Draw activation histograms, one row per run, one column per layer: a PNG."),
+                None, "--histograms", help="Draw activation histograms into this PNG (row: run, column: layer)."),
             step: Optional[int] = typer.Option(
                 None, "--step", help="The step --histograms shows (default 0, the fresh network; else the nearest).")
             ) -> None:
