@@ -193,7 +193,7 @@ class Histograms:
         if step == self.last_capture:
             return
         self.last_capture = step
-        if self.follower is not None:            # MERGE: replaced by the loop's on_capture(state) to every observer
+        if self.follower is not None:            # the pictures (Pictures.on_capture) follow this schedule
             self.follower.on_capture(SimpleNamespace(step=step))
         if not self.layers:
             return
