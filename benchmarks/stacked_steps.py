@@ -27,7 +27,7 @@ def jobs(n: int):
 
     out = []
     for seed in range(n):
-        cfg = composer.without_hydra(composer.compose(["experiment=xor_mlp", f"seed={seed}", "device=cpu"]))
+        cfg = composer.without_hydra(composer.load(["experiment=xor_mlp", f"seed={seed}", "device=cpu"]))
         out.append(build.assemble(cfg))
     return out
 

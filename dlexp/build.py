@@ -13,7 +13,6 @@ from torch import Tensor, nn
 
 from dlexp.batching import Batches
 from dlexp.config.objects import instantiate
-from dlexp.errors import ConfigError
 from dlexp.optim import build_optimizer
 
 # What the builder passes to each group's target; never set by a user (validation refuses these keys).
@@ -95,11 +94,7 @@ def _assemble(cfg: DictConfig, dry: bool) -> Experiment:
         torch.set_num_threads(int(cfg.device.threads))
     data = load_data(cfg)
     loss = instantiate(cfg.loss, "loss", allow).resolve(data)
-    labelled = data.task != "unlabelled"
-    if labelled:
-        problem = loss.check(data)
-        if problem:
-            raise ConfigError(problem)
+    labelled = data.task != "unlabelled"  # validation has checked that the loss can train on it
     torch.manual_seed(int(cfg.seed))  # right before the model: same parameters as nn.Sequential after manual_seed
     model = instantiate(cfg.model, "model", allow, in_shape=tuple(data.feature_shape),
                         out_features=loss.out_features(data) if labelled else 1)
@@ -159,6 +154,7 @@ def schedule(cfg: DictConfig, exp: Experiment):
 def observers(cfg: DictConfig, exp: Experiment, job, console, board, config_yaml: str) -> list:
     """Every observer a run's config asks for, in the order they are notified: the one place they are wired."""
     from dlexp import checkpoint
+    from dlexp.observe import pictures
     from dlexp.observe.guard import DivergenceGuard
     from dlexp.observe.histograms import Histograms, probe_batch
     from dlexp.observe.hparams import HParams, hyperparameters
@@ -170,6 +166,8 @@ def observers(cfg: DictConfig, exp: Experiment, job, console, board, config_yaml
     chosen = [DivergenceGuard(exp.model, exp.device, int(log.every))]
     if log.histograms:  # right after the guard: a step it stops (non-finite loss) is never captured
         chosen.append(Histograms(board, exp.model, probe_batch(exp.data)))
+    if pictures.wanted(log.boundaries, exp.data):
+        chosen.append(pictures.Pictures(board, exp.model, exp.loss, exp.data, job.run_dir))
     chosen += [ScalarLogger(board, exp.optimizer, int(log.every), len(exp.batches)),
                MetricsCSV(job.run_dir / "metrics.csv")]
     progress = "none" if job.compact else log.progress

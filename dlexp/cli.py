@@ -98,7 +98,14 @@ def compare(paths: List[Path] = typer.Argument(..., help="Sweep directories, run
             markdown: Optional[Path] = typer.Option(None, "--markdown", help="Also write the table as Markdown."),
             plot: Optional[Path] = typer.Option(None, "--plot", help="Draw validation-loss curves into this PNG."),
             band: str = typer.Option("std", "--band", help="Band around a group's mean curve: std or minmax."),
-            log_scale: bool = typer.Option(False, "--log", help="Log-scale y axis for --plot.")) -> None:
+            log_scale: bool = typer.Option(False, "--log", help="Log-scale y axis for --plot."),
+            boundaries: Optional[Path] = typer.Option(
+                None, "--boundaries", help="Draw each run's final decision boundary (or fitted curve) into this PNG."),
+            histograms: Optional[Path] = typer.Option(
+                None, "--histograms", help="Draw activation histograms into this PNG (row: run, column: layer)."),
+            step: Optional[int] = typer.Option(
+                None, "--step", help="The step --histograms shows (default 0, the fresh network; else the nearest).")
+            ) -> None:
     """The runs under a sweep (or any folder) as one table: differing overrides, final/best metrics, status.
 
     Runs that differ only in seed become one row per group (mean ± std) with a verdict: is the best group's
@@ -109,7 +116,8 @@ def compare(paths: List[Path] = typer.Argument(..., help="Sweep directories, run
     try:
         code = comparing.main(paths, sort=sort, csv_path=csv, markdown_path=markdown, plot_path=plot,
                               log_scale=log_scale, console=console,
-                              by=by, group=group, band=band, columns=columns)
+                              by=by, group=group, band=band, columns=columns, boundaries_path=boundaries,
+                              histograms_path=histograms, step=step)
     except DlexpError as err:
         _fail(err)
     raise typer.Exit(code)

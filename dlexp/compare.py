@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import math
 import re
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -338,6 +339,21 @@ def to_markdown(path: Path, t: Table, notes: list[str] = ()) -> Path:
     return path
 
 
+def run_label(row: RunRow, overrides: list[str]) -> str:
+    """A run as a legend or a panel names it: its differing overrides (its directory name if none differ)."""
+    return ", ".join(f"{k}={row.overrides[k]}" for k in overrides if k in row.overrides) or row.name
+
+
+def panel_title(row: RunRow, overrides: list[str]) -> str:
+    """A figure panel's title: the run's label, then its final accuracy (or loss), and its status if not completed."""
+    metric = "val/acc" if "val/acc" in row.metrics else "val/loss"
+    value = row.metrics.get(metric)
+    result = f"{metric} {value:.3g}" if value is not None else "no result"
+    if row.status != "completed":
+        result += f" ({row.status})"
+    return f"{textwrap.fill(run_label(row, overrides), 44)}\n{result}"
+
+
 def render(console, t: Table, title: str | None = None) -> None:
     """The table on the terminal: best/<metric> goes under its final value, in the same (dimmed) cell.
 
@@ -445,7 +461,8 @@ def verdict_for(t: Table, rows: list[RunRow], sort: str | None) -> evidence.Verd
 def main(paths: list[Path], sort: str | None = None, csv_path: Path | None = None,
          markdown_path: Path | None = None, plot_path: Path | None = None, log_scale: bool = False,
          console=None, by: str | None = None, group: bool = True, band: str = "std",
-         columns: str | None = None) -> int:
+         columns: str | None = None, boundaries_path: Path | None = None, histograms_path: Path | None = None,
+         step: int | None = None) -> int:
     """Print the table (and the verdict); write the requested files. Exit code 0 (a diverged run is a result)."""
     from rich.console import Console
 
@@ -453,6 +470,8 @@ def main(paths: list[Path], sort: str | None = None, csv_path: Path | None = Non
         raise UsageError("--by and --no-group exclude each other: --by groups the runs by the keys it names.")
     if band not in BANDS:
         raise UsageError(f"--band {band}: choose one of {', '.join(BANDS)}.")
+    if step is not None and histograms_path is None:
+        raise UsageError(f"--step {step} chooses the step of the --histograms figure; add --histograms FILE.png.")
     console = console or Console(highlight=False)
     rows = collect(list(paths))
     t = sort_records(build_table(rows, _split(by), group, _split(columns)), sort)
@@ -479,7 +498,47 @@ def main(paths: list[Path], sort: str | None = None, csv_path: Path | None = Non
             written.append(curves.plot_runs(Path(plot_path), [r["_row"] for r in t.records], t.labels, log_scale))
     for path in written:
         console.print(f"wrote {path}", highlight=False, soft_wrap=True)
+    if boundaries_path is not None or histograms_path is not None:
+        figures(t, rows, boundaries_path, histograms_path, step, console)
     return 0
+
+
+def figures(t: Table, rows: list[RunRow], boundaries_path: Path | None, histograms_path: Path | None,
+            step: int | None, console) -> None:
+    """compare --boundaries (one panel per run, or per group of seeds: their probabilities averaged) and
+    --histograms (one row per run)."""
+    keys = differing_overrides(rows)
+    if t.groups is not None:
+        ordered = [run for record in t.records for run in record["_group"].runs]
+        panels = [(group_title(record["_group"]), [run.path for run in record["_group"].runs]) for record in t.records]
+    else:
+        ordered = [record["_row"] for record in t.records]
+        panels = [(panel_title(row, keys), [row.path]) for row in ordered]
+    if boundaries_path is not None:
+        from dlexp.figures import boundaries_figure
+
+        titles = boundaries_figure(Path(boundaries_path), panels)
+        console.print(f"wrote {boundaries_path} ({_panels(len(titles), len(panels))})", highlight=False,
+                      soft_wrap=True)
+    if histograms_path is not None:
+        from dlexp.figures import histograms_figure
+
+        titles = histograms_figure(Path(histograms_path), [(run_label(row, keys), row.path) for row in ordered],
+                                   step or 0)
+        console.print(f"wrote {histograms_path} ({len(titles)} panels)", highlight=False, soft_wrap=True)
+
+
+def group_title(group: Group) -> str:
+    """A group's panel title: what sets it apart, then its runs' mean final accuracy (or loss) over n runs."""
+    metric = "val/acc" if group.stat("val/acc") is not None else "val/loss"
+    found = group.stat(metric)
+    result = f"{metric} {found.mean:.3g} (mean of {found.n})" if found is not None else "no result"
+    return f"{textwrap.fill(group.label, 44)}\n{result}"
+
+
+def _panels(drawn: int, panels: int) -> str:
+    missing = f"; {panels - drawn} without boundary.npz" if drawn < panels else ""
+    return f"{drawn} panel{'s' if drawn != 1 else ''}{missing}"
 
 
 def write_summary(sweep_dir: Path) -> list[Path]:

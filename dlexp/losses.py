@@ -11,6 +11,8 @@ Protocol (every adapter, no base class — see tests/test_losses.py for the orac
     encode(y, data) -> Tensor         targets encoded once for a whole split
     __call__(output, target) -> Tensor  scalar mean loss on raw model outputs
     predict(output) -> Tensor | None  class indices (N,) for accuracy; None for regression
+    probabilities(output) -> Tensor | None  class probabilities (N, K), K >= 2, for pictures; None for regression
+    mean(output) -> Tensor            regression adapters only: the predicted value (N, D)
 
 Datasets are duck-typed: name, task ("binary" | "multiclass" | "regression" | "unlabelled"),
 n_classes, target_dim. Unlabelled data has nothing to train on: the builder skips training (and the
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -87,6 +90,20 @@ class _Pointwise:
             return output.argmax(dim=1)  # (N,)
         return None
 
+    def probabilities(self, output: Tensor) -> Tensor | None:
+        """The outputs read as probabilities (identity link): clipped to [0, 1], one-hot rows renormalised."""
+        if self.task == "binary":
+            p = output[:, :1].clamp(0, 1)  # (N, 1)
+            return torch.cat([1 - p, p], dim=1)  # (N, 2)
+        if self.task == "multiclass":
+            p = output.clamp_min(0)  # (N, K)
+            total = p.sum(dim=1, keepdim=True)  # (N, 1)
+            return torch.where(total > 0, p / total.clamp_min(1e-12), torch.full_like(p, 1 / p.shape[1]))
+        return None
+
+    def mean(self, output: Tensor) -> Tensor:
+        return output  # (N, D): the identity link
+
 
 class MSE(_Pointwise):
     """Mean squared error on raw outputs."""
@@ -144,6 +161,10 @@ class BCE:
     def predict(self, output: Tensor) -> Tensor | None:
         return (output[:, 0] > 0).long()  # logit > 0 <=> probability > 0.5
 
+    def probabilities(self, output: Tensor) -> Tensor | None:
+        p = torch.sigmoid(output[:, :1])  # (N, 1): the link the loss folds in
+        return torch.cat([1 - p, p], dim=1)  # (N, 2)
+
 
 class _Categorical:
     """Shared logic of ce / sparse_ce: K logits (2 for binary), class = argmax."""
@@ -164,6 +185,9 @@ class _Categorical:
 
     def predict(self, output: Tensor) -> Tensor | None:
         return output.argmax(dim=1)  # (N,)
+
+    def probabilities(self, output: Tensor) -> Tensor | None:
+        return output.softmax(dim=1)  # (N, K)
 
 
 class CE(_Categorical):
@@ -232,6 +256,9 @@ class GaussianNLL:
     def predict(self, output: Tensor) -> Tensor | None:
         return None
 
+    def probabilities(self, output: Tensor) -> Tensor | None:
+        return None
+
 
 class Auto:
     """The one right loss for the data: bce for binary, ce for multiclass, mse for regression."""
@@ -248,7 +275,7 @@ class Auto:
     def _unresolved(self, *_args, **_kwargs):
         raise RuntimeError("loss=auto must be resolved first: call `loss = loss.resolve(data)`.")
 
-    check = out_features = encode = __call__ = predict = _unresolved
+    check = out_features = encode = __call__ = predict = probabilities = _unresolved
 
 
 # Every loss a dataset can be trained with, for the "use loss=..." advice of a refusal.

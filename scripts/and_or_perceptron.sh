@@ -8,6 +8,7 @@ sweep_dir=$(lesson_dir and_or_perceptron)
 
 sweep "$sweep_dir" experiment=and_or_perceptron data=and,or,xor "$@"
 
-"${dlexp[@]}" compare "$sweep_dir" --columns val/acc,val/loss --plot "$sweep_dir/val_loss.png"
-echo "TensorBoard: dlexp board $sweep_dir"
+"${dlexp[@]}" compare "$sweep_dir" --columns val/acc,val/loss --plot "$sweep_dir/val_loss.png" \
+    --boundaries "$sweep_dir/boundaries.png"
+echo "TensorBoard: dlexp board $sweep_dir   (Images: boundary/prediction)"
 exit "$code"

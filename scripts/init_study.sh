@@ -13,7 +13,8 @@ sweep "$sweep_dir" experiment=init_study initializer=normal,normal_small,xavier_
     model.activation=sigmoid,relu "$@"
 
 # nothing is trained, so there is no loss curve to plot; the columns: the share of saturated sigmoids and
-# dead ReLUs, and the spread of the last layer's activations
-"${dlexp[@]}" compare "$sweep_dir" --columns hist/saturated,hist/dead,act_std/5_sigmoid,act_std/5_relu
+# dead ReLUs, and the spread of the last layer's activations; activations.png: a row per run, a column per layer
+"${dlexp[@]}" compare "$sweep_dir" --columns hist/saturated,hist/dead,act_std/5_sigmoid,act_std/5_relu \
+    --histograms "$sweep_dir/activations.png"
 echo "TensorBoard: dlexp board $sweep_dir   (Histograms: activations/<i>_<act>; Scalars: act_std/, saturation/, dead/)"
 exit "$code"

@@ -9,6 +9,7 @@ sweep_dir=$(lesson_dir xor)
 
 sweep "$sweep_dir" experiment=xor_perceptron,xor_mlp "$@"
 
-"${dlexp[@]}" compare "$sweep_dir" --columns val/acc,val/loss,epochs --plot "$sweep_dir/val_loss.png" --log
-echo "TensorBoard: dlexp board $sweep_dir"
+"${dlexp[@]}" compare "$sweep_dir" --columns val/acc,val/loss,epochs --plot "$sweep_dir/val_loss.png" --log \
+    --boundaries "$sweep_dir/boundaries.png"
+echo "TensorBoard: dlexp board $sweep_dir   (Images: boundary/prediction, units/<layer>)"
 exit "$code"

@@ -33,7 +33,7 @@ LN2 = math.log(2.0)  # BCE of a model that answers 50/50 everywhere
 PRESETS = {
     "xor_perceptron": [], "xor_mlp": [], "and_or_perceptron": [], "init_study": [], "symmetry": [],
     "learning_rate": [], "batch_size": [], "optimizer_race": [], "adam_then_sgd": [], "losses_regression": [],
-    "losses_classification": [], "losses_gaussian_nll": [], "mnist_mlp": ["data=mnist_5k"],
+    "losses_classification": [], "losses_gaussian_nll": [], "mnist_mlp": ["data=mnist_5k"], "moons": [],
 }
 RANDOM_SEARCHES = ("random_search", "random_local_search")
 GRADIENT_METHODS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
@@ -494,6 +494,7 @@ def test_script_xor_perceptron_fails_mlp_succeeds(tmp_path):
     assert row[1] == "0.25"
     (sweep_dir,) = (tmp_path / "runs" / "lessons" / "xor").iterdir()
     assert "xor_perceptron" in result.stdout and (sweep_dir / "val_loss.png").exists()
+    assert "(2 panels)" in result.stdout and (sweep_dir / "boundaries.png").exists()
 
 
 @pytest.mark.slow
@@ -531,6 +532,8 @@ def test_script_init_study_and_symmetry_and_losses(tmp_path):
         assert result.returncode == 0, name + result.stderr
     init = {(swept(s, "initializer"), swept(s, "model.activation")): s["metrics"]
             for s in sweep_runs(tmp_path, "init_study").values()}
+    (init_dir,) = (tmp_path / "runs" / "lessons" / "init_study").iterdir()
+    assert (init_dir / "activations.png").exists()
     assert init["normal", "sigmoid"]["hist/saturated"] > 10 * init["xavier_normal", "sigmoid"]["hist/saturated"]
     symmetry = {swept(s, "initializer"): s["metrics"]["val/acc"] for s in sweep_runs(tmp_path, "symmetry").values()}
     assert symmetry == {"zeros": 0.5, "constant": 0.5, "xavier_normal": 1.0}

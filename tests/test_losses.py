@@ -162,6 +162,34 @@ def test_classification_losses_predict():
     assert torch.equal(SparseCE().predict(output), output.argmax(1))
 
 
+def test_probabilities_follow_each_losss_link():
+    """What pictures colour by: BCE's sigmoid, the softmax of ce / sparse_ce, the identity of pointwise losses
+    (clipped and renormalised); rows sum to 1 and agree with predict()."""
+    logits = torch.randn(50, 1) * 3
+    sigmoid = torch.sigmoid(logits)
+    assert torch.allclose(BCE().probabilities(logits), torch.cat([1 - sigmoid, sigmoid], dim=1))
+    scores = torch.randn(50, 4) * 3
+    for adapter in (CE(), SparseCE()):
+        assert torch.allclose(adapter.probabilities(scores), torch.softmax(scores, dim=1))
+    binary, multi = MSE().resolve(BINARY), MSE().resolve(dataset("multiclass", n_classes=4))
+    raw = torch.tensor([[-0.3], [0.2], [0.7], [1.4]])
+    assert torch.allclose(binary.probabilities(raw), torch.tensor([[1.0, 0.0], [0.8, 0.2], [0.3, 0.7], [0.0, 1.0]]))
+    one_hot_ish = torch.tensor([[0.2, -0.1, 0.6, 0.2], [-1.0, -1.0, -1.0, -1.0]])
+    assert torch.allclose(multi.probabilities(one_hot_ish), torch.tensor([[0.2, 0.0, 0.6, 0.2], [0.25] * 4]))
+    for adapter, output in ((BCE(), logits), (CE(), scores), (binary, raw), (multi, scores)):
+        p = adapter.probabilities(output)
+        assert torch.allclose(p.sum(1), torch.ones(len(p))) and ((p >= 0) & (p <= 1)).all()
+        # the same class as predict(), except where a pointwise output is <= 0 for every class (then all tie)
+        decided = output.max(1).values > 0 if adapter is multi else torch.ones(len(p), dtype=torch.bool)
+        assert decided.sum() > len(p) // 2
+        assert torch.equal(p.argmax(1)[decided], adapter.predict(output)[decided])
+    assert MSE().resolve(SINE).probabilities(torch.randn(3, 1)) is None
+    assert GaussianNLL().probabilities(torch.randn(3, 2)) is None
+    out = torch.randn(5, 2)
+    assert torch.equal(MSE().resolve(SINE).mean(out[:, :1]), out[:, :1])
+    assert torch.equal(GaussianNLL().mean(out), out[:, :1])
+
+
 def test_bce_on_digits_refused_in_one_sentence():
     assert BCE().check(DIGITS) == (
         "loss=bce needs a binary dataset, but data=digits has 10 classes; "

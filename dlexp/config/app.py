@@ -64,7 +64,7 @@ def task(cfg: DictConfig) -> Outcome:
             check(cfg, job.choices)
         status, metrics = train.run(cfg, job, console)
     except ConfigError as err:
-        return refuse(job, err, console, keep_record=hc.mode.name == "MULTIRUN")
+        return refuse(job, err, keep_record=hc.mode.name == "MULTIRUN")
     return Outcome.of(status, metrics)
 
 
@@ -84,12 +84,12 @@ def prechecked(hc) -> bool:
     return hc.mode.name == "RUN" or composer.targets(hc.sweeper, "BasicSweeper")
 
 
-def refuse(job, err: ConfigError, console, keep_record: bool) -> Outcome:
+def refuse(job, err: ConfigError, keep_record: bool) -> Outcome:
     """A job whose configuration cannot run. A single run leaves nothing behind; a sweep job keeps a
     status.json saying why, so the sweep's table and exit code account for it."""
     from dlexp import runs
 
-    report(console, err, prefix=" ".join(job.overrides) if keep_record else "")
+    report(_console(stderr=True), err, prefix=" ".join(job.overrides) if keep_record else "")
     if keep_record:
         runs.Run.refused(job.run_dir, job.overrides, job.choices, err.problems)
     else:

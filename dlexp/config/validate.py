@@ -31,7 +31,8 @@ class Knob:
 PLAIN = {
     "trainer": {"epochs": Knob(int, 0), "checkpoint_every": Knob(int, 0)},
     "log": {"dir": Knob(str), "every": Knob(int, 1), "epoch_every": Knob(int, 1), "hist_every": Knob(int, 0),
-            "histograms": Knob(bool), "progress": Knob(("auto", "bar", "lines", "none"))},
+            "histograms": Knob(bool), "progress": Knob(("auto", "bar", "lines", "none")),
+            "boundaries": Knob(("auto", True, False))},
     "batch": {"size": Knob(int, 1, nullable=True), "shuffle": Knob(bool)},
     "device": {"type": Knob(("auto", "cpu", "cuda", "mps")), "threads": Knob(int, 1, nullable=True)},
 }
@@ -102,8 +103,9 @@ def _check_value(path: str, value: Any, knob: Knob) -> list[str]:
         return [] if knob.nullable else [f"{path} must be set."]
     if isinstance(knob.kind, tuple):
         if value not in knob.kind:
-            return [f"{path}={value} is not valid.{catalog.suggest(str(value), knob.kind)} "
-                    f"Valid choices: {', '.join(knob.kind)}."]
+            choices = [str(c).lower() if isinstance(c, bool) else c for c in knob.kind]  # as YAML spells them
+            return [f"{path}={value} is not valid.{catalog.suggest(str(value), choices)} "
+                    f"Valid choices: {', '.join(choices)}."]
         return []
     if knob.kind is list:
         return [] if isinstance(value, (list, ListConfig)) else [f"{path} must be a list, not {value!r}."]
@@ -189,20 +191,22 @@ def _check_against_default(path: str, value_node, default) -> list[str]:
 
 
 def _with_data(cfg: DictConfig) -> list[str]:
-    """The dataset loads and the loss can be trained on it (the data is cached: the run reuses it)."""
+    """The dataset loads, the loss can be trained on it and its pictures can be drawn (the data is cached: the run
+    reuses it)."""
     from dlexp import build
+    from dlexp.observe import pictures
 
     try:
         data = build.load_data(cfg)
-        if data.task == "unlabelled":  # nothing is trained on it, whatever the loss
-            return []
         loss = objects.instantiate(cfg.loss, "loss", tuple(cfg.allow_targets)).resolve(data)
     except DlexpError as err:  # a dataset's own checks, missing MNIST files: one sentence each
         return err.problems if isinstance(err, ConfigError) else [str(err)]
     except (ValueError, TypeError) as err:
         return [_first_line(err)]
-    problem = loss.check(data)
-    return [problem] if problem else []
+    found = [pictures.problem(cfg.log.get("boundaries"), data)]
+    if data.task != "unlabelled":  # nothing is trained on unlabelled data, whatever the loss
+        found.append(loss.check(data))
+    return [problem for problem in found if problem]
 
 
 def _device(cfg: DictConfig) -> list[str]:

@@ -8,6 +8,10 @@ from pathlib import Path
 from dlexp.errors import UsageError
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+# Images TensorBoard keeps (and shows) per tag: it samples 10 by default, so a boundary picture captured every
+# log.hist_every steps could not be followed through a run. (0 would mean "keep all" when loading, but the
+# Images dashboard then shows none.)
+IMAGE_SAMPLES = 100_000
 
 
 def start(path: Path, host: str = "127.0.0.1", port: int = 6006, reload_interval: float = 5.0) -> str:
@@ -22,7 +26,8 @@ def start(path: Path, host: str = "127.0.0.1", port: int = 6006, reload_interval
 
     board = program.TensorBoard()
     board.configure(argv=[None, "--logdir", str(path.resolve()), "--host", host, "--port", str(int(port)),
-                          "--reload_interval", str(reload_interval)])
+                          "--reload_interval", str(reload_interval),
+                          "--samples_per_plugin", f"images={IMAGE_SAMPLES}"])
     try:
         return board.launch()
     except program.TensorBoardServerException as err:   # e.g. the port is taken

@@ -124,9 +124,7 @@ class Histograms:
     def __init__(self, board, model: nn.Module, probe: Tensor, bins: int = BINS):
         self.board, self.model, self.probe, self.bins = board, model, probe, bins   # probe: (P, *feature_shape)
         self.layers = find_layers(model)
-        # eval()/train() walk every module in Python; skip them when no module behaves differently in training
-        self.toggle_mode = any(isinstance(m, MODE_DEPENDENT) or not type(m).__module__.startswith("torch.nn")
-                               for m in model.modules())
+        self.toggle_mode = needs_mode_toggle(model)
         self.before: dict[int, Tensor] = {}      # id(weight) -> copy taken before the step preceding a capture
         self.before_step: int | None = None      # the step whose result `before` precedes
         self.final: dict[str, float] = {}        # hist/saturated, hist/dead of the last capture (for status.json)
@@ -166,47 +164,7 @@ class Histograms:
     # --- the capture -------------------------------------------------------------------------------
     def activations(self) -> dict[str, tuple[Tensor, Tensor | None]]:
         """layer name -> (pre-activation, activation or None), from one hooked forward pass on the probe."""
-        seen: dict[str, tuple[Tensor, Tensor | None]] = {}
-        handles = []
-
-        def on_activation(layer: Layer):
-            def hook(module, inputs, output):
-                seen[layer.name] = (inputs[0], output)
-            return hook
-
-        def on_layer(layer: Layer):
-            def hook(module, inputs, output):
-                seen[layer.name] = (output, None)
-            return hook
-
-        def keep_input(layer: Layer):            # an in-place activation overwrites its input
-            def hook(module, inputs):
-                seen[layer.name + "/pre"] = (inputs[0].clone(), None)
-            return hook
-
-        was_training = self.model.training
-        try:
-            for layer in self.layers:
-                if layer.activation is None:
-                    handles.append(layer.module.register_forward_hook(on_layer(layer)))
-                    continue
-                handles.append(layer.activation.register_forward_hook(on_activation(layer)))
-                if getattr(layer.activation, "inplace", False):
-                    handles.append(layer.activation.register_forward_pre_hook(keep_input(layer)))
-            if self.toggle_mode:
-                self.model.eval()                # no dropout; batchnorm uses its running statistics
-            with torch.no_grad():
-                self.model(self.probe)
-        finally:
-            for handle in handles:
-                handle.remove()                  # hooks live for this one pass only: nothing leaks
-            if self.toggle_mode:
-                self.model.train(was_training)
-        for layer in self.layers:
-            kept = seen.pop(layer.name + "/pre", None)
-            if kept is not None and layer.name in seen:
-                seen[layer.name] = (kept[0], seen[layer.name][1])
-        return seen
+        return layer_outputs(self.model, self.layers, self.probe, self.toggle_mode)
 
     def capture(self, step: int) -> None:
         """Compute every histogram and number on the device, read them back once, write them."""
@@ -298,3 +256,55 @@ def probe_batch(data, size: int = 256) -> Tensor:
     when there are no labels, or no validation split)."""
     x = data.x_train if data.task == "unlabelled" or data.x_val.shape[0] == 0 else data.x_val
     return x[:size]
+
+
+def needs_mode_toggle(model: nn.Module) -> bool:
+    """Does a module behave differently in training? eval()/train() walk every module in Python: skip them if not."""
+    return any(isinstance(m, MODE_DEPENDENT) or not type(m).__module__.startswith("torch.nn") for m in model.modules())
+
+
+def layer_outputs(model: nn.Module, layers: list[Layer], x: Tensor, toggle_mode: bool = True
+                  ) -> dict[str, tuple[Tensor, Tensor | None]]:
+    """layer name -> (pre-activation, activation or None), from one forward pass of x with hooks that exist
+    only for that pass (model in eval mode when `toggle_mode`, no autograd)."""
+    seen: dict[str, tuple[Tensor, Tensor | None]] = {}
+    handles = []
+
+    def on_activation(layer: Layer):
+        def hook(module, inputs, output):
+            seen[layer.name] = (inputs[0], output)
+        return hook
+
+    def on_layer(layer: Layer):
+        def hook(module, inputs, output):
+            seen[layer.name] = (output, None)
+        return hook
+
+    def keep_input(layer: Layer):                # an in-place activation overwrites its input
+        def hook(module, inputs):
+            seen[layer.name + "/pre"] = (inputs[0].clone(), None)
+        return hook
+
+    was_training = model.training
+    try:
+        for layer in layers:
+            if layer.activation is None:
+                handles.append(layer.module.register_forward_hook(on_layer(layer)))
+                continue
+            handles.append(layer.activation.register_forward_hook(on_activation(layer)))
+            if getattr(layer.activation, "inplace", False):
+                handles.append(layer.activation.register_forward_pre_hook(keep_input(layer)))
+        if toggle_mode:
+            model.eval()                         # no dropout; batchnorm uses its running statistics
+        with torch.no_grad():
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()                      # hooks live for this one pass only: nothing leaks
+        if toggle_mode:
+            model.train(was_training)
+    for layer in layers:
+        kept = seen.pop(layer.name + "/pre", None)
+        if kept is not None and layer.name in seen:
+            seen[layer.name] = (kept[0], seen[layer.name][1])
+    return seen

@@ -1,5 +1,5 @@
-"""The only module that knows TensorBoard: an event writer, the observer that logs scalars, and reading scalars
-back from a run's event files (and writing derived runs, such as the mean of a group of seeds)."""
+"""The only module that knows TensorBoard: an event writer, the observer that logs scalars, and reading events
+back from a run's event files (scalars, histograms) and writing derived runs, such as the mean of a group of seeds."""
 
 from __future__ import annotations
 
@@ -46,6 +46,23 @@ class Board:
                       bucket_limit=h["bucket_limits"], bucket=h["bucket_counts"]))
                   for tag, h in histograms.items()]
         values += [Summary.Value(tag=tag, simple_value=value) for tag, value in scalars.items()]
+        if values:
+            self.writer._get_file_writer().add_summary(Summary(value=values), step)
+
+    def images(self, images: dict, step: int) -> None:
+        """RGB images ((H, W, 3) uint8 arrays) as ONE event, PNG-encoded with Pillow (fast compression: these
+        are written while training runs)."""
+        import io
+
+        from PIL import Image
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        values = []
+        for tag, pixels in images.items():
+            buffer = io.BytesIO()
+            Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
+            values.append(Summary.Value(tag=tag, image=Summary.Image(
+                height=pixels.shape[0], width=pixels.shape[1], colorspace=3, encoded_image_string=buffer.getvalue())))
         if values:
             self.writer._get_file_writer().add_summary(Summary(value=values), step)
 
@@ -138,6 +155,33 @@ def write_scalars(log_dir: Path, curves: dict[str, Curve]) -> Path:
         writer.add_event(Event(wall_time=now, step=step, summary=Summary(value=by_step[step])))
     writer.close()
     return log_dir
+
+
+# --- reading event files back (dlexp compare) ----------------------------------------------------------------
+
+def read_histograms(run_dir, prefix: str, step: int) -> tuple[int | None, dict[str, dict], dict[str, float]]:
+    """The histograms whose tag starts with `prefix` at the captured step nearest to `step`, and every scalar
+    logged at that step: (that step or None if there is none, {tag: HistogramProto fields}, {tag: value})."""
+    from tensorboard.backend.event_processing import event_accumulator as ea
+
+    accumulator = ea.EventAccumulator(str(run_dir), size_guidance={
+        ea.HISTOGRAMS: 0, ea.SCALARS: 0, ea.IMAGES: 1, ea.TENSORS: 1, ea.AUDIO: 1, ea.COMPRESSED_HISTOGRAMS: 1})
+    accumulator.Reload()
+    tags = [t for t in accumulator.Tags()["histograms"] if t.startswith(prefix)]
+    steps = sorted({e.step for t in tags for e in accumulator.Histograms(t)})
+    if not steps:
+        return None, {}, {}
+    nearest = min(steps, key=lambda s: (abs(s - step), s))
+    histograms = {}
+    for tag in tags:
+        for event in accumulator.Histograms(tag):
+            if event.step == nearest:
+                h = event.histogram_value
+                histograms[tag] = dict(min=h.min, max=h.max, num=h.num, bucket_limits=list(h.bucket_limit),
+                                       bucket_counts=list(h.bucket))
+    scalars = {tag: e.value for tag in accumulator.Tags()["scalars"] for e in accumulator.Scalars(tag)
+               if e.step == nearest}
+    return nearest, histograms, scalars
 
 
 # --- event-file checksums --------------------------------------------------------------------------------------

@@ -1,0 +1,188 @@
+"""Pictures of what the model computes over its input space, as TensorBoard images (`log.boundaries`).
+
+* `boundary/prediction`: on 2-D inputs with class labels, the predicted probability of class 1 (two classes) or
+  the predicted class and its confidence (more classes) over a square grid around the data, the training
+  points on top in their label's colour; on 1-D regression data, the fitted curve over the data points.
+* `units/<layer>`: on 2-D inputs, one small panel per hidden unit (the first 32 of each layer): the unit's
+  output over the same square, i.e. what each neuron computes (TensorFlow Playground's neuron view).
+
+Pictures are drawn at every capture of the histogram schedule (step 0, every `log.hist_every` steps, evaluated
+epochs, the end) with numpy and Pillow (dlexp/render.py): a forward pass over the grid, no matplotlib.
+At the end of the run the final grid is saved as `boundary.npz` in the run directory, so that
+`dlexp compare --boundaries` draws every run of a sweep from disk, without its model.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from dlexp import render
+from dlexp.observe.histograms import find_layers, layer_outputs, needs_mode_toggle
+
+log = logging.getLogger("dlexp")
+
+TAG = "boundary/prediction"
+UNITS = "units/"                      # + the layer, as in activations/<layer>: units/1_sigmoid
+FILE = "boundary.npz"                 # the final grid, for dlexp compare
+MAX_UNITS = 32                        # panels per layer
+CELLS = 120                           # grid cells per side of the boundary picture (drawn 2x: 240 pixels)
+UNIT_CELLS = 48                       # grid cells (= pixels) per side of a unit's panel
+SAVED_CELLS = 128                     # grid cells per side in boundary.npz
+CHUNK = 16384                         # grid points per forward pass: wide layers stay small in memory
+
+
+def kind_of(data) -> str | None:
+    """"classes" for 2-D inputs with class labels, "curve" for 1-D inputs with one regression target, else None."""
+    shape = tuple(data.feature_shape)
+    if shape == (2,) and data.task in ("binary", "multiclass"):
+        return "classes"
+    if shape == (1,) and data.task == "regression" and data.target_dim == 1:
+        return "curve"
+    return None
+
+
+def wanted(setting, data) -> bool:
+    """log.boundaries: auto and true draw whenever the data can be drawn; false never."""
+    return bool(setting) and kind_of(data) is not None
+
+
+def problem(setting, data) -> str | None:
+    """One sentence when log.boundaries=true asks for pictures this data cannot have."""
+    if setting is not True or kind_of(data) is not None:
+        return None
+    shape = tuple(data.feature_shape)
+    inputs = f"{shape[0]}-D" if len(shape) == 1 else "x".join(map(str, shape))
+    targets = {"binary": "binary labels", "multiclass": "class labels", "unlabelled": "no labels"}.get(
+        data.task, f"{data.target_dim} regression target{'s' if data.target_dim != 1 else ''}")
+    return (f"log.boundaries=true draws 2-D inputs with class labels or 1-D inputs with one regression target, "
+            f"but data={data.name} has {inputs} inputs and {targets}; use log.boundaries=auto or false.")
+
+
+class Pictures:
+    """Observer: draws the boundary (or curve) and per-unit images at each capture, saves the final grid at the end.
+
+    Notified through `on_capture(state)` at every captured step and `on_end(state, status)`.
+    """
+
+    def __init__(self, board, model: nn.Module, loss, data, run_dir: Path):
+        self.board, self.model, self.loss, self.path = board, model, loss, Path(run_dir) / FILE
+        self.kind, self.data_name = kind_of(data), data.name
+        device = data.x_train.device
+        inputs = torch.cat([data.x_train, data.x_val]).cpu().numpy()          # (N, F): the extent covers both
+        self.x = data.x_train.cpu().numpy()                                    # (N, F) points drawn
+        self.y = data.y_train.cpu().numpy()                                    # (N,) labels or (N, 1) targets
+        if self.kind == "classes":
+            self.frame = render.Frame(render.square_extent(inputs))
+            self.grid = torch.from_numpy(render.grid_points(self.frame.extent, CELLS)).to(device)
+            self.unit_grid = torch.from_numpy(render.grid_points(self.frame.extent, UNIT_CELLS)).to(device)
+            self.hidden = find_layers(model)[:-1]                              # the last layer is the output
+            self.painter = render.BoundaryPainter(self.frame, self.x, self.y, max(data.n_classes, 2))
+        else:
+            targets = torch.cat([data.y_train, data.y_val]).cpu().numpy()
+            self.frame = render.Frame((*render.span(inputs, render.MARGIN), *render.span(targets)),
+                                      height=180, right=14)
+            self.painter = render.CurvePainter(self.frame, self.x[:, 0], self.y[:, 0])
+            x0, x1 = self.frame.extent[:2]
+            columns = x0 + (np.arange(self.frame.width) + 0.5) * (x1 - x0) / self.frame.width
+            self.grid = torch.from_numpy(columns.astype(np.float32)).unsqueeze(1).to(device)  # (width, 1)
+            self.hidden = []
+        self.toggle_mode = needs_mode_toggle(model)
+        self.last_step: int | None = None
+        self.seconds, self.drawn = 0.0, 0
+
+    # --- observer protocol -------------------------------------------------------------------------
+    def on_capture(self, state) -> None:
+        self.draw(state.step)
+
+    def on_end(self, state, status: str) -> None:
+        try:  # a picture is never worth the run's record: a failure here is logged, the run ends as it was
+            self.draw(state.step)                # the final picture, unless this step was captured already
+            self.save(state.step)
+        except Exception:
+            log.exception("pictures: the final picture could not be drawn")
+        log.info("pictures: %d captures drawn in %.0f ms", self.drawn, self.seconds * 1000)
+
+    # --- drawing -----------------------------------------------------------------------------------
+    def draw(self, step: int) -> None:
+        if step == self.last_step:
+            return
+        started = time.perf_counter()
+        self.last_step = step
+        images = {TAG: self.prediction_image()}
+        for layer, (values, scale) in self.unit_values().items():
+            images[UNITS + layer] = render.units_image(values, scale)
+        self.board.images(images, step)
+        self.drawn += 1
+        self.seconds += time.perf_counter() - started
+
+    def prediction_image(self) -> np.ndarray:
+        if self.kind == "classes":
+            probs = self.probabilities(self.grid).reshape(CELLS, CELLS, -1)         # (n, n, K), row 0 at the top
+            return self.painter(probs)
+        return self.painter(self.grid[:, 0].cpu().numpy(), *self.curve(self.grid))
+
+    def unit_values(self) -> dict[str, tuple[np.ndarray, tuple[float, float, float]]]:
+        """layer -> ((U, n, n) outputs of its first MAX_UNITS units over the unit grid, their colour scale)."""
+        if not self.hidden:
+            return {}
+        seen = layer_outputs(self.model, self.hidden, self.unit_grid, self.toggle_mode)
+        found = {}
+        for layer in self.hidden:
+            pre, act = seen[layer.name]
+            out = (act if act is not None else pre)[:, :MAX_UNITS]                  # (n*n, U)
+            values = out.T.reshape(-1, UNIT_CELLS, UNIT_CELLS).float().cpu().numpy()  # (U, n, n)
+            if layer.activation is None:
+                found[layer.name] = values, render.activation_scale("linear", values)
+            else:
+                kind = type(layer.activation).__name__.lower()
+                found[layer.act_name] = values, render.activation_scale(kind, values)
+        return found
+
+    # --- the model over a grid -------------------------------------------------------------------------
+    def outputs(self, x: Tensor) -> Tensor:
+        """Raw model outputs for many inputs, in eval mode, without autograd, CHUNK rows at a time."""
+        was_training = self.model.training
+        if self.toggle_mode:
+            self.model.eval()
+        try:
+            with torch.no_grad():
+                return torch.cat([self.model(x[i:i + CHUNK]) for i in range(0, x.shape[0], CHUNK)])  # (N, out)
+        finally:
+            if self.toggle_mode:
+                self.model.train(was_training)
+
+    def probabilities(self, x: Tensor) -> np.ndarray:
+        """(N, K) class probabilities through the loss adapter: the model's outputs may be logits or not."""
+        return self.loss.probabilities(self.outputs(x)).float().cpu().numpy()
+
+    def curve(self, x: Tensor) -> tuple[np.ndarray, np.ndarray | None]:
+        """The predicted value (N,) and, if the loss models one (gaussian_nll), its standard deviation (N,)."""
+        out = self.outputs(x)
+        variance = getattr(self.loss, "variance", None)
+        std = variance(out)[:, 0].sqrt().float().cpu().numpy() if variance is not None else None
+        return self.loss.mean(out)[:, 0].float().cpu().numpy(), std
+
+    # --- the file compare reads ----------------------------------------------------------------------
+    def save(self, step: int) -> None:
+        """boundary.npz: what the final picture shows, as arrays (written whole, then renamed into place)."""
+        fields = dict(kind=np.array(self.kind), data=np.array(self.data_name), extent=np.array(self.frame.extent),
+                      step=np.array(step), x=self.x.astype(np.float32), y=self.y)
+        if self.kind == "classes":
+            grid = torch.from_numpy(render.grid_points(self.frame.extent, SAVED_CELLS)).to(self.grid.device)
+            fields["probs"] = self.probabilities(grid).reshape(SAVED_CELLS, SAVED_CELLS, -1).astype(np.float16)
+        else:
+            mean, std = self.curve(self.grid)
+            fields.update(grid_x=self.grid[:, 0].cpu().numpy(), mean=mean)
+            if std is not None:
+                fields["std"] = std
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        with tmp.open("wb") as f:
+            np.savez_compressed(f, **fields)
+        os.replace(tmp, self.path)
