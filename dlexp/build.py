@@ -103,6 +103,9 @@ def _assemble(cfg: DictConfig, dry: bool) -> Experiment:
     torch.manual_seed(int(cfg.seed))  # right before the model: same parameters as nn.Sequential after manual_seed
     model = instantiate(cfg.model, "model", allow, in_shape=tuple(data.feature_shape),
                         out_features=loss.out_features(data) if labelled else 1)
+    problem = loss.check_model(model) if labelled else None  # raw scores or probabilities, as the loss takes
+    if problem:
+        raise ConfigError(problem)
     init = instantiate(cfg.initializer, "initializer", allow)
     init(model)
     model.to(device)
