@@ -63,8 +63,9 @@ def task(cfg: DictConfig) -> Outcome:
         if not prechecked(hc):  # a sweeper (Optuna) sampled values the pre-flight never saw
             check(cfg, job.choices)
         status, metrics = train.run(cfg, job, console)
-    except ConfigError as err:
-        return refuse(job, err, console, keep_record=hc.mode.name == "MULTIRUN")
+    except ConfigError as err:  # what only the build finds (the loss and the model's output): a single run's
+        multirun = hc.mode.name == "MULTIRUN"  # refusal goes to stderr, as every other configuration error
+        return refuse(job, err, console if multirun else _console(stderr=True), keep_record=multirun)
     return Outcome.of(status, metrics)
 
 
@@ -98,11 +99,15 @@ def refuse(job, err: ConfigError, console, keep_record: bool) -> Outcome:
 
 
 def discard(run_dir: Path) -> None:
-    """Remove a job directory Hydra made (holding only its .hydra folder) and the empty folders above it."""
-    run_dir = Path(run_dir)
+    """Remove a job directory Hydra made (holding only its .hydra folder) and the empty folders above it, up to
+    the working directory: that one and the folders above it stay, empty or not."""
+    run_dir = Path(run_dir).absolute()
+    cwd = Path.cwd()
     if run_dir.is_dir() and all(p.name == ".hydra" for p in run_dir.iterdir()):
         shutil.rmtree(run_dir, ignore_errors=True)
         for parent in run_dir.parents:
+            if parent == cwd or parent in cwd.parents:
+                break
             try:
                 parent.rmdir()  # only succeeds while empty
             except OSError:
