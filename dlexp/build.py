@@ -103,7 +103,8 @@ def _assemble(cfg: DictConfig, dry: bool) -> Experiment:
     torch.manual_seed(int(cfg.seed))  # right before the model: same parameters as nn.Sequential after manual_seed
     model = instantiate(cfg.model, "model", allow, in_shape=tuple(data.feature_shape),
                         out_features=loss.out_features(data) if labelled else 1)
-    problem = loss.check_model(model) if labelled else None  # raw scores or probabilities, as the loss takes
+    check_model = getattr(loss, "check_model", None) if labelled else None  # a user's own adapter may lack it
+    problem = check_model(model) if check_model else None  # raw scores or probabilities, as the loss takes
     if problem:
         raise ConfigError(problem)
     init = instantiate(cfg.initializer, "initializer", allow)

@@ -9,6 +9,7 @@ Protocol (every adapter, no base class — see tests/test_losses.py for the orac
     check(data) -> str | None         one sentence if this loss cannot work on that (labelled) data
     check_model(model) -> str | None  one sentence if the model's output is not what __call__ takes (raw scores
                                       or probabilities); the builder calls it right after building the model
+                                      (an adapter of a user's own may leave it out: any output is then taken)
     out_features(data) -> int         model output width
     encode(y, data) -> Tensor         targets encoded once for a whole split
     __call__(output, target) -> Tensor  scalar mean loss on the model's outputs

@@ -201,6 +201,42 @@ def test_a_loss_that_does_not_fit_the_models_output_is_refused(cli, tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_loss_adapter_of_ones_own_needs_no_model_check(cli, tmp_path):
+    """An adapter written without check_model (the protocol's optional part) trains: any output is taken."""
+    (tmp_path / "myloss.py").write_text(textwrap.dedent("""
+        import torch.nn.functional as F
+
+        class Squared:
+            name = "squared"
+            tasks = ("regression",)
+
+            def resolve(self, data):
+                return self
+
+            def check(self, data):
+                return None
+
+            def out_features(self, data):
+                return data.target_dim
+
+            def encode(self, y, data):
+                return y.float()
+
+            def __call__(self, output, target):
+                return F.mse_loss(output, target)
+
+            def predict(self, output):
+                return None
+    """))
+    (tmp_path / "mine" / "loss").mkdir(parents=True)
+    (tmp_path / "mine" / "loss" / "squared.yaml").write_text("_target_: myloss.Squared\n")
+    result = cli("train", "--config-dir", str(tmp_path / "mine"), "loss=squared", "data=sine", "allow_targets=[myloss]",
+                 "trainer.epochs=1", "log.progress=none", env={"PYTHONPATH": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = run_dirs(tmp_path / "runs")
+    assert status_of(run_dir)["status"] == "completed"
+
+
 def test_validate_reports_every_problem_at_once(cli, tmp_path):
     result = cli("validate", "optimizer.lrr=1", "batch.size=0", "trainer.epochs=x")
     assert result.returncode == 2
