@@ -194,6 +194,7 @@ class BCEProbs(BCE):
         return (output[:, 0] > 0.5).long()  # (N,)
 
     def probabilities(self, output: Tensor) -> Tensor:
+        """Class probabilities (N, 2), what a decision-boundary picture shades: the output itself and 1 - it."""
         p = output[:, :1]  # (N, 1): already probabilities
         return torch.cat([1 - p, p], dim=1)  # (N, 2): columns are classes 0 and 1
 
