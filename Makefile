@@ -11,6 +11,10 @@ TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: install run test test-all bench clean
 
+# setuptools prints a notice on every editable install of this layout (conf/ ships as the package dlexp.conf):
+# "Editable installation. Please be careful with folders ...". It is information, not a problem; not shown.
+export PYTHONWARNINGS ?= ignore:Editable installation
+
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip

@@ -1,4 +1,4 @@
-"""How long `dlexp --help` and `dlexp list` take as whole processes, and whether they import torch.
+"""How long `dlexp --help`, `dlexp list` and `dlexp --version` take as whole processes, and whether they import torch.
 
     python benchmarks/startup.py [--repeats 9]
 
@@ -49,12 +49,13 @@ def main() -> int:
     exe = dlexp_exe()
     commands = {"python -c pass": [sys.executable, "-c", "pass"],
                 "dlexp --help": [*exe, "--help"],
-                "dlexp list": [*exe, "list"]}
+                "dlexp list": [*exe, "list"],
+                "dlexp --version": [*exe, "--version"]}
     run(commands["dlexp list"])  # warm the file cache once
     times = interleaved({name: (lambda cmd=cmd: run(cmd)) for name, cmd in commands.items()}, args.repeats)
     print(f"startup, {args.repeats} interleaved repeats; {machine()}")
     show(times)
-    for name, argv in (("dlexp --help", ["--help"]), ("dlexp list", ["list"])):
+    for name, argv in (("dlexp --help", ["--help"]), ("dlexp list", ["list"]), ("dlexp --version", ["--version"])):
         verdict(f"{name} wall time", median(times[name]), TARGET_S, "s")
         heavy = heavy_imports(argv)
         check(f"{name} imports no torch (heavy modules imported: {heavy or 'none'})", "torch" not in heavy.split(","))

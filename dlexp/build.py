@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from dlexp.batching import Batches
 from dlexp.config.objects import instantiate
+from dlexp.errors import ConfigError
 from dlexp.optim import build_optimizer
 
 # What the builder passes to each group's target; never set by a user (validation refuses these keys).
@@ -98,6 +99,10 @@ def _assemble(cfg: DictConfig, dry: bool) -> Experiment:
     torch.manual_seed(int(cfg.seed))  # right before the model: same parameters as nn.Sequential after manual_seed
     model = instantiate(cfg.model, "model", allow, in_shape=tuple(data.feature_shape),
                         out_features=loss.out_features(data) if labelled else 1)
+    check_model = getattr(loss, "check_model", None) if labelled else None  # a user's own adapter may lack it
+    problem = check_model(model) if check_model else None  # raw scores or probabilities, as the loss takes
+    if problem:
+        raise ConfigError(problem)
     init = instantiate(cfg.initializer, "initializer", allow)
     init(model)
     model.to(device)
@@ -166,7 +171,7 @@ def observers(cfg: DictConfig, exp: Experiment, job, console, board, config_yaml
     chosen = [DivergenceGuard(exp.model, exp.device, int(log.every))]
     if log.histograms:  # right after the guard: a step it stops (non-finite loss) is never captured
         chosen.append(Histograms(board, exp.model, probe_batch(exp.data)))
-    if pictures.wanted(log.boundaries, exp.data):
+    if pictures.wanted(log.boundaries, exp.data, exp.loss):
         chosen.append(pictures.Pictures(board, exp.model, exp.loss, exp.data, job.run_dir))
     chosen += [ScalarLogger(board, exp.optimizer, int(log.every), len(exp.batches)),
                MetricsCSV(job.run_dir / "metrics.csv")]

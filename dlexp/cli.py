@@ -9,6 +9,7 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from typer.core import TyperCommand
 
 from dlexp.errors import DlexpError
 
@@ -23,33 +24,65 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": ["--help"]}
 
 
+class Command(TyperCommand):
+    """Usage lines as click and argparse write them: `dlexp compare [OPTIONS] PATHS...`, `dlexp train [OPTIONS]
+    [OVERRIDES]...` (typer writes a required argument as `{paths}...`, which reads like a placeholder)."""
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument":  # options are summed up by [OPTIONS]
+                name = param.metavar or param.name.upper()
+                pieces.append((name if param.required else f"[{name}]") + ("..." if param.nargs != 1 else ""))
+        if self.context_settings.get("allow_extra_args"):  # the commands that pass overrides on to Hydra
+            pieces.append("[OVERRIDES]...")
+        return pieces
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from dlexp.entry import print_version  # the console script answers --version itself; this is for --help
+
+        raise typer.Exit(print_version())
+
+
+@app.callback()
+def main(version: bool = typer.Option(False, "--version", "-V", is_eager=True, callback=_print_version,
+                                      help="Show dlexp's version (and Python's, torch's, Hydra's) and exit.")) -> None:
+    pass
+
+
 def _fail(err: DlexpError) -> None:
     from dlexp.config.app import report_error
 
     raise typer.Exit(report_error(err_console, err))
 
 
-@app.command(context_settings=PASS_THROUGH)
+@app.command(cls=Command, context_settings=PASS_THROUGH)
 def train(ctx: typer.Context) -> None:
     """Train with Hydra overrides: dlexp train model=mlp optimizer=adam, sweeps with -m.
 
     Everything after `train` goes to Hydra untouched: key=value, +key=value, ~key, -m/--multirun with
     a,b / range() / choice() sweeps, --cfg job, --config-dir DIR, hydra/launcher=joblib, hydra/sweeper=optuna.
+
+    The choices: `dlexp list` (every group and option), `dlexp list optimizer` (one group).
+
+    The config a command line makes, without training: `dlexp show model=mlp optimizer=adam`.
     """
     from dlexp.config.app import train_command
 
     raise typer.Exit(train_command(ctx.args))
 
 
-@app.command("list")
-def list_options(group: Optional[str] = typer.Argument(None, help="Only this group, e.g. optimizer.")) -> None:
+@app.command("list", cls=Command)
+def list_options(group: Optional[str] = typer.Argument(None, metavar="GROUP", help="Only this group, e.g. optimizer.")) -> None:
     """Every config group and its options, with a one-line description; * marks the default."""
     from dlexp.listing import print_options
 
     raise typer.Exit(print_options(group, console, err_console))
 
 
-@app.command(context_settings=PASS_THROUGH)
+@app.command(cls=Command, context_settings=PASS_THROUGH)
 def show(ctx: typer.Context) -> None:
     """The composed config for these overrides, syntax-highlighted (nothing is trained)."""
     from omegaconf import OmegaConf
@@ -67,7 +100,7 @@ def show(ctx: typer.Context) -> None:
     console.print(Syntax(text, "yaml", theme="ansi_dark", background_color="default"))
 
 
-@app.command(context_settings=PASS_THROUGH)
+@app.command(cls=Command, context_settings=PASS_THROUGH)
 def validate(ctx: typer.Context) -> None:
     """Report every problem with these overrides at once, without training (exit 2 if any); -m checks a sweep."""
     from dlexp.config import compose as composer
@@ -84,8 +117,8 @@ def validate(ctx: typer.Context) -> None:
     console.print(f"[green]ok[/]: {checked} configuration{'s' if checked > 1 else ''} can run.")
 
 
-@app.command()
-def compare(paths: List[Path] = typer.Argument(..., help="Sweep directories, run directories or folders of runs."),
+@app.command(cls=Command)
+def compare(paths: List[Path] = typer.Argument(..., metavar="PATHS", help="Sweep directories, run directories or folders of runs."),
             sort: Optional[str] = typer.Option(None, help="Sort by a metric, e.g. val/loss (ascending) or -val/acc; "
                                                           "the verdict is on this metric."),
             columns: Optional[str] = typer.Option(None, "--columns", help="The columns, e.g. val/acc,"
@@ -123,9 +156,9 @@ def compare(paths: List[Path] = typer.Argument(..., help="Sweep directories, run
     raise typer.Exit(code)
 
 
-@app.command()
-def diff(run_a: Path = typer.Argument(..., help="A run directory."),
-         run_b: Path = typer.Argument(..., help="Another run directory.")) -> None:
+@app.command(cls=Command)
+def diff(run_a: Path = typer.Argument(..., metavar="RUN_A", help="A run directory."),
+         run_b: Path = typer.Argument(..., metavar="RUN_B", help="Another run directory.")) -> None:
     """What differs between two runs: config keys, config group options, final metrics side by side."""
     from dlexp import diff as differ
 
@@ -136,8 +169,8 @@ def diff(run_a: Path = typer.Argument(..., help="A run directory."),
     raise typer.Exit(code)
 
 
-@app.command()
-def board(path: Path = typer.Argument(Path("runs"), help="Folder of runs (a sweep, a run, or runs/)."),
+@app.command(cls=Command)
+def board(path: Path = typer.Argument(Path("runs"), metavar="PATH", help="Folder of runs (a sweep, a run, or runs/)."),
           host: str = typer.Option("127.0.0.1", help="Interface to bind; give 0.0.0.0 explicitly to expose it."),
           port: int = typer.Option(6006, help="Port (0 = a free one).")) -> None:
     """Start TensorBoard on a runs folder, bound to localhost, and print its URL."""
@@ -150,9 +183,9 @@ def board(path: Path = typer.Argument(Path("runs"), help="Folder of runs (a swee
     raise typer.Exit(code)
 
 
-@app.command(context_settings=PASS_THROUGH)
+@app.command(cls=Command, context_settings=PASS_THROUGH)
 def resume(ctx: typer.Context,
-           run_dir: Path = typer.Argument(..., help="The run directory to continue.")) -> None:
+           run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="The run directory to continue.")) -> None:
     """Continue an interrupted run from its checkpoint; only trainer.epochs and log.* may change."""
     from dlexp import resume as resuming
 
@@ -163,8 +196,8 @@ def resume(ctx: typer.Context,
     raise typer.Exit(code)
 
 
-@data_app.command("download")
-def data_download(name: str = typer.Argument(..., help="mnist or fashion_mnist"),
+@data_app.command("download", cls=Command)
+def data_download(name: str = typer.Argument(..., metavar="NAME", help="mnist or fashion_mnist"),
                   root: Optional[Path] = typer.Option(None, help="Folder for the IDX files."),
                   mirror: Optional[str] = typer.Option(None, help="Base URL to download from.")) -> None:
     """Fetch a dataset's IDX files and verify their checksums."""

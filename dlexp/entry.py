@@ -1,5 +1,6 @@
-"""The `dlexp` console script. `dlexp list` and `dlexp train` are answered here, without building typer's
-command tree: `list` must be instant, and `train` hands its arguments to Hydra untouched anyway."""
+"""The `dlexp` console script. `dlexp --version`, `dlexp list` and `dlexp train` are answered here, without
+building typer's command tree: `--version` and `list` must be instant, and `train` hands its arguments to Hydra
+untouched anyway."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ def main() -> None:
 
 
 def _dispatch(argv: list[str]) -> None:
+    if argv in (["--version"], ["-V"]):
+        raise SystemExit(print_version())
     if argv[:1] == ["list"] and len(argv) <= 2 and not any(a.startswith("-") for a in argv[1:]):
         from rich.console import Console
 
@@ -33,6 +36,16 @@ def _dispatch(argv: list[str]) -> None:
     from dlexp.cli import app
 
     app()
+
+
+def print_version() -> int:
+    """`dlexp --version`: dlexp's version, then Python's and the libraries' (from their metadata, no import)."""
+    from dlexp.runs import installed_versions
+
+    found = installed_versions()
+    print(f"dlexp {found.pop('dlexp')}")
+    print(", ".join(f"{name} {version}" for name, version in found.items()))
+    return 0
 
 
 def _end(code) -> None:

@@ -182,19 +182,28 @@ def download(
         mirror = Path(mirror).expanduser().resolve().as_uri()
     mirrors = (mirror,) if mirror else MIRRORS[name]
     folder = resolve_root(name, root)
+    created = [d for d in (folder, *folder.parents) if not d.exists()]  # deepest first
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DataError(f"cannot create the data folder {folder} ({exc.strerror or exc}).") from None
 
     paths = []
-    for filename, expected in table.items():
-        target = folder / filename
-        if target.is_file() and md5(target) == expected:
-            say(f"{filename}: already present, checksum ok")
-        else:
-            _fetch(filename, expected, mirrors, target, say)
-        paths.append(target)
+    try:
+        for filename, expected in table.items():
+            target = folder / filename
+            if target.is_file() and md5(target) == expected:
+                say(f"{filename}: already present, checksum ok")
+            else:
+                _fetch(filename, expected, mirrors, target, say)
+            paths.append(target)
+    except BaseException:  # no network, Ctrl-C: the folders made for nothing go again (verified files stay)
+        for made in created:
+            try:
+                made.rmdir()  # only succeeds while empty
+            except OSError:
+                break
+        raise
     return paths
 
 

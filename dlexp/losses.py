@@ -7,12 +7,19 @@ Protocol (every adapter, no base class — see tests/test_losses.py for the orac
                                       The builder always does `loss = loss.resolve(data)` first.
     tasks                             the data tasks it trains on ("binary", "multiclass", "regression")
     check(data) -> str | None         one sentence if this loss cannot work on that (labelled) data
+    check_model(model) -> str | None  one sentence if the model's output is not what __call__ takes (raw scores
+                                      or probabilities); the builder calls it right after building the model
+                                      (an adapter of a user's own may leave it out: any output is then taken)
     out_features(data) -> int         model output width
     encode(y, data) -> Tensor         targets encoded once for a whole split
-    __call__(output, target) -> Tensor  scalar mean loss on raw model outputs
+    __call__(output, target) -> Tensor  scalar mean loss on the model's outputs
     predict(output) -> Tensor | None  class indices (N,) for accuracy; None for regression
     probabilities(output) -> Tensor | None  class probabilities (N, K), K >= 2, for pictures; None for regression
     mean(output) -> Tensor            regression adapters only: the predicted value (N, D)
+    (probabilities and mean are what decision-boundary pictures read; an adapter without them gets none)
+
+The model's outputs are raw scores for every adapter but bce_probs, which takes probabilities (a model that
+ends in a sigmoid: model.output_activation=sigmoid, the classic nn.Sequential(..., nn.Sigmoid()) + nn.BCELoss).
 
 Datasets are duck-typed: name, task ("binary" | "multiclass" | "regression" | "unlabelled"),
 n_classes, target_dim. Unlabelled data has nothing to train on: the builder skips training (and the
@@ -27,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from dlexp.models import output_activation
 from dlexp.params import Range
 
 CLASSIFICATION = ("binary", "multiclass")
@@ -46,6 +54,16 @@ def _refusal(adapter, data, needs: str) -> str | None:
     others = [a.name for a in ADAPTERS if data.task in a.tasks]
     return (f"loss={adapter.name} needs {needs}, but data={data.name} {_describe(data)}; "
             f"use {' or '.join(', '.join(f'loss={n}' for n in others).rsplit(', ', 1))}.")
+
+
+def _raw_scores_refusal(adapter, model, link: str) -> str | None:
+    """None if the model outputs raw scores, else the sentence: this loss applies `link` itself."""
+    found = output_activation(model)
+    if found is None:
+        return None
+    instead = "use loss=bce_probs or " if found == "sigmoid" and adapter.name == "bce" else ""
+    return (f"loss={adapter.name} applies the {link} itself and takes raw scores, but the model's output already "
+            f"goes through a {found}; {instead}drop the output activation (model.output_activation=null).")
 
 
 def _one_hot(y: Tensor, n_classes: int) -> Tensor:
@@ -70,6 +88,9 @@ class _Pointwise:
 
     def check(self, data) -> str | None:
         return _refusal(self, data, "labelled data")
+
+    def check_model(self, model) -> str | None:
+        return None  # the identity link: raw scores and squashed outputs (a sigmoid for mse) alike
 
     def out_features(self, data) -> int:
         if data.task == "regression":
@@ -149,6 +170,9 @@ class BCE:
     def check(self, data) -> str | None:
         return _refusal(self, data, "a binary dataset")
 
+    def check_model(self, model) -> str | None:
+        return _raw_scores_refusal(self, model, "sigmoid")
+
     def out_features(self, data) -> int:
         return 1
 
@@ -166,6 +190,36 @@ class BCE:
         return torch.cat([1 - p, p], dim=1)  # (N, 2)
 
 
+class BCEProbs(BCE):
+    """Binary cross-entropy on probabilities (nn.BCELoss): the model ends in a sigmoid, as in the classic script.
+
+    The same loss as bce in exact arithmetic; in float32 the two round differently (bce folds the sigmoid
+    into a stable log-sigmoid), and over thousands of steps the difference shows (the XOR plateau's escape).
+    F.binary_cross_entropy clamps log(p) at -100, so a saturated output gives a large, finite loss.
+    """
+
+    name = "bce_probs"
+
+    def check_model(self, model) -> str | None:
+        found = output_activation(model)
+        if found == "sigmoid":
+            return None
+        output = "raw scores" if found is None else f"the output of a {found}, not a probability"
+        return (f"loss=bce_probs takes probabilities, but the model's output is {output}; "
+                "set model.output_activation=sigmoid, or use loss=bce (on raw scores).")
+
+    def __call__(self, output: Tensor, target: Tensor) -> Tensor:
+        return F.binary_cross_entropy(output, target)  # what nn.BCELoss() computes
+
+    def predict(self, output: Tensor) -> Tensor | None:
+        return (output[:, 0] > 0.5).long()  # (N,)
+
+    def probabilities(self, output: Tensor) -> Tensor:
+        """Class probabilities (N, 2), what a decision-boundary picture shades: the output itself and 1 - it."""
+        p = output[:, :1]  # (N, 1): already probabilities
+        return torch.cat([1 - p, p], dim=1)  # (N, 2): columns are classes 0 and 1
+
+
 class _Categorical:
     """Shared logic of ce / sparse_ce: K logits (2 for binary), class = argmax."""
 
@@ -179,6 +233,9 @@ class _Categorical:
 
     def check(self, data) -> str | None:
         return _refusal(self, data, "a classification dataset")
+
+    def check_model(self, model) -> str | None:
+        return _raw_scores_refusal(self, model, "softmax")
 
     def out_features(self, data) -> int:
         return data.n_classes
@@ -238,6 +295,9 @@ class GaussianNLL:
     def check(self, data) -> str | None:
         return _refusal(self, data, "a regression dataset")
 
+    def check_model(self, model) -> str | None:
+        return None  # the variance's link (softplus) is applied to the raw second half of the output
+
     def out_features(self, data) -> int:
         return 2 * data.target_dim
 
@@ -275,8 +335,9 @@ class Auto:
     def _unresolved(self, *_args, **_kwargs):
         raise RuntimeError("loss=auto must be resolved first: call `loss = loss.resolve(data)`.")
 
-    check = out_features = encode = __call__ = predict = probabilities = _unresolved
+    check = check_model = out_features = encode = __call__ = predict = probabilities = _unresolved
 
 
-# Every loss a dataset can be trained with, for the "use loss=..." advice of a refusal.
+# Every loss a dataset can be trained with, whatever the model, for the "use loss=..." advice of a refusal
+# (bce_probs also needs a model that ends in a sigmoid: its own refusal says so).
 ADAPTERS = (BCE, CE, SparseCE, MSE, MAE, Huber, GaussianNLL)  # the natural choices first

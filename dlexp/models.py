@@ -3,6 +3,10 @@
 The builder injects `in_shape` (one sample's feature shape, e.g. (2,) or (1, 8, 8)) and
 `out_features` (from the loss adapter); users only set the YAML keys.
 
+A model ends in a Linear layer (raw scores: the loss adapter applies the link, sigmoid or softmax, itself)
+unless `output_activation` names an activation module to append, e.g. sigmoid for a model that outputs
+probabilities (the classic `nn.Sequential(..., nn.Linear(10, 1), nn.Sigmoid())` with `nn.BCELoss`).
+
 Layers are created in exactly the order a person would write them by hand, and nothing else
 touches the global RNG while building, so after `torch.manual_seed(s)` a factory's parameters
 are identical to those of the hand-written `nn.Sequential`. The Sequential stays flat so the
@@ -35,16 +39,38 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "identity": nn.Identity,
 }
 Activation = Annotated[str, OneOf(ACTIVATIONS)]
+OutputActivation = Annotated[str | None, OneOf(ACTIVATIONS)]  # None: raw scores, nothing appended
 Sizes = Annotated[Sequence[int], Range(1)]     # widths, channel counts: each at least 1
 
 
-def make_activation(name: str) -> nn.Module:
+def make_activation(name: str, key: str = "model.activation") -> nn.Module:
     """A fresh activation module by name; unknown names list the valid choices."""
     if name not in ACTIVATIONS:
-        raise ConfigError(
-            f"model.activation={name!r} is not a valid activation; choose one of {', '.join(ACTIVATIONS)}."
-        )
+        raise ConfigError(f"{key}={name!r} is not a valid activation; choose one of {', '.join(ACTIVATIONS)}.")
     return ACTIVATIONS[name]()
+
+
+def output_activation(model: nn.Module) -> str | None:
+    """The activation the model's output goes through last ('sigmoid', 'softmax'), or None for raw scores.
+
+    Read from the model itself (its last leaf module, in registration order: forward order for a Sequential),
+    so it holds for any model built from modules, not only dlexp's factories. nn.Identity is no activation.
+    """
+    leaves = [m for m in model.modules() if next(m.children(), None) is None]
+    kind = type(leaves[-1]) if leaves else None
+    named = {cls: name for name, cls in ACTIVATIONS.items() if cls is not nn.Identity}
+    if kind in named:
+        return named[kind]
+    if kind is not None and kind.__module__ == nn.modules.activation.__name__:  # PyTorch's others: nn.Softmax
+        return kind.__name__.lower()
+    return None
+
+
+def _output(layers: list[nn.Module], activation: str | None) -> nn.Sequential:
+    """The model: `layers` (ending in the output Linear) and the optional output activation after them."""
+    if activation is not None:  # parameter-free: the seeded parameters stay those of the hand-written model
+        layers.append(make_activation(activation, "model.output_activation"))
+    return nn.Sequential(*layers)
 
 
 def _shape(in_shape: Iterable[int]) -> tuple[int, ...]:
@@ -60,10 +86,11 @@ def _flatten_if_image(shape: tuple[int, ...]) -> list[nn.Module]:
     return [nn.Flatten()] if len(shape) > 1 else []
 
 
-def perceptron(in_shape: Sequence[int], out_features: int) -> nn.Sequential:
-    """One Linear layer on the (flattened) inputs: a linear classifier/regressor."""
+def perceptron(in_shape: Sequence[int], out_features: int, output_activation: OutputActivation = None
+               ) -> nn.Sequential:
+    """One Linear layer on the (flattened) inputs: a linear classifier/regressor [+ output activation]."""
     shape = _shape(in_shape)
-    return nn.Sequential(*_flatten_if_image(shape), nn.Linear(math.prod(shape), int(out_features)))
+    return _output([*_flatten_if_image(shape), nn.Linear(math.prod(shape), int(out_features))], output_activation)
 
 
 def mlp(
@@ -73,8 +100,9 @@ def mlp(
     activation: Activation = "relu",
     batchnorm: bool = False,
     dropout: Annotated[float, Range(0, 1, high_open=True)] = 0.0,
+    output_activation: OutputActivation = None,
 ) -> nn.Sequential:
-    """[Flatten] + (Linear [+BatchNorm1d] + act [+Dropout]) per hidden size + Linear (raw outputs)."""
+    """[Flatten] + (Linear [+BatchNorm1d] + act [+Dropout]) per hidden size + Linear [+ output activation]."""
     shape = _shape(in_shape)
     layers = _flatten_if_image(shape)
     width = math.prod(shape)
@@ -86,8 +114,8 @@ def mlp(
         if dropout > 0:
             layers.append(nn.Dropout(float(dropout)))
         width = size
-    layers.append(nn.Linear(width, int(out_features)))  # raw scores: the loss adapter applies the link
-    return nn.Sequential(*layers)
+    layers.append(nn.Linear(width, int(out_features)))  # raw scores, unless an output activation follows
+    return _output(layers, output_activation)
 
 
 def cnn(
@@ -97,8 +125,9 @@ def cnn(
     hidden: Sizes = (120, 84),
     activation: Activation = "relu",
     kernel_size: Annotated[int, Range(1)] = 5,
+    output_activation: OutputActivation = None,
 ) -> nn.Sequential:
-    """LeNet-style: (Conv2d + act + MaxPool2d(2)) per channel count, Flatten, MLP head."""
+    """LeNet-style: (Conv2d + act + MaxPool2d(2)) per channel count, Flatten, MLP head [+ output activation]."""
     shape = _shape(in_shape)
     if len(shape) != 3:
         raise ConfigError(
@@ -125,4 +154,4 @@ def cnn(
         layers += [nn.Linear(width, size), make_activation(activation)]
         width = size
     layers.append(nn.Linear(width, int(out_features)))
-    return nn.Sequential(*layers)
+    return _output(layers, output_activation)

@@ -66,14 +66,35 @@ def write_json_atomic(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
+# The libraries whose versions decide a run's numbers: import name -> the distribution pip installs it from.
+LIBRARIES = {"torch": "torch", "hydra": "hydra-core", "omegaconf": "omegaconf", "numpy": "numpy",
+             "tensorboard": "tensorboard"}
+
+
 def versions() -> dict[str, str]:
+    """Python's, dlexp's and the loaded libraries' versions, as a run records them."""
     import dlexp
 
     found = {"python": platform.python_version(), "dlexp": dlexp.__version__}
-    for name in ("torch", "hydra", "omegaconf", "numpy", "tensorboard"):
+    for name in LIBRARIES:
         module = sys.modules.get(name)
         if module is not None:
             found[name] = getattr(module, "__version__", "?")
+    return found
+
+
+def installed_versions() -> dict[str, str]:
+    """The same, read from the installed packages' metadata: nothing is imported (`dlexp --version` stays fast)."""
+    from importlib import metadata
+
+    import dlexp
+
+    found = {"python": platform.python_version(), "dlexp": dlexp.__version__}
+    for name, distribution in LIBRARIES.items():
+        try:
+            found[name] = metadata.version(distribution)
+        except metadata.PackageNotFoundError:
+            found[name] = "not installed"
     return found
 
 

@@ -2,6 +2,8 @@
 # Lesson 4: symmetry breaking. XOR with a 2-16-16-1 tanh MLP from three starts: all zeros (nothing ever moves),
 # all 0.5 (the units move but stay copies of each other) and Xavier-random (the units differ and XOR is solved).
 #   scripts/symmetry.sh [extra overrides...]
+# initializer.value belongs to `constant` alone (zeros and xavier_normal have none); to start from another constant:
+#   dlexp train -m experiment=symmetry initializer=constant initializer.value=0.5,0.1
 set -euo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/_lesson.sh"

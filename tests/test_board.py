@@ -106,6 +106,7 @@ def test_board_serves_both_runs_with_scalars_histograms_and_hparams(sweep):
         out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
     assert "TensorBoard stopped" in out
+    assert "experimental fast data loading" not in err and "NOTE" not in err, err  # nothing that looks like a problem
 
 
 def test_missing_folder_is_one_sentence(tmp_path):

@@ -18,11 +18,42 @@ def test_help_lists_commands(cli):
         assert command in result.stdout
 
 
+def test_version_names_dlexp_and_what_it_runs_on(cli):
+    from importlib import metadata
+
+    import dlexp
+
+    result = cli("--version")
+    assert result.returncode == 0, result.stderr
+    first, second = result.stdout.splitlines()
+    assert first == f"dlexp {dlexp.__version__}" == f"dlexp {metadata.version('dlexp')}"  # one version, written once
+    assert f"torch {metadata.version('torch')}" in second and f"hydra {metadata.version('hydra-core')}" in second
+    assert cli("-V").stdout == result.stdout
+    assert "--version" in cli("--help").stdout
+
+
+@pytest.mark.parametrize("command, usage", [
+    ("compare", "dlexp compare [OPTIONS] PATHS..."), ("diff", "dlexp diff [OPTIONS] RUN_A RUN_B"),
+    ("board", "dlexp board [OPTIONS] [PATH]"), ("resume", "dlexp resume [OPTIONS] RUN_DIR [OVERRIDES]..."),
+    ("data download", "dlexp data download [OPTIONS] NAME"), ("list", "dlexp list [OPTIONS] [GROUP]"),
+    ("train", "dlexp train [OPTIONS] [OVERRIDES]..."), ("show", "dlexp show [OPTIONS] [OVERRIDES]..."),
+])
+def test_usage_lines_name_the_arguments_in_capitals(cli, command, usage):
+    result = cli(*command.split(), "--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0].replace("python -m dlexp", "dlexp") == f"Usage: {usage}"
+
+
+def test_train_help_points_to_list_and_show(cli):
+    text = " ".join(cli("train", "--help").stdout.split())
+    assert "`dlexp list` (every group and option)" in text and "without training: `dlexp show model=mlp" in text
+
+
 def test_help_and_list_do_not_import_torch():
     code = textwrap.dedent("""
         import sys
         from dlexp import entry
-        for argv in (["--help"], ["list"], ["list", "optimizer"]):
+        for argv in (["--help"], ["list"], ["list", "optimizer"], ["--version"]):
             sys.argv = ["dlexp", *argv]
             try:
                 entry.main()
@@ -151,6 +182,59 @@ def test_impossible_pairing_names_both_options(cli, tmp_path):
     assert result.returncode == 2
     assert "sparse_ce" in result.stderr and "linear" in result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_loss_that_does_not_fit_the_models_output_is_refused(cli, tmp_path):
+    """bce_probs takes probabilities, bce raw scores: the other kind of output is one sentence, exit 2, nothing written."""
+    raw = cli("train", "data=xor", "loss=bce_probs")
+    assert raw.returncode == 2, (raw.stdout, raw.stderr)
+    assert ("loss=bce_probs takes probabilities, but the model's output is raw scores; "
+            "set model.output_activation=sigmoid, or use loss=bce (on raw scores).") in raw.stderr.replace("\n", " ")
+    assert "Traceback" not in raw.stderr + raw.stdout
+    assert not (tmp_path / "runs").exists()
+    assert tmp_path.is_dir()  # the run's own build refused it: its folders are removed, the (empty) cwd stays
+    twice = cli("train", "-m", "experiment=xor_mlp", "loss=bce,bce_probs", "trainer.epochs=1")
+    assert twice.returncode == 2, (twice.stdout, twice.stderr)
+    assert ("[loss=bce] loss=bce applies the sigmoid itself and takes raw scores, but the model's output already "
+            "goes through a sigmoid; use loss=bce_probs") in twice.stderr.replace("\n", " ")
+    assert "[loss=bce_probs]" not in twice.stderr                       # the preset's own loss fits its model
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_loss_adapter_of_ones_own_needs_no_model_check(cli, tmp_path):
+    """An adapter written without check_model (the protocol's optional part) trains: any output is taken."""
+    (tmp_path / "myloss.py").write_text(textwrap.dedent("""
+        import torch.nn.functional as F
+
+        class Squared:
+            name = "squared"
+            tasks = ("regression",)
+
+            def resolve(self, data):
+                return self
+
+            def check(self, data):
+                return None
+
+            def out_features(self, data):
+                return data.target_dim
+
+            def encode(self, y, data):
+                return y.float()
+
+            def __call__(self, output, target):
+                return F.mse_loss(output, target)
+
+            def predict(self, output):
+                return None
+    """))
+    (tmp_path / "mine" / "loss").mkdir(parents=True)
+    (tmp_path / "mine" / "loss" / "squared.yaml").write_text("_target_: myloss.Squared\n")
+    result = cli("train", "--config-dir", str(tmp_path / "mine"), "loss=squared", "data=sine", "allow_targets=[myloss]",
+                 "trainer.epochs=1", "log.progress=none", env={"PYTHONPATH": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = run_dirs(tmp_path / "runs")
+    assert status_of(run_dir)["status"] == "completed"
 
 
 def test_validate_reports_every_problem_at_once(cli, tmp_path):

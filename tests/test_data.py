@@ -479,7 +479,7 @@ def test_download_checksum_mismatch_is_a_data_error_and_leaves_nothing(http_root
     with pytest.raises(DataError, match="t10k-images-idx3-ubyte.gz.*MD5"):
         idx.download("mnist", root=root, mirror=url, checksums=table)
     assert not (root / "t10k-images-idx3-ubyte.gz").exists()
-    assert not [p for p in root.iterdir() if p.name.startswith(".")]  # temp file deleted
+    assert not list(root.glob(".*"))  # temp file deleted (the folder too, if nothing else was fetched)
 
 
 def test_download_network_failure_is_one_data_error(http_root, tmp_path):
@@ -490,6 +490,20 @@ def test_download_network_failure_is_one_data_error(http_root, tmp_path):
         idx.download("fashion_mnist", root=tmp_path / "dest", mirror=url, checksums=table)
     assert "\n" not in str(err.value)
     assert not [p for p in (tmp_path / "dest").iterdir() if p.name.startswith(".")]
+
+
+def test_download_without_a_network_leaves_no_empty_folder(cli, tmp_path):
+    """`dlexp data download` on a machine that cannot reach the mirror: one sentence, and no folder it made."""
+    home = tmp_path / "home"
+    home.mkdir()
+    result = cli("data", "download", "mnist", "--mirror", "http://127.0.0.1:9/",
+                 env={"HOME": str(home), "DLEXP_DATA": ""})
+    assert result.returncode != 0 and "could not download train-images-idx3-ubyte.gz" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert list(home.iterdir()) == []                       # not even ~/.cache: it did not exist before
+    (home / ".cache").mkdir()
+    cli("data", "download", "mnist", "--mirror", "http://127.0.0.1:9/", "--root", str(home / ".cache" / "a" / "b"))
+    assert list(home.iterdir()) == [home / ".cache"] and list((home / ".cache").iterdir()) == []  # what was there stays
 
 
 def test_download_rejects_unknown_names(tmp_path):

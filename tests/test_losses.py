@@ -9,7 +9,9 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from dlexp.losses import BCE, CE, MAE, MSE, Auto, GaussianNLL, Huber, SparseCE
+from torch import nn
+
+from dlexp.losses import BCE, CE, MAE, MSE, Auto, BCEProbs, GaussianNLL, Huber, SparseCE
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "loss"
 
@@ -24,7 +26,9 @@ DIGITS = dataset("multiclass", n_classes=10, name="digits")
 SINE = dataset("regression", target_dim=1, name="sine")
 REG3 = dataset("regression", target_dim=3, name="reg3")
 GAUSSIAN = dataset("unlabelled", name="gaussian")
-ALL_LOSSES = [MSE, MAE, Huber, BCE, CE, SparseCE, GaussianNLL, Auto]
+ALL_LOSSES = [MSE, MAE, Huber, BCE, BCEProbs, CE, SparseCE, GaussianNLL, Auto]
+RAW = nn.Sequential(nn.Linear(2, 4), nn.Tanh(), nn.Linear(4, 1))      # ends in a Linear: raw scores
+PROBS = nn.Sequential(nn.Linear(2, 4), nn.Tanh(), nn.Linear(4, 1), nn.Sigmoid())  # outputs probabilities
 
 
 @pytest.fixture(autouse=True)
@@ -68,6 +72,54 @@ def test_bce_matches_functional():
     target = loss.encode(y, BINARY)
     assert target.shape == (64, 1) and target.dtype == torch.float32
     assert_matches(loss, F.binary_cross_entropy_with_logits, torch.randn(64, 1) * 3, target)
+
+
+def test_bce_probs_matches_nn_bce_loss_on_probabilities():
+    """bce_probs is nn.BCELoss: the same value and gradient, on the outputs of a sigmoid."""
+    y = torch.randint(0, 2, (64,))
+    loss = BCEProbs().resolve(BINARY)
+    target = loss.encode(y, BINARY)
+    assert target.shape == (64, 1) and target.dtype == torch.float32 and loss.out_features(BINARY) == 1
+    probabilities = torch.sigmoid(torch.randn(64, 1) * 3)
+    assert_matches(loss, nn.BCELoss(), probabilities, target, atol=0)
+    # the same loss as bce on the logits, up to float32 rounding
+    logits = torch.randn(64, 1) * 3
+    assert torch.allclose(loss(torch.sigmoid(logits), target), BCE()(logits, target), rtol=1e-5)
+
+
+def test_bce_probs_predicts_and_reads_probabilities():
+    loss = BCEProbs().resolve(BINARY)
+    output = torch.tensor([[0.2], [0.7], [0.5], [0.51]])
+    assert torch.equal(loss.predict(output), torch.tensor([0, 1, 0, 1]))  # p > 0.5, as logit > 0 for bce
+    assert torch.equal(loss.probabilities(output), torch.tensor([[0.8, 0.2], [0.3, 0.7], [0.5, 0.5], [0.49, 0.51]]))
+    logits = torch.randn(50, 1)
+    assert torch.equal(loss.predict(torch.sigmoid(logits)), BCE().predict(logits))
+
+
+def test_bce_probs_refuses_a_model_without_probabilities_in_one_sentence():
+    assert BCEProbs().check_model(PROBS) is None
+    assert BCEProbs().check_model(RAW) == (
+        "loss=bce_probs takes probabilities, but the model's output is raw scores; "
+        "set model.output_activation=sigmoid, or use loss=bce (on raw scores).")
+    tanh = nn.Sequential(nn.Linear(2, 1), nn.Tanh())
+    assert "the output of a tanh, not a probability" in BCEProbs().check_model(tanh)
+    assert BCEProbs().check(DIGITS).startswith("loss=bce_probs needs a binary dataset, but data=digits has 10 classes")
+
+
+@pytest.mark.parametrize("adapter,link", [(BCE(), "sigmoid"), (CE(), "softmax"), (SparseCE(), "softmax")])
+def test_losses_on_raw_scores_refuse_a_model_that_squashes_its_output(adapter, link):
+    """A second sigmoid (or a softmax of sigmoids) trains, but not what the user meant: refused, with the way out."""
+    assert adapter.check_model(RAW) is None
+    sentence = adapter.check_model(PROBS)
+    assert sentence.startswith(f"loss={adapter.name} applies the {link} itself and takes raw scores, but the model's "
+                               "output already goes through a sigmoid; ")
+    assert sentence.endswith("drop the output activation (model.output_activation=null).")
+    assert ("use loss=bce_probs" in sentence) == (adapter.name == "bce")
+
+
+@pytest.mark.parametrize("adapter", [MSE(), MAE(), Huber(), GaussianNLL()])
+def test_pointwise_losses_take_any_output(adapter):
+    assert adapter.check_model(RAW) is None and adapter.check_model(PROBS) is None  # sigmoid + mse is classic
 
 
 def test_ce_matches_cross_entropy_with_probability_targets():
@@ -120,7 +172,7 @@ def test_gaussian_nll_full_is_the_exact_normal_log_density():
     [
         (MSE(), SINE, 1), (MSE(), REG3, 3), (MSE(), BINARY, 1), (MSE(), DIGITS, 10),
         (MAE(), DIGITS, 10), (Huber(), BINARY, 1), (Huber(), REG3, 3),
-        (BCE(), BINARY, 1),
+        (BCE(), BINARY, 1), (BCEProbs(), BINARY, 1),
         (CE(), BINARY, 2), (CE(), DIGITS, 10), (SparseCE(), BINARY, 2), (SparseCE(), DIGITS, 10),
         (GaussianNLL(), SINE, 2), (GaussianNLL(), REG3, 6),
     ],
@@ -132,7 +184,7 @@ def test_out_features_and_encoding_fit_the_model(adapter, data, width):
     n = 20
     y = torch.randn(n, data.target_dim) if data.task == "regression" else torch.randint(0, data.n_classes, (n,))
     output = torch.randn(n, width, requires_grad=True)
-    value = loss(output, loss.encode(y, data))
+    value = loss(torch.sigmoid(output) if isinstance(loss, BCEProbs) else output, loss.encode(y, data))
     assert value.shape == () and torch.isfinite(value)
     value.backward()  # the pairing is trainable end to end
 

@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from dlexp.errors import ConfigError
-from dlexp.models import ACTIVATIONS, cnn, mlp, perceptron
+from dlexp.models import ACTIVATIONS, cnn, mlp, output_activation, perceptron
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "model"
 
@@ -39,6 +39,40 @@ def test_mlp_2_10_10_10_1_sigmoid_equals_hand_written():
     assert [type(m) for m in ours] == [type(m) for m in hand]
     x = torch.randn(5, 2)
     assert torch.equal(ours(x), hand(x))
+
+
+def test_output_activation_sigmoid_is_the_classic_sequential():
+    """model.output_activation=sigmoid: the classic XOR net, ending in nn.Sigmoid, with the same seeded parameters."""
+    ours = seeded(lambda: mlp((2,), 1, hidden=[10, 10, 10], activation="sigmoid", output_activation="sigmoid"), 777)
+    hand = seeded(
+        lambda: nn.Sequential(
+            nn.Linear(2, 10), nn.Sigmoid(), nn.Linear(10, 10), nn.Sigmoid(),
+            nn.Linear(10, 10), nn.Sigmoid(), nn.Linear(10, 1), nn.Sigmoid(),
+        ),
+        seed=777,
+    )
+    assert [type(m) for m in ours] == [type(m) for m in hand]
+    assert_same_parameters(ours, hand)
+    x = torch.randn(5, 2)
+    assert torch.equal(ours(x), hand(x))
+    assert output_activation(ours) == "sigmoid"
+
+
+def test_every_factory_takes_an_output_activation():
+    flat = seeded(lambda: perceptron((2,), 1, output_activation="sigmoid"))
+    assert [type(m) for m in flat] == [nn.Linear, nn.Sigmoid]
+    assert_same_parameters(flat, seeded(lambda: nn.Sequential(nn.Linear(2, 1), nn.Sigmoid())))
+    image = cnn((1, 8, 8), 10, output_activation="tanh")
+    assert isinstance(image[-1], nn.Tanh) and isinstance(image[-2], nn.Linear)
+    for raw in (perceptron((2,), 1), mlp((2,), 1), cnn((1, 8, 8), 10)):
+        assert isinstance(raw[-1], nn.Linear) and output_activation(raw) is None
+
+
+def test_output_activation_is_read_from_the_model_itself():
+    assert output_activation(nn.Sequential(nn.Linear(2, 3), nn.Softmax(dim=1))) == "softmax"  # PyTorch's own
+    assert output_activation(nn.Sequential(nn.Linear(2, 1), nn.Identity())) is None
+    assert output_activation(nn.Sequential(nn.Sequential(nn.Linear(2, 1), nn.Sigmoid()))) == "sigmoid"  # nested
+    assert output_activation(nn.Sequential(nn.Sigmoid(), nn.Linear(2, 1))) is None
 
 
 def test_mlp_digits_sized_equals_hand_written():
@@ -90,11 +124,15 @@ def test_model_constraints_are_declared_and_reported_by_key():
     from conftest import compose_cfg
     from dlexp.config.validate import validate
 
-    cfg, choices = compose_cfg("model.hidden=[8,0]", "model.dropout=1.5", "model.activation=banana")
+    cfg, choices = compose_cfg("model.hidden=[8,0]", "model.dropout=1.5", "model.activation=banana",
+                               "model.output_activation=sigmoidd")
     problems = " ".join(validate(cfg, choices))
     assert "model.hidden=[8, 0] is out of range: it must be >= 1 (each entry)" in problems
     assert "model.dropout=1.5 is out of range: it must be in [0, 1)" in problems
     assert "model.activation=banana is not valid. Valid choices: " + ", ".join(ACTIVATIONS) in problems
+    assert "model.output_activation=sigmoidd is not valid. Did you mean 'sigmoid'? Valid choices: " in problems
+    cfg, choices = compose_cfg("model=perceptron", "model.output_activation=null")  # null: raw scores, valid
+    assert validate(cfg, choices) == []
 
 
 def test_mlp_yaml_documents_every_activation():

@@ -98,11 +98,15 @@ def refuse(job, err: ConfigError, keep_record: bool) -> Outcome:
 
 
 def discard(run_dir: Path) -> None:
-    """Remove a job directory Hydra made (holding only its .hydra folder) and the empty folders above it."""
-    run_dir = Path(run_dir)
+    """Remove a job directory Hydra made (holding only its .hydra folder) and the empty folders above it, up to
+    the working directory: that one and the folders above it stay, empty or not."""
+    run_dir = Path(run_dir).absolute()
+    cwd = Path.cwd()
     if run_dir.is_dir() and all(p.name == ".hydra" for p in run_dir.iterdir()):
         shutil.rmtree(run_dir, ignore_errors=True)
         for parent in run_dir.parents:
+            if parent == cwd or parent in cwd.parents:
+                break
             try:
                 parent.rmdir()  # only succeeds while empty
             except OSError:

@@ -203,7 +203,7 @@ def _with_data(cfg: DictConfig) -> list[str]:
         return err.problems if isinstance(err, ConfigError) else [str(err)]
     except (ValueError, TypeError) as err:
         return [_first_line(err)]
-    found = [pictures.problem(cfg.log.get("boundaries"), data)]
+    found = [pictures.problem(cfg.log.get("boundaries"), data, loss)]
     if data.task != "unlabelled":  # nothing is trained on unlabelled data, whatever the loss
         found.append(loss.check(data))
     return [problem for problem in found if problem]

@@ -25,8 +25,10 @@ def start(path: Path, host: str = "127.0.0.1", port: int = 6006, reload_interval
     from tensorboard import program
 
     board = program.TensorBoard()
+    # --load_fast=false: TensorBoard's own Python loader, which reads runs of this size at once; its default, an
+    # experimental data server in a subprocess, announces itself with a notice a learner takes for a problem.
     board.configure(argv=[None, "--logdir", str(path.resolve()), "--host", host, "--port", str(int(port)),
-                          "--reload_interval", str(reload_interval),
+                          "--reload_interval", str(reload_interval), "--load_fast", "false",
                           "--samples_per_plugin", f"images={IMAGE_SAMPLES}"])
     try:
         return board.launch()

@@ -48,15 +48,27 @@ def kind_of(data) -> str | None:
     return None
 
 
-def wanted(setting, data) -> bool:
-    """log.boundaries: auto and true draw whenever the data can be drawn; false never."""
-    return bool(setting) and kind_of(data) is not None
+# What a loss adapter must offer to turn outputs into a picture (dlexp's own all do; a user's may not).
+READS = {"classes": "probabilities", "curve": "mean"}
 
 
-def problem(setting, data) -> str | None:
-    """One sentence when log.boundaries=true asks for pictures this data cannot have."""
-    if setting is not True or kind_of(data) is not None:
+def wanted(setting, data, loss=None) -> bool:
+    """log.boundaries: auto and true draw whenever the data can be drawn (and the loss reads its outputs); false
+    never."""
+    kind = kind_of(data)
+    return bool(setting) and kind is not None and (loss is None or hasattr(loss, READS[kind]))
+
+
+def problem(setting, data, loss=None) -> str | None:
+    """One sentence when log.boundaries=true asks for pictures this data (or loss) cannot give."""
+    kind = kind_of(data)
+    if setting is not True:
         return None
+    if kind is not None:
+        if loss is None or hasattr(loss, READS[kind]):
+            return None
+        return (f"log.boundaries=true needs the outputs as {READS[kind]}, but loss={getattr(loss, 'name', '?')} "
+                f"has no {READS[kind]}() method; use log.boundaries=auto or false.")
     shape = tuple(data.feature_shape)
     inputs = f"{shape[0]}-D" if len(shape) == 1 else "x".join(map(str, shape))
     targets = {"binary": "binary labels", "multiclass": "class labels", "unlabelled": "no labels"}.get(

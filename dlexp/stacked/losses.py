@@ -43,6 +43,7 @@ STACKED: dict[type, Callable[[object, Tensor, Tensor], Tensor]] = {
     losses.MAE: pointwise(lambda a, o, t: F.l1_loss(o, t, reduction="none")),
     losses.Huber: pointwise(lambda a, o, t: F.huber_loss(o, t, reduction="none", delta=a.delta)),
     losses.BCE: pointwise(lambda a, o, t: F.binary_cross_entropy_with_logits(o, t, reduction="none")),
+    losses.BCEProbs: pointwise(lambda a, o, t: F.binary_cross_entropy(o, t, reduction="none")),
     losses.CE: _categorical,
     losses.SparseCE: _categorical,
     losses.GaussianNLL: _gaussian_nll,
