@@ -1,9 +1,10 @@
 """Hydra callbacks (registered under `hydra.callbacks` in conf/config.yaml): dlexp's part of Hydra's run.
 
-`Preflight` checks every job before any starts. `Summary` runs in the process that launched the command, once
-all jobs are done, whichever launcher ran them (basic: in this process; joblib, submitit, Ray: elsewhere). So it
-learns what happened from the run directories on disk, never from memory, and ends the command with the exit
-code of its most serious outcome. `ForkedWorkers` makes joblib's workers start with torch already loaded.
+`Preflight` checks every job before any starts. `SweepStops` makes Ctrl-C / SIGTERM stop the whole sweep and keeps
+one launching process per sweep. `Summary` runs in the process that launched the command, once all jobs are done
+(or the sweep was stopped), whichever launcher ran them (basic: in this process; joblib, submitit, Ray:
+elsewhere). So it learns what happened from the run directories on disk, never from memory, and ends the command
+with the exit code of its most serious outcome. `ForkedWorkers` makes joblib's workers start with torch loaded.
 """
 
 from __future__ import annotations
@@ -46,6 +47,37 @@ def _refuse_on_problems(check, *args) -> None:
     except ConfigError as err:
         report(_console(stderr=True), err)
         raise SystemExit(err.exit_code) from None
+
+
+class SweepStops(Callback):
+    """From the moment the jobs have been checked to the summary, the launching process holds the sweep's lock
+    (one launching process per sweep: `dlexp resume` of a sweep still running is refused) and Ctrl-C / SIGTERM
+    stop the sweep instead of the process: running jobs checkpoint, no new job starts, the summary is written
+    (dlexp.signals). Registered after Preflight: a sweep refused there writes nothing."""
+
+    def __init__(self) -> None:
+        self.lock = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from dlexp import runs, signals
+        from dlexp.config.app import _console
+
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        try:
+            sweep_dir.mkdir(parents=True, exist_ok=True)
+            self.lock = runs.hold(sweep_dir)
+        except runs.Busy:
+            _console(stderr=True).print(f"[bold red]error:[/] the sweep {sweep_dir} is being run by "
+                                        f"{runs.holder(sweep_dir)}; wait for it to end, or stop it first.")
+            raise SystemExit(2) from None
+        signals.watch_sweep(sweep_dir)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from dlexp import runs, signals
+
+        signals.unwatch_sweep()  # notified before the Summary: a Ctrl-C while it writes ends the command
+        runs.release(self.lock)
+        self.lock = None
 
 
 class ForkedWorkers(Callback):
@@ -93,12 +125,20 @@ class Summary(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from rich.console import Console
 
-        from dlexp import runs
+        from dlexp import runs, signals
 
         sweep_dir = Path(str(config.hydra.sweep.dir))
         console = Console(highlight=False, soft_wrap=True)
         jobs = [(path, runs.read_status(path)) for path in sorted(runs.find_runs(sweep_dir), key=_job_order)]
-        console.print(f"[bold]sweep finished:[/] {_counts(jobs)} in {sweep_dir}")
+        statuses = [status.get("status", "failed") for _, status in jobs]
+        stopped = signals.stop_requested(sweep_dir)
+        planned = planned_jobs(config)
+        missing = planned - len(jobs) if planned else 0
+        if stopped:
+            console.print(f"[bold]sweep stopped ({stopped}):[/] {_counts(jobs)}"
+                          f"{f', {missing} not started' if missing > 0 else ''} in {sweep_dir}")
+        else:
+            console.print(f"[bold]sweep finished:[/] {_counts(jobs)} in {sweep_dir}")
         for path, status in jobs:
             console.print(f"  {_status_text(status)}  {path.name}")
         if jobs:
@@ -106,7 +146,9 @@ class Summary(Callback):
         best = best_trial(sweep_dir)
         if best:
             console.print(f"[bold]best trial:[/] {best}")
-        code = runs.worst_exit_code([status.get("status", "failed") for _, status in jobs])
+        if stopped or missing > 0 or any(s in runs.CONTINUABLE for s in statuses):
+            console.print(f"continue it: dlexp resume {sweep_dir}")
+        code = runs.worst_exit_code(statuses + ([stopped] if stopped else []))
         if code:
             raise SystemExit(code)
 
@@ -123,6 +165,16 @@ class Summary(Callback):
         if written:
             console.print(f"[bold]summary:[/]  {', '.join(str(p) for p in written)}")
         console.print(f"compare:  dlexp compare {sweep_dir}")
+
+
+def planned_jobs(config: DictConfig) -> int:
+    """How many jobs the sweep has (0 when a sampling sweeper such as Optuna decides as it goes)."""
+    from dlexp.config import compose as composer
+
+    sweeper = OmegaConf.select(config, "hydra.sweeper")
+    if sweeper is None or not (composer.targets(sweeper, "BasicSweeper") or composer.targets(sweeper, "ResumeSweeper")):
+        return 0
+    return len(composer.sweep_jobs(list(config.hydra.overrides.task), composer.sweeper_params(sweeper)))
 
 
 def _job_order(path: Path) -> tuple[int, str]:
