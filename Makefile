@@ -1,12 +1,12 @@
 # Two commands do all the set-up on a fresh machine:
 #   make run    create .venv, install dlexp and its dependencies, run the default experiment
-#   make test   the same set-up, then the whole (fast) test suite
+#   make test   the same set-up, then the whole test suite, slow end-to-end tests included (what CI runs)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-all bench clean
+.PHONY: install run test test-fast bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,12 +23,13 @@ install: $(STAMP)
 run: install
 	$(VENV)/bin/dlexp train
 
+# Everything, the tests marked slow included (lesson sweeps, launchers, wheel install, TensorBoard server).
 test: install
-	$(PY) -m pytest -q
-
-# Includes the tests marked slow (lesson sweeps, wheel install, TensorBoard server).
-test-all: install
 	$(PY) -m pytest -q -m ''
+
+# While working: without the tests marked slow.
+test-fast: install
+	$(PY) -m pytest -q
 
 bench: install
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done

@@ -146,8 +146,8 @@ class Summary(Callback):
         best = best_trial(sweep_dir)
         if best:
             console.print(f"[bold]best trial:[/] {best}")
-        if stopped or missing > 0 or any(s in runs.CONTINUABLE for s in statuses):
-            console.print(f"continue it: dlexp resume {sweep_dir}")
+        if planned and (stopped or missing > 0 or any(s in runs.CONTINUABLE for s in statuses)):
+            console.print(f"continue it: dlexp resume {sweep_dir}")  # (a sampling sweeper's cannot be resumed)
         code = runs.worst_exit_code(statuses + ([stopped] if stopped else []))
         if code:
             raise SystemExit(code)

@@ -8,6 +8,20 @@ directory, through the same launcher, with one difference: the `resume` sweeper 
 launches only the unfinished jobs, under their own numbers. In each of them the task continues a job that had
 started from its checkpoint, and runs one that had not. Finished jobs (completed, diverged, failed, refused) are
 never touched: no process opens their files.
+
+What a launcher does to take part in stopping and resuming sweeps (Hydra's basic and joblib launchers do it
+through `app.task`; a launcher that trains jobs its own way, many at once in one process say, does the same):
+  * numbering: job k of `launch(overrides, initial_job_idx)` is job number initial_job_idx + k (hydra.job.num),
+    the way Hydra's launchers number them: a resumed sweep calls `launch` once per run of consecutive numbers;
+  * stopping: before starting a job, `signals.stop_requested()` (after `signals.join_sweep(sweep_dir)`): a
+    stopped sweep starts no job, and a job not started leaves no status.json (`app.discard` its directory);
+    while training, a job stops when `stop_on_signals` sets its state's `stop` or when `stop_requested()` says
+    so (`signals.SweepStop` reads it once a second), and ends as train.run ends it (a checkpoint, the status);
+  * records: each job is a run directory like any other: `runs.Run.create(..., sweep_job=number)` (its lock,
+    its number), the observers of `build.observers(..., record=...)` (checkpoints by time, the heartbeat, the
+    guard), `train.finish`;
+  * resuming: a job whose directory holds a status.json is continued (`resume.started`, `resume.continue_job`:
+    the checkpoint, `check_same_run`, `train.run(resume=...)`), one without starts afresh.
 """
 
 from __future__ import annotations
