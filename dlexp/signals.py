@@ -85,6 +85,11 @@ def watch_sweep(sweep_dir: Path) -> None:
         _previous = {sig: signal.signal(sig, _handler(request_stop)) for sig in REASONS}
 
 
+def watched_sweep() -> Path | None:
+    """The sweep this process launches (between watch_sweep and unwatch_sweep), else None."""
+    return _sweep_dir if _previous is not None else None
+
+
 def unwatch_sweep() -> None:
     global _previous
     if _previous is not None:

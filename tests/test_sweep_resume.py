@@ -122,6 +122,30 @@ def test_sigterm_to_a_joblib_sweep_stops_its_workers_and_resume_finishes_it(cli,
         same_run(jobs[number], path)
 
 
+@pytest.mark.slow
+@joblib_plugin
+def test_a_worker_killed_by_the_system_leaves_crashed_jobs_that_resume_finishes(cli, tmp_path):
+    jobs = [*JOBS[:3], "optimizer=sgd,adam", "trainer.checkpoint_secs=0.2", "log.progress=none"]
+    proc = start_sweep(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *jobs)
+    root, deadline = tmp_path / "runs" / "multirun", time.time() + 300
+    while time.time() < deadline and not list(root.glob("*/*/status.json")):
+        time.sleep(0.05)
+    victim = next(root.glob("*/*/status.json")).parent
+    wait_for_checkpoint_past_start(victim)
+    os.kill(status_of(victim)["pid"], signal.SIGKILL)  # what the OOM killer does to a worker
+    out = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 1 and "Traceback" not in out, out
+    assert "error: the sweep's launcher stopped: TerminatedWorkerError" in out
+    (sweep,) = root.iterdir()
+    assert runs.read_status(victim)["status"] == "crashed"
+    assert f"continue it: dlexp resume {sweep.relative_to(tmp_path)}" in out
+
+    resumed = cli("resume", str(sweep))
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert [status_of(p)["status"] for p in run_dirs(sweep)] == ["completed", "completed"]
+    assert status_of(victim)["resumes"][0]["from"] == "crashed" and status_of(victim)["resumes"][0]["step"] > 0
+
+
 def test_resume_of_a_sweep_whose_launcher_is_alive_is_refused(cli, tmp_path):
     proc = start_sweep(tmp_path, *JOBS[:2], "trainer.epochs=1000", "optimizer=sgd,adam", "log.progress=lines")
     read_until(proc, "epoch 1/1000")                  # it cannot finish on its own during this test

@@ -427,3 +427,18 @@ def test_the_readme_states_the_rules_the_config_and_the_code_hold():
         if status != "refused":
             assert f"| {status} | {code} |" in readme, status
     assert "Other exit codes: 2 a configuration that cannot run" in readme and "status `refused`" in readme
+
+
+def test_a_disk_full_before_the_run_starts_is_one_sentence_naming_the_run(tmp_path):
+    import errno
+    import resource
+
+    def tiny_files() -> None:  # not even Hydra's record of the run (.hydra/hydra.yaml) fits
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))
+
+    result = subprocess.run([*dlexp_cmd(), "train", "data=xor", "log.progress=none", "hydra.run.dir=nowhere"],
+                            cwd=tmp_path, capture_output=True, text=True, env=ENV, preexec_fn=tiny_files, timeout=600)
+    assert result.returncode == 1
+    assert result.stdout == "" and result.stderr == f"error: cannot write nowhere: {os.strerror(errno.EFBIG)}.\n"
+    assert not (tmp_path / "nowhere" / "status.json").exists()

@@ -166,9 +166,18 @@ def train_command(argv: list[str]) -> int:
     except (HydraException, OmegaConfBaseException) as err:  # Hydra could not compose: say what, all of it
         return report_error(_console(stderr=True), diagnose(argv, err))
     except OSError as err:  # Hydra writing its own record (.hydra/) on a full disk (after: a missing config is one)
+        from dlexp.config.callbacks import Preflight
         from dlexp.errors import StorageError, cannot_write
 
-        return report_error(_console(stderr=True), StorageError(cannot_write(err, "the run directory") + "."))
+        where = Preflight.run_dir or "the run directory"
+        return report_error(_console(stderr=True), StorageError(cannot_write(err, where) + "."))
+    except Exception as err:  # a sweep's launcher failing (a worker the system killed): a sentence and the summary
+        from dlexp.config.callbacks import launcher_failed
+
+        code = launcher_failed(err)
+        if code is None:
+            raise
+        return code
     return 0
 
 

@@ -27,10 +27,13 @@ class Preflight(Callback):
     itself: it reports the problems and exits.
     """
 
+    run_dir: Path | None = None  # where the single run writes: named if Hydra cannot write its record there
+
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         from dlexp.config.preflight import check_run
 
         _refuse_on_problems(check_run, config)
+        Preflight.run_dir = Path(str(config.hydra.run.dir))
 
     def on_multirun_start(self, config: DictConfig, config_name: str | None = None, **kwargs: Any) -> None:
         from dlexp.config.preflight import check_sweep
@@ -123,22 +126,29 @@ class Summary(Callback):
                 raise SystemExit(code)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        code = self.report(Path(str(config.hydra.sweep.dir)), config)
+        if code:
+            raise SystemExit(code)
+
+    def report(self, sweep_dir: Path, config: DictConfig | None) -> int:
+        """What happened to each job, read from disk; returns the sweep's exit code. `config` (the sweep's, with
+        its hydra node) tells how many jobs were planned; None when that is not known."""
         from rich.console import Console
 
         from dlexp import runs, signals
 
-        sweep_dir = Path(str(config.hydra.sweep.dir))
         console = Console(highlight=False, soft_wrap=True)
         jobs = [(path, runs.read_status(path)) for path in sorted(runs.find_runs(sweep_dir), key=_job_order)]
         statuses = [status.get("status", "failed") for _, status in jobs]
         stopped = signals.stop_requested(sweep_dir)
-        planned = planned_jobs(config)
+        planned = planned_jobs(config) if config is not None else 0
         missing = planned - len(jobs) if planned else 0
         if stopped:
             console.print(f"[bold]sweep stopped ({stopped}):[/] {_counts(jobs)}"
                           f"{f', {missing} not started' if missing > 0 else ''} in {sweep_dir}")
         else:
-            console.print(f"[bold]sweep finished:[/] {_counts(jobs)} in {sweep_dir}")
+            console.print(f"[bold]sweep {'ended' if missing > 0 else 'finished'}:[/] {_counts(jobs)}"
+                          f"{f', {missing} not started' if missing > 0 else ''} in {sweep_dir}")
         for path, status in jobs:
             console.print(f"  {_status_text(status)}  {path.name}")
         if jobs:
@@ -148,9 +158,7 @@ class Summary(Callback):
             console.print(f"[bold]best trial:[/] {best}")
         if planned and (stopped or missing > 0 or any(s in runs.CONTINUABLE for s in statuses)):
             console.print(f"continue it: dlexp resume {sweep_dir}")  # (a sampling sweeper's cannot be resumed)
-        code = runs.worst_exit_code(statuses + ([stopped] if stopped else []))
-        if code:
-            raise SystemExit(code)
+        return runs.worst_exit_code(statuses + ([stopped] if stopped else []) + (["crashed"] if missing > 0 else []))
 
     @staticmethod
     def _summary(sweep_dir: Path, console) -> None:
@@ -165,6 +173,26 @@ class Summary(Callback):
         if written:
             console.print(f"[bold]summary:[/]  {', '.join(str(p) for p in written)}")
         console.print(f"compare:  dlexp compare {sweep_dir}")
+
+
+def launcher_failed(err: Exception) -> int | None:
+    """The launcher of the sweep this process launches failed (a worker killed by the system: joblib's
+    TerminatedWorkerError): one sentence, then the sweep's summary from disk. None if no sweep is launched here."""
+    from dlexp import signals
+    from dlexp.config.app import _console
+    from dlexp.config.compose import first_sentence
+
+    sweep_dir = signals.watched_sweep()
+    if sweep_dir is None:
+        return None
+    signals.unwatch_sweep()
+    _console(stderr=True).print(f"[bold red]error:[/] the sweep's launcher stopped: {type(err).__name__}: "
+                                f"{first_sentence(err)}", soft_wrap=True)
+    record = sweep_dir / "multirun.yaml"  # Hydra's record of the sweep: how many jobs it has
+    config = OmegaConf.load(record) if record.is_file() else None
+    if config is not None:
+        config.hydra.sweep.dir = str(sweep_dir)
+    return Summary().report(sweep_dir, config) or 1
 
 
 def planned_jobs(config: DictConfig) -> int:
