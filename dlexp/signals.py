@@ -91,11 +91,12 @@ def watched_sweep() -> Path | None:
 
 
 def unwatch_sweep() -> None:
-    global _previous
+    """The sweep's end in its launching process: the handlers it replaced come back (its STOP file stays)."""
+    global _previous, _sweep_dir
     if _previous is not None:
         for sig, old in _previous.items():
             signal.signal(sig, old)
-        _previous = None
+        _previous, _sweep_dir = None, None
 
 
 @contextlib.contextmanager
