@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
 #   make run    create .venv, install dlexp and its dependencies, run the default experiment
-#   make test   the same set-up plus what the tests need (pytest, Ray), then the whole (fast) test suite
+#   make test   the same set-up plus what the tests need (pytest, Ray), then the whole test suite, slow
+#               end-to-end tests included (what CI runs)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -9,7 +10,7 @@ PY     := $(VENV)/bin/python
 STAMP      := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: install run test test-all bench clean
+.PHONY: install run test test-fast bench clean
 
 # setuptools prints a notice on every editable install of this layout (conf/ ships as the package dlexp.conf):
 # "Editable installation. Please be careful with folders ...". It is information, not a problem; not shown.
@@ -35,12 +36,13 @@ install: $(TEST_STAMP)
 run: $(STAMP)
 	$(VENV)/bin/dlexp train
 
+# Everything, the tests marked slow included (lesson sweeps, launchers, wheel install, TensorBoard server).
 test: $(TEST_STAMP)
-	$(PY) -m pytest -q
-
-# Includes the tests marked slow (lesson sweeps, wheel install, TensorBoard server).
-test-all: $(TEST_STAMP)
 	$(PY) -m pytest -q -m ''
+
+# While working: without the tests marked slow.
+test-fast: $(TEST_STAMP)
+	$(PY) -m pytest -q
 
 bench: $(STAMP)
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done

@@ -44,6 +44,31 @@ def run(cmd: list[str], cwd: Path | None = None, env: dict | None = None) -> Sam
     return Sample(wall, cpu)
 
 
+def recipe(overrides: list[str], run_dir: Path, observers: Callable | None = None) -> Sample:
+    """Wall and CPU time of one run through the recipe `dlexp train` uses (`train.run`), in this process.
+
+    `observers(chosen, *args)`, if given, changes the run's observers: it gets the list `build.observers(*args)`
+    made and returns the list to use. Fails loudly unless the run completes.
+    """
+    from rich.console import Console
+
+    from dlexp import build, train
+    from dlexp.config import compose as composer
+
+    cfg = composer.without_hydra(composer.load(overrides))
+    original, ended = build.observers, []
+    if observers is not None:
+        build.observers = lambda *args, **kwargs: observers(original(*args, **kwargs), *args)
+    try:
+        sample = timed(lambda: ended.append(train.run(cfg, train.Job(run_dir=run_dir, overrides=overrides),
+                                                      Console(quiet=True))[0]))
+    finally:
+        build.observers = original
+    if ended != ["completed"]:
+        sys.exit(f"{run_dir.name} ended {ended}")
+    return sample
+
+
 def interleaved(cases: dict[str, Callable[[], Sample]], repeats: int) -> dict[str, list[Sample]]:
     """Call each case once per round, rotating the order each round; returns every case's samples."""
     names = list(cases)

@@ -21,15 +21,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-from rich.console import Console
 
-from dlexp import build, train
+from _timing import recipe
+from dlexp import build
 from dlexp.config import compose as composer
 from dlexp.observe import histograms, tensorboard
 from dlexp.observe.histograms import find_layers, probe_batch
@@ -106,23 +105,11 @@ def stock_checksums():
 
 def timed_run(overrides: list[str], run_dir: Path, reference: bool, stock: bool) -> tuple[float, float]:
     """(wall seconds, CPU seconds of this process: all its threads, blind to other processes on the machine)."""
-    cfg = composer.without_hydra(composer.load(["log.progress=none", *overrides]))
-    original = build.observers
-    if reference:
-        def with_reference(cfg, exp, run_dir, console, board):
-            return [*original(cfg, exp, run_dir, console, board),
-                    AddHistogramEvery(board, exp.model, probe_batch(exp.data))]
-        build.observers = with_reference
-    try:
-        with stock_checksums() if stock else contextlib.nullcontext():
-            started, cpu = time.perf_counter(), time.process_time()
-            status, _ = train.run(cfg, train.Job(run_dir=run_dir, overrides=overrides), Console(quiet=True))
-            elapsed = time.perf_counter() - started, time.process_time() - cpu
-    finally:
-        build.observers = original
-    if status != "completed":
-        sys.exit(f"{run_dir.name} ended {status}")
-    return elapsed
+    def with_reference(chosen, cfg, exp, job, console, board, *rest):
+        return [*chosen, AddHistogramEvery(board, exp.model, probe_batch(exp.data))]
+
+    with stock_checksums() if stock else contextlib.nullcontext():
+        return recipe(["log.progress=none", *overrides], run_dir, with_reference if reference else None)
 
 
 def main() -> int:

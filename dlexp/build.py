@@ -156,8 +156,12 @@ def schedule(cfg: DictConfig, exp: Experiment):
                     capture_every=int(cfg.log.hist_every))
 
 
-def observers(cfg: DictConfig, exp: Experiment, job, console, board, config_yaml: str) -> list:
-    """Every observer a run's config asks for, in the order they are notified: the one place they are wired."""
+def observers(cfg: DictConfig, exp: Experiment, job, console, board, config_yaml: str, record=None) -> list:
+    """Every observer a run's config asks for, in the order they are notified: the one place they are wired.
+
+    `record` (the run's runs.Run) gets the progress each checkpoint keeps; a sweep job also watches for its
+    sweep being stopped (dlexp.signals).
+    """
     from dlexp import checkpoint
     from dlexp.observe import pictures
     from dlexp.observe.guard import DivergenceGuard
@@ -166,9 +170,12 @@ def observers(cfg: DictConfig, exp: Experiment, job, console, board, config_yaml
     from dlexp.observe.metrics import MetricsCSV
     from dlexp.observe.progress import ProgressBar, ProgressLines
     from dlexp.observe.tensorboard import ScalarLogger
+    from dlexp.signals import SweepStop
 
-    log = cfg.log
-    chosen = [DivergenceGuard(exp.model, exp.device, int(log.every))]
+    log, guard = cfg.log, cfg.guard
+    chosen = [DivergenceGuard(exp.model, exp.device, int(log.every), explode_factor=guard.explode_factor,
+                              explode_window=int(guard.explode_window), stall_steps=guard.stall_steps,
+                              notice=lambda text: console.print(f"[yellow]{text}[/]", soft_wrap=True))]
     if log.histograms:  # right after the guard: a step it stops (non-finite loss) is never captured
         chosen.append(Histograms(board, exp.model, probe_batch(exp.data)))
     if pictures.wanted(log.boundaries, exp.data, exp.loss):
@@ -185,6 +192,9 @@ def observers(cfg: DictConfig, exp: Experiment, job, console, board, config_yaml
     hparams = hyperparameters(OmegaConf.to_container(cfg, resolve=True), job.choices)
     chosen.append(HParams(board, hparams, sources=[o for o in chosen if isinstance(o, Histograms)],
                           history=job.run_dir / "metrics.csv"))
+    if getattr(job, "sweep_dir", None) is not None:
+        chosen.append(SweepStop(job.sweep_dir))
     chosen.append(checkpoint.Checkpointer(job.run_dir / checkpoint.FILE, exp, config_yaml,
-                                          int(cfg.trainer.checkpoint_every)))
+                                          int(cfg.trainer.checkpoint_every), float(cfg.trainer.checkpoint_secs),
+                                          schedule(cfg, exp), record, observers=chosen))
     return chosen

@@ -2,12 +2,19 @@
 
 A checkpoint holds only tensors, numbers, strings, lists and dicts, so `torch.load(weights_only=True)` reads it;
 anything else in the file (a crafted pickle that would run code) is refused, never executed.
+
+When: at the start of a run, every `trainer.checkpoint_secs` seconds of training (so a run killed without warning
+loses at most that much), every `trainer.checkpoint_every` epochs if set, and at the end of a run that can be
+continued (completed, interrupted, terminated). A run continued from a checkpoint taken at step s logs again from
+`purge_step(s)`: what the earlier attempt logged after that is dropped (TensorBoard's purge_step, metrics.csv rows).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -20,8 +27,18 @@ FILE = "checkpoint.pt"
 FORMAT = 1
 
 
-def save(path: Path, *, model, optimizer, scheduler, state, config_yaml: str) -> Path:
-    """Write atomically: a temp file in the same folder, then rename over the old checkpoint."""
+def purge_step(step: int) -> int:
+    """The first step a run continued from a checkpoint taken at `step` logs again.
+
+    A checkpoint is taken once everything its step logs is logged, except the one taken at the very start (step 0),
+    which comes before the first capture: a run continued from there logs its start afresh.
+    """
+    return step + 1 if step else 0
+
+
+def save(path: Path, *, model, optimizer, scheduler, state, config_yaml: str, observers: dict | None = None) -> Path:
+    """Write atomically: a temp file in the same folder, then rename over the old checkpoint. If writing fails
+    (a full disk), the temp file goes and the previous checkpoint stays as it was."""
     payload = {
         "format": FORMAT,
         "model": model.state_dict(),
@@ -32,10 +49,15 @@ def save(path: Path, *, model, optimizer, scheduler, state, config_yaml: str) ->
         "rng": {"torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
         "config": config_yaml,
+        "observers": observers or {},      # the observers' own state (the divergence guard's streaks)
     }
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -43,8 +65,8 @@ def load(path: Path) -> dict[str, Any]:
     """Read a checkpoint with weights_only=True; every failure is a CheckpointError sentence (exit 4)."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"No checkpoint at {path}; a run writes one at the end, on Ctrl-C, "
-                              "and every trainer.checkpoint_every epochs.")
+        raise CheckpointError(f"No checkpoint at {path}; a run writes one when it starts, every "
+                              "trainer.checkpoint_secs seconds, on Ctrl-C and at the end.")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
@@ -75,18 +97,55 @@ def restore(payload: dict, *, model, optimizer, scheduler, state) -> None:
         torch.cuda.set_rng_state_all(payload["rng"]["cuda"])
 
 
-class Checkpointer:
-    """Saves every `every` epochs (0: never mid-run), and at the end of any run that can be continued."""
+def observer_states(observers) -> dict:
+    """{observer class name: its state_dict()} for the observers that keep state across a resume."""
+    return {type(o).__name__: o.state_dict() for o in observers if hasattr(o, "state_dict")}
 
-    def __init__(self, path: Path, exp, config_yaml: str, every: int):
+
+def restore_observers(payload: dict, observers) -> None:
+    saved = payload.get("observers") or {}
+    for observer in observers:
+        if type(observer).__name__ in saved and hasattr(observer, "load_state_dict"):
+            observer.load_state_dict(saved[type(observer).__name__])
+
+
+class Checkpointer:
+    """Saves at the start, every `secs` seconds of training, every `every` epochs (0: not by epochs), and at the end
+    of any run that can be continued. Each save also updates status.json (epoch, step, heartbeat).
+
+    A save by time waits for a step that logs nothing after it (not a capture step, not the end of an epoch),
+    or for an evaluated epoch's end, so a continued run never logs a step twice. The clock is read once a step.
+    """
+
+    def __init__(self, path: Path, exp, config_yaml: str, every: int, secs: float, schedule, record=None,
+                 observers=()):
         self.path, self.exp, self.config_yaml, self.every = path, exp, config_yaml, every
+        self.secs, self.schedule, self.record, self.observers = float(secs), schedule, record, observers
+        self.due = math.inf
 
     def save(self, state) -> None:
         save(self.path, model=self.exp.model, optimizer=self.exp.optimizer, scheduler=self.exp.scheduler,
-             state=state, config_yaml=self.config_yaml)
+             state=state, config_yaml=self.config_yaml,
+             observers=observer_states(o for o in self.observers if o is not self))
+        if self.record is not None:
+            self.record.beat(state.epoch, state.step, self.secs)
+        self.due = time.monotonic() + self.secs if self.secs > 0 else math.inf
+
+    def on_start(self, state) -> None:
+        if state.step == 0:  # a run killed at any moment from now on can be continued
+            self.save(state)
+        else:
+            self.due = time.monotonic() + self.secs if self.secs > 0 else math.inf
+
+    def on_step(self, state, loss) -> None:
+        if time.monotonic() < self.due:
+            return
+        if state.batch >= self.schedule.steps_per_epoch or self.schedule.captures_step(state.step):
+            return  # this step still logs after us (its capture, its epoch's end): take the next one
+        self.save(state)
 
     def on_epoch(self, state, metrics) -> None:
-        if self.every and state.epoch > 0 and state.epoch % self.every == 0:
+        if state.epoch > 0 and ((self.every and state.epoch % self.every == 0) or time.monotonic() >= self.due):
             self.save(state)
 
     def on_end(self, state, status: str) -> None:

@@ -185,8 +185,16 @@ def board(path: Path = typer.Argument(Path("runs"), metavar="PATH", help="Folder
 
 @app.command(cls=Command, context_settings=PASS_THROUGH)
 def resume(ctx: typer.Context,
-           run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="The run directory to continue.")) -> None:
-    """Continue an interrupted run from its checkpoint; only trainer.epochs and log.* may change."""
+           run_dir: Path = typer.Argument(..., metavar="RUN_DIR",
+                                          help="The run (or sweep) directory to continue.")) -> None:
+    """Continue a stopped run from its checkpoint, exactly; or finish a stopped sweep.
+
+    A run that was interrupted (Ctrl-C), terminated (SIGTERM), crashed (killed without warning) or failed
+    (a full disk) continues from its last checkpoint. A completed run has nothing to do, unless an override
+    extends it: `dlexp resume RUN trainer.epochs=210` trains a 200-epoch run 10 epochs more (status.json
+    records it under `resumes`). Only trainer.epochs, trainer.checkpoint_*, guard.* and log.* may change.
+    A sweep directory: its unfinished jobs run (continued or started), the finished ones are left untouched.
+    """
     from dlexp import resume as resuming
 
     try:

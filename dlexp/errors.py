@@ -35,3 +35,14 @@ class UsageError(DlexpError):
     """A command was given something it cannot use (a missing path, an unknown column, a taken port)."""
 
     exit_code = 2
+
+
+class StorageError(DlexpError):
+    """A file of a run cannot be written (a full disk, a read-only folder); nothing already written is harmed."""
+
+    exit_code = 1
+
+
+def cannot_write(err: OSError, where) -> str:
+    """'cannot write runs/x/events...: No space left on device', from an OSError and the folder it was writing."""
+    return f"cannot write {err.filename or where}: {err.strerror or err}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
@@ -50,6 +51,11 @@ class Schedule:
         return state.batch + 1 >= self.steps_per_epoch and self.captures_epoch(state.epoch + 1)
 
 
+class Stop(Exception):
+    """Raised by an observer to end the run at this step (the divergence guard). The step is captured first, so
+    the histograms show the network as it was when the run stopped."""
+
+
 class Observer(Protocol):
     """Small objects the loop notifies; adding one never edits the loop. All methods are optional."""
 
@@ -95,41 +101,47 @@ def fit(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], optimizer
 
     zero_grad = optimizer.zero_grad if type(optimizer).zero_grad is not torch.optim.Optimizer.zero_grad \
         else lambda: clear_grads(optimizer)
-    capture()  # the start: the fresh (or resumed) network
+    if state.step == 0:  # the start: the fresh network (a resumed run's earlier attempt captured its steps)
+        capture()
     model.train()
-    while state.epoch < schedule.epochs and not state.stop:
-        for xb, yb in batches.epoch(state.epoch, start=state.batch):
-            def closure() -> Tensor:
-                loss = loss_fn(model(xb), yb)
-                if torch.is_grad_enabled():  # gradient-free optimizers call the closure under no_grad
-                    zero_grad()
-                    loss.backward()
-                return loss
+    try:
+        while state.epoch < schedule.epochs and not state.stop:
+            for xb, yb in batches.epoch(state.epoch, start=state.batch):
+                def closure() -> Tensor:
+                    loss = loss_fn(model(xb), yb)
+                    if torch.is_grad_enabled():  # gradient-free optimizers call the closure under no_grad
+                        zero_grad()
+                        loss.backward()
+                    return loss
 
-            if ahead and schedule.captures_next(state):
-                for observe in ahead:
-                    observe(state)
-            loss = optimizer.step(closure)
-            state.step += 1
-            state.batch += 1
-            # the epoch's loss is summed on the device: no host sync per step
-            state.loss_sum = loss.detach().clone() if state.loss_sum is None else state.loss_sum + loss.detach()
-            for observe in on_step:
-                observe(state, loss)
-            if capturing and schedule.captures_step(state.step):
-                capture()
+                if ahead and schedule.captures_next(state):
+                    for observe in ahead:
+                        observe(state)
+                loss = optimizer.step(closure)
+                state.step += 1
+                state.batch += 1
+                # the epoch's loss is summed on the device: no host sync per step
+                state.loss_sum = loss.detach().clone() if state.loss_sum is None else state.loss_sum + loss.detach()
+                for observe in on_step:
+                    observe(state, loss)
+                if capturing and schedule.captures_step(state.step):
+                    capture()
+                if state.stop:
+                    break
             if state.stop:
                 break
-        if state.stop:
-            break
-        state.epoch += 1
-        epoch_loss, steps = state.loss_sum, state.batch
-        state.batch, state.loss_sum = 0, None  # observers (a checkpoint) see a clean epoch boundary
-        if scheduler is not None:
-            scheduler.step()
-        if schedule.evaluates(state.epoch):
-            state.metrics = {"train/loss": (epoch_loss / max(steps, 1)).item(), **evaluate(state)}
-            notify(observers, "on_epoch", state, state.metrics)
-            if schedule.captures_epoch(state.epoch):
-                capture()
+            state.epoch += 1
+            epoch_loss, steps = state.loss_sum, state.batch
+            state.batch, state.loss_sum = 0, None  # observers (a checkpoint) see a clean epoch boundary
+            if scheduler is not None:
+                scheduler.step()
+            if schedule.evaluates(state.epoch):
+                state.metrics = {"train/loss": (epoch_loss / max(steps, 1)).item(), **evaluate(state)}
+                notify(observers, "on_epoch", state, state.metrics)
+                if schedule.captures_epoch(state.epoch):
+                    capture()
+    except Stop:
+        with contextlib.suppress(Exception):  # a capture tripping over wrecked weights must not hide the stop
+            capture()
+        raise
     return state

@@ -1,4 +1,13 @@
-"""`dlexp resume RUN_DIR`: continue a run from its checkpoint, in its own directory, bit-for-bit on the CPU."""
+"""`dlexp resume RUN_DIR`: continue a run from its checkpoint, in its own directory, bit-for-bit on the CPU.
+
+What each status gets:
+  interrupted, terminated, crashed (killed without warning), failed (a full disk, say) -> continued from the
+      last checkpoint, exactly as if it had never stopped;
+  completed -> nothing to do, nothing written; `trainer.epochs=N` larger than its epochs extends it;
+  diverged -> refused (its checkpoint would diverge again); running (a live process writes it) -> refused.
+Every continuation is recorded in status.json's `resumes` list. A sweep directory is finished as a whole
+(dlexp/config/sweep_resume.py).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +16,10 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from dlexp import checkpoint, runs
-from dlexp.errors import CheckpointError, ConfigError
+from dlexp.errors import CheckpointError, ConfigError, UsageError
 
 # What may change between the interrupted run and its continuation: how long, and how it is watched.
-MAY_CHANGE = ("trainer.epochs", "trainer.checkpoint_every", "log.", "device.threads")
+MAY_CHANGE = ("trainer.epochs", "trainer.checkpoint_", "guard.", "log.", "device.threads")
 
 
 def _flat(node, prefix: str = "") -> dict[str, object]:
@@ -30,6 +39,15 @@ def differing_keys(a, b) -> list[str]:
     return sorted(k for k in set(fa) | set(fb) if fa.get(k, "<unset>") != fb.get(k, "<unset>"))
 
 
+def check_same_run(run_dir: Path, payload: dict, wanted) -> None:
+    """The checkpoint was made by this configuration, up to what MAY_CHANGE."""
+    saved = OmegaConf.create(payload["config"])
+    changed = [k for k in differing_keys(saved, wanted) if not k.startswith(MAY_CHANGE)]
+    if changed:
+        raise CheckpointError(f"Cannot resume {run_dir}: the checkpoint was made with a different configuration "
+                              f"({', '.join(changed)}); only trainer.epochs and logging may change.")
+
+
 def prepare(run_dir: Path, overrides: list[str]):
     """(effective config, loaded checkpoint) for a resume, or a CheckpointError / ConfigError sentence."""
     run_dir = Path(run_dir)
@@ -45,24 +63,78 @@ def prepare(run_dir: Path, overrides: list[str]):
     payload = checkpoint.load(run_dir / checkpoint.FILE)
     wanted = OmegaConf.merge(OmegaConf.create((run_dir / runs.CONFIG).read_text()),
                              OmegaConf.from_dotlist(overrides))
-    saved = OmegaConf.create(payload["config"])
-    changed = [k for k in differing_keys(saved, wanted) if not k.startswith(MAY_CHANGE)]
-    if changed:
-        raise CheckpointError(f"Cannot resume {run_dir}: the checkpoint was made with a different configuration "
-                              f"({', '.join(changed)}); only trainer.epochs and logging may change.")
+    check_same_run(run_dir, payload, wanted)
     return wanted, payload
+
+
+def refusal(run_dir: Path, status: dict) -> str | None:
+    """Why this run cannot be continued now, or None."""
+    name = status.get("status")
+    if name == "running":
+        return (f"{run_dir} is being written by process {status.get('pid')} on {status.get('host', 'this host')}; "
+                "a run has one writer at a time: wait for it to end, or stop it (Ctrl-C) and resume it then.")
+    if name == "diverged":
+        return (f"{run_dir} diverged at step {status.get('diverged_at_step')}: continuing it would diverge again; "
+                "change what made it diverge (optimizer.lr, the initializer) in a new run.")
+    if name == "refused":
+        return f"{run_dir} never trained: its configuration was refused ({'; '.join(status.get('problems', []))})."
+    return None
 
 
 def main(run_dir: Path, overrides: list[str], console) -> int:
     from dlexp import train
     from dlexp.config.validate import check
 
-    cfg, payload = prepare(run_dir, overrides)
+    run_dir = Path(run_dir)
+    from dlexp.config import sweep_resume
+
+    if sweep_resume.is_sweep(run_dir):
+        return sweep_resume.main(run_dir, overrides, console)
     status = runs.read_status(run_dir)
+    reason = refusal(run_dir, status)
+    if reason:
+        raise UsageError(reason)
+    cfg, payload = prepare(run_dir, overrides)
+    done, target = int(payload["state"]["epoch"]), int(cfg.trainer.epochs)
+    if target < done:
+        raise ConfigError(f"trainer.epochs={target} is fewer than the {done} epochs {run_dir} has already done.")
+    if status.get("status") == "completed" and target <= done:
+        console.print(f"{run_dir} has completed its {done} epochs: nothing to do. To train it longer: "
+                      f"dlexp resume {run_dir} trainer.epochs={done + max(done // 10, 1)}",
+                      highlight=False, soft_wrap=True)
+        return 0
     check(cfg, status.get("choices"))  # the run's own build (train.run) is the last check
-    job = train.Job(run_dir=Path(run_dir), overrides=list(status.get("overrides", [])) + list(overrides),
+    job = train.Job(run_dir=run_dir, overrides=list(status.get("overrides", [])) + list(overrides),
                     choices=status.get("choices", {}))
-    console.print(f"resuming {run_dir} at epoch {payload['state']['epoch']}, step {payload['state']['step']}",
-                  highlight=False, soft_wrap=True)
-    result, _ = train.run(cfg, job, console, resume=payload)
+    before = int(OmegaConf.create(payload["config"]).trainer.epochs)
+    resumed_from = {"from": status.get("status"), "overrides": list(overrides)}
+    if target != before:
+        resumed_from["trainer.epochs"] = [before, target]
+    extending = f" to epoch {target}" if status.get("status") == "completed" else ""
+    console.print(f"resuming {run_dir} ({status.get('status')}) at epoch {done}, step {payload['state']['step']}"
+                  f"{extending}", highlight=False, soft_wrap=True)
+    result, _ = train.run(cfg, job, console, resume=payload, resumed_from=resumed_from)
     return runs.EXIT_CODES.get(result, 1)
+
+
+def started(run_dir: Path) -> bool:
+    """Did a job of a sweep being finished start before (it has a status.json)?"""
+    return (Path(run_dir) / runs.STATUS).is_file()
+
+
+def continue_job(cfg, job, console) -> tuple[str, dict[str, float]]:
+    """A job of a stopped sweep that had started: continued from its checkpoint; one stopped before its first
+    checkpoint (within a second of its start) starts over."""
+    from dlexp import train
+
+    status = runs.read_status(job.run_dir)
+    if not (job.run_dir / checkpoint.FILE).is_file():
+        for path in job.run_dir.iterdir():
+            if path.is_file() and path.name != runs.LOCK:  # its start's files; Hydra's .hydra/ folder stays
+                path.unlink()
+        return train.run(cfg, job, console)
+    payload = checkpoint.load(job.run_dir / checkpoint.FILE)
+    check_same_run(job.run_dir, payload, cfg)
+    console.print(f"resuming {job.run_dir.name} ({status.get('status')}) at epoch {payload['state']['epoch']}, "
+                  f"step {payload['state']['step']}", highlight=False, soft_wrap=True)
+    return train.run(cfg, job, console, resume=payload, resumed_from={"from": status.get("status")})

@@ -13,15 +13,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from dlexp.errors import ConfigError
+from dlexp.errors import ConfigError, UsageError
 
 STATUS = "status.json"
 CONFIG = "config.yaml"
 LOG = "train.log"
-# A run's final status and the exit code it gives a command (a sweep exits with its most serious one).
-EXIT_CODES = {"completed": 0, "failed": 1, "refused": 2, "diverged": 3, "interrupted": 130, "terminated": 143}
+LOCK = ".lock"                                # held (flock) by the one process writing the run, while it lives
+# A run's status and the exit code it gives a command (a sweep exits with its most serious one). `running` is
+# what status.json says while a process writes the run; readers call it `crashed` once that process is gone.
+EXIT_CODES = {"completed": 0, "failed": 1, "crashed": 1, "refused": 2, "diverged": 3, "interrupted": 130,
+              "terminated": 143}
 SERIOUSNESS = (143, 130, 1, 2, 3)            # most serious first: a stop by the user, a crash, a bad config, ...
-STATUS_STYLES = {"completed": "green", "diverged": "bold red", "failed": "red", "refused": "red"}
+STATUS_STYLES = {"completed": "green", "diverged": "bold red", "failed": "red", "crashed": "red", "refused": "red"}
+FINISHED = ("completed", "diverged", "failed", "refused")   # nothing more will happen to these runs by itself
+CONTINUABLE = ("interrupted", "terminated", "crashed")      # stopped early: `dlexp resume` continues them
 
 
 def worst_exit_code(statuses: list[str]) -> int:
@@ -60,10 +65,14 @@ log = logging.getLogger("dlexp")
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
-    """Temp file + rename: a reader never sees half a file, a crash never leaves one."""
+    """Temp file + rename: a reader never sees half a file, a crash (or a full disk) never leaves one."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 # The libraries whose versions decide a run's numbers: import name -> the distribution pip installs it from.
@@ -98,27 +107,141 @@ def installed_versions() -> dict[str, str]:
     return found
 
 
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# --- one writer per run ------------------------------------------------------------------------------------------
+# The process writing a run (or launching a sweep) holds an exclusive flock on the directory's .lock file for as
+# long as it writes. The kernel releases it when the process ends, however it ends (kill -9, the OOM killer), so
+# "is a live process writing this?" is one non-blocking lock attempt: no pid that may have been reused, no clock.
+# status.json names the writer (host, pid) for the messages. A run written on another host (a cluster node)
+# whose lock cannot be seen from here is judged by its heartbeat, the time of its last checkpoint.
+
+
+class Busy(Exception):
+    """Another live process holds the directory's lock."""
+
+
+def hold(path: Path) -> int | None:
+    """Take `path`'s lock for this process (released by `release` or when the process ends); None where the
+    system has no flock (Windows: liveness then comes from the pid). Raises Busy while another process holds it."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    fd = os.open(Path(path) / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + 1.0  # a reader (`dlexp compare`) may hold it shared for an instant
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.close(fd)
+                raise Busy(str(path)) from None
+            time.sleep(0.02)
+    try:  # who holds it, for the message another process prints
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"host": platform.node(), "pid": os.getpid()}).encode())
+    except OSError:  # a full disk: the lock itself still holds
+        pass
+    return fd
+
+
+def release(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)
+
+
+def locked(path: Path) -> bool | None:
+    """Does a live process hold `path`'s lock? None when this cannot be told (no lock file, no flock)."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    try:
+        fd = os.open(Path(path) / LOCK, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False  # closing the file below releases this shared lock at once
+    except BlockingIOError:
+        return True
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def holder(path: Path) -> str:
+    """'process 4242 on node7', from the lock file."""
+    try:
+        found = json.loads((Path(path) / LOCK).read_text())
+        return f"process {found['pid']} on {found['host']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process"
+
+
+def _pid_alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, TypeError, ValueError, OverflowError):
+        return True  # it exists (another user's), or the record cannot tell: assume alive
+    return True
+
+
+STALE_HEARTBEATS = 10  # a run on another host is taken for dead after this many missed heartbeats (>= 60 s)
+
+
+def writer_alive(path: Path, status: dict[str, Any]) -> bool:
+    """Is the process that wrote this `running` status still at work?"""
+    here = status.get("host") in (None, platform.node())
+    held = locked(path)
+    if held:
+        return True
+    if here:
+        return _pid_alive(status.get("pid")) if held is None else False
+    every, beat = status.get("heartbeat_secs"), status.get("heartbeat")
+    if not every or not beat:
+        return True  # another host and no heartbeat: nothing here can tell
+    try:
+        age = (datetime.now(timezone.utc) - datetime.fromisoformat(beat)).total_seconds()
+    except (TypeError, ValueError):
+        return True
+    return age < max(STALE_HEARTBEATS * float(every), 60.0)
+
+
 class Run:
-    """One run directory. Created once, never overwritten."""
+    """One run directory, written by one process at a time (which holds its lock). Created once, never
+    overwritten; `dlexp resume` continues it in place."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self.status: dict[str, Any] = {}
         self.started = time.perf_counter()
+        self.lock: int | None = None
 
     @classmethod
-    def create(cls, path: Path, config_yaml: str, overrides: list[str], choices: dict[str, str]) -> "Run":
+    def create(cls, path: Path, config_yaml: str, overrides: list[str], choices: dict[str, str],
+               sweep_job: int | None = None) -> "Run":
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         if (path / STATUS).exists():
             raise ConfigError(f"{path} already holds a run and is never overwritten; "
                               "choose another directory with hydra.run.dir=...")
         run = cls(path)
+        run.claim()
         (path / CONFIG).write_text(config_yaml)
-        run.status = {"status": "running", "run_id": secrets.token_hex(4), "name": path.name,
-                      "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        run.status = {"status": "running", "run_id": secrets.token_hex(4), "name": path.name, "started": now(),
                       "overrides": list(overrides), "choices": dict(choices), "versions": versions(),
-                      "pid": os.getpid(), "command": " ".join(["dlexp", "train", *overrides])}
+                      "host": platform.node(), "pid": os.getpid(),
+                      "command": " ".join(["dlexp", "train", *overrides])}
+        if sweep_job is not None:
+            run.status["sweep_job"] = sweep_job  # its number in the sweep: `dlexp resume SWEEP_DIR` goes by it
         run.save()
         run.attach_log()
         return run
@@ -134,13 +257,23 @@ class Run:
 
     @classmethod
     def open(cls, path: Path) -> "Run":
+        """An existing run, to be continued by this process (which takes its lock: one writer per run)."""
         run = cls(path)
+        run.claim()
         run.status = read_status(path)
+        run.status.update(host=platform.node(), pid=os.getpid())
         run.attach_log()
         return run
 
+    def claim(self) -> None:
+        try:
+            self.lock = hold(self.path)
+        except Busy:
+            raise UsageError(f"{self.path} is being written by {holder(self.path)}; a run has one writer at a "
+                             "time: wait for it to end, or stop it (Ctrl-C) and resume it then.") from None
+
     def attach_log(self) -> None:
-        handler = logging.FileHandler(self.path / LOG)
+        handler = RunLog(self.path / LOG)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         log.handlers = [h for h in log.handlers if not isinstance(h, logging.FileHandler)] + [handler]
         log.setLevel(logging.INFO)
@@ -153,21 +286,44 @@ class Run:
         self.status.update(fields)
         self.save()
 
+    def elapsed(self) -> float:
+        """Seconds of training so far, earlier attempts included."""
+        return round(self.status.get("wall_time_before", 0.0) + time.perf_counter() - self.started, 3)
+
+    def beat(self, epoch: int, step: int, every: float) -> None:
+        """The progress a checkpoint keeps, and the proof of life readers on other hosts go by."""
+        self.update(epoch=epoch, step=step, wall_time=self.elapsed(), heartbeat=now(), heartbeat_secs=every)
+
     def finish(self, status: str, **fields) -> None:
-        self.update(status=status, finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                    wall_time=round(self.status.get("wall_time_before", 0.0) + time.perf_counter() - self.started, 3),
-                    **fields)
-        log.info("run %s: %s", self.path, status)
-        for handler in list(log.handlers):
-            handler.close()
-            log.removeHandler(handler)
+        """The final status (where the disk still takes it); the lock is released whatever happens."""
+        try:
+            self.update(status=status, finished=now(), wall_time=self.elapsed(), **fields)
+        finally:
+            log.info("run %s: %s", self.path, status)
+            for handler in list(log.handlers):
+                handler.close()
+                log.removeHandler(handler)
+            release(self.lock)
+            self.lock = None
+
+
+class RunLog(logging.FileHandler):
+    """The run's train.log. A log line that cannot be written (a full disk) is dropped silently: the run reports
+    the cause itself, once, instead of logging's traceback for every line."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        pass
 
 
 def read_status(path: Path) -> dict[str, Any]:
+    """A run's status.json; a `running` run whose writer is gone reads as `crashed`."""
     try:
-        return json.loads((Path(path) / STATUS).read_text())
+        status = json.loads((Path(path) / STATUS).read_text())
     except (OSError, ValueError):
         return {}
+    if status.get("status") == "running" and not writer_alive(path, status):
+        status["status"] = "crashed"
+    return status
 
 
 def find_runs(*roots: Path) -> list[Path]:

@@ -273,7 +273,9 @@ def test_learning_rate_too_small_good_too_large(tmp_path):
     small, good, large = (runs[lr] for lr in (0.0001, 0.1, 1.0))
     assert small[0] == "completed" and small[1]["val/loss"] > 0.5 * start  # 500 epochs: ~0.26 -> ~0.15
     assert good[0] == "completed" and good[1]["val/loss"] < 0.1 * start    # ~0.018 (noise floor ~0.01)
-    assert large[0] == "diverged" and status_of(large[2])["diverged_at_step"] < 50  # ~step 16
+    # the README: above 1000 x its start for 5 steps by step 7, captured there with every tanh pinned
+    assert large[0] == "diverged" and status_of(large[2])["diverged_at_step"] == 7
+    assert large[1]["hist/saturated"] > 0.99
 
 
 def test_diverged_run_exits_3_and_compare_shows_it(cli, tmp_path):
@@ -736,17 +738,25 @@ def test_readme_learning_rate_numbers(learning_rates):
     assert as_stated(learning_rates[0.01][1]["val/loss"], at_001) and as_stated(learning_rates[0.1][1]["val/loss"], at_01)
     data = sine(seed=0)                                                    # the lesson's data: y = sin x + noise
     assert as_stated(((data.y_val - torch.sin(data.x_val)) ** 2).mean().item(), floor)
-    low, high, first, first_step, last, last_step, nan_step = readme(
-        "the loss grows {}–{}x per step, from {} at step {} to {} at step {} — and is NaN at step {}")
+    low, high, first, first_step, last, last_step, stop_step, start, above, window = readme(
+        "the loss grows {}–{}x per step, from {} at step {} to {} at step {}; at step {} it has been above 1000 times "
+        "its start ({}) for {} of the last {} steps")
     status, _, run_dir = learning_rates[1.0]
     steps = dict(scalars(run_dir, "train/step_loss"))                     # logged every step
-    assert status == "diverged" and status_of(run_dir)["diverged_at_step"] == nan_step
+    assert status == "diverged" and status_of(run_dir)["diverged_at_step"] == stop_step
     assert as_stated(steps[first_step], first) and as_stated(steps[last_step], last)
     growth = [steps[s + 1] / steps[s] for s in range(int(first_step), int(last_step))]
     assert low <= min(growth) and max(growth) <= high, growth
-    saturated, step = readme("its `hist/saturated`, {}, is that of its last histogram capture, the fresh network at step {}")
+    fresh = metrics_rows(run_dir)[0]["val/loss"]                          # the guard's reference: step 0's val/loss
+    assert as_stated(fresh, start)
+    from conftest import compose_cfg
+
+    guard = compose_cfg("experiment=learning_rate")[0].guard
+    assert (guard.explode_factor, guard.explode_window) == (1000, window)
+    assert sum(steps[s] > 1000 * fresh for s in steps) + 1 == above      # steps 3..6 logged, step 7 stopped it
+    (saturated,) = readme("with `hist/saturated` {}, captured at the step it stopped")
     assert as_stated(status_of(run_dir)["metrics"]["hist/saturated"], saturated)
-    assert scalars(run_dir, "hist/saturated") == [(step, pytest.approx(saturated, abs=saturated.tolerance))]
+    assert scalars(run_dir, "hist/saturated")[-1] == (stop_step, pytest.approx(saturated, abs=saturated.tolerance))
     rises, evaluations = readme("it rises at {} of its {} evaluations")
     for lr in (0.0001, 0.001, 0.01, 0.1):
         loss = [row["val/loss"] for row in metrics_rows(learning_rates[lr][2])]

@@ -137,9 +137,10 @@ def recorded_summaries(monkeypatch):
 def test_callbacks_are_registered_in_the_config_summary_first():
     """Hydra notifies end events in reverse order: the Summary, first in the list, ends the command last."""
     cfg = composer.load([])
-    assert list(cfg.hydra.callbacks) == ["summary", "preflight", "forked_workers", "own_launchers"]
+    assert list(cfg.hydra.callbacks) == ["summary", "preflight", "sweep_stops", "forked_workers", "own_launchers"]
     assert cfg.hydra.callbacks.summary._target_ == "dlexp.config.callbacks.Summary"
     assert cfg.hydra.callbacks.preflight._target_ == "dlexp.config.callbacks.Preflight"
+    assert cfg.hydra.callbacks.sweep_stops._target_ == "dlexp.config.callbacks.SweepStops"
     assert cfg.hydra.callbacks.forked_workers._target_ == "dlexp.config.callbacks.ForkedWorkers"
 
 

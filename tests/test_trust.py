@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
+import math
 import os
 import shutil
 import signal
@@ -15,6 +18,8 @@ import pytest
 import torch
 
 from conftest import dlexp_cmd, run_dirs, status_of
+from dlexp import runs
+from dlexp.observe.guard import DivergenceGuard, Diverged
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
 # 1,438 steps per epoch (batch size 1): long enough to interrupt in the middle of an epoch.
@@ -51,8 +56,7 @@ def test_sigint_checkpoints_and_resume_is_bit_identical(cli, tmp_path):
     assert base.returncode == 0, base.stderr
 
     proc = start(tmp_path, "train", *SLOW_RUN, "hydra.run.dir=cut")
-    wait_for_line(proc, "epoch 0/3")  # training has started
-    time.sleep(1.0)
+    wait_for_line(proc, "epoch 1/3")  # the first epoch is done; 2,876 steps are left, far more than a signal takes
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, (out, err)
@@ -208,3 +212,234 @@ def test_a_truncated_checkpoint_gets_a_clear_message(cli, tmp_path):
     assert "Traceback" not in result.stderr
     missing = cli("resume", "nowhere")
     assert missing.returncode == 4 and "not a dlexp run directory" in missing.stderr
+
+
+# --- exploding losses and stalls ---------------------------------------------------------------------------------
+
+
+def judged(losses: list[float], reference: float = 1.0, **rule) -> int | None:
+    """The step DivergenceGuard stops a run at, fed these step losses after a fresh network of loss `reference`."""
+    guard = DivergenceGuard(torch.nn.Linear(1, 1), torch.device("cpu"), every=1,
+                            **{"explode_factor": 1000, "explode_window": 10, **rule})
+    guard.on_epoch(None, {"val/loss": reference})
+    for step, value in enumerate(losses, 1):
+        try:
+            guard.check_loss(step, value)
+        except Diverged as err:
+            return err.step
+    return None
+
+
+def test_the_explosion_rule_counts_half_of_the_last_ten_steps():
+    assert judged([0.7] + [476.9, 12023.1] * 20, reference=0.695) == 11   # XOR at lr 10,000: a two-value cycle
+    assert judged([0.26 * 100 ** k for k in range(1, 12)], reference=0.26) == 6  # x100 a step: above from step 2
+    assert judged([1.0] * 30 + [1e6] + [1.0] * 30) is None                # one spike is not an explosion
+    assert judged(([2000.0] * 4 + [1.0] * 6) * 5) is None                 # 4 of any 10: below half
+    assert judged(([2000.0] * 5 + [1.0] * 5) * 5) == 5                    # 5 of the first 5
+    assert judged([999.0] * 40) is None and judged([1001.0] * 40) == 5    # the line is factor x the start, exactly
+    assert judged([2000.0] * 40, explode_factor=None) is None             # null: only non-finite losses stop a run
+    assert judged([1.0, 2.0, math.nan], explode_factor=None) == 3         # NaN: at once, whatever the rule
+
+
+def test_stalled_gradients_are_counted_step_by_step():
+    guard = DivergenceGuard(torch.nn.Linear(1, 1), torch.device("cpu"), every=1, stall_steps=100)
+    notices = []
+    guard.notice = notices.append
+    for step in range(1, 100):
+        guard.check_grads(step, 0.0)
+    assert guard.status_fields == {} and notices == []                   # 99 steps of zeros: not yet
+    guard.check_grads(100, 0.0)
+    assert guard.status_fields == {"stalled_at_step": 1} and len(notices) == 1
+    moving = DivergenceGuard(torch.nn.Linear(1, 1), torch.device("cpu"), every=1, stall_steps=100)
+    for step in range(1, 300):
+        moving.check_grads(step, 0.0 if step % 99 else 1e-12)             # one tiny gradient every 99 steps
+    assert moving.status_fields == {}
+
+
+def test_an_exploding_loss_is_diverged_exit_3_and_its_step_is_captured(cli, tmp_path):
+    from dlexp.observe.tensorboard import read_scalars
+
+    result = cli("train", "experiment=xor_mlp", "optimizer.lr=10000", "log.progress=none", "hydra.run.dir=boom")
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "diverged at step 11: the loss (1.2e+04) was above 1000 x its start (0.695)" in result.stdout
+    status = status_of(tmp_path / "boom")
+    assert status["status"] == "diverged" and status["diverged_at_step"] == 11
+    captured = [step for step, _ in read_scalars(tmp_path / "boom")["act_std/3_sigmoid"]]
+    assert captured == [0, 11]                                            # the fresh network, and the one that diverged
+
+
+def test_a_stalled_run_is_named_once_and_still_completes(cli, tmp_path):
+    result = cli("train", "-m", "experiment=symmetry", "initializer=zeros,xavier_normal", "trainer.epochs=300",
+                 "log.progress=none")
+    assert result.returncode == 0, result.stdout + result.stderr
+    found = {status_of(p)["choices"]["initializer"]: status_of(p) for p in run_dirs(tmp_path / "runs")}
+    assert found["zeros"]["status"] == "completed" and found["zeros"]["stalled_at_step"] == 1
+    assert "stalled_at_step" not in found["xavier_normal"]
+    notices = [line for line in result.stdout.splitlines() if "stalled at step" in line]
+    assert len(notices) == 1 and "every gradient has been exactly 0 for 100 steps" in notices[0]
+
+
+# --- crashes, one writer, resume ---------------------------------------------------------------------------------
+
+
+def files_of(root: Path) -> dict[str, tuple[str, int]]:
+    """Every file under `root`: (sha256, modification time in ns). Equal before and after: nothing rewritten."""
+    return {str(p.relative_to(root)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def wait_for_checkpoint_past_start(run_dir: Path, timeout: float = 300) -> int:
+    """The step of a checkpoint taken after the start (status.json follows each checkpoint)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            step = json.loads((run_dir / "status.json").read_text()).get("step", 0)
+        except (OSError, ValueError):
+            step = 0
+        if step > 0:
+            return step
+        time.sleep(0.05)
+    raise AssertionError(f"no checkpoint past the start in {run_dir}")
+
+
+KILLED_RUN = ["data=digits", "batch=stochastic", "trainer.epochs=4", "log.progress=lines", "log.every=200",
+              "trainer.checkpoint_secs=0.2"]
+
+
+def test_a_run_killed_midway_is_crashed_and_resumes_exactly(cli, tmp_path):
+    from dlexp.observe.tensorboard import read_scalars
+
+    base = cli("train", *KILLED_RUN, "hydra.run.dir=base")
+    assert base.returncode == 0, base.stderr
+    proc = start(tmp_path, "train", *KILLED_RUN, "hydra.run.dir=killed")
+    wait_for_line(proc, "epoch 1/4")
+    saved = wait_for_checkpoint_past_start(tmp_path / "killed")
+    proc.kill()  # SIGKILL: no handler, no last checkpoint, status.json left at running
+    proc.communicate(timeout=60)
+    killed = tmp_path / "killed"
+    assert status_of(killed)["status"] == "running" and runs.read_status(killed)["status"] == "crashed"
+    table = cli("compare", "killed", "--no-group")
+    assert table.returncode == 0 and "crashed" in table.stdout
+
+    resumed = cli("resume", "killed", "log.progress=none")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    line = next(line for line in resumed.stdout.splitlines() if line.startswith("resuming"))
+    step = int(line.rsplit("step ", 1)[1])
+    assert step >= saved > 0                                              # from a checkpoint past its start
+    status, total = status_of(killed), status_of(tmp_path / "base")["step"]
+    assert status["status"] == "completed" and status["step"] == total
+    assert status["resumes"][0]["from"] == "crashed" and status["resumes"][0]["step"] == step
+    ours, theirs = model_tensors(killed), model_tensors(tmp_path / "base")
+    assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
+    assert val_losses(killed) == val_losses(tmp_path / "base")
+    assert read_scalars(killed)["val/loss"] == read_scalars(tmp_path / "base")["val/loss"]  # no step twice
+
+
+def test_resume_is_refused_while_a_live_process_writes_the_run(cli, tmp_path):
+    proc = start(tmp_path, "train", *SLOW_RUN[:2], "trainer.epochs=1000", "log.progress=lines", "hydra.run.dir=live")
+    wait_for_line(proc, "epoch 1/1000")  # it cannot finish on its own during this test
+    refused = cli("resume", "live")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert f"is being written by process {proc.pid}" in refused.stderr and "Traceback" not in refused.stderr
+    wait_for_line(proc, "epoch 2/1000")  # the live run goes on undisturbed
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    status = status_of(tmp_path / "live")
+    assert status["status"] == "interrupted" and status["epoch"] >= 2 and "resumes" not in status
+
+
+def test_resume_of_a_completed_run_writes_nothing_and_more_epochs_extend_it(cli, tmp_path):
+    tiny = ["data=xor", "log.progress=none"]
+    assert cli("train", *tiny, "trainer.epochs=2", "hydra.run.dir=two").returncode == 0
+    assert cli("train", *tiny, "trainer.epochs=4", "hydra.run.dir=four").returncode == 0
+    before = files_of(tmp_path / "two")
+    again = cli("resume", "two")
+    assert again.returncode == 0, again.stderr
+    assert "has completed its 2 epochs: nothing to do" in again.stdout and "trainer.epochs=3" in again.stdout
+    assert files_of(tmp_path / "two") == before
+
+    more = cli("resume", "two", "trainer.epochs=4")
+    assert more.returncode == 0, more.stderr
+    (entry,) = status_of(tmp_path / "two")["resumes"]
+    assert entry["from"] == "completed" and entry["trainer.epochs"] == [2, 4] and entry["epoch"] == 2
+    ours, theirs = model_tensors(tmp_path / "two"), model_tensors(tmp_path / "four")
+    assert all(torch.equal(ours[k], theirs[k]) for k in theirs)           # 2 + 2 epochs = 4 epochs
+    assert val_losses(tmp_path / "two") == val_losses(tmp_path / "four")
+
+
+def test_resume_help_says_that_overrides_extend_a_run(cli):
+    result = cli("resume", "--help")
+    assert result.returncode == 0 and "resume RUN trainer.epochs=210` trains a 200-epoch run 10 epochs more" in \
+        " ".join(result.stdout.split())
+    assert "crashed" in result.stdout and "sweep directory" in result.stdout
+
+
+# --- a full disk -------------------------------------------------------------------------------------------------
+
+FILE_LIMIT = 300_000  # bytes per file: the event file reaches it within a few epochs, the checkpoint (86 KB) never
+
+
+def small_files() -> None:
+    """In the child: files may not grow past FILE_LIMIT, as on a disk that fills up (writes fail with EFBIG)."""
+    import resource
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the kernel kills the process instead of failing the write
+    resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_LIMIT, FILE_LIMIT))
+
+
+def test_a_full_disk_is_one_sentence_and_the_checkpoint_survives(cli, tmp_path):
+    import errno
+
+    result = subprocess.run([*dlexp_cmd(), "train", "data=digits", "trainer.epochs=300", "log.hist_every=5",
+                             "log.progress=none", "hydra.run.dir=full"], cwd=tmp_path, capture_output=True,
+                            text=True, env=ENV, preexec_fn=small_files, timeout=600)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr and result.stderr == ""
+    (sentence,) = [line for line in result.stdout.splitlines() if "cannot write" in line]
+    events = next((tmp_path / "full").glob("events.out.tfevents.*"))
+    assert f"cannot write {events}: {os.strerror(errno.EFBIG)}" in sentence
+    status = status_of(tmp_path / "full")
+    assert status["status"] == "failed" and str(events) in status["error"]
+    saved = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)   # intact, readable
+    assert 0 <= saved["state"]["step"] <= status["step"]
+    assert not list((tmp_path / "full").glob(".*.tmp"))                  # no half-written temp file left
+
+    room = cli("resume", "full", "trainer.epochs=8", "log.hist_every=500")   # with room again, it goes on
+    assert room.returncode == 0, room.stdout + room.stderr
+    assert status_of(tmp_path / "full")["status"] == "completed"
+
+
+def test_the_readme_states_the_rules_the_config_and_the_code_hold():
+    from dlexp.config import compose as composer
+
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    cfg = composer.without_hydra(composer.load([]))
+    guard, trainer = cfg.guard, cfg.trainer
+    for fragment in (f"above `guard.explode_factor` ({guard.explode_factor:g}) times the loss of the freshly",
+                     f"half or more of the last `guard.explode_window` ({guard.explode_window}) steps",
+                     f"exactly 0 for `guard.stall_steps` ({guard.stall_steps}) steps in a row",
+                     f"every `trainer.checkpoint_secs` ({trainer.checkpoint_secs:g}) seconds of training",
+                     f"loses at most about {trainer.checkpoint_secs:g} seconds of training",
+                     f"missed {runs.STALE_HEARTBEATS} checkpoints "
+                     f"({runs.STALE_HEARTBEATS * trainer.checkpoint_secs / 60:g} minutes by default)"):
+        assert fragment in readme, fragment
+    for status, code in runs.EXIT_CODES.items():  # the table of statuses and exit codes
+        if status != "refused":
+            assert f"| {status} | {code} |" in readme, status
+    assert "Other exit codes: 2 a configuration that cannot run" in readme and "status `refused`" in readme
+
+
+def test_a_disk_full_before_the_run_starts_is_one_sentence_naming_the_run(tmp_path):
+    import errno
+    import resource
+
+    def tiny_files() -> None:  # not even Hydra's record of the run (.hydra/hydra.yaml) fits
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))
+
+    result = subprocess.run([*dlexp_cmd(), "train", "data=xor", "log.progress=none", "hydra.run.dir=nowhere"],
+                            cwd=tmp_path, capture_output=True, text=True, env=ENV, preexec_fn=tiny_files, timeout=600)
+    assert result.returncode == 1
+    assert result.stdout == "" and result.stderr == f"error: cannot write nowhere: {os.strerror(errno.EFBIG)}.\n"
+    assert not (tmp_path / "nowhere" / "status.json").exists()

@@ -53,18 +53,29 @@ def task(cfg: DictConfig) -> Outcome:
     """One Hydra job, whichever launcher runs it."""
     from hydra.core.hydra_config import HydraConfig
 
-    from dlexp import train
+    from dlexp import resume, signals, train
     from dlexp.config.validate import check
 
     hc = HydraConfig.get()
     job = job_of(hc)
     console = _console()
+    if job.sweep_dir is not None:
+        signals.join_sweep(job.sweep_dir)
+        if signals.stop_requested():  # the sweep was stopped: no new job starts (dlexp resume runs it later)
+            discard(job.run_dir)
+            return Outcome(math.inf, "not started")
     try:
         if not prechecked(hc):  # a sweeper (Optuna) sampled values the pre-flight never saw
             check(cfg, job.choices)
-        status, metrics = train.run(cfg, job, console)
+        if composer.targets(hc.sweeper, "ResumeSweeper") and resume.started(job.run_dir):
+            status, metrics = resume.continue_job(cfg, job, console)
+        else:
+            status, metrics = train.run(cfg, job, console)
     except ConfigError as err:
         return refuse(job, err, keep_record=hc.mode.name == "MULTIRUN")
+    except DlexpError as err:  # a disk that takes nothing, a checkpoint that cannot be used: one sentence
+        report_error(_console(stderr=True), err)
+        return Outcome(math.inf, "failed")
     return Outcome.of(status, metrics)
 
 
@@ -73,15 +84,19 @@ def job_of(hc):
     from dlexp import train
 
     choices = {k: str(v) for k, v in hc.runtime.choices.items() if k in catalog.GROUPS}
+    sweep = hc.mode.name == "MULTIRUN"
     # jobs of a parallel launcher (joblib, submitit, Ray) share a terminal: no bars or epoch lines, one line each
-    parallel = hc.mode.name == "MULTIRUN" and not composer.targets(hc.launcher, "BasicLauncher")
+    parallel = sweep and not composer.targets(hc.launcher, "BasicLauncher")
     return train.Job(run_dir=Path(hc.runtime.output_dir), overrides=list(hc.overrides.task), choices=choices,
-                     compact=parallel)
+                     compact=parallel, sweep_dir=Path(hc.sweep.dir) if sweep else None,
+                     num=int(hc.job.num) if sweep else None)
 
 
 def prechecked(hc) -> bool:
-    """Did the Preflight callback check this job? A single run and every job of the basic sweeper: yes."""
-    return hc.mode.name == "RUN" or composer.targets(hc.sweeper, "BasicSweeper")
+    """Did the Preflight callback check this job? A single run and every job of the basic sweeper (or of a
+    resumed sweep): yes."""
+    return hc.mode.name == "RUN" or composer.targets(hc.sweeper, "BasicSweeper") \
+        or composer.targets(hc.sweeper, "ResumeSweeper")
 
 
 def refuse(job, err: ConfigError, keep_record: bool) -> Outcome:
@@ -154,6 +169,19 @@ def train_command(argv: list[str]) -> int:
         return report_error(_console(stderr=True), err)
     except (HydraException, OmegaConfBaseException) as err:  # Hydra could not compose: say what, all of it
         return report_error(_console(stderr=True), diagnose(argv, err))
+    except OSError as err:  # Hydra writing its own record (.hydra/) on a full disk (after: a missing config is one)
+        from dlexp.config.callbacks import Preflight
+        from dlexp.errors import StorageError, cannot_write
+
+        where = Preflight.run_dir or "the run directory"
+        return report_error(_console(stderr=True), StorageError(cannot_write(err, where) + "."))
+    except Exception as err:  # a sweep's launcher failing (a worker the system killed): a sentence and the summary
+        from dlexp.config.callbacks import launcher_failed
+
+        code = launcher_failed(err)
+        if code is None:
+            raise
+        return code
     return 0
 
 

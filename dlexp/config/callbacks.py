@@ -1,9 +1,10 @@
 """Hydra callbacks (registered under `hydra.callbacks` in conf/config.yaml): dlexp's part of Hydra's run.
 
-`Preflight` checks every job before any starts. `Summary` runs in the process that launched the command, once
-all jobs are done, whichever launcher ran them (basic: in this process; joblib, submitit, Ray: elsewhere). So it
-learns what happened from the run directories on disk, never from memory, and ends the command with the exit
-code of its most serious outcome. `ForkedWorkers` makes joblib's workers start with torch already loaded.
+`Preflight` checks every job before any starts. `SweepStops` makes Ctrl-C / SIGTERM stop the whole sweep and keeps
+one launching process per sweep. `Summary` runs in the process that launched the command, once all jobs are done
+(or the sweep was stopped), whichever launcher ran them (basic: in this process; joblib, submitit, Ray:
+elsewhere). So it learns what happened from the run directories on disk, never from memory, and ends the command
+with the exit code of its most serious outcome. `ForkedWorkers` makes joblib's workers start with torch loaded.
 """
 
 from __future__ import annotations
@@ -26,10 +27,13 @@ class Preflight(Callback):
     itself: it reports the problems and exits.
     """
 
+    run_dir: Path | None = None  # where the single run writes: named if Hydra cannot write its record there
+
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         from dlexp.config.preflight import check_run
 
         _refuse_on_problems(check_run, config)
+        Preflight.run_dir = Path(str(config.hydra.run.dir))
 
     def on_multirun_start(self, config: DictConfig, config_name: str | None = None, **kwargs: Any) -> None:
         from dlexp.config.preflight import check_sweep
@@ -46,6 +50,37 @@ def _refuse_on_problems(check, *args) -> None:
     except ConfigError as err:
         report(_console(stderr=True), err)
         raise SystemExit(err.exit_code) from None
+
+
+class SweepStops(Callback):
+    """From the moment the jobs have been checked to the summary, the launching process holds the sweep's lock
+    (one launching process per sweep: `dlexp resume` of a sweep still running is refused) and Ctrl-C / SIGTERM
+    stop the sweep instead of the process: running jobs checkpoint, no new job starts, the summary is written
+    (dlexp.signals). Registered after Preflight: a sweep refused there writes nothing."""
+
+    def __init__(self) -> None:
+        self.lock = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from dlexp import runs, signals
+        from dlexp.config.app import _console
+
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        try:
+            sweep_dir.mkdir(parents=True, exist_ok=True)
+            self.lock = runs.hold(sweep_dir)
+        except runs.Busy:
+            _console(stderr=True).print(f"[bold red]error:[/] the sweep {sweep_dir} is being run by "
+                                        f"{runs.holder(sweep_dir)}; wait for it to end, or stop it first.")
+            raise SystemExit(2) from None
+        signals.watch_sweep(sweep_dir)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from dlexp import runs, signals
+
+        signals.unwatch_sweep()  # notified before the Summary: a Ctrl-C while it writes ends the command
+        runs.release(self.lock)
+        self.lock = None
 
 
 class ForkedWorkers(Callback):
@@ -107,14 +142,29 @@ class Summary(Callback):
                 raise SystemExit(code)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        code = self.report(Path(str(config.hydra.sweep.dir)), config)
+        if code:
+            raise SystemExit(code)
+
+    def report(self, sweep_dir: Path, config: DictConfig | None) -> int:
+        """What happened to each job, read from disk; returns the sweep's exit code. `config` (the sweep's, with
+        its hydra node) tells how many jobs were planned; None when that is not known."""
         from rich.console import Console
 
-        from dlexp import runs
+        from dlexp import runs, signals
 
-        sweep_dir = Path(str(config.hydra.sweep.dir))
         console = Console(highlight=False, soft_wrap=True)
         jobs = [(path, runs.read_status(path)) for path in sorted(runs.find_runs(sweep_dir), key=_job_order)]
-        console.print(f"[bold]sweep finished:[/] {_counts(jobs)} in {sweep_dir}")
+        statuses = [status.get("status", "failed") for _, status in jobs]
+        stopped = signals.stop_requested(sweep_dir)
+        planned = planned_jobs(config) if config is not None else 0
+        missing = planned - len(jobs) if planned else 0
+        if stopped:
+            console.print(f"[bold]sweep stopped ({stopped}):[/] {_counts(jobs)}"
+                          f"{f', {missing} not started' if missing > 0 else ''} in {sweep_dir}")
+        else:
+            console.print(f"[bold]sweep {'ended' if missing > 0 else 'finished'}:[/] {_counts(jobs)}"
+                          f"{f', {missing} not started' if missing > 0 else ''} in {sweep_dir}")
         for path, status in jobs:
             console.print(f"  {_status_text(status)}  {path.name}")
         if jobs:
@@ -122,9 +172,9 @@ class Summary(Callback):
         best = best_trial(sweep_dir)
         if best:
             console.print(f"[bold]best trial:[/] {best}")
-        code = runs.worst_exit_code([status.get("status", "failed") for _, status in jobs])
-        if code:
-            raise SystemExit(code)
+        if planned and (stopped or missing > 0 or any(s in runs.CONTINUABLE for s in statuses)):
+            console.print(f"continue it: dlexp resume {sweep_dir}")  # (a sampling sweeper's cannot be resumed)
+        return runs.worst_exit_code(statuses + ([stopped] if stopped else []) + (["crashed"] if missing > 0 else []))
 
     @staticmethod
     def _summary(sweep_dir: Path, console) -> None:
@@ -139,6 +189,36 @@ class Summary(Callback):
         if written:
             console.print(f"[bold]summary:[/]  {', '.join(str(p) for p in written)}")
         console.print(f"compare:  dlexp compare {sweep_dir}")
+
+
+def launcher_failed(err: Exception) -> int | None:
+    """The launcher of the sweep this process launches failed (a worker killed by the system: joblib's
+    TerminatedWorkerError): one sentence, then the sweep's summary from disk. None if no sweep is launched here."""
+    from dlexp import signals
+    from dlexp.config.app import _console
+    from dlexp.config.compose import first_sentence
+
+    sweep_dir = signals.watched_sweep()
+    if sweep_dir is None:
+        return None
+    signals.unwatch_sweep()
+    _console(stderr=True).print(f"[bold red]error:[/] the sweep's launcher stopped: {type(err).__name__}: "
+                                f"{first_sentence(err)}", soft_wrap=True)
+    record = sweep_dir / "multirun.yaml"  # Hydra's record of the sweep: how many jobs it has
+    config = OmegaConf.load(record) if record.is_file() else None
+    if config is not None:
+        config.hydra.sweep.dir = str(sweep_dir)
+    return Summary().report(sweep_dir, config) or 1
+
+
+def planned_jobs(config: DictConfig) -> int:
+    """How many jobs the sweep has (0 when a sampling sweeper such as Optuna decides as it goes)."""
+    from dlexp.config import compose as composer
+
+    sweeper = OmegaConf.select(config, "hydra.sweeper")
+    if sweeper is None or not (composer.targets(sweeper, "BasicSweeper") or composer.targets(sweeper, "ResumeSweeper")):
+        return 0
+    return len(composer.sweep_jobs(list(config.hydra.overrides.task), composer.sweeper_params(sweeper)))
 
 
 def _job_order(path: Path) -> tuple[int, str]:

@@ -236,18 +236,27 @@ def first_sentence(err: BaseException) -> str:
     return lines[0] if lines else type(err).__name__
 
 
-def sweep_jobs(overrides: list[str]) -> list[list[str]]:
-    """The override list of every job of a basic sweep (the cartesian product, in Hydra's order)."""
+def sweep_jobs(overrides: list[str], params: dict | None = None) -> list[list[str]]:
+    """The override list of every job of a basic sweep, exactly as Hydra's BasicSweeper makes them: its `params`
+    (hydra.sweeper.params) first, then the command line's overrides, one axis per key (a later value of a key
+    replaces an earlier one in its place), jobs numbered in the order of their cartesian product."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    axes = []
-    for override in OverridesParser.create().parse_overrides(overrides):
+    axes: dict[str, list[str]] = {}
+    lines = [f"{key}={value}" for key, value in (params or {}).items()] + list(overrides)
+    for override in OverridesParser.create().parse_overrides(lines):
+        key = override.get_key_element()
         if override.is_sweep_override():
-            key = override.get_key_element()
-            axes.append([f"{key}={value}" for value in override.sweep_string_iterator()])
+            axes[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
         else:
-            axes.append([override.input_line])
-    return [list(job) for job in itertools.product(*axes)]
+            axes[key] = [f"{key}={override.get_value_element_as_str()}"]
+    return [list(job) for job in itertools.product(*axes.values())]
+
+
+def sweeper_params(sweeper: DictConfig) -> dict:
+    """hydra.sweeper.params (sweep axes a preset can declare) as plain {key: "a,b"}; {} when there are none."""
+    params = sweeper.get("params") if sweeper is not None else None
+    return OmegaConf.to_container(params, resolve=False) if isinstance(params, DictConfig) else {}
 
 
 def fixed_part(overrides: list[str]) -> list[str]:

@@ -35,8 +35,12 @@ def check_sweep(cfg: DictConfig, config_name: str | None = None) -> None:
     if problems:
         raise ConfigError(problems)
     overrides = list(cfg.hydra.overrides.task)
+    params = composer.sweeper_params(cfg.hydra.sweeper)
     if composer.targets(cfg.hydra.sweeper, "BasicSweeper"):
-        jobs = composer.sweep_jobs(overrides)
+        jobs = composer.sweep_jobs(overrides, params)
+    elif composer.targets(cfg.hydra.sweeper, "ResumeSweeper"):  # `dlexp resume SWEEP_DIR`: the jobs it launches
+        everything = composer.sweep_jobs(overrides, params)
+        jobs = [everything[i] for i in cfg.hydra.sweeper.jobs]
     else:  # another sweeper (Optuna) samples values itself: check the fixed part; its jobs check the rest
         jobs = [composer.fixed_part(overrides)]
     check_jobs(jobs, composer.running(config_name or composer.CONFIG_NAME))

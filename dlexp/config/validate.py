@@ -1,7 +1,7 @@
 """Everything that can be checked before a run starts, reported all at once (torchtune `_validate.py` style).
 
 One pass over a composed (hydra-free) config, each problem naming its key:
-  1. the plain groups (trainer, log, batch, device) and top-level keys against their declared knobs (`PLAIN`);
+  1. the plain groups (trainer, guard, log, batch, device) and top-level keys against their declared knobs (`PLAIN`);
   2. each component group (`_target_` nodes) against its target's signature: unknown or missing keys, types,
      and the ranges and choices declared with the parameters (dlexp/params.py);
   3. what needs the data: the dataset loads, the loss pairs with it (bce on 10 classes), the device exists.
@@ -29,7 +29,9 @@ class Knob:
 
 
 PLAIN = {
-    "trainer": {"epochs": Knob(int, 0), "checkpoint_every": Knob(int, 0)},
+    "trainer": {"epochs": Knob(int, 0), "checkpoint_secs": Knob(float, 0), "checkpoint_every": Knob(int, 0)},
+    "guard": {"explode_factor": Knob(float, 1, nullable=True), "explode_window": Knob(int, 1),
+              "stall_steps": Knob(int, 1, nullable=True)},
     "log": {"dir": Knob(str), "every": Knob(int, 1), "epoch_every": Knob(int, 1), "hist_every": Knob(int, 0),
             "histograms": Knob(bool), "progress": Knob(("auto", "bar", "lines", "none")),
             "boundaries": Knob(("auto", True, False))},

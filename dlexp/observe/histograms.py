@@ -222,12 +222,14 @@ class Histograms:
         hists: dict[str, dict] = {}
         scalars: dict[str, float] = {}
         pooled = {"saturated": [0.0, 0], "dead": [0.0, 0]}    # kind -> [count, out of]
+        broken = set()                                        # activations that are not finite (a diverged run)
         for kind, tag, n in uses:
             if kind == "hist":
                 stats = values[at:at + 4 + bins]
                 at += 4 + bins
                 fields = histogram_proto_fields(stats, n, bins)
                 if fields is None:
+                    broken.add(tag.split("/", 1)[1])
                     continue
                 hists[tag] = fields
                 if tag.startswith("activations/"):
@@ -237,13 +239,17 @@ class Histograms:
             x = values[at]
             at += 1
             if kind in pooled:
+                if tag.split("/", 1)[1] in broken:   # NaN units count as neither saturated nor dead: skip them
+                    continue
                 pooled[kind][0] += x
                 pooled[kind][1] += n
                 x /= n
             if _finite(x):
                 scalars[tag] = x
-        self.final = {f"hist/{kind}": count / total for kind, (count, total) in pooled.items() if total}
-        scalars.update(self.final)
+        final = {f"hist/{kind}": count / total for kind, (count, total) in pooled.items() if total}
+        if final or not broken:                              # a wrecked network keeps the last meaningful numbers
+            self.final = final
+        scalars.update(final)
         self.board.summary(hists, scalars, step)             # one event for the whole capture
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import time
 from pathlib import Path
 
@@ -12,13 +13,37 @@ class MetricsCSV:
         self.path = path
         self.columns: list[str] | None = None
         self.started = time.perf_counter()
+        self.purged = False
+
+    def _purge(self, state) -> None:
+        """A continued run first drops the rows an earlier attempt wrote after its checkpoint (as TensorBoard's
+        purge_step drops their events), and a row a crash cut short; then it appends to its own file."""
+        from dlexp.checkpoint import purge_step
+
+        self.purged = True
+        if not self.path.exists():
+            return
+        keep = purge_step(state.step)
+        with self.path.open(newline="") as f:
+            header, *rows = list(csv.reader(f)) or [[]]
+        where = header.index("step") if "step" in header else None
+        rows = [r for r in rows if where is not None and len(r) == len(header) and _int(r[where]) < keep]
+        if not rows:
+            self.path.unlink()
+            return
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        with tmp.open("w", newline="") as f:
+            csv.writer(f).writerows([header, *rows])
+        os.replace(tmp, self.path)
+        self.columns = header
 
     def on_start(self, state) -> None:
-        if self.path.exists():  # a resumed run appends to its own file
-            with self.path.open() as f:
-                self.columns = next(csv.reader(f), None)
+        if not self.purged:
+            self._purge(state)
 
     def on_epoch(self, state, metrics: dict[str, float]) -> None:
+        if not self.purged:  # a fresh start's epoch 0 comes before on_start
+            self._purge(state)
         row = {"epoch": state.epoch, "step": state.step, **metrics,
                "time": round(time.perf_counter() - self.started, 3)}
         new = self.columns is None
@@ -29,3 +54,10 @@ class MetricsCSV:
             if new:
                 writer.writeheader()
             writer.writerow(row)
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        return 1 << 62

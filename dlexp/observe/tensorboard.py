@@ -3,6 +3,7 @@ back from a run's event files (scalars, histograms) and writing derived runs, su
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,18 +20,33 @@ class Board:
     def __init__(self, log_dir: Path, purge_step: int | None = None):
         from torch.utils.tensorboard import SummaryWriter
 
+        self.log_dir = Path(log_dir)
         fast_checksums()
+        quiet_writer_threads()
         # flush_secs: curves appear in a running TensorBoard within seconds; the writer thread does the I/O.
         # max_queue: with the default of 10 pending events, the training thread would wait at every epoch end
         # (a histogram capture plus the epoch's scalars) for the writer thread to catch up.
         self.writer = SummaryWriter(log_dir=str(log_dir), max_queue=1000, flush_secs=10, purge_step=purge_step)
 
+    @contextlib.contextmanager
+    def writing(self):
+        """A write that fails (a full disk) names the event file: TensorBoard's own error names no file."""
+        try:
+            yield
+        except OSError as err:
+            if err.filename is None:
+                found = sorted(self.log_dir.glob("events.out.tfevents.*"), key=lambda p: p.stat().st_mtime)
+                err.filename = str(found[-1] if found else self.log_dir)
+            raise
+
     def scalar(self, tag: str, value: float, step: int) -> None:
-        self.writer.add_scalar(tag, value, step)
+        with self.writing():
+            self.writer.add_scalar(tag, value, step)
 
     def scalars(self, values: dict[str, float], step: int) -> None:
-        for tag, value in values.items():
-            self.writer.add_scalar(tag, value, step)
+        with self.writing():
+            for tag, value in values.items():
+                self.writer.add_scalar(tag, value, step)
 
     def summary(self, histograms: dict[str, dict], scalars: dict[str, float], step: int) -> None:
         """Many histograms (HistogramProto fields: min, max, num, sum, sum_squares, bucket_limits, bucket_counts)
@@ -47,7 +63,8 @@ class Board:
                   for tag, h in histograms.items()]
         values += [Summary.Value(tag=tag, simple_value=value) for tag, value in scalars.items()]
         if values:
-            self.writer._get_file_writer().add_summary(Summary(value=values), step)
+            with self.writing():
+                self.writer._get_file_writer().add_summary(Summary(value=values), step)
 
     def images(self, images: dict, step: int) -> None:
         """RGB images ((H, W, 3) uint8 arrays) as ONE event, PNG-encoded with Pillow (fast compression: these
@@ -80,15 +97,36 @@ class Board:
         from torch.utils.tensorboard.summary import hparams as hparams_summary
 
         _, start, end = hparams_summary(hparams, metrics)
-        file_writer = self.writer._get_file_writer()
-        for summary in (start, end):
-            file_writer.add_summary(summary)
-        for tag, value in metrics.items():
-            if tag not in written:
-                self.writer.add_scalar(tag, value, step)
+        with self.writing():
+            file_writer = self.writer._get_file_writer()
+            for summary in (start, end):
+                file_writer.add_summary(summary)
+            for tag, value in metrics.items():
+                if tag not in written:
+                    self.writer.add_scalar(tag, value, step)
 
     def close(self) -> None:
-        self.writer.close()
+        with self.writing():
+            self.writer.close()
+
+
+def quiet_writer_threads() -> None:
+    """TensorBoard writes events from a thread of its own. When a write fails there (a full disk), the thread
+    keeps the exception and TensorBoard raises it again in the training thread at the next event, where the run
+    reports it in one sentence; Python would also print the thread's traceback (~100 lines). Not that one."""
+    import threading
+
+    if getattr(threading.excepthook, "dlexp", False):
+        return
+    default = threading.excepthook
+
+    def hook(args) -> None:
+        if isinstance(args.exc_value, OSError) and type(args.thread).__module__.startswith("tensorboard."):
+            return
+        default(args)
+
+    hook.dlexp = True
+    threading.excepthook = hook
 
 
 class ScalarLogger:

@@ -1,0 +1,130 @@
+"""`dlexp resume SWEEP_DIR`: finish a sweep stopped by Ctrl-C, SIGTERM or a crash.
+
+The sweep's own record says how it was launched: multirun.yaml (written by Hydra when the sweep started) holds the
+command line's overrides, the Hydra overrides (the launcher and its settings: hydra/launcher=joblib,
+hydra.launcher.n_jobs=2), the --config-dir folders and the working directory. Each job's status.json says how the
+job ended and its job number. The sweep then runs again as `dlexp train -m` with the same overrides, in the same
+directory, through the same launcher, with one difference: the `resume` sweeper (hydra_plugins/dlexp_sweepers)
+launches only the unfinished jobs, under their own numbers. In each of them the task continues a job that had
+started from its checkpoint, and runs one that had not. Finished jobs (completed, diverged, failed, refused) are
+never touched: no process opens their files.
+
+What a launcher does to take part in stopping and resuming sweeps (Hydra's basic and joblib launchers do it
+through `app.task`; a launcher that trains jobs its own way, many at once in one process say, does the same):
+  * numbering: job k of `launch(overrides, initial_job_idx)` is job number initial_job_idx + k (hydra.job.num),
+    the way Hydra's launchers number them: a resumed sweep calls `launch` once per run of consecutive numbers;
+  * stopping: before starting a job, `signals.stop_requested()` (after `signals.join_sweep(sweep_dir)`): a
+    stopped sweep starts no job, and a job not started leaves no status.json (`app.discard` its directory);
+    while training, a job stops when `stop_on_signals` sets its state's `stop` or when `stop_requested()` says
+    so (`signals.SweepStop` reads it once a second), and ends as train.run ends it (a checkpoint, the status);
+  * records: each job is a run directory like any other: `runs.Run.create(..., sweep_job=number)` (its lock,
+    its number), the observers of `build.observers(..., record=...)` (checkpoints by time, the heartbeat, the
+    guard), `train.finish`;
+  * resuming: a job whose directory holds a status.json is continued (`resume.started`, `resume.continue_job`:
+    the checkpoint, `check_same_run`, `train.run(resume=...)`), one without starts afresh.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from dlexp import runs
+from dlexp.config import compose as composer
+from dlexp.errors import UsageError
+
+MULTIRUN = "multirun.yaml"   # Hydra's record of a sweep, in its directory
+
+
+def is_sweep(path: Path) -> bool:
+    return (Path(path) / MULTIRUN).is_file()
+
+
+def job_number(path: Path, status: dict) -> int | None:
+    """A job's number: status.json's sweep_job, else the number its directory name starts with."""
+    if isinstance(status.get("sweep_job"), int):
+        return status["sweep_job"]
+    digits = "".join(c for c in Path(path).name.split("_")[0] if c.isdigit())
+    return int(digits) if digits and Path(path).name[: len(digits)] == digits else None
+
+
+def plan(sweep_dir: Path, count: int) -> dict[int, tuple[str, Path | None]]:
+    """Job number -> (how it stands: a run status, or "not started"; its directory)."""
+    found: dict[int, tuple[str, Path | None]] = {n: ("not started", None) for n in range(count)}
+    for path in runs.find_runs(sweep_dir):
+        status = runs.read_status(path)
+        number = job_number(path, status)
+        if number is not None and number in found:
+            found[number] = (status.get("status", "failed"), path)
+    return found
+
+
+def recorded(sweep_dir: Path) -> DictConfig:
+    record = OmegaConf.load(Path(sweep_dir) / MULTIRUN)
+    sweeper = record.hydra.sweeper
+    if not composer.targets(sweeper, "BasicSweeper"):
+        raise UsageError(f"{sweep_dir} was made by {sweeper.get('_target_')}; dlexp resume finishes sweeps that list "
+                         "their values (dlexp train -m a=1,2,3), whose jobs are known in advance.")
+    return record
+
+
+def command_line(sweep_dir: Path, record: DictConfig, jobs: list[int]) -> list[str]:
+    """The sweep's own `dlexp train -m` arguments, in its directory, with the resume sweeper over `jobs`."""
+    hydra = record.hydra
+    own = ("hydra.mode=", "hydra.sweep.dir=", "hydra/sweeper=", "hydra.sweeper.")
+    kept = [o for o in hydra.overrides.hydra if not str(o).startswith(own)]
+    dirs = [s.path[len("file://"):] for s in hydra.runtime.config_sources
+            if s.provider == "command-line" and str(s.path).startswith("file://")]
+    quoted = "'" + str(Path(sweep_dir).resolve()).replace("'", "\\'") + "'"
+    return ["-m", *(f for d in dirs for f in ("--config-dir", d)), *hydra.overrides.task, *kept,
+            f"hydra.sweep.dir={quoted}", "hydra/sweeper=resume", f"hydra.sweeper.jobs=[{','.join(map(str, jobs))}]"]
+
+
+def register_sweeper() -> None:
+    """Hydra finds plugins by listing the hydra_plugins package, which an editable install (pip install -e)
+    hides behind an import hook; registering the class itself works in every install."""
+    from hydra.core.plugins import Plugins
+    from hydra_plugins.dlexp_sweepers.resume_sweeper import ResumeSweeper
+
+    Plugins.instance().register(ResumeSweeper)
+
+
+def main(sweep_dir: Path, overrides: list[str], console) -> int:
+    from dlexp import signals
+    from dlexp.config.app import train_command
+
+    sweep_dir = Path(sweep_dir)
+    if overrides:
+        raise UsageError(f"dlexp resume of a sweep takes no overrides ({' '.join(overrides)}); to extend one of its "
+                         "runs: dlexp resume RUN_DIR trainer.epochs=N.")
+    if runs.locked(sweep_dir):
+        raise UsageError(f"the sweep {sweep_dir} is being run by {runs.holder(sweep_dir)}; wait for it to end, or "
+                         "stop it (Ctrl-C) and resume it then.")
+    record = recorded(sweep_dir)
+    jobs = composer.sweep_jobs(list(record.hydra.overrides.task), composer.sweeper_params(record.hydra.sweeper))
+    standing = plan(sweep_dir, len(jobs))
+    alive = [path for status, path in standing.values() if status == "running"]
+    if alive:
+        raise UsageError(f"{alive[0]} is being written by a live process; a run has one writer at a time: wait for "
+                         "it to end, or stop it and resume the sweep then.")
+    todo = [n for n, (status, _) in standing.items() if status not in runs.FINISHED]
+    counts = ", ".join(f"{n} {s}" for s, n in Counter(s for s, _ in standing.values()).items())
+    if not todo:
+        console.print(f"{sweep_dir}: every one of its {len(jobs)} jobs has finished ({counts}): nothing to do.",
+                      highlight=False, soft_wrap=True)
+        return 0
+    console.print(f"resuming the sweep {sweep_dir}: {counts}; running {len(todo)} of {len(jobs)} jobs "
+                  f"({', '.join(map(str, todo))})", highlight=False, soft_wrap=True)
+    signals.clear(sweep_dir)
+    register_sweeper()
+    argv = command_line(sweep_dir, record, todo)
+    cwd, here = Path(str(record.hydra.runtime.cwd)), os.getcwd()
+    if cwd.is_dir():
+        os.chdir(cwd)  # relative paths in the overrides (data.root=...) mean what they meant
+    try:
+        return train_command(argv)
+    finally:
+        os.chdir(here)
