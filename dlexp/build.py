@@ -175,6 +175,7 @@ def observers(cfg: DictConfig, exp: Experiment, job, console, board, config_yaml
     log, guard = cfg.log, cfg.guard
     chosen = [DivergenceGuard(exp.model, exp.device, int(log.every), explode_factor=guard.explode_factor,
                               explode_window=int(guard.explode_window), stall_steps=guard.stall_steps,
+                              stuck_factor=guard.stuck_factor,
                               notice=lambda text: console.print(f"[yellow]{text}[/]", soft_wrap=True))]
     if log.histograms:  # right after the guard: a step it stops (non-finite loss) is never captured
         chosen.append(Histograms(board, exp.model, probe_batch(exp.data)))

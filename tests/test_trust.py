@@ -250,6 +250,14 @@ def test_stalled_gradients_are_counted_step_by_step():
     assert guard.status_fields == {} and notices == []                   # 99 steps of zeros: not yet
     guard.check_grads(100, 0.0)
     assert guard.status_fields == {"stalled_at_step": 1} and len(notices) == 1
+    stuck = DivergenceGuard(torch.nn.Linear(1, 1), torch.device("cpu"), every=1, stall_steps=100, stuck_factor=10)
+    stuck.on_epoch(None, {"val/loss": 0.7})
+    for step in range(1, 100):
+        stuck.check_loss(step, 7.1)                                       # above 10 x its start, and nothing moves
+        stuck.check_grads(step, 0.0)
+    with pytest.raises(Diverged) as ended:
+        stuck.check_grads(100, 0.0)
+    assert ended.value.step == 100 and stuck.status_fields == {}
     moving = DivergenceGuard(torch.nn.Linear(1, 1), torch.device("cpu"), every=1, stall_steps=100)
     for step in range(1, 300):
         moving.check_grads(step, 0.0 if step % 99 else 1e-12)             # one tiny gradient every 99 steps
@@ -259,13 +267,24 @@ def test_stalled_gradients_are_counted_step_by_step():
 def test_an_exploding_loss_is_diverged_exit_3_and_its_step_is_captured(cli, tmp_path):
     from dlexp.observe.tensorboard import read_scalars
 
-    result = cli("train", "experiment=xor_mlp", "optimizer.lr=10000", "log.progress=none", "hydra.run.dir=boom")
+    result = cli("train", "experiment=xor_mlp", "loss=bce", "model.output_activation=null", "optimizer.lr=10000",
+                 "log.progress=none", "hydra.run.dir=boom")
     assert result.returncode == 3, result.stdout + result.stderr
     assert "diverged at step 11: the loss (1.2e+04) was above 1000 x its start (0.695)" in result.stdout
     status = status_of(tmp_path / "boom")
     assert status["status"] == "diverged" and status["diverged_at_step"] == 11
     captured = [step for step, _ in read_scalars(tmp_path / "boom")["act_std/3_sigmoid"]]
     assert captured == [0, 11]                                            # the fresh network, and the one that diverged
+
+
+def test_a_loss_thrown_into_saturation_is_diverged_not_stalled(cli, tmp_path):
+    """The classic XOR (BCE on probabilities, clipped) at lr 10,000: its loss sits at 50 and nothing moves."""
+    result = cli("train", "experiment=xor_mlp", "optimizer.lr=10000", "log.progress=none", "hydra.run.dir=stuck")
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert ("diverged at step 149: the loss (50) stayed above 10 x its start (0.695) while every gradient was "
+            "exactly 0 for 100 steps") in result.stdout
+    status = status_of(tmp_path / "stuck")
+    assert status["status"] == "diverged" and status["diverged_at_step"] == 149 and "stalled_at_step" not in status
 
 
 def test_a_stalled_run_is_named_once_and_still_completes(cli, tmp_path):
@@ -419,6 +438,7 @@ def test_the_readme_states_the_rules_the_config_and_the_code_hold():
     for fragment in (f"above `guard.explode_factor` ({guard.explode_factor:g}) times the loss of the freshly",
                      f"half or more of the last `guard.explode_window` ({guard.explode_window}) steps",
                      f"exactly 0 for `guard.stall_steps` ({guard.stall_steps}) steps in a row",
+                     f"above `guard.stuck_factor` ({guard.stuck_factor:g}) times its start is a divergence too",
                      f"every `trainer.checkpoint_secs` ({trainer.checkpoint_secs:g}) seconds of training",
                      f"loses at most about {trainer.checkpoint_secs:g} seconds of training",
                      f"missed {runs.STALE_HEARTBEATS} checkpoints "

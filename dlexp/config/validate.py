@@ -31,7 +31,7 @@ class Knob:
 PLAIN = {
     "trainer": {"epochs": Knob(int, 0), "checkpoint_secs": Knob(float, 0), "checkpoint_every": Knob(int, 0)},
     "guard": {"explode_factor": Knob(float, 1, nullable=True), "explode_window": Knob(int, 1),
-              "stall_steps": Knob(int, 1, nullable=True)},
+              "stall_steps": Knob(int, 1, nullable=True), "stuck_factor": Knob(float, 1, nullable=True)},
     "log": {"dir": Knob(str), "every": Knob(int, 1), "epoch_every": Knob(int, 1), "hist_every": Knob(int, 0),
             "histograms": Knob(bool), "progress": Knob(("auto", "bar", "lines", "none")),
             "boundaries": Knob(("auto", True, False))},

@@ -1,5 +1,6 @@
-"""Watches a run go wrong: a loss or gradient that stops being finite, a loss that explodes (both: `diverged`, the
-run stops at that step), and gradients that are all exactly zero (`stalled`: a notice, the run goes on).
+"""Watches a run go wrong: a loss or gradient that stops being finite, a loss that explodes, a loss far above its
+start while nothing moves any more (all: `diverged`, the run stops at that step), and gradients that are all
+exactly zero (`stalled`: a notice, the run goes on).
 
 The rules and their numbers live in the config (`guard:` in conf/config.yaml); README "How a run can end" says
 them in words. The checks are split from the observer protocol so that a loop training many jobs at once can apply
@@ -33,17 +34,20 @@ class DivergenceGuard:
     loss (its val/loss at epoch 0) at half or more of the last `explode_window` checks. Half, not all: a loss
     thrown too far jumps between two values, one of them sometimes below the line. Stalled: the sum of |gradient|
     over every parameter is exactly 0 at every step of `stall_steps` consecutive steps (checked every GRADS_EVERY
-    steps and, once one is 0, at every step until one is not).
+    steps and, once one is 0, at every step until one is not). A stall with the loss above `stuck_factor` x its
+    start is a divergence too: the updates threw the network into saturation (sigmoids pinned at 0 and 1, a
+    loss on probabilities clipped), where its loss is far worse than at the start and can never move again.
     """
 
     def __init__(self, model: torch.nn.Module, device: torch.device, every: int,
                  explode_factor: float | None = None, explode_window: int = 10, stall_steps: int | None = None,
-                 notice: Callable[[str], None] | None = None):
+                 stuck_factor: float | None = None, notice: Callable[[str], None] | None = None):
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.every = 1 if device.type == "cpu" else every
         self.explode_factor, self.explode_window = explode_factor or None, max(int(explode_window), 1)
-        self.stall_steps, self.notice = stall_steps or None, notice
+        self.stall_steps, self.stuck_factor, self.notice = stall_steps or None, stuck_factor or None, notice
         self.reference: float | None = None    # the fresh network's loss, the scale of "exploded"
+        self.last: float | None = None         # the last loss checked
         self.above: deque[bool] = deque(maxlen=self.explode_window)  # the last checks: above the line?
         self.zero_since: int | None = None     # first step of the current run of all-zero gradients
         self.first: int | None = None          # the first step this process checks
@@ -81,6 +85,7 @@ class DivergenceGuard:
     def check_loss(self, step: int, value: float) -> None:
         if not math.isfinite(value):
             raise Diverged(step, "the loss")
+        self.last = value
         if self.reference is None:
             self.reference = value  # no validation split: the first step's loss is the scale
         if self.explode_factor is None or self.reference == 0:
@@ -107,6 +112,12 @@ class DivergenceGuard:
             self.zero_since = step
         if self.stall_steps and "stalled_at_step" not in self.status_fields \
                 and step - self.zero_since + 1 >= self.stall_steps:
+            if self.stuck_factor and self.reference and self.last is not None \
+                    and self.last > self.stuck_factor * abs(self.reference):
+                raise Diverged(step, f"the loss ({self.last:.3g})",
+                               f"stayed above {self.stuck_factor:g} x its start ({self.reference:.3g}) while every "
+                               f"gradient was exactly 0 for {self.stall_steps} steps: the updates threw the network "
+                               "into saturation, where nothing moves any more")
             self.status_fields["stalled_at_step"] = self.zero_since
             if self.notice is not None:
                 self.notice(f"stalled at step {self.zero_since}: every gradient has been exactly 0 for "
