@@ -55,6 +55,7 @@ class RunRow:
     choices: dict[str, str] = field(default_factory=dict)          # config group -> option
     config: dict[str, Any] = field(default_factory=dict)           # the composed config, dotted keys
     stopped_at_step: int | None = None              # where a diverged run stopped
+    job: int | None = None                          # its number in its sweep
 
 
 @dataclass
@@ -131,7 +132,8 @@ def load_run(path: Path) -> RunRow:
                   overrides=parse_overrides(status.get("overrides") or []), metrics=metrics,
                   epochs=epochs, wall_time=_float(status.get("wall_time")), curve=curve,
                   choices={str(k): str(v) for k, v in (status.get("choices") or {}).items()},
-                  config=read_config(path), stopped_at_step=status.get("diverged_at_step"))
+                  config=read_config(path), stopped_at_step=status.get("diverged_at_step"),
+                  job=runs.job_number(path, status))
 
 
 def collect(paths: list[Path]) -> list[RunRow]:
@@ -147,12 +149,17 @@ def collect(paths: list[Path]) -> list[RunRow]:
     if not found:
         where = ", ".join(str(p) for p in paths)
         raise UsageError(f"no runs under {where}: a run directory holds a status.json written by dlexp train.")
-    found.sort(key=lambda row: _natural(row.name))
+    found.sort(key=run_order)
     names = [row.name for row in found]
     for row in found:
         if names.count(row.name) > 1:               # the same job name under two sweeps: show where it is
             row.name = str(row.path)
     return found
+
+
+def run_order(row: RunRow) -> tuple:
+    """Sweep by sweep, jobs in their order (job 10 after job 9), other runs by name."""
+    return (_natural(str(row.path.parent)), row.job if row.job is not None else 1 << 30, _natural(row.name))
 
 
 def _natural(text: str) -> list:
@@ -490,7 +497,7 @@ def write_summary(sweep_dir: Path) -> list[Path]:
     run_dirs = runs.find_runs(sweep_dir) if sweep_dir.exists() else []
     if not run_dirs:
         return []
-    rows = sorted((load_run(p) for p in run_dirs), key=lambda row: _natural(row.name))
+    rows = sorted((load_run(p) for p in run_dirs), key=run_order)
     t = build_table(rows)
     found = verdict_for(t, rows, None)
     written = [to_csv(sweep_dir / SUMMARY_CSV, t), to_markdown(sweep_dir / SUMMARY_MD, t, found.lines if found else [])]

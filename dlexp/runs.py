@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import platform
+import re
 import secrets
 import sys
 import time
@@ -86,7 +87,8 @@ class Run:
         self.started = time.perf_counter()
 
     @classmethod
-    def create(cls, path: Path, config_yaml: str, overrides: list[str], choices: dict[str, str]) -> "Run":
+    def create(cls, path: Path, config_yaml: str, overrides: list[str], choices: dict[str, str],
+               num: int | None = None) -> "Run":
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         if (path / STATUS).exists():
@@ -98,16 +100,21 @@ class Run:
                       "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                       "overrides": list(overrides), "choices": dict(choices), "versions": versions(),
                       "pid": os.getpid(), "command": " ".join(["dlexp", "train", *overrides])}
+        if num is not None:
+            run.status["job"] = num
         run.save()
         run.attach_log()
         return run
 
     @classmethod
-    def refused(cls, path: Path, overrides: list[str], choices: dict[str, str], problems: list[str]) -> "Run":
+    def refused(cls, path: Path, overrides: list[str], choices: dict[str, str], problems: list[str],
+                num: int | None = None) -> "Run":
         """The record of a sweep job whose configuration could not run (values a sweeper sampled)."""
         run = cls(path)
         run.status = {"status": "refused", "name": Path(path).name, "overrides": list(overrides),
                       "choices": dict(choices), "problems": list(problems), "versions": versions()}
+        if num is not None:
+            run.status["job"] = num
         run.save()
         return run
 
@@ -147,6 +154,16 @@ def read_status(path: Path) -> dict[str, Any]:
         return json.loads((Path(path) / STATUS).read_text())
     except (OSError, ValueError):
         return {}
+
+
+def job_number(path: Path, status: dict | None = None) -> int | None:
+    """A sweep job's number: status.json's "job" (names start with what sets the job apart, lr=0.001_3), else the
+    number a directory name starts with (3_optimizer=adam, as older sweeps named their jobs); None for a run."""
+    status = read_status(path) if status is None else status
+    if isinstance(status.get("job"), int):
+        return status["job"]
+    match = re.match(r"(\d+)_", Path(path).name)
+    return int(match.group(1)) if match else None
 
 
 def find_runs(*roots: Path) -> list[Path]:

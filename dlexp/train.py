@@ -22,6 +22,7 @@ class Job:
     overrides: list[str] = field(default_factory=list)
     choices: dict[str, str] = field(default_factory=dict)
     compact: bool = False  # one summary line, no progress (jobs of a parallel launcher share one terminal)
+    num: int | None = None  # the job's number in its sweep (None for a single run)
 
 
 def run(cfg: DictConfig, job: Job, console: Console, resume: dict | None = None) -> tuple[str, dict[str, float]]:
@@ -37,7 +38,7 @@ def run(cfg: DictConfig, job: Job, console: Console, resume: dict | None = None)
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
     exp = build.assemble(cfg)  # the run's one build; what it refuses (ConfigError) leaves nothing behind
     if resume is None:
-        record = runs.Run.create(job.run_dir, config_yaml, job.overrides, job.choices)
+        record = runs.Run.create(job.run_dir, config_yaml, job.overrides, job.choices, num=job.num)
     else:
         record = runs.Run.open(job.run_dir)
         record.update(status="running", wall_time_before=record.status.get("wall_time", 0.0), resumed=True)

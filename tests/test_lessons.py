@@ -486,7 +486,7 @@ def test_script_xor_perceptron_fails_mlp_succeeds(tmp_path):
     result = run_script("xor", tmp_path)
     assert result.returncode == 0, result.stderr
     found = sweep_runs(tmp_path, "xor")
-    perceptron, mlp = found["0_experiment=xor_perceptron"], found["1_experiment=xor_mlp"]
+    perceptron, mlp = found["exp=xor_perceptron_0"], found["exp=xor_mlp_1"]
     assert perceptron["metrics"]["best/val/acc"] <= 0.75 and mlp["metrics"]["val/acc"] == 1.0
     # the README's reading of the table: the perceptron's val/acc cell is 0.25 over (best) 0.75
     assert (perceptron["metrics"]["val/acc"], perceptron["metrics"]["best/val/acc"]) == (0.25, 0.75)

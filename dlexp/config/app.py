@@ -74,9 +74,10 @@ def job_of(hc):
 
     choices = {k: str(v) for k, v in hc.runtime.choices.items() if k in catalog.GROUPS}
     # jobs of a parallel launcher (joblib, submitit, Ray) share a terminal: no bars or epoch lines, one line each
-    parallel = hc.mode.name == "MULTIRUN" and not composer.targets(hc.launcher, "BasicLauncher")
+    sweeping = hc.mode.name == "MULTIRUN"
+    parallel = sweeping and not composer.targets(hc.launcher, "BasicLauncher")
     return train.Job(run_dir=Path(hc.runtime.output_dir), overrides=list(hc.overrides.task), choices=choices,
-                     compact=parallel)
+                     compact=parallel, num=int(hc.job.num) if sweeping else None)
 
 
 def prechecked(hc) -> bool:
@@ -91,7 +92,7 @@ def refuse(job, err: ConfigError, console, keep_record: bool) -> Outcome:
 
     report(console, err, prefix=" ".join(job.overrides) if keep_record else "")
     if keep_record:
-        runs.Run.refused(job.run_dir, job.overrides, job.choices, err.problems)
+        runs.Run.refused(job.run_dir, job.overrides, job.choices, err.problems, num=job.num)
     else:
         discard(job.run_dir)
     return Outcome(math.inf, "refused")

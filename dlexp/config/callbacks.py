@@ -8,7 +8,6 @@ code of its most serious outcome. `ForkedWorkers` makes joblib's workers start w
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,13 @@ class Preflight(Callback):
 
     Hydra turns an exception raised by a callback into a warning and goes on, so a refusal ends the command
     itself: it reports the problems and exits.
+
+    `sweep` is what the jobs share and vary (dlexp/config/resolvers.py `sweep`), resolved from the sweep's command
+    line when Hydra builds the callbacks, before any job is composed: each job names its directory by it.
     """
+
+    def __init__(self, sweep: dict | None = None):
+        self.sweep = sweep or {}
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         from dlexp.config.preflight import check_run
@@ -97,7 +102,7 @@ class Summary(Callback):
 
         sweep_dir = Path(str(config.hydra.sweep.dir))
         console = Console(highlight=False, soft_wrap=True)
-        jobs = [(path, runs.read_status(path)) for path in sorted(runs.find_runs(sweep_dir), key=_job_order)]
+        jobs = sorted(((path, runs.read_status(path)) for path in runs.find_runs(sweep_dir)), key=_job_order)
         console.print(f"[bold]sweep finished:[/] {_counts(jobs)} in {sweep_dir}")
         for path, status in jobs:
             console.print(f"  {_status_text(status)}  {path.name}")
@@ -125,10 +130,13 @@ class Summary(Callback):
         console.print(f"compare:  dlexp compare {sweep_dir}")
 
 
-def _job_order(path: Path) -> tuple[int, str]:
-    """Job number first (the sub-directory starts with it), so job 10 comes after job 9."""
-    match = re.match(r"(\d+)", path.name)
-    return (int(match.group(1)) if match else 1 << 30, path.name)
+def _job_order(job: tuple[Path, dict]) -> tuple[int, str]:
+    """Job number first (status.json keeps it), so job 10 comes after job 9."""
+    from dlexp.runs import job_number
+
+    path, status = job
+    num = job_number(path, status)
+    return (num if num is not None else 1 << 30, path.name)
 
 
 def _counts(jobs: list[tuple[Path, dict]]) -> str:
