@@ -169,7 +169,7 @@ def observers(cfg: DictConfig, exp: Experiment, job, console, board, config_yaml
     log = cfg.log
     chosen = [DivergenceGuard(exp.model, exp.device, int(log.every))]
     if log.histograms:  # right after the guard: a step it stops (non-finite loss) is never captured
-        chosen.append(Histograms(board, exp.model, probe_batch(exp.data)))
+        chosen.append(Histograms(board, exp.model, probe_batch(exp.data), extra=bool(log.extra_histograms)))
     chosen += [ScalarLogger(board, exp.optimizer, int(log.every), len(exp.batches)),
                MetricsCSV(job.run_dir / "metrics.csv")]
     progress = "none" if job.compact else log.progress

@@ -39,9 +39,10 @@ def hooks(model: nn.Module) -> int:
     return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
 
 
-def capture_once(model: nn.Module, probe: torch.Tensor) -> tuple[dict, dict]:
+def capture_once(model: nn.Module, probe: torch.Tensor, extra: bool = True) -> tuple[dict, dict]:
+    """One capture; `extra`: also the kinds captured only on request (pre-activations, biases)."""
     board = Recorder()
-    Histograms(board, model, probe).capture(0)
+    Histograms(board, model, probe, extra=extra).capture(0)
     return board.captures[0]
 
 
@@ -179,7 +180,7 @@ class Oracle:
             self.act[state.step] = self.model[1](self.model[0](self.probe))
 
 
-def train_with(observers_for, epochs=7, epoch_every=3, hist_every=5, n=8, batch=2, lr=0.1):
+def train_with(observers_for, epochs=7, epoch_every=3, hist_every=5, n=8, batch=2, lr=0.1, extra=True):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 6), nn.Tanh(), nn.Linear(6, 1))
     x, y = torch.randn(n, 3), torch.randn(n, 1)
@@ -187,12 +188,12 @@ def train_with(observers_for, epochs=7, epoch_every=3, hist_every=5, n=8, batch=
     batches = Batches(x, y, batch, True, seed=0)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     board = Recorder()
-    histograms = Histograms(board, model, probe)
-    extra = observers_for(model, probe)
+    histograms = Histograms(board, model, probe, extra=extra)
+    others = observers_for(model, probe)
     schedule = loop.Schedule(epochs, len(batches), eval_every=epoch_every, capture_every=hist_every)
     loop.fit(model, nn.functional.mse_loss, optimizer, batches, schedule, lambda state: {"val/loss": 0.0},
-             [*extra, histograms])
-    return model, board, histograms, extra
+             [*others, histograms])
+    return model, board, histograms, others
 
 
 def test_capture_schedule_start_interval_and_evaluated_epochs():
@@ -205,6 +206,19 @@ def test_capture_schedule_start_interval_and_evaluated_epochs():
         assert ("grads/1_linear" in hists) == (step > 0)            # no gradient before the first step
         assert ("update_ratio/1_linear" in scalars) == (step > 0)   # the weights before each captured step
     assert hooks(model) == 0                                        # nothing left over after 28 steps
+
+
+def test_pre_activations_and_biases_are_captured_only_on_request():
+    """Activations, weights and gradients always; pre-activations and biases with log.extra_histograms. The
+    numbers read from them stay: a lone bias is still a scalar (y = w x + b: the fitted intercept)."""
+    _, board, _, _ = train_with(lambda m, p: [], extra=False)
+    for step, (hists, scalars) in board.captures.items():
+        kinds = {tag.split("/")[0] for tag in hists}
+        assert kinds == ({"activations", "weights", "grads"} if step else {"activations", "weights"}), step
+        assert "bias/2_linear" in scalars and "act_std/1_tanh" in scalars
+    _, board, _, _ = train_with(lambda m, p: [], extra=True)
+    assert {tag.split("/")[0] for tag in board.captures[5][0]} == \
+        {"activations", "preactivations", "weights", "biases", "grads"}
 
 
 def test_grad_norm_update_ratio_and_activation_stats_against_an_oracle():
@@ -333,10 +347,7 @@ def test_xavier_init_spreads(classic):
 def test_fresh_network_event_file_has_histograms_and_hparams(classic):
     acc = classic["normal"]
     histograms = set(acc.Tags()["histograms"])
-    for i in range(1, 6):
-        assert {f"activations/{i}_sigmoid", f"preactivations/{i}_linear", f"weights/{i}_linear",
-                f"biases/{i}_linear"} <= histograms
-    assert "preactivations/6_linear" in histograms and not any(t.startswith("grads/") for t in histograms)
+    assert histograms == {f"activations/{i}_sigmoid" for i in range(1, 6)} | {f"weights/{i}_linear" for i in range(1, 7)}
     assert {e.step for e in acc.Histograms("weights/1_linear")} == {0}
     hparams = session_hparams(acc)
     assert hparams["initializer"] == "normal" and hparams["model.activation"] == "sigmoid"
@@ -348,8 +359,8 @@ def test_training_run_event_file(tmp_path):
     run_dir = train_in_process(tmp_path / "digits", ["trainer.epochs=2", "model.hidden=[32]", "optimizer=sgd"])
     acc = read_events(run_dir)
     histograms = set(acc.Tags()["histograms"])
-    assert {"activations/1_relu", "preactivations/1_linear", "weights/1_linear", "biases/1_linear",
-            "grads/1_linear", "grads/2_linear"} <= histograms
+    assert histograms == {"activations/1_relu", "weights/1_linear", "weights/2_linear", "grads/1_linear",
+                          "grads/2_linear"}
     steps_per_epoch = acc.Scalars("data/steps_per_epoch")[0].value
     assert [e.step for e in acc.Histograms("weights/1_linear")] == [0, steps_per_epoch, 2 * steps_per_epoch]
     scalars = set(acc.Tags()["scalars"])
@@ -364,6 +375,13 @@ def test_training_run_event_file(tmp_path):
 
     status = json.loads((run_dir / "status.json").read_text())
     assert 0 <= status["metrics"]["hist/dead"] <= 1 and math.isfinite(status["metrics"]["best/val/loss"])
+
+
+def test_extra_histograms_add_pre_activations_and_biases(tmp_path):
+    acc = read_events(train_in_process(tmp_path / "extra", ["trainer.epochs=1", "model.hidden=[8]",
+                                                            "log.extra_histograms=true"]))
+    assert {"preactivations/1_linear", "preactivations/2_linear", "biases/1_linear", "biases/2_linear",
+            "activations/1_relu", "weights/1_linear", "grads/1_linear"} <= set(acc.Tags()["histograms"])
 
 
 def test_histograms_can_be_switched_off(tmp_path):

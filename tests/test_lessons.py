@@ -173,6 +173,16 @@ def test_xor_mlp_reaches_100_percent(tmp_path):
 # 2. AND, OR: one perceptron suffices
 
 
+@pytest.mark.slow
+def test_and_perceptron_ends_on_the_line_the_readme_states(tmp_path):
+    """Both weights 7.4, the bias -11.3: read as a learner does, from the event file."""
+    status, _, run_dir, _ = train_inprocess(tmp_path, "experiment=and_or_perceptron", "data=and")
+    assert status == "completed"
+    assert last_scalar(run_dir, "bias/1_linear") == pytest.approx(-11.3, abs=0.05)
+    weights = events(run_dir).Histograms("weights/1_linear")[-1].histogram_value
+    assert weights.min == pytest.approx(7.4, abs=0.05) and weights.max == pytest.approx(7.4, abs=0.05)
+
+
 @pytest.mark.parametrize("gate", ["and", "or"])
 def test_perceptron_learns_and_and_or(tmp_path, gate):
     status, metrics, _, _ = train_inprocess(tmp_path, "experiment=and_or_perceptron", f"data={gate}",

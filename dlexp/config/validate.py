@@ -31,7 +31,7 @@ class Knob:
 PLAIN = {
     "trainer": {"epochs": Knob(int, 0), "checkpoint_every": Knob(int, 0)},
     "log": {"dir": Knob(str), "every": Knob(int, 1), "epoch_every": Knob(int, 1), "hist_every": Knob(int, 0),
-            "histograms": Knob(bool), "progress": Knob(("auto", "bar", "lines", "none"))},
+            "histograms": Knob(bool), "extra_histograms": Knob(bool), "progress": Knob(("auto", "bar", "lines", "none"))},
     "batch": {"size": Knob(int, 1, nullable=True), "shuffle": Knob(bool)},
     "device": {"type": Knob(("auto", "cpu", "cuda", "mps")), "threads": Knob(int, 1, nullable=True)},
 }

@@ -1,4 +1,5 @@
-"""Per-layer histograms (activations, pre-activations, weights, biases, gradients) and the numbers behind them.
+"""Per-layer histograms (activations, weights, gradients; pre-activations and biases on request) and the numbers
+behind them.
 
 A capture happens at the start (step 0: the freshly initialised network), every `hist_every` optimizer
 steps and at each evaluated epoch. Everything a capture needs is computed on the device and read back
@@ -10,6 +11,10 @@ Activations come from a forward pass on a fixed probe batch with forward hooks t
 pass (model in eval mode, no autograd), so nothing stays attached to the model between captures.
 Gradients are the `.grad` of the last training step; the update/weight ratio compares each weight with a
 copy taken just before the step that precedes a capture.
+
+TensorBoard shows one card per run and histogram tag, so every kind multiplies the cards a sweep fills Time
+Series with: activations, weights and gradients are always captured, the other kinds (`EXTRA`) only on request
+(`log.extra_histograms`). The numbers derived from them (saturation, dead units, a lone bias) are kept either way.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)  # each starts a numbered 
 NORMS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm)
 MODE_DEPENDENT = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
 SINGULAR = {"weights": "weight", "biases": "bias"}  # the scalar tag of a parameter with a single entry
+EXTRA = ("preactivations", "biases")   # histogram kinds captured only with log.extra_histograms
 
 
 def is_activation(module: nn.Module) -> bool:
@@ -121,8 +127,9 @@ def histogram_proto_fields(values: list[float], numel: int, bins: int) -> dict |
 class Histograms:
     """Observer: histograms and summary scalars per layer, captured with short-lived forward hooks."""
 
-    def __init__(self, board, model: nn.Module, probe: Tensor, bins: int = BINS):
+    def __init__(self, board, model: nn.Module, probe: Tensor, bins: int = BINS, extra: bool = False):
         self.board, self.model, self.probe, self.bins = board, model, probe, bins   # probe: (P, *feature_shape)
+        self.skipped = () if extra else EXTRA     # histogram kinds not captured
         self.layers = find_layers(model)
         # eval()/train() walk every module in Python; skip them when no module behaves differently in training
         self.toggle_mode = any(isinstance(m, MODE_DEPENDENT) or not type(m).__module__.startswith("torch.nn")
@@ -218,7 +225,7 @@ class Histograms:
         uses: list[tuple[str, str, int]] = []    # (kind, tag, numel) telling the host what each piece is
 
         def hist(tag: str, x: Tensor) -> None:
-            if x.numel():
+            if x.numel() and tag.split("/", 1)[0] not in self.skipped:
                 pieces.extend(histogram_stats(x, self.bins))
                 uses.append(("hist", tag, x.numel()))
 
