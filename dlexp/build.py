@@ -158,7 +158,7 @@ def schedule(cfg: DictConfig, exp: Experiment):
 
 def observers(cfg: DictConfig, exp: Experiment, job, console, board, config_yaml: str) -> list:
     """Every observer a run's config asks for, in the order they are notified: the one place they are wired."""
-    from dlexp import checkpoint
+    from dlexp import checkpoint, runs
     from dlexp.observe.guard import DivergenceGuard
     from dlexp.observe.histograms import Histograms, probe_batch
     from dlexp.observe.hparams import HParams, hyperparameters
@@ -171,7 +171,7 @@ def observers(cfg: DictConfig, exp: Experiment, job, console, board, config_yaml
     if log.histograms:  # right after the guard: a step it stops (non-finite loss) is never captured
         chosen.append(Histograms(board, exp.model, probe_batch(exp.data), extra=bool(log.extra_histograms)))
     chosen += [ScalarLogger(board, exp.optimizer, int(log.every), len(exp.batches)),
-               MetricsCSV(job.run_dir / "metrics.csv")]
+               MetricsCSV(job.run_dir / runs.METRICS)]
     progress = "none" if job.compact else log.progress
     if progress == "auto":
         progress = "bar" if console.is_terminal and sys.stdout.isatty() else "lines"
@@ -181,7 +181,7 @@ def observers(cfg: DictConfig, exp: Experiment, job, console, board, config_yaml
         chosen.append(ProgressLines(console, exp.epochs))
     hparams = hyperparameters(OmegaConf.to_container(cfg, resolve=True), job.choices)
     chosen.append(HParams(board, hparams, sources=[o for o in chosen if isinstance(o, Histograms)],
-                          history=job.run_dir / "metrics.csv"))
+                          history=job.run_dir / runs.METRICS))
     chosen.append(checkpoint.Checkpointer(job.run_dir / checkpoint.FILE, exp, config_yaml,
                                           int(cfg.trainer.checkpoint_every)))
     return chosen

@@ -20,6 +20,7 @@ from typing import Any
 from dlexp import evidence, runs
 from dlexp.errors import UsageError
 from dlexp.evidence import Group, Stat
+from dlexp.observe import hparams
 from dlexp.observe.hparams import flatten
 from dlexp.runs import best_of, ranked
 
@@ -111,7 +112,7 @@ def parse_overrides(overrides: list[str]) -> dict[str, str]:
 
 def load_run(path: Path) -> RunRow:
     status = runs.read_status(path)
-    rows = read_metrics_csv(path / "metrics.csv")
+    rows = read_metrics_csv(path / runs.METRICS)
     metrics = {k: v for k, v in ((k, _float(v)) for k, v in (status.get("metrics") or {}).items()) if v is not None}
     if not metrics and rows:                        # a run still going, or killed: its last logged epoch
         metrics = {k: v for k, v in ((k, _float(v)) for k, v in rows[-1].items())
@@ -492,7 +493,8 @@ def main(paths: list[Path], sort: str | None = None, csv_path: Path | None = Non
 def write_summary(sweep_dir: Path) -> list[Path]:
     """summary.csv and summary.md of the compare table in the sweep directory (for the end of a multirun); when
     the sweep varies the seed, the grouped table with its verdict, and one TensorBoard run per group under
-    <sweep>/aggregate/."""
+    <sweep>/aggregate/; and the columns of the sweep's TensorBoard HParams table (what it varies, status, the key
+    metrics)."""
     sweep_dir = Path(sweep_dir)
     run_dirs = runs.find_runs(sweep_dir) if sweep_dir.exists() else []
     if not run_dirs:
@@ -505,4 +507,5 @@ def write_summary(sweep_dir: Path) -> list[Path]:
         aggregates = evidence.write_aggregates(sweep_dir, t.groups)
         if aggregates:
             written.append(sweep_dir / evidence.AGGREGATE_DIR)
+    hparams.write_sweep_columns(rows, evidence.differing_overrides(rows))
     return written

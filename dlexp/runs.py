@@ -19,6 +19,7 @@ from dlexp.errors import ConfigError
 STATUS = "status.json"
 CONFIG = "config.yaml"
 LOG = "train.log"
+METRICS = "metrics.csv"                      # one row per evaluated epoch (a run that trains)
 # A run's final status and the exit code it gives a command (a sweep exits with its most serious one).
 EXIT_CODES = {"completed": 0, "failed": 1, "refused": 2, "diverged": 3, "interrupted": 130, "terminated": 143}
 SERIOUSNESS = (143, 130, 1, 2, 3)            # most serious first: a stop by the user, a crash, a bad config, ...

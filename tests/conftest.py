@@ -44,6 +44,28 @@ def status_of(run_dir: Path) -> dict:
     return json.loads((run_dir / runs.STATUS).read_text())
 
 
+def histogram_tags(acc) -> set[str]:
+    """Every histogram tag of an EventAccumulator, in either of TensorBoard's two formats."""
+    tensors = {tag for tag in acc.Tags()["tensors"] if acc.SummaryMetadata(tag).plugin_data.plugin_name == "histograms"}
+    return set(acc.Tags()["histograms"]) | tensors
+
+
+def histogram_buckets(acc, tag: str) -> list[tuple[int, list[tuple[float, float, float]]]]:
+    """(step, [(left, right, count), ...]) of every capture of a histogram tag, as TensorBoard draws it, from an
+    EventAccumulator: HistogramProto records (min and max are the outer edges) or tensor histograms."""
+    from tensorboard.util.tensor_util import make_ndarray
+
+    if tag in acc.Tags()["histograms"]:
+        found = []
+        for event in acc.Histograms(tag):
+            h = event.histogram_value
+            edges = [h.min, *h.bucket_limit[:-1], h.max]
+            found.append((event.step, list(zip(edges[:-1], edges[1:], h.bucket))))
+        return found
+    return [(event.step, [tuple(row) for row in make_ndarray(event.tensor_proto).tolist()])
+            for event in acc.Tensors(tag)]
+
+
 def compose_cfg(*overrides: str):
     cfg = composer.load(list(overrides))
     return composer.without_hydra(cfg), composer.choices(cfg)

@@ -17,6 +17,7 @@ from torch import nn
 
 from dlexp import loop
 from dlexp.batching import Batches
+from conftest import histogram_buckets, histogram_tags
 from dlexp.observe.histograms import Histograms, find_layers, histogram_proto_fields, histogram_stats, moments
 from dlexp.observe.hparams import HParams, flatten, hyperparameters
 
@@ -325,8 +326,9 @@ def test_normal_init_saturates_sigmoids(classic):
     saturation = first_values(acc, "saturation/")
     assert len(saturation) == 5 and saturation["saturation/1_sigmoid"] > 0.6
     assert first_values(acc, "hist/")["hist/saturated"] > 0.5
-    buckets = acc.Histograms("activations/5_sigmoid")[0].histogram_value.bucket
-    assert buckets[0] + buckets[-1] > 0.3 * sum(buckets)       # piled up at 0 and at 1
+    ((step, buckets),) = histogram_buckets(acc, "activations/5_sigmoid")
+    counts = [count for _, _, count in buckets]
+    assert counts[0] + counts[-1] > 0.3 * sum(counts)           # piled up at 0 and at 1
 
 
 def test_small_init_collapses_to_one_half(classic):
@@ -334,7 +336,13 @@ def test_small_init_collapses_to_one_half(classic):
     assert first_values(acc, "hist/")["hist/saturated"] == 0
     for tag, mean in first_values(acc, "act_mean/").items():
         assert mean == pytest.approx(0.5, abs=0.01), tag
-    assert max(first_values(acc, "act_std/").values()) < 0.03   # a spike at 0.5 (on a 0..1 axis)
+    assert max(first_values(acc, "act_std/").values()) < 0.03   # a spike at 0.5 ...
+    for i in range(1, 6):                                         # ... drawn on a 0..1 axis, as a needle
+        ((_, buckets),) = histogram_buckets(acc, f"activations/{i}_sigmoid")
+        assert (buckets[0][0], buckets[-1][1], len(buckets)) == (0.0, 1.0, 30)
+        filled = [(left, right) for left, right, count in buckets if count]
+        assert 0.35 < filled[0][0] and filled[-1][1] < 0.65, (i, filled)  # a few buckets around 0.5
+    assert 0.42 < filled[0][0] and filled[-1][1] < 0.58, filled       # the last layer: three, a needle
 
 
 def test_xavier_init_spreads(classic):
@@ -346,7 +354,7 @@ def test_xavier_init_spreads(classic):
 
 def test_fresh_network_event_file_has_histograms_and_hparams(classic):
     acc = classic["normal"]
-    histograms = set(acc.Tags()["histograms"])
+    histograms = histogram_tags(acc)
     assert histograms == {f"activations/{i}_sigmoid" for i in range(1, 6)} | {f"weights/{i}_linear" for i in range(1, 7)}
     assert {e.step for e in acc.Histograms("weights/1_linear")} == {0}
     hparams = session_hparams(acc)
@@ -358,7 +366,7 @@ def test_fresh_network_event_file_has_histograms_and_hparams(classic):
 def test_training_run_event_file(tmp_path):
     run_dir = train_in_process(tmp_path / "digits", ["trainer.epochs=2", "model.hidden=[32]", "optimizer=sgd"])
     acc = read_events(run_dir)
-    histograms = set(acc.Tags()["histograms"])
+    histograms = histogram_tags(acc)
     assert histograms == {"activations/1_relu", "weights/1_linear", "weights/2_linear", "grads/1_linear",
                           "grads/2_linear"}
     steps_per_epoch = acc.Scalars("data/steps_per_epoch")[0].value
@@ -381,13 +389,13 @@ def test_extra_histograms_add_pre_activations_and_biases(tmp_path):
     acc = read_events(train_in_process(tmp_path / "extra", ["trainer.epochs=1", "model.hidden=[8]",
                                                             "log.extra_histograms=true"]))
     assert {"preactivations/1_linear", "preactivations/2_linear", "biases/1_linear", "biases/2_linear",
-            "activations/1_relu", "weights/1_linear", "grads/1_linear"} <= set(acc.Tags()["histograms"])
+            "activations/1_relu", "weights/1_linear", "grads/1_linear"} <= histogram_tags(acc)
 
 
 def test_histograms_can_be_switched_off(tmp_path):
     acc = read_events(train_in_process(tmp_path / "off", ["trainer.epochs=1", "model.hidden=[8]",
                                                           "log.histograms=false"]))
-    assert acc.Tags()["histograms"] == []
+    assert histogram_tags(acc) == set()
     assert session_hparams(acc)["optimizer"] == "adam"               # hparams are logged all the same
 
 

@@ -22,7 +22,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import compose_cfg, run_dirs, status_of, train_inprocess
+from conftest import compose_cfg, histogram_buckets, run_dirs, status_of, train_inprocess
 from dlexp import build
 from dlexp.config import catalog
 from dlexp.config.validate import validate
@@ -46,7 +46,7 @@ GRADIENT_METHODS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam",
 def events(run_dir: Path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "histograms": 0})
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "histograms": 0, "tensors": 0})
     acc.Reload()
     return acc
 
@@ -60,6 +60,15 @@ def last_scalar(run_dir: Path, tag: str) -> float:
     return scalars(run_dir, tag)[-1][1]
 
 
+def layout(run_dir: Path):
+    """The Custom Scalars layout a run wrote last (TensorBoard reads the latest)."""
+    from tensorboard.plugins.custom_scalar import layout_pb2
+
+    found = layout_pb2.Layout()
+    found.ParseFromString(events(run_dir).Tensors("custom_scalars__config__")[-1].tensor_proto.string_val[0])
+    return found
+
+
 def metrics_rows(run_dir: Path) -> list[dict[str, float]]:
     """metrics.csv as numbers, one dict per evaluated epoch (epoch 0 = the fresh network)."""
     with (run_dir / "metrics.csv").open(newline="") as f:
@@ -68,13 +77,9 @@ def metrics_rows(run_dir: Path) -> list[dict[str, float]]:
 
 def share_within(run_dir: Path, tag: str, low: float, high: float) -> float:
     """Lower bound on the share of a histogram's values <= low or >= high, from the event file's buckets."""
-    hist = events(run_dir).Histograms(tag)[-1].histogram_value
-    left, inside = hist.min, 0.0
-    for right, count in zip(hist.bucket_limit, hist.bucket):
-        if right <= low + 1e-6 or left >= high - 1e-6:  # the whole bucket lies in the tail
-            inside += count
-        left = right
-    return inside / hist.num
+    _, buckets = histogram_buckets(events(run_dir), tag)[-1]
+    inside = sum(count for left, right, count in buckets if right <= low + 1e-6 or left >= high - 1e-6)
+    return inside / sum(count for _, _, count in buckets)
 
 
 def noise(losses: list[float]) -> float:
@@ -275,7 +280,12 @@ def test_learning_rate_too_small_good_too_large(tmp_path):
     small, good, large = (runs[lr] for lr in (0.0001, 0.1, 1.0))
     assert small[0] == "completed" and small[1]["val/loss"] > 0.5 * start  # 500 epochs: ~0.26 -> ~0.15
     assert good[0] == "completed" and good[1]["val/loss"] < 0.1 * start    # ~0.018 (noise floor ~0.01)
-    assert large[0] == "diverged" and status_of(large[2])["diverged_at_step"] < 50  # ~step 16
+    assert large[0] == "diverged" and status_of(large[2])["diverged_at_step"] == 16
+    # its own chart in TensorBoard: the step losses as powers of ten, 2 to 3 more each step (100x to 1,000x)
+    curve = scalars(large[2], "diverged/log10_loss")
+    assert [step for step, _ in curve] == list(range(1, 16))
+    growth = [b - a for (_, a), (_, b) in zip(curve, curve[1:])]
+    assert 1.5 < min(growth) and max(growth) < 3.0
 
 
 def test_diverged_run_exits_3_and_compare_shows_it(cli, tmp_path):
@@ -514,6 +524,11 @@ def test_script_learning_rate_prints_the_table_despite_the_divergence(tmp_path):
     assert statuses == {"0.0001": "completed", "0.001": "completed", "0.01": "completed", "0.1": "completed",
                         "1.0": "diverged"}
     assert "diverged" in result.stdout and "optimizer.lr" in result.stdout
+    (sweep_dir,) = (tmp_path / "runs" / "lessons" / "learning_rate").iterdir()
+    assert sorted(p.name for p in run_dirs(sweep_dir)) == ["lr=0.0001_0", "lr=0.001_1", "lr=0.01_2", "lr=0.1_3",
+                                                           "lr=1.0_4"]
+    titles = [chart.title for category in layout(sweep_dir / "lr=1.0_4").category for chart in category.chart]
+    assert "lr=1.0_4 diverged at step 16: log10 of its loss until then" in titles
 
 
 @pytest.mark.slow

@@ -4,7 +4,7 @@ A single run:  <day>/<time>_<id>_<its overrides>           2026-12-01/16-54-43_9
 A sweep:       multirun/<time>_<id>_<experiment>/          multirun/2026-12-01_16-54-43_9c8c9b_learning_rate/
   its jobs:    <what sets the job apart>_<job number>      lr=0.001_1   init=xavier_normal,act=relu_5
 
-Names are for reading (TensorBoard shows them as run names, cut after ~30 characters): keys are shortened
+Names are for reading (TensorBoard shows them as run names, and cuts long ones): keys are shortened
 (optimizer.lr -> lr) and a job's name leaves out what every job of its sweep shares. The full overrides stay in the
 run's config.yaml, .hydra/ and status.json. The id (and a job's number) keep every name unique.
 

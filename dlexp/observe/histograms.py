@@ -15,6 +15,10 @@ copy taken just before the step that precedes a capture.
 TensorBoard shows one card per run and histogram tag, so every kind multiplies the cards a sweep fills Time
 Series with: activations, weights and gradients are always captured, the other kinds (`EXTRA`) only on request
 (`log.extra_histograms`). The numbers derived from them (saturation, dead units, a lone bias) are kept either way.
+
+TensorBoard fits each card's x axis to the data it shows, so sigmoids all at 0.5 ± 0.01 would fill the card like a
+wide bell. The activations of a bounded function (`SPANS`) are therefore bucketed over its whole output range
+(0..1 for a sigmoid), every bucket written: a needle stays a needle on a 0..1 axis.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ NORMS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm)
 MODE_DEPENDENT = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
 SINGULAR = {"weights": "weight", "biases": "bias"}  # the scalar tag of a parameter with a single entry
 EXTRA = ("preactivations", "biases")   # histogram kinds captured only with log.extra_histograms
+SPANS = {nn.Sigmoid: (0.0, 1.0), nn.Tanh: (-1.0, 1.0)}   # bounded outputs: their histograms span the range
 
 
 def is_activation(module: nn.Module) -> bool:
@@ -84,8 +89,9 @@ def find_layers(model: nn.Module) -> list[Layer]:
     return layers
 
 
-def histogram_stats(x: Tensor, bins: int = BINS) -> list[Tensor]:
-    """[(4,) min, max, Σ(x - min), Σ(x - min)²; (bins,) counts of `bins` equal buckets over min..max].
+def histogram_stats(x: Tensor, bins: int = BINS, span: tuple[float, float] | None = None) -> list[Tensor]:
+    """[(4,) min, max, Σ(x - min), Σ(x - min)²; (bins,) counts of `bins` equal buckets over min..max, or over
+    `span` when given (values outside it count in the first or last bucket)].
 
     On x's device. Sums are taken from the minimum so that the variance of a narrow spike far from zero
     (sigmoids at 0.5 ± 0.001) does not drown in float32 rounding. Two pieces, so that one torch.cat per
@@ -97,6 +103,10 @@ def histogram_stats(x: Tensor, bins: int = BINS) -> list[Tensor]:
     lo, hi = torch.aminmax(x)
     shifted = x - lo                                                     # (N,) in [0, hi - lo]
     sums = torch.stack([lo, hi, shifted.sum(), torch.dot(shifted, shifted)])
+    if span is not None:
+        start, end = span
+        index = (x - start).mul_(bins / (end - start)).int().clamp_(0, bins - 1)   # (N,)
+        return [sums, torch.bincount(index, minlength=bins)]
     # (N,) bucket of each value; a constant tensor (hi == lo) lands wholly in bucket 0
     index = shifted.mul_(bins).div_((hi - lo).clamp_min_(1e-30)).int().clamp_(0, bins - 1)
     return [sums, torch.bincount(index, minlength=bins)]
@@ -122,6 +132,17 @@ def histogram_proto_fields(values: list[float], numel: int, bins: int) -> dict |
     limits = [lo + width * (i + 1) for i in range(first, last)] + [hi]
     return dict(min=lo, max=hi, num=numel, sum=s1 + numel * lo, sum_squares=s2 + 2 * lo * s1 + numel * lo * lo,
                 bucket_limits=limits, bucket_counts=counts[first:last + 1])
+
+
+def span_buckets(values: list[float], bins: int, span: tuple[float, float]) -> dict | None:
+    """{"buckets": [(left, right, count)] * bins} over the whole span, empty ones too, from histogram_stats(...,
+    span) read back; None if not finite."""
+    if not all(map(_finite, values[:4])):
+        return None
+    start, end = span
+    width = (end - start) / bins
+    return {"buckets": [(start + width * i, start + width * (i + 1), count)
+                        for i, count in enumerate(values[4:4 + bins])]}
 
 
 class Histograms:
@@ -222,12 +243,12 @@ class Histograms:
         self.captures += 1
         ratios = self._ratios(step)
         pieces: list[Tensor] = []                # 1-D device tensors, joined for the one host read
-        uses: list[tuple[str, str, int]] = []    # (kind, tag, numel) telling the host what each piece is
+        uses: list[tuple] = []                   # (kind, tag, numel[, span]) telling the host what each piece is
 
-        def hist(tag: str, x: Tensor) -> None:
+        def hist(tag: str, x: Tensor, span: tuple[float, float] | None = None) -> None:
             if x.numel() and tag.split("/", 1)[0] not in self.skipped:
-                pieces.extend(histogram_stats(x, self.bins))
-                uses.append(("hist", tag, x.numel()))
+                pieces.extend(histogram_stats(x, self.bins, span))
+                uses.append(("hist", tag, x.numel(), span))
 
         def value(kind: str, tag: str, x: Tensor, n: int = 1) -> None:
             pieces.append(x.reshape(1))
@@ -240,7 +261,8 @@ class Histograms:
                 hist(f"preactivations/{layer.name}", pre)
             if act is not None and act.numel():
                 name = layer.act_name
-                hist(f"activations/{name}", act)           # its sum / sum of squares give act_mean / act_std
+                # its sum / sum of squares give act_mean / act_std
+                hist(f"activations/{name}", act, SPANS.get(type(layer.activation)))
                 if isinstance(layer.activation, nn.Sigmoid):
                     value("saturated", f"saturation/{name}", ((act - 0.5).abs() > 0.5 - SATURATION_MARGIN).sum(),
                           act.numel())
@@ -266,16 +288,16 @@ class Histograms:
         if pieces:
             self._write(torch.cat(pieces).tolist(), uses, step)  # the one host read of this capture
 
-    def _write(self, values: list[float], uses: list[tuple[str, str, int]], step: int) -> None:
+    def _write(self, values: list[float], uses: list[tuple], step: int) -> None:
         at, bins = 0, self.bins
         hists: dict[str, dict] = {}
         scalars: dict[str, float] = {}
         pooled = {"saturated": [0.0, 0], "dead": [0.0, 0]}    # kind -> [count, out of]
-        for kind, tag, n in uses:
+        for kind, tag, n, *span in uses:
             if kind == "hist":
                 stats = values[at:at + 4 + bins]
                 at += 4 + bins
-                fields = histogram_proto_fields(stats, n, bins)
+                fields = span_buckets(stats, bins, span[0]) if span[0] else histogram_proto_fields(stats, n, bins)
                 if fields is None:
                     continue
                 hists[tag] = fields

@@ -4,6 +4,7 @@ back from a run's event files (and writing derived runs, such as the mean of a g
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,6 +12,32 @@ if TYPE_CHECKING:  # reading runs back (`dlexp compare`) never needs torch
     from torch import Tensor
 
 Curve = list[tuple[int, float]]  # (step, value) of one scalar tag
+
+# The page `dlexp board` opens on (TensorBoard's Custom Scalars): the curves to read first, then the per-layer
+# numbers. (category, ((chart title, tag regex), ...)); each run lists the charts whose tags it has logged, and
+# TensorBoard merges the runs' layouts (every run writes both categories, in this order, so the merge keeps it).
+LAYOUT = (
+    ("Loss, accuracy, learning rate", (
+        ("loss: train (each epoch's mean) and val", r"^(train|val)/loss$"),
+        ("accuracy: train and val", r"^(train|val)/acc$"),
+        ("learning rate", r"^optim/lr"),
+        ("loss at every logged step", r"^train/step_loss$"),
+    )),
+    ("Per layer", (
+        ("activations: spread (std over the probe batch)", r"^act_std/[^/]+$"),
+        ("saturated sigmoid / tanh outputs (share)", r"^saturation/[^/]+$"),
+        ("dead ReLUs (share of units that never fire)", r"^dead/[^/]+$"),
+        ("gradient norm", r"^grad_norm/[^/]+$"),
+        ("update / weight ratio of a step", r"^update_ratio/[^/]+$"),
+        ("activations: mean", r"^act_mean/[^/]+$"),
+        ("a layer's single weight or bias", r"^(weight|bias)/[^/]+$"),
+    )),
+)
+# A diverged run's step losses until it stopped, in a chart of their own: as log10 (an explosion of x100 a step is a
+# straight line), or as they were when some are not positive (gaussian_nll can be negative).
+DIVERGED_TAGS = {"log10": "diverged/log10_loss", "plain": "diverged/loss"}
+COLUMNS_SUFFIX = ".hparams-columns"   # the event file holding a sweep's HParams columns (write_columns)
+DISCRETE_MAX = 10                # up to this many distinct numbers, a column's filter lists them (else: min..max)
 
 
 class Board:
@@ -24,28 +51,42 @@ class Board:
         # max_queue: with the default of 10 pending events, the training thread would wait at every epoch end
         # (a histogram capture plus the epoch's scalars) for the writer thread to catch up.
         self.writer = SummaryWriter(log_dir=str(log_dir), max_queue=1000, flush_secs=10, purge_step=purge_step)
+        self.name = Path(log_dir).name
+        self.tags: set[str] = set()               # scalar tags written: the layout lists their charts
+        self.charts: dict[str, tuple] = {}        # the layout last written: category -> charts
 
     def scalar(self, tag: str, value: float, step: int) -> None:
+        self.tags.add(tag)
         self.writer.add_scalar(tag, value, step)
 
     def scalars(self, values: dict[str, float], step: int) -> None:
         for tag, value in values.items():
-            self.writer.add_scalar(tag, value, step)
+            self.scalar(tag, value, step)
 
     def summary(self, histograms: dict[str, dict], scalars: dict[str, float], step: int) -> None:
-        """Many histograms (HistogramProto fields: min, max, num, sum, sum_squares, bucket_limits, bucket_counts)
-        and scalars as ONE event.
+        """Many histograms and scalars as ONE event. A histogram is either HistogramProto's fields (min, max, num,
+        sum, sum_squares, bucket_limits, bucket_counts: TensorBoard drops empty buckets at both ends and fits its
+        axis to the rest) or {"buckets": [(left, right, count)]}, written as TensorBoard's tensor histogram, every
+        bucket kept: the axis spans them all.
 
         One event instead of one per value halves the writing cost of a histogram capture: each event
         is framed and check-summed (in pure Python) on its own.
         """
-        from tensorboard.compat.proto.summary_pb2 import HistogramProto, Summary
+        from tensorboard.compat.proto.summary_pb2 import HistogramProto, Summary, SummaryMetadata
+        from tensorboard.util.tensor_util import make_tensor_proto
 
-        values = [Summary.Value(tag=tag, histo=HistogramProto(
-                      min=h["min"], max=h["max"], num=h["num"], sum=h["sum"], sum_squares=h["sum_squares"],
-                      bucket_limit=h["bucket_limits"], bucket=h["bucket_counts"]))
-                  for tag, h in histograms.items()]
+        values = []
+        for tag, h in histograms.items():
+            if "buckets" in h:
+                plugin = SummaryMetadata.PluginData(plugin_name="histograms")
+                values.append(Summary.Value(tag=tag, metadata=SummaryMetadata(plugin_data=plugin),
+                                            tensor=make_tensor_proto([list(b) for b in h["buckets"]], dtype="float64")))
+            else:
+                values.append(Summary.Value(tag=tag, histo=HistogramProto(
+                    min=h["min"], max=h["max"], num=h["num"], sum=h["sum"], sum_squares=h["sum_squares"],
+                    bucket_limit=h["bucket_limits"], bucket=h["bucket_counts"])))
         values += [Summary.Value(tag=tag, simple_value=value) for tag, value in scalars.items()]
+        self.tags.update(scalars)
         if values:
             self.writer._get_file_writer().add_summary(Summary(value=values), step)
 
@@ -53,12 +94,12 @@ class Board:
                 written: frozenset[str] | set[str] = frozenset()) -> None:
         """HParams in the run's own directory (SummaryWriter.add_hparams would create a timestamped sub-run).
 
-        Only the session records are written, not an "experiment" record: TensorBoard uses the first
-        experiment record it finds for ALL runs, which would hide the hyper-parameters other jobs of a sweep
-        have (model=perceptron,mlp) and mark every value as not differing. Without one, it builds the
-        experiment from all the runs' sessions. The table reads each metric from the scalar curve of the same
-        tag; metrics in `written` already have a curve (a second point would distort it), the others are
-        written once at `step`.
+        Only the session records are written, not an "experiment" record (the table's columns): TensorBoard
+        uses the first experiment record it finds for ALL runs, and one run alone cannot know what the other
+        jobs of its sweep vary (model=perceptron,mlp). The sweep writes that record when it ends, knowing all
+        its jobs (write_columns); until then, and for runs outside a sweep, TensorBoard builds the columns from
+        all the runs' sessions. The table reads each metric from the scalar curve of the same tag; metrics in
+        `written` already have a curve (a second point would distort it), the others are written once at `step`.
         """
         from torch.utils.tensorboard.summary import hparams as hparams_summary
 
@@ -70,23 +111,55 @@ class Board:
             if tag not in written:
                 self.writer.add_scalar(tag, value, step)
 
+    def layout(self, step: int, diverged_at: int | None = None) -> None:
+        """The Custom Scalars layout of this run (written again only when it changes: TensorBoard reads the
+        latest). A run that diverged adds a chart of its own losses, titled with its name and step."""
+        from torch.utils.tensorboard.summary import custom_scalars
+
+        charts = {}
+        for category, entries in LAYOUT:
+            charts[category] = tuple((title, regex) for title, regex in entries
+                                     if any(re.match(regex, tag) for tag in self.tags))
+        logged = [tag for tag in DIVERGED_TAGS.values() if tag in self.tags]
+        if diverged_at is not None and logged:
+            what = "log10 of its loss" if logged[0] == DIVERGED_TAGS["log10"] else "its loss"
+            charts[LAYOUT[0][0]] += ((f"{self.name} diverged at step {diverged_at}: {what} until then",
+                                      f"^{re.escape(logged[0])}$"),)
+        if charts != self.charts:
+            self.charts = charts
+            layout = {category: {title: ["Multiline", [regex]] for title, regex in entries}
+                      for category, entries in charts.items()}
+            self.writer._get_file_writer().add_summary(custom_scalars(layout), step)
+
     def close(self) -> None:
         self.writer.close()
 
 
 class ScalarLogger:
-    """train/step_loss every `every` steps; epoch metrics and the learning rate at each evaluated epoch."""
+    """train/step_loss every `every` steps; epoch metrics and the learning rate at each evaluated epoch; the
+    layout of the page TensorBoard opens on.
+
+    A run that diverges is invisible in the loss charts of a sweep: it stops after a few steps, and TensorBoard's
+    y axis leaves out values as far from the others as its exploding loss. At its end it logs its step losses
+    once more (DIVERGED_TAGS), with the last finite one, and adds a chart of them, titled with its name and the
+    step it stopped at, right after the loss charts: on their own scale, beside the others, unflattened.
+    """
 
     def __init__(self, board: Board, optimizer, every: int, steps_per_epoch: int):
         self.board, self.optimizer, self.every = board, optimizer, every
         self.steps_per_epoch = steps_per_epoch
+        self.step_losses: Curve = []             # what train/step_loss logged
+        self.last: tuple[int, Tensor] | None = None  # the latest step's loss (read only if the run diverges)
 
     def on_start(self, state) -> None:
         self.board.scalar("data/steps_per_epoch", self.steps_per_epoch, state.step)
 
     def on_step(self, state, loss: Tensor) -> None:
+        self.last = (state.step, loss)
         if state.step % self.every == 0:
-            self.board.scalar("train/step_loss", loss.item(), state.step)  # the one host read per interval
+            value = loss.item()                  # the one host read per interval
+            self.board.scalar("train/step_loss", value, state.step)
+            self.step_losses.append((state.step, value))
 
     def on_epoch(self, state, metrics: dict[str, float]) -> None:
         step = state.step
@@ -97,6 +170,23 @@ class ScalarLogger:
         phase = getattr(self.optimizer, "phase", None)
         if phase is not None:
             self.board.scalar("optim/phase", float(phase), step)
+        self.board.layout(step)
+
+    def on_end(self, state, status: str) -> None:
+        diverged_at = None
+        if status == "diverged":
+            points = list(self.step_losses)
+            if self.last is not None and self.last[0] not in dict(points):
+                points.append((self.last[0], self.last[1].item()))
+            points = [(step, value) for step, value in points if math.isfinite(value)]
+            positive = all(value > 0 for _, value in points)
+            for step, value in points:
+                if positive:
+                    self.board.scalar(DIVERGED_TAGS["log10"], math.log10(value), step)
+                else:
+                    self.board.scalar(DIVERGED_TAGS["plain"], value, step)
+            diverged_at = state.step
+        self.board.layout(state.step, diverged_at)
 
 
 def read_scalars(run_dir: Path) -> dict[str, Curve]:
@@ -116,6 +206,58 @@ def read_scalars(run_dir: Path) -> dict[str, Curve]:
     accumulator.Reload()
     return {tag: [(event.step, event.value) for event in accumulator.Scalars(tag)]
             for tag in accumulator.Tags()[ea.SCALARS]}
+
+
+def write_columns(run_dirs: list[Path], hparams: dict[str, list], metrics: list[str]) -> Path | None:
+    """The columns of a sweep's HParams table (an "experiment" record): the hyper-parameters named in `hparams`
+    (name -> the values its runs had), marked as differing, so TensorBoard shows them first; then `metrics`, in
+    that order. Written in a file of its own beside the events of the first of `run_dirs` that has some,
+    replacing an earlier one in any of them; returns that directory (None when no run has events)."""
+    import time
+
+    from google.protobuf import struct_pb2
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.compat.proto.summary_pb2 import Summary
+    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    for run_dir in map(Path, run_dirs):
+        for old in run_dir.glob(f"events.out.tfevents.*{COLUMNS_SUFFIX}"):
+            old.unlink()
+    holder = next((Path(d) for d in run_dirs if any(Path(d).glob("events.out.tfevents.*"))), None)
+    if holder is None:
+        return None
+
+    def info(name: str, values: list) -> api_pb2.HParamInfo:
+        distinct = list(dict.fromkeys(values))
+        if all(isinstance(v, bool) for v in distinct):
+            return api_pb2.HParamInfo(name=name, type=api_pb2.DATA_TYPE_BOOL, differs=True, domain_discrete=
+                                      struct_pb2.ListValue(values=[struct_pb2.Value(bool_value=v) for v in distinct]))
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in distinct):
+            found = api_pb2.HParamInfo(name=name, type=api_pb2.DATA_TYPE_FLOAT64, differs=True)
+            if len(distinct) <= DISCRETE_MAX:
+                found.domain_discrete.values.extend(struct_pb2.Value(number_value=v) for v in sorted(distinct))
+            else:
+                found.domain_interval.min_value, found.domain_interval.max_value = min(distinct), max(distinct)
+            return found
+        return api_pb2.HParamInfo(name=name, type=api_pb2.DATA_TYPE_STRING, differs=True, domain_discrete=
+                                  struct_pb2.ListValue(values=[struct_pb2.Value(string_value=str(v)) for v in distinct]))
+
+    experiment = api_pb2.Experiment(
+        hparam_infos=[info(name, values) for name, values in hparams.items()],
+        metric_infos=[api_pb2.MetricInfo(name=api_pb2.MetricName(tag=tag)) for tag in metrics],
+        time_created_secs=time.time())
+    content = metadata.create_summary_metadata(plugin_data_pb2.HParamsPluginData(experiment=experiment))
+    summary = Summary(value=[Summary.Value(tag=metadata.EXPERIMENT_TAG, metadata=content, tensor=metadata.NULL_TENSOR)])
+    writer = EventFileWriter(str(holder), filename_suffix=COLUMNS_SUFFIX)
+    writer.add_event(Event(wall_time=time.time(), step=0, summary=summary))
+    writer.close()
+    return holder
+
+
+def column_records(folder: Path) -> list[Path]:
+    """The run directories under `folder` holding a sweep's HParams columns (TensorBoard uses the first)."""
+    return sorted({path.parent for path in Path(folder).rglob(f"events.out.tfevents.*{COLUMNS_SUFFIX}")})
 
 
 def write_scalars(log_dir: Path, curves: dict[str, Curve]) -> Path:
