@@ -18,7 +18,8 @@ from torch import nn
 from dlexp import loop
 from dlexp.batching import Batches
 from conftest import histogram_buckets, histogram_tags
-from dlexp.observe.histograms import Histograms, find_layers, histogram_proto_fields, histogram_stats, moments
+from dlexp.observe.histograms import (Histograms, find_layers, histogram_proto_fields, histogram_stats, moments,
+                                      span_buckets)
 from dlexp.observe.hparams import HParams, flatten, hyperparameters
 
 
@@ -78,6 +79,23 @@ def test_the_spread_of_a_narrow_spike_far_from_zero_survives_float32():
     mean, std = moments(torch.cat(histogram_stats(x)).tolist(), x.numel())
     assert mean == pytest.approx(x.double().mean().item(), abs=1e-7)
     assert std == pytest.approx(x.double().std(unbiased=False).item(), rel=1e-3)
+
+
+SEEDED = torch.Generator().manual_seed(0)
+
+
+@pytest.mark.parametrize("x", [torch.rand(5000, generator=SEEDED) * 0.4 + 0.3,
+                               torch.randn(5000, generator=SEEDED) * 0.012 + 0.5, torch.full((9,), 0.25)])
+def test_a_bounded_activation_is_re_binned_over_its_whole_range(x):
+    """Buckets over 0..1 (every one written) from the capture's buckets over min..max: the same total, and each
+    bucket within one source bucket's count of numpy's exact histogram over 0..1."""
+    stats = torch.cat(histogram_stats(x, 30)).tolist()
+    buckets = span_buckets(stats, 30, (0.0, 1.0))["buckets"]
+    assert len(buckets) == 30 and (buckets[0][0], buckets[-1][1]) == (0.0, 1.0)
+    exact, _ = np.histogram(x.double().numpy(), bins=30, range=(0.0, 1.0))
+    ours = [count for _, _, count in buckets]
+    assert sum(ours) == pytest.approx(x.numel())
+    assert max(abs(a - b) for a, b in zip(ours, exact)) <= max(stats[4:])
 
 
 def test_constant_and_non_finite_tensors():

@@ -128,6 +128,7 @@ class Summary(Callback):
         if written:
             console.print(f"[bold]summary:[/]  {', '.join(str(p) for p in written)}")
         console.print(f"compare:  dlexp compare {sweep_dir}")
+        console.print(f"view it:  dlexp board {sweep_dir}")
 
 
 def _job_order(job: tuple[Path, dict]) -> tuple[int, str]:

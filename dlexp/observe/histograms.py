@@ -12,13 +12,14 @@ pass (model in eval mode, no autograd), so nothing stays attached to the model b
 Gradients are the `.grad` of the last training step; the update/weight ratio compares each weight with a
 copy taken just before the step that precedes a capture.
 
-TensorBoard shows one card per run and histogram tag, so every kind multiplies the cards a sweep fills Time
-Series with: activations, weights and gradients are always captured, the other kinds (`EXTRA`) only on request
-(`log.extra_histograms`). The numbers derived from them (saturation, dead units, a lone bias) are kept either way.
+How a capture is written (`_write`, also fed captures computed elsewhere, many models at once):
 
-TensorBoard fits each card's x axis to the data it shows, so sigmoids all at 0.5 ± 0.01 would fill the card like a
-wide bell. The activations of a bounded function (`SPANS`) are therefore bucketed over its whole output range
-(0..1 for a sigmoid), every bucket written: a needle stays a needle on a 0..1 axis.
+* TensorBoard shows one card per run and histogram tag, so every kind multiplies the cards a sweep fills Time
+  Series with: activations, weights and gradients are always written, the other kinds (`EXTRA`) only on request
+  (`log.extra_histograms`). The numbers derived from them (saturation, dead units, a lone bias) are kept either way.
+* TensorBoard fits each card's x axis to the data it shows, so sigmoids all at 0.5 ± 0.01 would fill the card like
+  a wide bell. The activations of a bounded function (`SPANS`) are therefore re-binned over its whole output range
+  (0..1 for a sigmoid), every bucket written: a needle stays a needle on a 0..1 axis.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ NORMS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm)
 MODE_DEPENDENT = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
 SINGULAR = {"weights": "weight", "biases": "bias"}  # the scalar tag of a parameter with a single entry
 EXTRA = ("preactivations", "biases")   # histogram kinds captured only with log.extra_histograms
-SPANS = {nn.Sigmoid: (0.0, 1.0), nn.Tanh: (-1.0, 1.0)}   # bounded outputs: their histograms span the range
+# Bounded outputs, by the activation's name in a tag (activations/3_sigmoid): their histograms span the range.
+SPANS = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0)}
 
 
 def is_activation(module: nn.Module) -> bool:
@@ -89,9 +91,8 @@ def find_layers(model: nn.Module) -> list[Layer]:
     return layers
 
 
-def histogram_stats(x: Tensor, bins: int = BINS, span: tuple[float, float] | None = None) -> list[Tensor]:
-    """[(4,) min, max, Σ(x - min), Σ(x - min)²; (bins,) counts of `bins` equal buckets over min..max, or over
-    `span` when given (values outside it count in the first or last bucket)].
+def histogram_stats(x: Tensor, bins: int = BINS) -> list[Tensor]:
+    """[(4,) min, max, Σ(x - min), Σ(x - min)²; (bins,) counts of `bins` equal buckets over min..max].
 
     On x's device. Sums are taken from the minimum so that the variance of a narrow spike far from zero
     (sigmoids at 0.5 ± 0.001) does not drown in float32 rounding. Two pieces, so that one torch.cat per
@@ -103,10 +104,6 @@ def histogram_stats(x: Tensor, bins: int = BINS, span: tuple[float, float] | Non
     lo, hi = torch.aminmax(x)
     shifted = x - lo                                                     # (N,) in [0, hi - lo]
     sums = torch.stack([lo, hi, shifted.sum(), torch.dot(shifted, shifted)])
-    if span is not None:
-        start, end = span
-        index = (x - start).mul_(bins / (end - start)).int().clamp_(0, bins - 1)   # (N,)
-        return [sums, torch.bincount(index, minlength=bins)]
     # (N,) bucket of each value; a constant tensor (hi == lo) lands wholly in bucket 0
     index = shifted.mul_(bins).div_((hi - lo).clamp_min_(1e-30)).int().clamp_(0, bins - 1)
     return [sums, torch.bincount(index, minlength=bins)]
@@ -135,14 +132,28 @@ def histogram_proto_fields(values: list[float], numel: int, bins: int) -> dict |
 
 
 def span_buckets(values: list[float], bins: int, span: tuple[float, float]) -> dict | None:
-    """{"buckets": [(left, right, count)] * bins} over the whole span, empty ones too, from histogram_stats(...,
-    span) read back; None if not finite."""
+    """{"buckets": [(left, right, count)] * bins}: histogram_stats read back (buckets over min..max), re-binned
+    over the whole `span`, empty buckets too; a bucket that straddles two is shared in proportion to its overlap
+    (as TensorBoard re-bins for display). None if not finite."""
+    lo, hi = values[:2]
     if not all(map(_finite, values[:4])):
         return None
     start, end = span
-    width = (end - start) / bins
-    return {"buckets": [(start + width * i, start + width * (i + 1), count)
-                        for i, count in enumerate(values[4:4 + bins])]}
+    width, data_width = (end - start) / bins, (hi - lo) / bins
+    out = [0.0] * bins
+    for i, count in enumerate(values[4:4 + bins]):
+        if not count:
+            continue
+        left, right = lo + data_width * i, lo + data_width * (i + 1)
+        first = min(max(int((left - start) // width), 0), bins - 1)
+        last = min(max(int((right - start) // width), 0), bins - 1)
+        if data_width == 0 or first == last:            # a constant tensor, or a bucket inside one of the span's
+            out[first] += count
+            continue
+        for j in range(first, last + 1):
+            overlap = min(right, start + width * (j + 1)) - max(left, start + width * j)
+            out[j] += count * max(overlap, 0.0) / data_width
+    return {"buckets": [(start + width * j, start + width * (j + 1), out[j]) for j in range(bins)]}
 
 
 class Histograms:
@@ -243,12 +254,12 @@ class Histograms:
         self.captures += 1
         ratios = self._ratios(step)
         pieces: list[Tensor] = []                # 1-D device tensors, joined for the one host read
-        uses: list[tuple] = []                   # (kind, tag, numel[, span]) telling the host what each piece is
+        uses: list[tuple[str, str, int]] = []    # (kind, tag, numel) telling the host what each piece is
 
-        def hist(tag: str, x: Tensor, span: tuple[float, float] | None = None) -> None:
-            if x.numel() and tag.split("/", 1)[0] not in self.skipped:
-                pieces.extend(histogram_stats(x, self.bins, span))
-                uses.append(("hist", tag, x.numel(), span))
+        def hist(tag: str, x: Tensor) -> None:
+            if x.numel():
+                pieces.extend(histogram_stats(x, self.bins))
+                uses.append(("hist", tag, x.numel()))
 
         def value(kind: str, tag: str, x: Tensor, n: int = 1) -> None:
             pieces.append(x.reshape(1))
@@ -261,8 +272,7 @@ class Histograms:
                 hist(f"preactivations/{layer.name}", pre)
             if act is not None and act.numel():
                 name = layer.act_name
-                # its sum / sum of squares give act_mean / act_std
-                hist(f"activations/{name}", act, SPANS.get(type(layer.activation)))
+                hist(f"activations/{name}", act)           # its sum / sum of squares give act_mean / act_std
                 if isinstance(layer.activation, nn.Sigmoid):
                     value("saturated", f"saturation/{name}", ((act - 0.5).abs() > 0.5 - SATURATION_MARGIN).sum(),
                           act.numel())
@@ -288,22 +298,24 @@ class Histograms:
         if pieces:
             self._write(torch.cat(pieces).tolist(), uses, step)  # the one host read of this capture
 
-    def _write(self, values: list[float], uses: list[tuple], step: int) -> None:
+    def _write(self, values: list[float], uses: list[tuple[str, str, int]], step: int) -> None:
         at, bins = 0, self.bins
         hists: dict[str, dict] = {}
         scalars: dict[str, float] = {}
         pooled = {"saturated": [0.0, 0], "dead": [0.0, 0]}    # kind -> [count, out of]
-        for kind, tag, n, *span in uses:
+        for kind, tag, n in uses:
             if kind == "hist":
                 stats = values[at:at + 4 + bins]
                 at += 4 + bins
-                fields = span_buckets(stats, bins, span[0]) if span[0] else histogram_proto_fields(stats, n, bins)
-                if fields is None:
-                    continue
-                hists[tag] = fields
-                if tag.startswith("activations/"):
-                    name = tag.split("/", 1)[1]
+                if not all(map(_finite, stats[:4])):
+                    continue                             # a diverging tensor: the guard reports it, not a histogram
+                group, name = tag.split("/", 1)
+                if group == "activations":
                     scalars[f"act_mean/{name}"], scalars[f"act_std/{name}"] = moments(stats, n)
+                if group in self.skipped:
+                    continue
+                span = SPANS.get(name.split("_", 1)[-1]) if group == "activations" else None
+                hists[tag] = span_buckets(stats, bins, span) if span else histogram_proto_fields(stats, n, bins)
                 continue
             x = values[at]
             at += 1
