@@ -74,7 +74,7 @@ class ObserverClock:
 
     def __init__(self):
         self.seconds, self.captures, self.active = 0.0, 0, False
-        for name in ("on_start", "on_step", "on_epoch"):
+        for name in ("on_capture_next", "on_capture"):
             setattr(histograms.Histograms, name, self._timed(getattr(histograms.Histograms, name)))
 
     def _timed(self, method):

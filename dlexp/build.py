@@ -162,7 +162,7 @@ def observers(cfg: DictConfig, exp: Experiment, job, console, board, config_yaml
     `record` (the run's runs.Run) gets the progress each checkpoint keeps; a sweep job also watches for its
     sweep being stopped (dlexp.signals).
     """
-    from dlexp import checkpoint
+    from dlexp import checkpoint, runs
     from dlexp.observe import pictures
     from dlexp.observe.guard import DivergenceGuard
     from dlexp.observe.histograms import Histograms, probe_batch
@@ -178,11 +178,11 @@ def observers(cfg: DictConfig, exp: Experiment, job, console, board, config_yaml
                               stuck_factor=guard.stuck_factor,
                               notice=lambda text: console.print(f"[yellow]{text}[/]", soft_wrap=True))]
     if log.histograms:  # right after the guard: a step it stops (non-finite loss) is never captured
-        chosen.append(Histograms(board, exp.model, probe_batch(exp.data)))
+        chosen.append(Histograms(board, exp.model, probe_batch(exp.data), extra=bool(log.extra_histograms)))
     if pictures.wanted(log.boundaries, exp.data, exp.loss):
         chosen.append(pictures.Pictures(board, exp.model, exp.loss, exp.data, job.run_dir))
     chosen += [ScalarLogger(board, exp.optimizer, int(log.every), len(exp.batches)),
-               MetricsCSV(job.run_dir / "metrics.csv")]
+               MetricsCSV(job.run_dir / runs.METRICS)]
     progress = "none" if job.compact else log.progress
     if progress == "auto":
         progress = "bar" if console.is_terminal and sys.stdout.isatty() else "lines"
@@ -192,7 +192,7 @@ def observers(cfg: DictConfig, exp: Experiment, job, console, board, config_yaml
         chosen.append(ProgressLines(console, exp.epochs))
     hparams = hyperparameters(OmegaConf.to_container(cfg, resolve=True), job.choices)
     chosen.append(HParams(board, hparams, sources=[o for o in chosen if isinstance(o, Histograms)],
-                          history=job.run_dir / "metrics.csv"))
+                          history=job.run_dir / runs.METRICS))
     if getattr(job, "sweep_dir", None) is not None:
         chosen.append(SweepStop(job.sweep_dir))
     chosen.append(checkpoint.Checkpointer(job.run_dir / checkpoint.FILE, exp, config_yaml,

@@ -173,7 +173,7 @@ def diff(run_a: Path = typer.Argument(..., metavar="RUN_A", help="A run director
 def board(path: Path = typer.Argument(Path("runs"), metavar="PATH", help="Folder of runs (a sweep, a run, or runs/)."),
           host: str = typer.Option("127.0.0.1", help="Interface to bind; give 0.0.0.0 explicitly to expose it."),
           port: int = typer.Option(6006, help="Port (0 = a free one).")) -> None:
-    """Start TensorBoard on a runs folder, bound to localhost, and print its URL."""
+    """Start TensorBoard on a runs folder, bound to localhost, and print the address of the page to read first."""
     from dlexp.observe import board as boarding
 
     try:

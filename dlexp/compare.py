@@ -21,6 +21,7 @@ from typing import Any
 from dlexp import evidence, runs
 from dlexp.errors import UsageError
 from dlexp.evidence import Group, Stat
+from dlexp.observe import hparams
 from dlexp.observe.hparams import flatten
 from dlexp.runs import best_of, ranked
 
@@ -56,6 +57,7 @@ class RunRow:
     choices: dict[str, str] = field(default_factory=dict)          # config group -> option
     config: dict[str, Any] = field(default_factory=dict)           # the composed config, dotted keys
     stopped_at_step: int | None = None              # where a diverged run stopped
+    job: int | None = None                          # its number in its sweep
 
 
 @dataclass
@@ -111,7 +113,7 @@ def parse_overrides(overrides: list[str]) -> dict[str, str]:
 
 def load_run(path: Path) -> RunRow:
     status = runs.read_status(path)
-    rows = read_metrics_csv(path / "metrics.csv")
+    rows = read_metrics_csv(path / runs.METRICS)
     metrics = {k: v for k, v in ((k, _float(v)) for k, v in (status.get("metrics") or {}).items()) if v is not None}
     if not metrics and rows:                        # a run still going, or killed: its last logged epoch
         metrics = {k: v for k, v in ((k, _float(v)) for k, v in rows[-1].items())
@@ -132,7 +134,8 @@ def load_run(path: Path) -> RunRow:
                   overrides=parse_overrides(status.get("overrides") or []), metrics=metrics,
                   epochs=epochs, wall_time=_float(status.get("wall_time")), curve=curve,
                   choices={str(k): str(v) for k, v in (status.get("choices") or {}).items()},
-                  config=read_config(path), stopped_at_step=status.get("diverged_at_step"))
+                  config=read_config(path), stopped_at_step=status.get("diverged_at_step"),
+                  job=runs.job_number(path, status))
 
 
 def collect(paths: list[Path]) -> list[RunRow]:
@@ -148,12 +151,17 @@ def collect(paths: list[Path]) -> list[RunRow]:
     if not found:
         where = ", ".join(str(p) for p in paths)
         raise UsageError(f"no runs under {where}: a run directory holds a status.json written by dlexp train.")
-    found.sort(key=lambda row: _natural(row.name))
+    found.sort(key=run_order)
     names = [row.name for row in found]
     for row in found:
         if names.count(row.name) > 1:               # the same job name under two sweeps: show where it is
             row.name = str(row.path)
     return found
+
+
+def run_order(row: RunRow) -> tuple:
+    """Sweep by sweep, jobs in their order (job 10 after job 9), other runs by name."""
+    return (_natural(str(row.path.parent)), row.job if row.job is not None else 1 << 30, _natural(row.name))
 
 
 def _natural(text: str) -> list:
@@ -544,12 +552,13 @@ def _panels(drawn: int, panels: int) -> str:
 def write_summary(sweep_dir: Path) -> list[Path]:
     """summary.csv and summary.md of the compare table in the sweep directory (for the end of a multirun); when
     the sweep varies the seed, the grouped table with its verdict, and one TensorBoard run per group under
-    <sweep>/aggregate/."""
+    <sweep>/aggregate/; and the columns of the sweep's TensorBoard HParams table (what it varies, status, the key
+    metrics)."""
     sweep_dir = Path(sweep_dir)
     run_dirs = runs.find_runs(sweep_dir) if sweep_dir.exists() else []
     if not run_dirs:
         return []
-    rows = sorted((load_run(p) for p in run_dirs), key=lambda row: _natural(row.name))
+    rows = sorted((load_run(p) for p in run_dirs), key=run_order)
     t = build_table(rows)
     found = verdict_for(t, rows, None)
     written = [to_csv(sweep_dir / SUMMARY_CSV, t), to_markdown(sweep_dir / SUMMARY_MD, t, found.lines if found else [])]
@@ -557,4 +566,8 @@ def write_summary(sweep_dir: Path) -> list[Path]:
         aggregates = evidence.write_aggregates(sweep_dir, t.groups)
         if aggregates:
             written.append(sweep_dir / evidence.AGGREGATE_DIR)
+    from dlexp import signals
+
+    if not signals.stop_requested(sweep_dir):  # a stopped sweep gets its columns when `dlexp resume` finishes it
+        hparams.write_sweep_columns(rows, evidence.differing_overrides(rows))
     return written

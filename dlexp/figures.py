@@ -194,8 +194,9 @@ def histograms_figure(path: Path, runs: list[tuple[str, Path]], step: int = 0) -
 
 def _histogram_panel(ax, tag: str, h: dict, scalars: dict[str, float], x_range) -> None:
     name = tag.split("/", 1)[1]
-    edges = np.array([h["min"], *h["bucket_limits"]], dtype=float)       # TensorBoard: min and max are the outer edges
-    counts = np.asarray(h["bucket_counts"], dtype=float)
+    buckets = h["buckets"]                                               # [(left, right, count)], as TensorBoard draws
+    edges = np.array([buckets[0][0], *(right for _, right, _ in buckets)], dtype=float)
+    counts = np.asarray([count for _, _, count in buckets], dtype=float)
     if edges[-1] - edges[0] <= 0:                                        # a constant: one needle, visible
         width = (x_range[1] - x_range[0]) / 200
         edges = np.array([edges[0] - width, edges[0] + width])

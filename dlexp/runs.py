@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import platform
+import re
 import secrets
 import sys
 import time
@@ -19,6 +20,7 @@ STATUS = "status.json"
 CONFIG = "config.yaml"
 LOG = "train.log"
 LOCK = ".lock"                                # held (flock) by the one process writing the run, while it lives
+METRICS = "metrics.csv"                      # one row per evaluated epoch (a run that trains)
 # A run's status and the exit code it gives a command (a sweep exits with its most serious one). `running` is
 # what status.json says while a process writes the run; readers call it `crashed` once that process is gone.
 EXIT_CODES = {"completed": 0, "failed": 1, "crashed": 1, "refused": 2, "diverged": 3, "interrupted": 130,
@@ -247,11 +249,14 @@ class Run:
         return run
 
     @classmethod
-    def refused(cls, path: Path, overrides: list[str], choices: dict[str, str], problems: list[str]) -> "Run":
+    def refused(cls, path: Path, overrides: list[str], choices: dict[str, str], problems: list[str],
+                sweep_job: int | None = None) -> "Run":
         """The record of a sweep job whose configuration could not run (values a sweeper sampled)."""
         run = cls(path)
         run.status = {"status": "refused", "name": Path(path).name, "overrides": list(overrides),
                       "choices": dict(choices), "problems": list(problems), "versions": versions()}
+        if sweep_job is not None:
+            run.status["sweep_job"] = sweep_job
         run.save()
         return run
 
@@ -324,6 +329,16 @@ def read_status(path: Path) -> dict[str, Any]:
     if status.get("status") == "running" and not writer_alive(path, status):
         status["status"] = "crashed"
     return status
+
+
+def job_number(path: Path, status: dict | None = None) -> int | None:
+    """A sweep job's number: status.json's sweep_job (names start with what sets the job apart, lr=0.001_3), else the
+    number a directory name starts with (3_optimizer=adam, as older sweeps named their jobs); None for a run."""
+    status = read_status(path) if status is None else status
+    if isinstance(status.get("sweep_job"), int):
+        return status["sweep_job"]
+    match = re.match(r"(\d+)_", Path(path).name)
+    return int(match.group(1)) if match else None
 
 
 def find_runs(*roots: Path) -> list[Path]:

@@ -45,6 +45,12 @@ def status_of(run_dir: Path) -> dict:
     return json.loads((run_dir / runs.STATUS).read_text())
 
 
+def histogram_tags(acc) -> set[str]:
+    """Every histogram tag of an EventAccumulator, in either of TensorBoard's two formats."""
+    tensors = {tag for tag in acc.Tags()["tensors"] if acc.SummaryMetadata(tag).plugin_data.plugin_name == "histograms"}
+    return set(acc.Tags()["histograms"]) | tensors
+
+
 def compose_cfg(*overrides: str):
     cfg = composer.load(list(overrides))
     return composer.without_hydra(cfg), composer.choices(cfg)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -112,7 +113,8 @@ def test_train_writes_a_complete_run(cli, tmp_path):
     result = cli("train", "trainer.epochs=1", "log.progress=lines")
     assert result.returncode == 0, result.stderr
     (run,) = run_dirs(tmp_path / "runs")
-    assert "trainer.epochs=1" in run.name
+    assert run.name.endswith("_epochs=1")          # short keys in the name (log.progress is never part of it) ...
+    assert status_of(run)["overrides"] == ["trainer.epochs=1", "log.progress=lines"]  # ... the full ones kept
     names = {p.name for p in run.iterdir()}
     assert {"status.json", "config.yaml", "metrics.csv", "train.log"} <= names
     assert any(n.startswith("events.out.tfevents") for n in names)
@@ -122,13 +124,56 @@ def test_train_writes_a_complete_run(cli, tmp_path):
     assert status["versions"]["torch"]
 
 
-def test_multirun_two_jobs_named_by_overrides(cli, tmp_path):
-    result = cli("train", "-m", "optimizer=sgd,adam", "trainer.epochs=1", "log.progress=none")
+def test_multirun_jobs_are_named_by_what_sets_them_apart(cli, tmp_path):
+    """TensorBoard shows a job's directory name as its run name, cut after ~30 characters: it starts with the
+    values that differ between the jobs (short keys), then the job's number; the full overrides stay recorded."""
+    result = cli("train", "-m", "data=xor", "optimizer.lr=0.1,1.0", "model.activation=tanh,relu",
+                 "trainer.epochs=1", "log.progress=none")
     assert result.returncode == 0, result.stderr
-    found = run_dirs(tmp_path / "runs" / "multirun")
-    assert [p.name for p in found] == ["0_optimizer=sgd,trainer.epochs=1", "1_optimizer=adam,trainer.epochs=1"]
-    assert found[0].parent == found[1].parent  # one sweep directory
+    found = sorted(run_dirs(tmp_path / "runs" / "multirun"), key=lambda p: status_of(p)["sweep_job"])
+    assert [p.name for p in found] == ["lr=0.1,act=tanh_0", "lr=0.1,act=relu_1", "lr=1.0,act=tanh_2",
+                                       "lr=1.0,act=relu_3"]
+    (sweep,) = {p.parent for p in found}                                 # one sweep directory ...
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_[0-9a-f]{6}_lr,act", sweep.name)  # ... named by what it varies
+    assert status_of(found[2])["overrides"] == ["data=xor", "optimizer.lr=1.0", "model.activation=tanh",
+                                                "trainer.epochs=1", "log.progress=none"]
+    assert "optimizer.lr=1.0" in (found[2] / ".hydra" / "overrides.yaml").read_text()
     assert all(status_of(p)["status"] == "completed" for p in found)
+
+
+def test_a_sweep_carries_its_experiment_and_names_jobs_even_in_a_directory_of_your_choice(cli, tmp_path):
+    """The jobs learn what the sweep varies from the launching process (Hydra's resolver cache), also when
+    hydra.sweep.dir is given, as the lesson scripts do."""
+    result = cli("train", "-m", "experiment=xor_mlp", "optimizer=sgd,adam", "trainer.epochs=1",
+                 "log.progress=none")
+    assert result.returncode == 0, result.stderr
+    (sweep,) = (tmp_path / "runs" / "multirun").iterdir()
+    assert sweep.name.endswith("_xor_mlp")
+    assert sorted(p.name for p in run_dirs(sweep)) == ["optimizer=adam_1", "optimizer=sgd_0"]
+    result = cli("train", "-m", "experiment=xor_mlp", "optimizer.lr=0.5,1", "seed=1,2", "trainer.epochs=1",
+                 "log.progress=none", "hydra.sweep.dir=mine")
+    assert result.returncode == 0, result.stderr
+    assert [p.name for p in sorted(run_dirs(tmp_path / "mine"), key=lambda p: status_of(p)["sweep_job"])] == \
+        ["lr=0.5,seed=1_0", "lr=0.5,seed=2_1", "lr=1,seed=1_2", "lr=1,seed=2_3"]
+
+
+@pytest.mark.parametrize("overrides, exclude, name", [
+    (["optimizer.lr=0.1", "initializer=he_normal"], [], "lr=0.1,init=he_normal"),
+    (["optimizer.lr=0.1", "scheduler.lr=0.2", "+model.extra=1"], [], "optimizer.lr=0.1,scheduler.lr=0.2,extra=1"),
+    (["model.hidden=[32,32]", "log.dir=/tmp/x y"], ["log.dir"], "hidden=[32,32]"),
+    (["data.root=/home/me/my data"], [], "root=_home_me_my_data"),
+])
+def test_labels_shorten_keys_keep_them_apart_and_are_safe_in_a_path(overrides, exclude, name):
+    from dlexp.config.resolvers import label
+
+    assert label(overrides, exclude) == name
+
+
+def test_a_label_is_bounded():
+    from dlexp.config.resolvers import MAX_LABEL, label
+
+    text = label([f"model.hidden=[{','.join(['512'] * 40)}]"])
+    assert len(text) == MAX_LABEL and text.endswith("~")
 
 
 def test_cfg_job_prints_without_training(cli, tmp_path):

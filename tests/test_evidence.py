@@ -255,8 +255,8 @@ def test_real_seed_sweep_through_the_cli(tmp_path, cli):
     assert max(len(line) for line in table.stdout.splitlines()[:12]) <= 80
     assert (tmp_path / "bands.png").read_bytes()[:4] == b"\x89PNG"
     for optimizer in ("sgd", "adam"):
-        finals = [json.loads((p / "status.json").read_text())["metrics"]["val/loss"]
-                  for p in sweep.iterdir() if f"optimizer={optimizer}," in p.name]
+        statuses = [json.loads(p.read_text()) for p in sweep.glob("*/status.json")]
+        finals = [s["metrics"]["val/loss"] for s in statuses if s["choices"]["optimizer"] == optimizer]
         acc = EventAccumulator(str(sweep / "aggregate" / f"optimizer={optimizer}"))
         acc.Reload()
         assert len(finals) == 3

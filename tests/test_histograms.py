@@ -17,7 +17,10 @@ from torch import nn
 
 from dlexp import loop
 from dlexp.batching import Batches
-from dlexp.observe.histograms import Histograms, find_layers, histogram_proto_fields, histogram_stats, moments
+from conftest import histogram_tags
+from dlexp.observe.tensorboard import histogram_buckets
+from dlexp.observe.histograms import (Histograms, find_layers, histogram_proto_fields, histogram_stats, moments,
+                                      span_buckets)
 from dlexp.observe.hparams import HParams, flatten, hyperparameters
 
 
@@ -39,9 +42,10 @@ def hooks(model: nn.Module) -> int:
     return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
 
 
-def capture_once(model: nn.Module, probe: torch.Tensor) -> tuple[dict, dict]:
+def capture_once(model: nn.Module, probe: torch.Tensor, extra: bool = True) -> tuple[dict, dict]:
+    """One capture; `extra`: also the kinds captured only on request (pre-activations, biases)."""
     board = Recorder()
-    Histograms(board, model, probe).capture(0)
+    Histograms(board, model, probe, extra=extra).capture(0)
     return board.captures[0]
 
 
@@ -76,6 +80,23 @@ def test_the_spread_of_a_narrow_spike_far_from_zero_survives_float32():
     mean, std = moments(torch.cat(histogram_stats(x)).tolist(), x.numel())
     assert mean == pytest.approx(x.double().mean().item(), abs=1e-7)
     assert std == pytest.approx(x.double().std(unbiased=False).item(), rel=1e-3)
+
+
+SEEDED = torch.Generator().manual_seed(0)
+
+
+@pytest.mark.parametrize("x", [torch.rand(5000, generator=SEEDED) * 0.4 + 0.3,
+                               torch.randn(5000, generator=SEEDED) * 0.012 + 0.5, torch.full((9,), 0.25)])
+def test_a_bounded_activation_is_re_binned_over_its_whole_range(x):
+    """Buckets over 0..1 (every one written) from the capture's buckets over min..max: the same total, and each
+    bucket within one source bucket's count of numpy's exact histogram over 0..1."""
+    stats = torch.cat(histogram_stats(x, 30)).tolist()
+    buckets = span_buckets(stats, 30, (0.0, 1.0))["buckets"]
+    assert len(buckets) == 30 and (buckets[0][0], buckets[-1][1]) == (0.0, 1.0)
+    exact, _ = np.histogram(x.double().numpy(), bins=30, range=(0.0, 1.0))
+    ours = [count for _, _, count in buckets]
+    assert sum(ours) == pytest.approx(x.numel())
+    assert max(abs(a - b) for a, b in zip(ours, exact)) <= max(stats[4:])
 
 
 def test_constant_and_non_finite_tensors():
@@ -179,7 +200,7 @@ class Oracle:
             self.act[state.step] = self.model[1](self.model[0](self.probe))
 
 
-def train_with(observers_for, epochs=7, epoch_every=3, hist_every=5, n=8, batch=2, lr=0.1):
+def train_with(observers_for, epochs=7, epoch_every=3, hist_every=5, n=8, batch=2, lr=0.1, extra=True):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 6), nn.Tanh(), nn.Linear(6, 1))
     x, y = torch.randn(n, 3), torch.randn(n, 1)
@@ -187,12 +208,12 @@ def train_with(observers_for, epochs=7, epoch_every=3, hist_every=5, n=8, batch=
     batches = Batches(x, y, batch, True, seed=0)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     board = Recorder()
-    histograms = Histograms(board, model, probe)
-    extra = observers_for(model, probe)
+    histograms = Histograms(board, model, probe, extra=extra)
+    others = observers_for(model, probe)
     schedule = loop.Schedule(epochs, len(batches), eval_every=epoch_every, capture_every=hist_every)
     loop.fit(model, nn.functional.mse_loss, optimizer, batches, schedule, lambda state: {"val/loss": 0.0},
-             [*extra, histograms])
-    return model, board, histograms, extra
+             [*others, histograms])
+    return model, board, histograms, others
 
 
 def test_capture_schedule_start_interval_and_evaluated_epochs():
@@ -205,6 +226,19 @@ def test_capture_schedule_start_interval_and_evaluated_epochs():
         assert ("grads/1_linear" in hists) == (step > 0)            # no gradient before the first step
         assert ("update_ratio/1_linear" in scalars) == (step > 0)   # the weights before each captured step
     assert hooks(model) == 0                                        # nothing left over after 28 steps
+
+
+def test_pre_activations_and_biases_are_captured_only_on_request():
+    """Activations, weights and gradients always; pre-activations and biases with log.extra_histograms. The
+    numbers read from them stay: a lone bias is still a scalar (y = w x + b: the fitted intercept)."""
+    _, board, _, _ = train_with(lambda m, p: [], extra=False)
+    for step, (hists, scalars) in board.captures.items():
+        kinds = {tag.split("/")[0] for tag in hists}
+        assert kinds == ({"activations", "weights", "grads"} if step else {"activations", "weights"}), step
+        assert "bias/2_linear" in scalars and "act_std/1_tanh" in scalars
+    _, board, _, _ = train_with(lambda m, p: [], extra=True)
+    assert {tag.split("/")[0] for tag in board.captures[5][0]} == \
+        {"activations", "preactivations", "weights", "biases", "grads"}
 
 
 def test_grad_norm_update_ratio_and_activation_stats_against_an_oracle():
@@ -311,8 +345,9 @@ def test_normal_init_saturates_sigmoids(classic):
     saturation = first_values(acc, "saturation/")
     assert len(saturation) == 5 and saturation["saturation/1_sigmoid"] > 0.6
     assert first_values(acc, "hist/")["hist/saturated"] > 0.5
-    buckets = acc.Histograms("activations/5_sigmoid")[0].histogram_value.bucket
-    assert buckets[0] + buckets[-1] > 0.3 * sum(buckets)       # piled up at 0 and at 1
+    ((step, buckets),) = histogram_buckets(acc, "activations/5_sigmoid")
+    counts = [count for _, _, count in buckets]
+    assert counts[0] + counts[-1] > 0.3 * sum(counts)           # piled up at 0 and at 1
 
 
 def test_small_init_collapses_to_one_half(classic):
@@ -320,7 +355,13 @@ def test_small_init_collapses_to_one_half(classic):
     assert first_values(acc, "hist/")["hist/saturated"] == 0
     for tag, mean in first_values(acc, "act_mean/").items():
         assert mean == pytest.approx(0.5, abs=0.01), tag
-    assert max(first_values(acc, "act_std/").values()) < 0.03   # a spike at 0.5 (on a 0..1 axis)
+    assert max(first_values(acc, "act_std/").values()) < 0.03   # a spike at 0.5 ...
+    for i in range(1, 6):                                         # ... drawn on a 0..1 axis, as a needle
+        ((_, buckets),) = histogram_buckets(acc, f"activations/{i}_sigmoid")
+        assert (buckets[0][0], buckets[-1][1], len(buckets)) == (0.0, 1.0, 30)
+        filled = [(left, right) for left, right, count in buckets if count]
+        assert 0.35 < filled[0][0] and filled[-1][1] < 0.65, (i, filled)  # a few buckets around 0.5
+    assert 0.42 < filled[0][0] and filled[-1][1] < 0.58, filled       # the last layer: three, a needle
 
 
 def test_xavier_init_spreads(classic):
@@ -332,11 +373,8 @@ def test_xavier_init_spreads(classic):
 
 def test_fresh_network_event_file_has_histograms_and_hparams(classic):
     acc = classic["normal"]
-    histograms = set(acc.Tags()["histograms"])
-    for i in range(1, 6):
-        assert {f"activations/{i}_sigmoid", f"preactivations/{i}_linear", f"weights/{i}_linear",
-                f"biases/{i}_linear"} <= histograms
-    assert "preactivations/6_linear" in histograms and not any(t.startswith("grads/") for t in histograms)
+    histograms = histogram_tags(acc)
+    assert histograms == {f"activations/{i}_sigmoid" for i in range(1, 6)} | {f"weights/{i}_linear" for i in range(1, 7)}
     assert {e.step for e in acc.Histograms("weights/1_linear")} == {0}
     hparams = session_hparams(acc)
     assert hparams["initializer"] == "normal" and hparams["model.activation"] == "sigmoid"
@@ -347,9 +385,9 @@ def test_fresh_network_event_file_has_histograms_and_hparams(classic):
 def test_training_run_event_file(tmp_path):
     run_dir = train_in_process(tmp_path / "digits", ["trainer.epochs=2", "model.hidden=[32]", "optimizer=sgd"])
     acc = read_events(run_dir)
-    histograms = set(acc.Tags()["histograms"])
-    assert {"activations/1_relu", "preactivations/1_linear", "weights/1_linear", "biases/1_linear",
-            "grads/1_linear", "grads/2_linear"} <= histograms
+    histograms = histogram_tags(acc)
+    assert histograms == {"activations/1_relu", "weights/1_linear", "weights/2_linear", "grads/1_linear",
+                          "grads/2_linear"}
     steps_per_epoch = acc.Scalars("data/steps_per_epoch")[0].value
     assert [e.step for e in acc.Histograms("weights/1_linear")] == [0, steps_per_epoch, 2 * steps_per_epoch]
     scalars = set(acc.Tags()["scalars"])
@@ -366,10 +404,17 @@ def test_training_run_event_file(tmp_path):
     assert 0 <= status["metrics"]["hist/dead"] <= 1 and math.isfinite(status["metrics"]["best/val/loss"])
 
 
+def test_extra_histograms_add_pre_activations_and_biases(tmp_path):
+    acc = read_events(train_in_process(tmp_path / "extra", ["trainer.epochs=1", "model.hidden=[8]",
+                                                            "log.extra_histograms=true"]))
+    assert {"preactivations/1_linear", "preactivations/2_linear", "biases/1_linear", "biases/2_linear",
+            "activations/1_relu", "weights/1_linear", "grads/1_linear"} <= histogram_tags(acc)
+
+
 def test_histograms_can_be_switched_off(tmp_path):
     acc = read_events(train_in_process(tmp_path / "off", ["trainer.epochs=1", "model.hidden=[8]",
                                                           "log.histograms=false"]))
-    assert acc.Tags()["histograms"] == []
+    assert histogram_tags(acc) == set()
     assert session_hparams(acc)["optimizer"] == "adam"               # hparams are logged all the same
 
 
@@ -380,7 +425,7 @@ def test_classic_experiment_through_the_cli(tmp_path):
                              "initializer=normal,normal_small", "log.progress=lines"],
                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    runs = sorted((tmp_path / "runs" / "multirun").glob("*/*initializer=*"))
+    runs = sorted((tmp_path / "runs" / "multirun").glob("*/init=*"))
     normal, small = (first_values(read_events(r), "hist/")["hist/saturated"] for r in runs)
     assert normal > 0.5 and small == 0
 

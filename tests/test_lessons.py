@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from conftest import README, as_stated, compose_cfg, readme, run_dirs, status_of, train_inprocess
+from dlexp.observe.tensorboard import histogram_buckets
 from dlexp import build
 from dlexp.config import catalog
 from dlexp.config.validate import validate
@@ -46,7 +47,7 @@ GRADIENT_METHODS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam",
 def events(run_dir: Path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "histograms": 0})
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "histograms": 0, "tensors": 0})
     acc.Reload()
     return acc
 
@@ -60,6 +61,15 @@ def last_scalar(run_dir: Path, tag: str) -> float:
     return scalars(run_dir, tag)[-1][1]
 
 
+def layout(run_dir: Path):
+    """The Custom Scalars layout a run wrote last (TensorBoard reads the latest)."""
+    from tensorboard.plugins.custom_scalar import layout_pb2
+
+    found = layout_pb2.Layout()
+    found.ParseFromString(events(run_dir).Tensors("custom_scalars__config__")[-1].tensor_proto.string_val[0])
+    return found
+
+
 def metrics_rows(run_dir: Path) -> list[dict[str, float]]:
     """metrics.csv as numbers, one dict per evaluated epoch (epoch 0 = the fresh network)."""
     with (run_dir / "metrics.csv").open(newline="") as f:
@@ -68,13 +78,9 @@ def metrics_rows(run_dir: Path) -> list[dict[str, float]]:
 
 def share_within(run_dir: Path, tag: str, low: float, high: float) -> float:
     """Lower bound on the share of a histogram's values <= low or >= high, from the event file's buckets."""
-    hist = events(run_dir).Histograms(tag)[-1].histogram_value
-    left, inside = hist.min, 0.0
-    for right, count in zip(hist.bucket_limit, hist.bucket):
-        if right <= low + 1e-6 or left >= high - 1e-6:  # the whole bucket lies in the tail
-            inside += count
-        left = right
-    return inside / hist.num
+    _, buckets = histogram_buckets(events(run_dir), tag)[-1]
+    inside = sum(count for left, right, count in buckets if right <= low + 1e-6 or left >= high - 1e-6)
+    return inside / sum(count for _, _, count in buckets)
 
 
 ROUGHLY = 0.1  # a "~" number: within 10%
@@ -181,6 +187,16 @@ def test_xor_mlp_reaches_100_percent(tmp_path):
 # 2. AND, OR: one perceptron suffices
 
 
+@pytest.mark.slow
+def test_and_perceptron_ends_on_the_line_the_readme_states(tmp_path):
+    """Both weights 7.4, the bias -11.3: read as a learner does, from the event file."""
+    status, _, run_dir, _ = train_inprocess(tmp_path, "experiment=and_or_perceptron", "data=and")
+    assert status == "completed"
+    assert last_scalar(run_dir, "bias/1_linear") == pytest.approx(-11.3, abs=0.05)
+    weights = events(run_dir).Histograms("weights/1_linear")[-1].histogram_value
+    assert weights.min == pytest.approx(7.4, abs=0.05) and weights.max == pytest.approx(7.4, abs=0.05)
+
+
 @pytest.mark.parametrize("gate", ["and", "or"])
 def test_perceptron_learns_and_and_or(tmp_path, gate):
     status, metrics, _, _ = train_inprocess(tmp_path, "experiment=and_or_perceptron", f"data={gate}",
@@ -276,6 +292,11 @@ def test_learning_rate_too_small_good_too_large(tmp_path):
     # the README: above 1000 x its start for 5 steps by step 7, captured there with every tanh pinned
     assert large[0] == "diverged" and status_of(large[2])["diverged_at_step"] == 7
     assert large[1]["hist/saturated"] > 0.99
+    # its own chart in TensorBoard: the step losses as powers of ten, 1.5 to 3 more each step (40x to 1,000x)
+    curve = scalars(large[2], "diverged/log10_loss")
+    assert [step for step, _ in curve] == list(range(1, 7))
+    growth = [b - a for (_, a), (_, b) in zip(curve, curve[1:])]
+    assert 1.5 < min(growth) and max(growth) < 3.0
 
 
 def test_diverged_run_exits_3_and_compare_shows_it(cli, tmp_path):
@@ -515,14 +536,19 @@ def xor_script(tmp_path_factory):
     result = run_script("xor", tmp)
     assert result.returncode == 0, result.stderr
     (sweep_dir,) = (tmp / "runs" / "lessons" / "xor").iterdir()
-    found = {p.name: p for p in run_dirs(sweep_dir)}
+    found = {status_of(p)["choices"]["experiment"]: p for p in run_dirs(sweep_dir)}
     assert (sweep_dir / "val_loss.png").exists()
-    return result.stdout, found["0_experiment=xor_perceptron"], found["1_experiment=xor_mlp"]
+    return result.stdout, found["xor_perceptron"], found["xor_mlp"]
 
 
 @pytest.mark.slow
 def test_script_xor_perceptron_fails_mlp_succeeds(xor_script):
     stdout, perceptron, mlp = (xor_script[0], *map(status_of, xor_script[1:]))
+    # its own chart in TensorBoard: the step losses as powers of ten, 1.5 to 3 more each step (40x to 1,000x)
+    curve = scalars(large[2], "diverged/log10_loss")
+    assert [step for step, _ in curve] == list(range(1, 7))
+    growth = [b - a for (_, a), (_, b) in zip(curve, curve[1:])]
+    assert 1.5 < min(growth) and max(growth) < 3.0
     assert perceptron["metrics"]["best/val/acc"] <= 0.75 and mlp["metrics"]["val/acc"] == 1.0
     # the README's reading of the table: the perceptron's val/acc cell is its last value over its best one
     last, best, last_percent, best_percent = readme(
@@ -543,6 +569,11 @@ def test_script_learning_rate_prints_the_table_despite_the_divergence(tmp_path):
     assert statuses == {"0.0001": "completed", "0.001": "completed", "0.01": "completed", "0.1": "completed",
                         "1.0": "diverged"}
     assert "diverged" in result.stdout and "optimizer.lr" in result.stdout
+    (sweep_dir,) = (tmp_path / "runs" / "lessons" / "learning_rate").iterdir()
+    assert sorted(p.name for p in run_dirs(sweep_dir)) == ["lr=0.0001_0", "lr=0.001_1", "lr=0.01_2", "lr=0.1_3",
+                                                           "lr=1.0_4"]
+    titles = [chart.title for category in layout(sweep_dir / "lr=1.0_4").category for chart in category.chart]
+    assert "lr=1.0_4 diverged at step 16: log10 of its loss until then" in titles
 
 
 @pytest.mark.slow

@@ -68,8 +68,8 @@ def check_two_job_sweep_ran_elsewhere(tmp_path: Path, result, launcher_pid: int)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     sweep = sweep_dir(tmp_path)
     found = run_dirs(sweep)
-    assert [p.name.split("_")[0] for p in found] == ["0", "1"]
-    statuses = [status_of(p) for p in found]
+    statuses = sorted((status_of(p) for p in found), key=lambda s: s["sweep_job"])
+    assert [(s["sweep_job"], s["name"]) for s in statuses] == [(0, "optimizer=sgd_0"), (1, "optimizer=adam_1")]
     assert [s["status"] for s in statuses] == ["completed", "completed"]
     assert all(s["pid"] != launcher_pid for s in statuses)  # the launcher ran them elsewhere
     assert {"optimizer=sgd", "optimizer=adam"} == {o for s in statuses for o in s["overrides"] if "optimizer" in o}
@@ -115,12 +115,15 @@ def test_search_preset_is_an_optuna_space_over_lr_batch_and_optimizer(overrides)
 # --- the multirun-end callback ------------------------------------------------------------------------------
 
 
-def fake_sweep(root: Path, statuses: list[str]) -> Path:
+def fake_sweep(root: Path, statuses: list[str], legacy_names: bool = True) -> Path:
+    """Job directories named as older sweeps named them (3_optimizer=x3), or as now (optimizer=x3_3, with the
+    job's number in status.json)."""
     sweep = root / "multirun" / "sweep"
     for i, status in enumerate(statuses):
-        run = sweep / f"{i}_optimizer=x{i}"
+        run = sweep / (f"{i}_optimizer=x{i}" if legacy_names else f"optimizer=x{i}_{i}")
         run.mkdir(parents=True)
-        runs.write_json_atomic(run / runs.STATUS, {"status": status, "metrics": {"val/loss": 0.5 + i}})
+        record = {"status": status, "metrics": {"val/loss": 0.5 + i}}
+        runs.write_json_atomic(run / runs.STATUS, record if legacy_names else {**record, "sweep_job": i})
     return sweep
 
 
@@ -173,8 +176,10 @@ def test_the_dry_build_computes_with_one_thread_and_restores_the_count():
     assert out.stdout.strip().splitlines()[-1] == "[1] 2", out.stdout + out.stderr
 
 
-def test_summary_reads_statuses_from_disk_and_ends_with_the_most_serious(tmp_path, recorded_summaries, capsys):
-    sweep = fake_sweep(tmp_path, ["completed"] * 10 + ["diverged"])
+@pytest.mark.parametrize("legacy_names", [True, False])
+def test_summary_reads_statuses_from_disk_and_ends_with_the_most_serious(tmp_path, recorded_summaries, capsys,
+                                                                         legacy_names):
+    sweep = fake_sweep(tmp_path, ["completed"] * 10 + ["diverged"], legacy_names)
     with pytest.raises(SystemExit) as ended:
         callbacks.Summary().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
     assert ended.value.code == runs.EXIT_CODES["diverged"]
@@ -182,7 +187,8 @@ def test_summary_reads_statuses_from_disk_and_ends_with_the_most_serious(tmp_pat
     out = capsys.readouterr().out
     assert "11 runs (10 completed, 1 diverged)" in out
     lines = [line.split()[-1] for line in out.splitlines() if line.lstrip().startswith(("completed", "diverged"))]
-    assert [name.split("_")[0] for name in lines] == [str(i) for i in range(11)]  # job 10 after job 9
+    numbers = [name.split("_")[0 if legacy_names else -1] for name in lines]
+    assert numbers == [str(i) for i in range(11)]  # job 10 after job 9
 
 
 def test_a_completed_sweep_ends_without_an_exit_code(tmp_path, recorded_summaries):

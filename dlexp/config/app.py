@@ -106,7 +106,7 @@ def refuse(job, err: ConfigError, keep_record: bool) -> Outcome:
 
     report(_console(stderr=True), err, prefix=" ".join(job.overrides) if keep_record else "")
     if keep_record:
-        runs.Run.refused(job.run_dir, job.overrides, job.choices, err.problems)
+        runs.Run.refused(job.run_dir, job.overrides, job.choices, err.problems, sweep_job=job.num)
     else:
         discard(job.run_dir)
     return Outcome(math.inf, "refused")

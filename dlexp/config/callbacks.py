@@ -9,7 +9,6 @@ with the exit code of its most serious outcome. `ForkedWorkers` makes joblib's w
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -25,9 +24,16 @@ class Preflight(Callback):
 
     Hydra turns an exception raised by a callback into a warning and goes on, so a refusal ends the command
     itself: it reports the problems and exits.
+
+    `sweep` is what the jobs share and vary (dlexp/config/resolvers.py `sweep`), resolved from the sweep's command
+    line when Hydra builds the callbacks, before any job is composed: each job names its directory by it.
     """
 
-    run_dir: Path | None = None  # where the single run writes: named if Hydra cannot write its record there
+    # the single run's directory, to name it when Hydra cannot write its own record there (its OSError names no file)
+    run_dir: Path | None = None
+
+    def __init__(self, sweep: dict | None = None):
+        self.sweep = sweep or {}
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         from dlexp.config.preflight import check_run
@@ -154,7 +160,7 @@ class Summary(Callback):
         from dlexp import runs, signals
 
         console = Console(highlight=False, soft_wrap=True)
-        jobs = [(path, runs.read_status(path)) for path in sorted(runs.find_runs(sweep_dir), key=_job_order)]
+        jobs = sorted(((path, runs.read_status(path)) for path in runs.find_runs(sweep_dir)), key=_job_order)
         statuses = [status.get("status", "failed") for _, status in jobs]
         stopped = signals.stop_requested(sweep_dir)
         planned = planned_jobs(config) if config is not None else 0
@@ -189,6 +195,7 @@ class Summary(Callback):
         if written:
             console.print(f"[bold]summary:[/]  {', '.join(str(p) for p in written)}")
         console.print(f"compare:  dlexp compare {sweep_dir}")
+        console.print(f"view it:  dlexp board {sweep_dir}")
 
 
 def launcher_failed(err: Exception) -> int | None:
@@ -221,10 +228,13 @@ def planned_jobs(config: DictConfig) -> int:
     return len(composer.sweep_jobs(list(config.hydra.overrides.task), composer.sweeper_params(sweeper)))
 
 
-def _job_order(path: Path) -> tuple[int, str]:
-    """Job number first (the sub-directory starts with it), so job 10 comes after job 9."""
-    match = re.match(r"(\d+)", path.name)
-    return (int(match.group(1)) if match else 1 << 30, path.name)
+def _job_order(job: tuple[Path, dict]) -> tuple[int, str]:
+    """Job number first (status.json keeps it), so job 10 comes after job 9."""
+    from dlexp.runs import job_number
+
+    path, status = job
+    num = job_number(path, status)
+    return (num if num is not None else 1 << 30, path.name)
 
 
 def _counts(jobs: list[tuple[Path, dict]]) -> str:

@@ -43,20 +43,12 @@ def is_sweep(path: Path) -> bool:
     return (Path(path) / MULTIRUN).is_file()
 
 
-def job_number(path: Path, status: dict) -> int | None:
-    """A job's number: status.json's sweep_job, else the number its directory name starts with."""
-    if isinstance(status.get("sweep_job"), int):
-        return status["sweep_job"]
-    digits = "".join(c for c in Path(path).name.split("_")[0] if c.isdigit())
-    return int(digits) if digits and Path(path).name[: len(digits)] == digits else None
-
-
 def plan(sweep_dir: Path, count: int) -> dict[int, tuple[str, Path | None]]:
     """Job number -> (how it stands: a run status, or "not started"; its directory)."""
     found: dict[int, tuple[str, Path | None]] = {n: ("not started", None) for n in range(count)}
     for path in runs.find_runs(sweep_dir):
         status = runs.read_status(path)
-        number = job_number(path, status)
+        number = runs.job_number(path, status)
         if number is not None and number in found:
             found[number] = (status.get("status", "failed"), path)
     return found

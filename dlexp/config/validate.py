@@ -33,8 +33,8 @@ PLAIN = {
     "guard": {"explode_factor": Knob(float, 1, nullable=True), "explode_window": Knob(int, 1),
               "stall_steps": Knob(int, 1, nullable=True), "stuck_factor": Knob(float, 1, nullable=True)},
     "log": {"dir": Knob(str), "every": Knob(int, 1), "epoch_every": Knob(int, 1), "hist_every": Knob(int, 0),
-            "histograms": Knob(bool), "progress": Knob(("auto", "bar", "lines", "none")),
-            "boundaries": Knob(("auto", True, False))},
+            "histograms": Knob(bool), "extra_histograms": Knob(bool),
+            "progress": Knob(("auto", "bar", "lines", "none")), "boundaries": Knob(("auto", True, False))},
     "batch": {"size": Knob(int, 1, nullable=True), "shuffle": Knob(bool)},
     "device": {"type": Knob(("auto", "cpu", "cuda", "mps")), "threads": Knob(int, 1, nullable=True)},
 }

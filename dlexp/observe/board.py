@@ -1,4 +1,9 @@
-"""`dlexp board`: TensorBoard on a folder of runs, bound to localhost unless a host is given explicitly."""
+"""`dlexp board`: TensorBoard on a folder of runs, bound to localhost unless a host is given explicitly.
+
+It prints the address of the page to look at first: the curated charts (TensorBoard's Custom Scalars, laid out by
+each run: dlexp/observe/tensorboard.py LAYOUT) or, when no run under the folder trains (the initialisation study:
+fresh networks only), the histograms; then HParams, the table of a sweep.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,17 @@ LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 # log.hist_every steps could not be followed through a run. (0 would mean "keep all" when loading, but the
 # Images dashboard then shows none.)
 IMAGE_SAMPLES = 100_000
+
+CURVES_PAGE = "#custom_scalars"   # loss train vs val, accuracy, learning rate, then the per-layer numbers
+HISTOGRAMS_PAGE = "#histograms"   # what fresh networks have to show
+TABLE_PAGE = "#hparams"
+
+
+def first_page(path: Path) -> str:
+    """Where a learner should look first: the curves when some run under `path` trains, else the histograms."""
+    from dlexp import runs
+
+    return CURVES_PAGE if any((run / runs.METRICS).exists() for run in runs.find_runs(path)) else HISTOGRAMS_PAGE
 
 
 def start(path: Path, host: str = "127.0.0.1", port: int = 6006, reload_interval: float = 5.0) -> str:
@@ -42,9 +58,18 @@ def serve(path: Path = Path("runs"), host: str = "127.0.0.1", port: int = 6006, 
     """Run TensorBoard on `path`, print its URL and block until Ctrl-C; returns the exit code (0)."""
     from rich.console import Console
 
+    from dlexp.observe.tensorboard import column_records
+
     console = console or Console(highlight=False)
     url = start(path, host, port)
-    console.print(f"TensorBoard on {path} at [bold]{url}[/]  (Ctrl-C to stop)", soft_wrap=True, highlight=False)
+    console.print(f"TensorBoard on {path} at [bold]{url}{first_page(path)}[/]  (Ctrl-C to stop)", soft_wrap=True,
+                  highlight=False)
+    console.print(f"  the runs side by side: {url}{TABLE_PAGE}", soft_wrap=True, highlight=False)
+    sweeps = column_records(path)
+    if len(sweeps) > 1:
+        console.print(f"[yellow]note:[/] {len(sweeps)} sweeps under {path}: HParams shows them in one table, with "
+                      f"the columns of one of them; to compare one sweep, open it: dlexp board "
+                      f"{sweeps[0].parent}", soft_wrap=True, highlight=False)
     if host not in LOCAL_HOSTS:
         console.print(f"[yellow]note:[/] bound to {host}: other machines on this network can open it.")
     try:

@@ -1,4 +1,5 @@
-"""Per-layer histograms (activations, pre-activations, weights, biases, gradients) and the numbers behind them.
+"""Per-layer histograms (activations, weights, gradients; pre-activations and biases on request) and the numbers
+behind them.
 
 A capture happens at the start (step 0: the freshly initialised network), every `hist_every` optimizer
 steps and at each evaluated epoch. Everything a capture needs is computed on the device and read back
@@ -10,6 +11,15 @@ Activations come from a forward pass on a fixed probe batch with forward hooks t
 pass (model in eval mode, no autograd), so nothing stays attached to the model between captures.
 Gradients are the `.grad` of the last training step; the update/weight ratio compares each weight with a
 copy taken just before the step that precedes a capture.
+
+How a capture is written (`_write`, also fed captures computed elsewhere, many models at once):
+
+* TensorBoard shows one card per run and histogram tag, so every kind multiplies the cards a sweep fills Time
+  Series with: activations, weights and gradients are always written, the other kinds (`EXTRA`) only on request
+  (`log.extra_histograms`). The numbers derived from them (saturation, dead units, a lone bias) are kept either way.
+* TensorBoard fits each card's x axis to the data it shows, so sigmoids all at 0.5 ± 0.01 would fill the card like
+  a wide bell. The activations of a bounded function (`SPANS`) are therefore re-binned over its whole output range
+  (0..1 for a sigmoid), every bucket written: a needle stays a needle on a 0..1 axis.
 """
 
 from __future__ import annotations
@@ -25,6 +35,9 @@ LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)  # each starts a numbered 
 NORMS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm)
 MODE_DEPENDENT = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
 SINGULAR = {"weights": "weight", "biases": "bias"}  # the scalar tag of a parameter with a single entry
+EXTRA = ("preactivations", "biases")   # histogram kinds captured only with log.extra_histograms
+# Bounded outputs, by the activation's name in a tag (activations/3_sigmoid): their histograms span the range.
+SPANS = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0)}
 
 
 def is_activation(module: nn.Module) -> bool:
@@ -118,11 +131,37 @@ def histogram_proto_fields(values: list[float], numel: int, bins: int) -> dict |
                 bucket_limits=limits, bucket_counts=counts[first:last + 1])
 
 
+def span_buckets(values: list[float], bins: int, span: tuple[float, float]) -> dict | None:
+    """{"buckets": [(left, right, count)] * bins}: histogram_stats read back (buckets over min..max), re-binned
+    over the whole `span`, empty buckets too; a bucket that straddles two is shared in proportion to its overlap
+    (as TensorBoard re-bins for display). None if not finite."""
+    lo, hi = values[:2]
+    if not all(map(_finite, values[:4])):
+        return None
+    start, end = span
+    width, data_width = (end - start) / bins, (hi - lo) / bins
+    out = [0.0] * bins
+    for i, count in enumerate(values[4:4 + bins]):
+        if not count:
+            continue
+        left, right = lo + data_width * i, lo + data_width * (i + 1)
+        first = min(max(int((left - start) // width), 0), bins - 1)
+        last = min(max(int((right - start) // width), 0), bins - 1)
+        if data_width == 0 or first == last:            # a constant tensor, or a bucket inside one of the span's
+            out[first] += count
+            continue
+        for j in range(first, last + 1):
+            overlap = min(right, start + width * (j + 1)) - max(left, start + width * j)
+            out[j] += count * max(overlap, 0.0) / data_width
+    return {"buckets": [(start + width * j, start + width * (j + 1), out[j]) for j in range(bins)]}
+
+
 class Histograms:
     """Observer: histograms and summary scalars per layer, captured with short-lived forward hooks."""
 
-    def __init__(self, board, model: nn.Module, probe: Tensor, bins: int = BINS):
+    def __init__(self, board, model: nn.Module, probe: Tensor, bins: int = BINS, extra: bool = False):
         self.board, self.model, self.probe, self.bins = board, model, probe, bins   # probe: (P, *feature_shape)
+        self.skipped = () if extra else EXTRA     # histogram kinds not captured
         self.layers = find_layers(model)
         self.toggle_mode = needs_mode_toggle(model)
         self.before: dict[int, Tensor] = {}      # id(weight) -> copy taken before the step preceding a capture
@@ -227,14 +266,16 @@ class Histograms:
             if kind == "hist":
                 stats = values[at:at + 4 + bins]
                 at += 4 + bins
-                fields = histogram_proto_fields(stats, n, bins)
-                if fields is None:
-                    broken.add(tag.split("/", 1)[1])
+                group, name = tag.split("/", 1)
+                if not all(map(_finite, stats[:4])):     # a diverging tensor: the guard reports it, not a histogram
+                    broken.add(name)
                     continue
-                hists[tag] = fields
-                if tag.startswith("activations/"):
-                    name = tag.split("/", 1)[1]
+                if group == "activations":
                     scalars[f"act_mean/{name}"], scalars[f"act_std/{name}"] = moments(stats, n)
+                if group in self.skipped:
+                    continue
+                span = SPANS.get(name.split("_", 1)[-1]) if group == "activations" else None
+                hists[tag] = span_buckets(stats, bins, span) if span else histogram_proto_fields(stats, n, bins)
                 continue
             x = values[at]
             at += 1

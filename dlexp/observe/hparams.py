@@ -1,4 +1,10 @@
-"""HParams: each run's hyper-parameters and final metrics, so a sweep is one row per job in TensorBoard."""
+"""HParams: each run's hyper-parameters and final metrics, so a sweep is one row per job in TensorBoard.
+
+Each run records its own hyper-parameters (a session). Which of them become the table's columns is the sweep's
+to say, since only the sweep knows what its jobs vary: at its end it writes the columns (write_sweep_columns).
+TensorBoard's HParams table shows the first five hyper-parameters (those marked as differing first) and the first
+five metrics: the swept keys and `status`, then the metrics in COLUMNS' order.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +17,13 @@ from pathlib import Path
 from dlexp.runs import is_better, ranked
 
 Scalar = bool | int | float | str
-SKIP_KEYS = {"_target_", "_partial_"}       # how objects are built, not what they are
+SKIP_KEYS = {"_target_", "_partial_", "_convert_", "_recursive_"}   # how objects are built, not what they are
 SKIP_TOP = {"log", "allow_targets"}         # logging knobs and the import allow-list are not hyper-parameters
+# The metric columns of a sweep's HParams table, in order (TensorBoard shows the first five); those no run has are
+# left out. The per-layer numbers (act_mean/..., a column each) stay in Scalars.
+COLUMNS = ("val/loss", "val/acc", "best/val/loss", "best/val/acc", "train/loss", "train/acc", "best/train/loss",
+           "best/train/acc", "hist/saturated", "hist/dead")
+STATUS = "status"                           # the hyper-parameter saying how the run ended
 
 
 def flatten(config: Mapping, prefix: str = "", skip_keys=SKIP_KEYS, skip_top=SKIP_TOP) -> dict[str, Scalar]:
@@ -38,8 +49,39 @@ def flatten(config: Mapping, prefix: str = "", skip_keys=SKIP_KEYS, skip_top=SKI
 
 
 def hyperparameters(config: Mapping, choices: Mapping[str, str] | None = None) -> dict[str, Scalar]:
-    """The option chosen in each config group (optimizer: adam) plus every flattened config value."""
-    return {**{str(k): str(v) for k, v in (choices or {}).items()}, **flatten(config)}
+    """The option chosen in each config group (optimizer: adam) plus every flattened config value, except a
+    group's key that only repeats its option's name (initializer.scheme: xavier_normal, device.type: cpu)."""
+    chosen = {str(k): str(v) for k, v in (choices or {}).items()}
+    flat = {k: v for k, v in flatten(config).items() if chosen.get(k.split(".")[0]) != v}
+    return {**chosen, **flat}
+
+
+def write_sweep_columns(rows, varied: list[str]) -> Path | None:
+    """The columns of a sweep's HParams table: `varied` (the override keys the sweep varies) with the values its
+    runs had, `status`, then the metrics of COLUMNS the runs have. Written once the sweep is finished (no job left
+    to continue), beside the events of the job that finished last (a record of its own would be a run of its own in
+    TensorBoard): a job finished before `dlexp resume SWEEP_DIR` is never touched. Returns where, else None.
+
+    `rows` are dlexp.compare RunRows. A run's session names a hyper-parameter by its config key (optimizer.lr) or
+    group (optimizer); a swept key without one (log.every) is no column.
+    """
+    from dlexp import runs
+    from dlexp.observe import tensorboard
+
+    if not rows or any(row.status in runs.CONTINUABLE for row in rows):
+        return None
+    columns: dict[str, list[Scalar]] = {}
+    for name in (key.lstrip("+") for key in varied):
+        if name.split(".")[0] in SKIP_TOP:
+            continue
+        values = [row.choices[name] if name in row.choices else row.config.get(name) for row in rows]
+        if any(value is not None for value in values):
+            columns[name] = [value for value in values if value is not None]
+    columns[STATUS] = [row.status for row in rows]
+    present = {tag for row in rows for tag in row.metrics}
+    last = max(rows, key=lambda row: str(runs.read_status(row.path).get("finished", "")))
+    return tensorboard.write_columns([last.path], columns, [m for m in COLUMNS if m in present])
+
 
 
 def _number(text) -> float:
@@ -85,4 +127,4 @@ class HParams:
             metrics.update(found)
             written.update(found)                # their owners logged them as scalars already
         metrics.update(self.final)
-        self.board.hparams({**self.hparams, "status": status}, metrics, step=state.step, written=written)
+        self.board.hparams({**self.hparams, STATUS: status}, metrics, step=state.step, written=written)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,6 +13,32 @@ if TYPE_CHECKING:  # reading runs back (`dlexp compare`) never needs torch
     from torch import Tensor
 
 Curve = list[tuple[int, float]]  # (step, value) of one scalar tag
+
+# The page `dlexp board` opens on (TensorBoard's Custom Scalars): the curves to read first, then the per-layer
+# numbers. (category, ((chart title, tag regex), ...)); each run lists the charts whose tags it has logged, and
+# TensorBoard merges the runs' layouts (every run writes both categories, in this order, so the merge keeps it).
+LAYOUT = (
+    ("Loss, accuracy, learning rate", (
+        ("loss: train (each epoch's mean) and val", r"^(train|val)/loss$"),
+        ("accuracy: train and val", r"^(train|val)/acc$"),
+        ("learning rate", r"^optim/lr"),
+        ("loss at every logged step", r"^train/step_loss$"),
+    )),
+    ("Per layer", (
+        ("activations: spread (std over the probe batch)", r"^act_std/[^/]+$"),
+        ("saturated sigmoid / tanh outputs (share)", r"^saturation/[^/]+$"),
+        ("dead ReLUs (share of units that never fire)", r"^dead/[^/]+$"),
+        ("gradient norm", r"^grad_norm/[^/]+$"),
+        ("update / weight ratio of a step", r"^update_ratio/[^/]+$"),
+        ("activations: mean", r"^act_mean/[^/]+$"),
+        ("a layer's single weight or bias", r"^(weight|bias)/[^/]+$"),
+    )),
+)
+# A diverged run's step losses until it stopped, in a chart of their own: as log10 (an explosion of x100 a step is a
+# straight line), or as they were when some are not positive (gaussian_nll can be negative).
+DIVERGED_TAGS = {"log10": "diverged/log10_loss", "plain": "diverged/loss"}
+COLUMNS_SUFFIX = ".hparams-columns"   # the event file holding a sweep's HParams columns (write_columns)
+DISCRETE_MAX = 10                # up to this many distinct numbers, a column's filter lists them (else: min..max)
 
 
 class Board:
@@ -27,6 +54,9 @@ class Board:
         # max_queue: with the default of 10 pending events, the training thread would wait at every epoch end
         # (a histogram capture plus the epoch's scalars) for the writer thread to catch up.
         self.writer = SummaryWriter(log_dir=str(log_dir), max_queue=1000, flush_secs=10, purge_step=purge_step)
+        self.name = Path(log_dir).name
+        self.tags: set[str] = set()               # scalar tags written: the layout lists their charts
+        self.charts: dict[str, tuple] = {}        # the layout last written: category -> charts
 
     @contextlib.contextmanager
     def writing(self):
@@ -40,28 +70,38 @@ class Board:
             raise
 
     def scalar(self, tag: str, value: float, step: int) -> None:
+        self.tags.add(tag)
         with self.writing():
             self.writer.add_scalar(tag, value, step)
 
     def scalars(self, values: dict[str, float], step: int) -> None:
-        with self.writing():
-            for tag, value in values.items():
-                self.writer.add_scalar(tag, value, step)
+        for tag, value in values.items():
+            self.scalar(tag, value, step)
 
     def summary(self, histograms: dict[str, dict], scalars: dict[str, float], step: int) -> None:
-        """Many histograms (HistogramProto fields: min, max, num, sum, sum_squares, bucket_limits, bucket_counts)
-        and scalars as ONE event.
+        """Many histograms and scalars as ONE event. A histogram is either HistogramProto's fields (min, max, num,
+        sum, sum_squares, bucket_limits, bucket_counts: TensorBoard drops empty buckets at both ends and fits its
+        axis to the rest) or {"buckets": [(left, right, count)]}, written as TensorBoard's tensor histogram, every
+        bucket kept: the axis spans them all.
 
         One event instead of one per value halves the writing cost of a histogram capture: each event
         is framed and check-summed (in pure Python) on its own.
         """
-        from tensorboard.compat.proto.summary_pb2 import HistogramProto, Summary
+        from tensorboard.compat.proto.summary_pb2 import HistogramProto, Summary, SummaryMetadata
+        from tensorboard.util.tensor_util import make_tensor_proto
 
-        values = [Summary.Value(tag=tag, histo=HistogramProto(
-                      min=h["min"], max=h["max"], num=h["num"], sum=h["sum"], sum_squares=h["sum_squares"],
-                      bucket_limit=h["bucket_limits"], bucket=h["bucket_counts"]))
-                  for tag, h in histograms.items()]
+        values = []
+        for tag, h in histograms.items():
+            if "buckets" in h:
+                plugin = SummaryMetadata.PluginData(plugin_name="histograms")
+                values.append(Summary.Value(tag=tag, metadata=SummaryMetadata(plugin_data=plugin),
+                                            tensor=make_tensor_proto([list(b) for b in h["buckets"]], dtype="float64")))
+            else:
+                values.append(Summary.Value(tag=tag, histo=HistogramProto(
+                    min=h["min"], max=h["max"], num=h["num"], sum=h["sum"], sum_squares=h["sum_squares"],
+                    bucket_limit=h["bucket_limits"], bucket=h["bucket_counts"])))
         values += [Summary.Value(tag=tag, simple_value=value) for tag, value in scalars.items()]
+        self.tags.update(scalars)
         if values:
             with self.writing():
                 self.writer._get_file_writer().add_summary(Summary(value=values), step)
@@ -87,12 +127,12 @@ class Board:
                 written: frozenset[str] | set[str] = frozenset()) -> None:
         """HParams in the run's own directory (SummaryWriter.add_hparams would create a timestamped sub-run).
 
-        Only the session records are written, not an "experiment" record: TensorBoard uses the first
-        experiment record it finds for ALL runs, which would hide the hyper-parameters other jobs of a sweep
-        have (model=perceptron,mlp) and mark every value as not differing. Without one, it builds the
-        experiment from all the runs' sessions. The table reads each metric from the scalar curve of the same
-        tag; metrics in `written` already have a curve (a second point would distort it), the others are
-        written once at `step`.
+        Only the session records are written, not an "experiment" record (the table's columns): TensorBoard
+        uses the first experiment record it finds for ALL runs, and one run alone cannot know what the other
+        jobs of its sweep vary (model=perceptron,mlp). The sweep writes that record when it ends, knowing all
+        its jobs (write_columns); until then, and for runs outside a sweep, TensorBoard builds the columns from
+        all the runs' sessions. The table reads each metric from the scalar curve of the same tag; metrics in
+        `written` already have a curve (a second point would distort it), the others are written once at `step`.
         """
         from torch.utils.tensorboard.summary import hparams as hparams_summary
 
@@ -104,6 +144,26 @@ class Board:
             for tag, value in metrics.items():
                 if tag not in written:
                     self.writer.add_scalar(tag, value, step)
+
+    def layout(self, step: int, diverged_at: int | None = None) -> None:
+        """The Custom Scalars layout of this run (written again only when it changes: TensorBoard reads the
+        latest). A run that diverged adds a chart of its own losses, titled with its name and step."""
+        from torch.utils.tensorboard.summary import custom_scalars
+
+        charts = {}
+        for category, entries in LAYOUT:
+            charts[category] = tuple((title, regex) for title, regex in entries
+                                     if any(re.match(regex, tag) for tag in self.tags))
+        logged = [tag for tag in DIVERGED_TAGS.values() if tag in self.tags]
+        if diverged_at is not None and logged:
+            what = "log10 of its loss" if logged[0] == DIVERGED_TAGS["log10"] else "its loss"
+            charts[LAYOUT[0][0]] += ((f"{self.name} diverged at step {diverged_at}: {what} until then",
+                                      f"^{re.escape(logged[0])}$"),)
+        if charts != self.charts:
+            self.charts = charts
+            layout = {category: {title: ["Multiline", [regex]] for title, regex in entries}
+                      for category, entries in charts.items()}
+            self.writer._get_file_writer().add_summary(custom_scalars(layout), step)
 
     def close(self) -> None:
         with self.writing():
@@ -130,18 +190,30 @@ def quiet_writer_threads() -> None:
 
 
 class ScalarLogger:
-    """train/step_loss every `every` steps; epoch metrics and the learning rate at each evaluated epoch."""
+    """train/step_loss every `every` steps; epoch metrics and the learning rate at each evaluated epoch; the
+    layout of the page TensorBoard opens on.
+
+    A run that diverges is invisible in the loss charts of a sweep: it stops after a few steps, and TensorBoard's
+    y axis leaves out values as far from the others as its exploding loss. At its end it logs its step losses
+    once more (DIVERGED_TAGS), with the last finite one, and adds a chart of them, titled with its name and the
+    step it stopped at, right after the loss charts: on their own scale, beside the others, unflattened.
+    """
 
     def __init__(self, board: Board, optimizer, every: int, steps_per_epoch: int):
         self.board, self.optimizer, self.every = board, optimizer, every
         self.steps_per_epoch = steps_per_epoch
+        self.step_losses: Curve = []             # what train/step_loss logged
+        self.last: tuple[int, Tensor] | None = None  # the latest step's loss (read only if the run diverges)
 
     def on_start(self, state) -> None:
         self.board.scalar("data/steps_per_epoch", self.steps_per_epoch, state.step)
 
     def on_step(self, state, loss: Tensor) -> None:
+        self.last = (state.step, loss)
         if state.step % self.every == 0:
-            self.board.scalar("train/step_loss", loss.item(), state.step)  # the one host read per interval
+            value = loss.item()                  # the one host read per interval
+            self.board.scalar("train/step_loss", value, state.step)
+            self.step_losses.append((state.step, value))
 
     def on_epoch(self, state, metrics: dict[str, float]) -> None:
         step = state.step
@@ -152,6 +224,23 @@ class ScalarLogger:
         phase = getattr(self.optimizer, "phase", None)
         if phase is not None:
             self.board.scalar("optim/phase", float(phase), step)
+        self.board.layout(step)
+
+    def on_end(self, state, status: str) -> None:
+        diverged_at = None
+        if status == "diverged":
+            points = list(self.step_losses)
+            if self.last is not None and self.last[0] not in dict(points):
+                points.append((self.last[0], self.last[1].item()))
+            points = [(step, value) for step, value in points if math.isfinite(value)]
+            positive = all(value > 0 for _, value in points)
+            for step, value in points:
+                if positive:
+                    self.board.scalar(DIVERGED_TAGS["log10"], math.log10(value), step)
+                else:
+                    self.board.scalar(DIVERGED_TAGS["plain"], value, step)
+            diverged_at = state.step
+        self.board.layout(state.step, diverged_at)
 
 
 def read_scalars(run_dir: Path) -> dict[str, Curve]:
@@ -171,6 +260,58 @@ def read_scalars(run_dir: Path) -> dict[str, Curve]:
     accumulator.Reload()
     return {tag: [(event.step, event.value) for event in accumulator.Scalars(tag)]
             for tag in accumulator.Tags()[ea.SCALARS]}
+
+
+def write_columns(run_dirs: list[Path], hparams: dict[str, list], metrics: list[str]) -> Path | None:
+    """The columns of a sweep's HParams table (an "experiment" record): the hyper-parameters named in `hparams`
+    (name -> the values its runs had), marked as differing, so TensorBoard shows them first; then `metrics`, in
+    that order. Written in a file of its own beside the events of the first of `run_dirs` that has some,
+    replacing an earlier one there; returns that directory (None when no run has events)."""
+    import time
+
+    from google.protobuf import struct_pb2
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.compat.proto.summary_pb2 import Summary
+    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    for run_dir in map(Path, run_dirs):
+        for old in run_dir.glob(f"events.out.tfevents.*{COLUMNS_SUFFIX}"):
+            old.unlink()
+    holder = next((Path(d) for d in run_dirs if any(Path(d).glob("events.out.tfevents.*"))), None)
+    if holder is None:
+        return None
+
+    def info(name: str, values: list) -> api_pb2.HParamInfo:
+        distinct = list(dict.fromkeys(values))
+        if all(isinstance(v, bool) for v in distinct):
+            return api_pb2.HParamInfo(name=name, type=api_pb2.DATA_TYPE_BOOL, differs=True, domain_discrete=
+                                      struct_pb2.ListValue(values=[struct_pb2.Value(bool_value=v) for v in distinct]))
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in distinct):
+            found = api_pb2.HParamInfo(name=name, type=api_pb2.DATA_TYPE_FLOAT64, differs=True)
+            if len(distinct) <= DISCRETE_MAX:
+                found.domain_discrete.values.extend(struct_pb2.Value(number_value=v) for v in sorted(distinct))
+            else:
+                found.domain_interval.min_value, found.domain_interval.max_value = min(distinct), max(distinct)
+            return found
+        return api_pb2.HParamInfo(name=name, type=api_pb2.DATA_TYPE_STRING, differs=True, domain_discrete=
+                                  struct_pb2.ListValue(values=[struct_pb2.Value(string_value=str(v)) for v in distinct]))
+
+    experiment = api_pb2.Experiment(
+        hparam_infos=[info(name, values) for name, values in hparams.items()],
+        metric_infos=[api_pb2.MetricInfo(name=api_pb2.MetricName(tag=tag)) for tag in metrics],
+        time_created_secs=time.time())
+    content = metadata.create_summary_metadata(plugin_data_pb2.HParamsPluginData(experiment=experiment))
+    summary = Summary(value=[Summary.Value(tag=metadata.EXPERIMENT_TAG, metadata=content, tensor=metadata.NULL_TENSOR)])
+    writer = EventFileWriter(str(holder), filename_suffix=COLUMNS_SUFFIX)
+    writer.add_event(Event(wall_time=time.time(), step=0, summary=summary))
+    writer.close()
+    return holder
+
+
+def column_records(folder: Path) -> list[Path]:
+    """The run directories under `folder` holding a sweep's HParams columns (TensorBoard uses the first)."""
+    return sorted({path.parent for path in Path(folder).rglob(f"events.out.tfevents.*{COLUMNS_SUFFIX}")})
 
 
 def write_scalars(log_dir: Path, curves: dict[str, Curve]) -> Path:
@@ -197,26 +338,47 @@ def write_scalars(log_dir: Path, curves: dict[str, Curve]) -> Path:
 
 # --- reading event files back (dlexp compare) ----------------------------------------------------------------
 
+def histogram_buckets(accumulator, tag: str) -> list[tuple[int, list[tuple[float, float, float]]]]:
+    """(step, [(left, right, count), ...]) of every capture of a histogram tag, as TensorBoard draws it, from an
+    EventAccumulator: HistogramProto records (min and max are the outer edges) or tensor histograms (buckets over a
+    fixed span: sigmoid and tanh activations)."""
+    from tensorboard.util.tensor_util import make_ndarray
+
+    if tag in accumulator.Tags()["histograms"]:
+        found = []
+        for event in accumulator.Histograms(tag):
+            h = event.histogram_value
+            edges = [h.min, *h.bucket_limit[:-1], h.max]
+            found.append((event.step, list(zip(edges[:-1], edges[1:], h.bucket))))
+        return found
+    return [(event.step, [tuple(row) for row in make_ndarray(event.tensor_proto).tolist()])
+            for event in accumulator.Tensors(tag)]
+
+
 def read_histograms(run_dir, prefix: str, step: int) -> tuple[int | None, dict[str, dict], dict[str, float]]:
     """The histograms whose tag starts with `prefix` at the captured step nearest to `step`, and every scalar
-    logged at that step: (that step or None if there is none, {tag: HistogramProto fields}, {tag: value})."""
+    logged at that step: (that step or None if there is none, {tag: {"buckets": [(left, right, count)], "min",
+    "max": the filled extent, "num": the count}}, {tag: value})."""
     from tensorboard.backend.event_processing import event_accumulator as ea
 
     accumulator = ea.EventAccumulator(str(run_dir), size_guidance={
-        ea.HISTOGRAMS: 0, ea.SCALARS: 0, ea.IMAGES: 1, ea.TENSORS: 1, ea.AUDIO: 1, ea.COMPRESSED_HISTOGRAMS: 1})
+        ea.HISTOGRAMS: 0, ea.SCALARS: 0, ea.TENSORS: 0, ea.IMAGES: 1, ea.AUDIO: 1, ea.COMPRESSED_HISTOGRAMS: 1})
     accumulator.Reload()
-    tags = [t for t in accumulator.Tags()["histograms"] if t.startswith(prefix)]
-    steps = sorted({e.step for t in tags for e in accumulator.Histograms(t)})
+    tensors = [t for t in accumulator.Tags()["tensors"]
+               if accumulator.SummaryMetadata(t).plugin_data.plugin_name == "histograms"]
+    tags = [t for t in [*accumulator.Tags()["histograms"], *tensors] if t.startswith(prefix)]
+    captures = {tag: dict(histogram_buckets(accumulator, tag)) for tag in tags}
+    steps = sorted({s for found in captures.values() for s in found})
     if not steps:
         return None, {}, {}
     nearest = min(steps, key=lambda s: (abs(s - step), s))
     histograms = {}
-    for tag in tags:
-        for event in accumulator.Histograms(tag):
-            if event.step == nearest:
-                h = event.histogram_value
-                histograms[tag] = dict(min=h.min, max=h.max, num=h.num, bucket_limits=list(h.bucket_limit),
-                                       bucket_counts=list(h.bucket))
+    for tag, found in captures.items():
+        buckets = found.get(nearest)
+        filled = [(left, right) for left, right, count in buckets or () if count]
+        if filled:
+            histograms[tag] = {"buckets": buckets, "min": filled[0][0], "max": filled[-1][1],
+                               "num": sum(count for _, _, count in buckets)}
     scalars = {tag: e.value for tag in accumulator.Tags()["scalars"] for e in accumulator.Scalars(tag)
                if e.step == nearest}
     return nearest, histograms, scalars
