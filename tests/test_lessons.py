@@ -544,11 +544,6 @@ def xor_script(tmp_path_factory):
 @pytest.mark.slow
 def test_script_xor_perceptron_fails_mlp_succeeds(xor_script):
     stdout, perceptron, mlp = (xor_script[0], *map(status_of, xor_script[1:]))
-    # its own chart in TensorBoard: the step losses as powers of ten, 1.5 to 3 more each step (40x to 1,000x)
-    curve = scalars(large[2], "diverged/log10_loss")
-    assert [step for step, _ in curve] == list(range(1, 7))
-    growth = [b - a for (_, a), (_, b) in zip(curve, curve[1:])]
-    assert 1.5 < min(growth) and max(growth) < 3.0
     assert perceptron["metrics"]["best/val/acc"] <= 0.75 and mlp["metrics"]["val/acc"] == 1.0
     # the README's reading of the table: the perceptron's val/acc cell is its last value over its best one
     last, best, last_percent, best_percent = readme(
@@ -573,7 +568,7 @@ def test_script_learning_rate_prints_the_table_despite_the_divergence(tmp_path):
     assert sorted(p.name for p in run_dirs(sweep_dir)) == ["lr=0.0001_0", "lr=0.001_1", "lr=0.01_2", "lr=0.1_3",
                                                            "lr=1.0_4"]
     titles = [chart.title for category in layout(sweep_dir / "lr=1.0_4").category for chart in category.chart]
-    assert "lr=1.0_4 diverged at step 16: log10 of its loss until then" in titles
+    assert "lr=1.0_4 diverged at step 7: log10 of its loss until then" in titles
 
 
 @pytest.mark.slow
@@ -688,7 +683,8 @@ def test_readme_xor_numbers(xor_script):
 
 def test_readme_and_or_numbers(train_keep):
     first_and, first_or = readme("reaches 100% by epoch {} (AND) and {} (OR)")
-    weight, bias = readme("for AND both weights end at {} and the bias at {}")
+    weight, bias = readme("for AND both weights end at {} (Distributions: `weights/1_linear`, one narrow band) and "
+                          "the bias at {}")
     for gate, first in (("and", first_and), ("or", first_or)):
         status, _, run_dir, exp = train_keep("experiment=and_or_perceptron", f"data={gate}", name=gate)
         rows = metrics_rows(run_dir)
