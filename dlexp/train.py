@@ -1,10 +1,16 @@
-"""The recipe: validated config -> run dir -> build -> train -> close. One call and one log line each."""
+"""The recipe: validated config -> run dir -> build -> train -> close. One call and one log line each.
+
+`run` is `start` (the run directory, the one build, the observers), `fit` (the training loop) and `end` (the
+observers' last word, status.json, the summary line). A launcher that trains many jobs at once (the vectorized
+launcher) starts each job and ends it with these very functions; only the training in between is its own.
+"""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
@@ -24,18 +30,69 @@ class Job:
     compact: bool = False  # one summary line, no progress (jobs of a parallel launcher share one terminal)
 
 
+@dataclass
+class Started:
+    """A run between `start` and `end`: its record on disk, its experiment, its observers and where it stands."""
+
+    cfg: DictConfig
+    job: Job
+    console: Console
+    exp: Any                                   # build.Experiment
+    record: runs.Run
+    resume: dict | None                        # the checkpoint it continues from, if any
+    state: Any                                 # loop.TrainState
+    board: Any = None                          # observe.tensorboard.Board
+    observers: list = field(default_factory=list)
+    schedule: Any = None                       # loop.Schedule
+    evaluate: Callable | None = None
+    status: str = "failed"                     # until training says how it went
+    ready: bool = False                        # everything set up: it can train
+
+    def stopped_by(self, err: BaseException) -> None:
+        """Training ended with an exception: a divergence (its step) or a failure (the traceback to the run's log)."""
+        from dlexp.observe.guard import Diverged
+
+        if isinstance(err, Diverged):
+            self.status = "diverged"
+            self.record.status["diverged_at_step"] = err.step
+            self.console.print(f"[bold red]{err}[/]")
+            return
+        self.status = "failed"
+        log.error("run failed", exc_info=(type(err), err, err.__traceback__))
+        self.record.status["error"] = f"{type(err).__name__}: {err}"
+        self.console.print(f"[bold red]run failed:[/] {type(err).__name__}: {err} "
+                           f"(traceback in {self.record.path / runs.LOG})")
+
+
 def run(cfg: DictConfig, job: Job, console: Console, resume: dict | None = None) -> tuple[str, dict[str, float]]:
     """Train one configuration; return its final status (completed / diverged / failed / interrupted) and metrics.
 
     With `resume` (a loaded checkpoint) the run continues in its own directory from where the checkpoint left it.
     """
+    return complete(start(cfg, job, console, resume))
+
+
+def complete(started: Started) -> tuple[str, dict[str, float]]:
+    """Train a started run with the single-run loop and end it."""
+    try:
+        fit(started)
+    finally:
+        end(started)
+    return started.status, started.state.metrics
+
+
+def start(cfg: DictConfig, job: Job, console: Console, resume: dict | None = None, exp=None) -> Started:
+    """The run directory, the run's one build and its observers. A ConfigError from the build leaves nothing behind;
+    what fails after the run directory exists makes the run `failed` (`end` still records it).
+
+    `exp`: the job's experiment when it was already built from this very `cfg` (the vectorized launcher builds
+    every job of a sweep before any starts).
+    """
     from dlexp import build, checkpoint, loop
-    from dlexp.observe.guard import Diverged
     from dlexp.observe.tensorboard import Board
-    from dlexp.signals import stop_on_signals
 
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
-    exp = build.assemble(cfg)  # the run's one build; what it refuses (ConfigError) leaves nothing behind
+    exp = exp if exp is not None else build.assemble(cfg)  # the run's one build (a ConfigError: nothing written)
     if resume is None:
         record = runs.Run.create(job.run_dir, config_yaml, job.overrides, job.choices)
     else:
@@ -44,39 +101,57 @@ def run(cfg: DictConfig, job: Job, console: Console, resume: dict | None = None)
     log.info("%s %s: %s", "resume" if resume else "run", record.path, " ".join(job.overrides) or "(defaults)")
     log.info("built %s on %s: %d parameters, %d steps per epoch", type(exp.model).__name__, exp.device,
              sum(p.numel() for p in exp.model.parameters()), len(exp.batches))
-    state, observers, board, status = loop.TrainState(), [], None, "failed"
+    started = Started(cfg, job, console, exp, record, resume, loop.TrainState())
     try:
         if resume is not None:
             checkpoint.restore(resume, model=exp.model, optimizer=exp.optimizer, scheduler=exp.scheduler,
-                               state=state)
-            log.info("resumed at epoch %d, step %d", state.epoch, state.step)
+                               state=started.state)
+            log.info("resumed at epoch %d, step %d", started.state.epoch, started.state.step)
         # purge_step: TensorBoard drops events a previous attempt logged after the checkpoint
-        board = Board(record.path, purge_step=state.step if resume is not None else None)
-        observers = build.observers(cfg, exp, job, console, board, config_yaml)
-        evaluate = build.evaluator(exp)
-        with stop_on_signals(state):
-            if exp.trainable and resume is None:  # the start of every curve: the fresh network at step 0
-                loop.notify(observers, "on_epoch", state, evaluate(state))
-            state = loop.fit(exp.model, exp.loss, exp.optimizer, exp.batches, build.schedule(cfg, exp), evaluate,
-                             observers, exp.scheduler, state)
-        status = state.stop or "completed"
-    except Diverged as err:
-        status = "diverged"
-        record.status["diverged_at_step"] = err.step
-        console.print(f"[bold red]{err}[/]")
+        started.board = Board(record.path, purge_step=started.state.step if resume is not None else None)
+        started.observers = build.observers(cfg, exp, job, console, started.board, config_yaml)
+        started.evaluate = build.evaluator(exp)
+        started.schedule = build.schedule(cfg, exp)
+        started.ready = True
     except Exception as err:  # the traceback goes to the run's log; the user gets one line
-        log.exception("run failed")
-        record.status["error"] = f"{type(err).__name__}: {err}"
-        console.print(f"[bold red]run failed:[/] {type(err).__name__}: {err} (traceback in {record.path / runs.LOG})")
-    finally:
-        loop.notify(observers, "on_end", state, status)
-        for observer in observers:  # numbers observers summarise (saturation, dead units) join the metrics
+        started.stopped_by(err)
+    return started
+
+
+def fit(started: Started) -> None:
+    """The single-run training loop, from the fresh (or restored) network to the end or a stop."""
+    from dlexp import loop
+    from dlexp.signals import stop_on_signals
+
+    if not started.ready:
+        return
+    exp, state = started.exp, started.state
+    try:
+        with stop_on_signals(state):
+            if exp.trainable and started.resume is None:  # the start of every curve: the fresh network at step 0
+                loop.notify(started.observers, "on_epoch", state, started.evaluate(state))
+            started.state = loop.fit(exp.model, exp.loss, exp.optimizer, exp.batches, started.schedule,
+                                     started.evaluate, started.observers, exp.scheduler, state)
+        started.status = started.state.stop or "completed"
+    except Exception as err:
+        started.stopped_by(err)
+
+
+def end(started: Started) -> None:
+    """The end of every run: the observers' on_end (the last checkpoint, hparams), the event file closed,
+    status.json, and the run's summary line."""
+    from dlexp import loop
+
+    state, record, status = started.state, started.record, started.status
+    try:
+        loop.notify(started.observers, "on_end", state, status)
+        for observer in started.observers:  # numbers observers summarise (saturation, dead units) join the metrics
             state.metrics.update(getattr(observer, "final", None) or {})
-        if board is not None:
-            board.close()
+    finally:
+        if started.board is not None:
+            started.board.close()
         record.finish(status, epoch=state.epoch, step=state.step, metrics=state.metrics)
-    summarize(console, record, status, compact=job.compact)
-    return status, state.metrics
+    summarize(started.console, record, status, compact=started.job.compact)
 
 
 def summarize(console: Console, record: runs.Run, status: str, compact: bool = False) -> None:

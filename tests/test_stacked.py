@@ -77,11 +77,17 @@ def alone(overrides, extra=(), state=None, exp=None):
     return exp, record, state
 
 
-def stacked(jobs, extra=None, **kwargs):
+def schedules(exps, eval_every=1):
+    """Each job's single-run schedule; `eval_every` one interval for all, or one per job."""
+    every = eval_every if isinstance(eval_every, list) else [eval_every] * len(exps)
+    return [schedule(exp, e) for exp, e in zip(exps, every)]
+
+
+def stacked(jobs, extra=None, eval_every=1, **kwargs):
     exps = [make(*overrides) for overrides in jobs]
     records = [Record() for _ in jobs]
     observers = [[*(extra[i] if extra else ()), records[i]] for i in range(len(jobs))]
-    outcomes = fit_stacked(StackedGroup(exps), observers=observers, **kwargs)
+    outcomes = fit_stacked(StackedGroup(exps), observers=observers, schedules=schedules(exps, eval_every), **kwargs)
     return exps, records, outcomes
 
 
@@ -191,7 +197,8 @@ def test_a_diverging_job_stops_alone_at_its_own_step():
     exps = [make(*j) for j in jobs]
     guards = [[DivergenceGuard(e.model, e.device, 1)] for e in exps]
     records = [Record() for _ in jobs]
-    outcomes = fit_stacked(StackedGroup(exps), observers=[[*g, r] for g, r in zip(guards, records)], eval_every=10)
+    outcomes = fit_stacked(StackedGroup(exps), observers=[[*g, r] for g, r in zip(guards, records)],
+                           schedules=schedules(exps, 10))
 
     single_exp = make(*jobs[1])
     with pytest.raises(Diverged) as alone_diverged:
@@ -434,7 +441,7 @@ def test_a_final_sigmoid_and_bce_on_probabilities(monkeypatch):
 
     exps = [job(s) for s in (777, 0, 1)]
     records = [Record() for _ in exps]
-    fit_stacked(StackedGroup(exps), observers=[[r] for r in records], eval_every=100)
+    fit_stacked(StackedGroup(exps), observers=[[r] for r in records], schedules=schedules(exps, 100))
     for seed, exp, record in zip((777, 0, 1), exps, records):
         single_exp = job(seed)
         single = Record()

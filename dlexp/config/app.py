@@ -26,6 +26,9 @@ from dlexp.errors import ConfigError, DlexpError
 
 
 
+MULTIRUN = "multirun.yaml"   # Hydra's record of a sweep, in its directory
+
+
 class Outcome(float):
     """What a job returns: the objective a sweeper minimises (the final val/loss; inf unless the run completed),
     carrying the job's status, from which the command's exit code is decided."""
@@ -51,6 +54,18 @@ def _console(stderr: bool = False):
 
 def task(cfg: DictConfig) -> Outcome:
     """One Hydra job, whichever launcher runs it."""
+    from dlexp import train
+
+    started = prepare(cfg)
+    if isinstance(started, Outcome):  # refused
+        return started
+    return Outcome.of(*train.complete(started))
+
+
+def prepare(cfg: DictConfig, exp=None):
+    """The job Hydra set up, started but not trained (`train.start`: its run directory, its build, its observers),
+    or the Outcome of its refusal. `task` trains it at once; the vectorized launcher trains many started jobs
+    together. `exp`: the job's experiment, already checked and built from this config by the launcher."""
     from hydra.core.hydra_config import HydraConfig
 
     from dlexp import train
@@ -58,14 +73,22 @@ def task(cfg: DictConfig) -> Outcome:
 
     hc = HydraConfig.get()
     job = job_of(hc)
-    console = _console()
     try:
-        if not prechecked(hc):  # a sweeper (Optuna) sampled values the pre-flight never saw
+        if exp is None and not prechecked(hc):  # a sweeper (Optuna) sampled values the pre-flight never saw
             check(cfg, job.choices)
-        status, metrics = train.run(cfg, job, console)
+        return train.start(cfg, job, _console(), exp=exp)
     except ConfigError as err:
         return refuse(job, err, keep_record=hc.mode.name == "MULTIRUN")
-    return Outcome.of(status, metrics)
+
+
+def check_job(config: DictConfig):
+    """A sweep job's composed config (with its hydra node) checked and built once, before anything of it is
+    written: (its Experiment, []) or (None, its problems)."""
+    from dlexp.config.validate import built, validate
+
+    task_cfg = composer.without_hydra(config)
+    problems = validate(task_cfg, composer.choices(config))
+    return (None, problems) if problems else built(task_cfg)
 
 
 def job_of(hc):
@@ -97,10 +120,11 @@ def refuse(job, err: ConfigError, keep_record: bool) -> Outcome:
     return Outcome(math.inf, "refused")
 
 
-def discard(run_dir: Path) -> None:
-    """Remove a job directory Hydra made (holding only its .hydra folder) and the empty folders above it."""
+def discard(run_dir: Path, record: str = ".hydra") -> None:
+    """Remove a directory Hydra made and nothing else wrote to (a job's holding only its .hydra folder, a sweep's
+    only multirun.yaml) and the empty folders above it."""
     run_dir = Path(run_dir)
-    if run_dir.is_dir() and all(p.name == ".hydra" for p in run_dir.iterdir()):
+    if run_dir.is_dir() and all(p.name == record for p in run_dir.iterdir()):
         shutil.rmtree(run_dir, ignore_errors=True)
         for parent in run_dir.parents:
             try:
@@ -149,6 +173,10 @@ def train_command(argv: list[str]) -> int:
     except DlexpError as err:
         return report_error(_console(stderr=True), err)
     except (HydraException, OmegaConfBaseException) as err:  # Hydra could not compose: say what, all of it
+        from dlexp.config.callbacks import Preflight
+
+        if Preflight.sweep_dir is not None:  # a sweeper that composes its jobs after writing its record
+            discard(Preflight.sweep_dir, record=MULTIRUN)
         return report_error(_console(stderr=True), diagnose(argv, err))
     return 0
 

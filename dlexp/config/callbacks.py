@@ -23,8 +23,12 @@ class Preflight(Callback):
     """Every job checked before any starts: one sentence per problem of every job, exit code 2, nothing written.
 
     Hydra turns an exception raised by a callback into a warning and goes on, so a refusal ends the command
-    itself: it reports the problems and exits.
+    itself: it reports the problems and exits. A launcher that checks its jobs itself (hydra/launcher=vectorized)
+    does so after Hydra's sweeper has created the sweep directory: `sweep_dir` says which, so that a sweep refused
+    then leaves nothing behind.
     """
+
+    sweep_dir: Path | None = None
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         from dlexp.config.preflight import check_run
@@ -34,6 +38,7 @@ class Preflight(Callback):
     def on_multirun_start(self, config: DictConfig, config_name: str | None = None, **kwargs: Any) -> None:
         from dlexp.config.preflight import check_sweep
 
+        Preflight.sweep_dir = Path(str(config.hydra.sweep.dir))
         _refuse_on_problems(check_sweep, config, config_name)
 
 

@@ -2,7 +2,7 @@
 
 `capture` runs the probe batch through the stack once, computes every job's histogram statistics with one
 reduction per tensor along the model axis, and reads everything back with ONE host read for the group. It
-returns the `uses` list and, per stack row, the flat list of numbers that `Histograms._write` consumes, laid
+returns the `uses` list and, per stack row, the flat list of numbers that `Histograms.write` consumes, laid
 out exactly as a capture of that job alone lays them out. When to capture (and the snapshot before the step
 an update ratio needs) stays the observer's business: `snapshot` and `update_ratios` give the numbers.
 """
@@ -111,6 +111,19 @@ def capture(group: StackedGroup, x: Tensor, bins: int = BINS,
     if not pieces:
         return uses, [[] for _ in group.jobs]
     return uses, torch.cat([p.float() for p in pieces], dim=1).tolist()  # (N, total): the one host read
+
+
+def without(uses: Uses, values: list[float], prefix: str) -> tuple[Uses, list[float]]:
+    """One row's capture without the pieces whose tag starts with `prefix` (a job that has no update ratio at
+    this step while others of the stack have)."""
+    kept_uses, kept, at = [], [], 0
+    for use in uses:
+        width = 4 + BINS if use[0] == "hist" else 1
+        if not use[1].startswith(prefix):
+            kept_uses.append(use)
+            kept += values[at:at + width]
+        at += width
+    return kept_uses, kept
 
 
 def snapshot(group: StackedGroup) -> list[Tensor]:
