@@ -57,15 +57,15 @@ class VectorizedLauncher(Launcher):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         log.info(f"Vectorized launcher: {len(job_overrides)} jobs, sweep output dir: {sweep_dir}")
         jobs = [(idx, list(overrides)) for idx, overrides in enumerate(job_overrides, start=initial_job_idx)]
-        composer = Siblings(self.hydra_context.config_loader, self.config)
-        configs = [composer.config(idx, overrides) for idx, overrides in jobs]
         if self.task_function is not app.task:  # not dlexp's task: one job after another, as the basic launcher
             returns = []
-            for (idx, overrides), config in zip(jobs, configs):
+            for idx, overrides in jobs:
                 log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
-                returns.append(self._run(config, self.task_function))
+                config = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
+                returns.append(self._run(numbered(config, idx), self.task_function))
             return returns
-        return self._stacked(jobs, configs, sweep_dir)
+        composer = Siblings(self.hydra_context.config_loader, self.config)
+        return self._stacked(jobs, [composer.config(idx, overrides) for idx, overrides in jobs], sweep_dir)
 
     def _run(self, config: DictConfig, task_function: TaskFunction) -> JobReturn:
         ret = run_job(hydra_context=self.hydra_context, task_function=task_function, config=config,
@@ -99,7 +99,7 @@ class VectorizedLauncher(Launcher):
             if len(unit) > 1:
                 log.info(f"\tone stacked model of {len(unit)} jobs: {names}")
             elif built[unit[0]][0] is not None:
-                why = plan.alone[ok.index(unit[0])]
+                why = plan.alone.get(ok.index(unit[0]), f"max_group={self.max_group} split its stack")
                 log.info(f"\t#{jobs[unit[0]][0]} runs alone ({why}): {' '.join(filter_overrides(jobs[unit[0]][1]))}")
         returns: dict[int, JobReturn] = {}
         stop = stacked_jobs.Stop()
@@ -157,10 +157,7 @@ class Siblings:
                 self.families.append([parsed, copy.deepcopy(config), None])  # before its job id and number
             elif family[2] is None:              # the family's second job: derivation checked against Hydra's own
                 family[2] = OmegaConf.to_yaml(self._derive(family, parsed)) == OmegaConf.to_yaml(config)
-        with open_dict(config):
-            config.hydra.job.id = idx
-            config.hydra.job.num = idx
-        return config
+        return numbered(config, idx)
 
     def _siblings(self, family: list, parsed: list) -> bool:
         base = family[0]
@@ -187,6 +184,15 @@ class Siblings:
             config.hydra.job.override_dirname = re.sub("[=]", dirname.kv_sep, dirname.item_sep.join(lines))
         OmegaConf.copy_cache(from_config=self.master, to_config=config)
         return config
+
+
+def numbered(config: DictConfig, idx: int) -> DictConfig:
+    """Job number idx of the sweep, as Hydra's basic launcher numbers its jobs (a scheduler's job id where there
+    is one; here the same number)."""
+    with open_dict(config):
+        config.hydra.job.id = idx
+        config.hydra.job.num = idx
+    return config
 
 
 def _plain(override, groups) -> bool:
