@@ -78,7 +78,8 @@ def assert_same_job(alone: Path, stacked: Path, rtol: float = 1e-6, exact_weight
     for key, value in a["metrics"].items():
         assert close(s["metrics"][key], value, rtol if not key.startswith("hist/") else 1e-5), (key, s["metrics"][key], value)
 
-    rows_a, rows_s = metrics_rows(alone), metrics_rows(stacked)
+    assert (stacked / "metrics.csv").exists() == (alone / "metrics.csv").exists()   # none for an untrained run
+    rows_a, rows_s = (metrics_rows(d) if (d / "metrics.csv").exists() else [] for d in (alone, stacked))
     assert [list(r) for r in rows_s] == [list(r) for r in rows_a]
     for ra, rs in zip(rows_a, rows_s):
         for key in ra:
@@ -162,7 +163,7 @@ def launcher_lines(result) -> list[str]:
     return [line.split("[HYDRA] ", 1)[1].strip() for line in result.stdout.splitlines() if "[HYDRA] " in line]
 
 
-# --- every optimizer: one stack per family, against each job alone --------------------------------------------
+# --- every optimizer, in one stack per family, against each job alone --------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +184,10 @@ def test_each_optimizer_stack_writes_what_each_job_writes_alone(optimizer_sweeps
     (stacked, result), (alone, _) = optimizer_sweeps["stacked"], optimizer_sweeps["alone"]
     lines = launcher_lines(result)
     stacks = [line for line in lines if line.startswith("one stacked model")]
-    assert len(stacks) == 8 and all(line.startswith("one stacked model of 2 jobs:") for line in stacks), lines
+    assert stacks == ["one stacked model of 6 jobs: #0 #1 #2 #3 #4 #5",            # sgd, momentum, nesterov
+                      "one stacked model of 2 jobs: #6 #7", "one stacked model of 2 jobs: #8 #9",  # adagrad, rmsprop
+                      "one stacked model of 4 jobs: #10 #11 #12 #13",             # adam, adamw
+                      "one stacked model of 2 jobs: #14 #15"], lines              # adam_then_sgd
     assert not any("runs alone" in line for line in lines)
     mine, theirs = jobs(stacked), jobs(alone)
     assert sorted(mine) == sorted(theirs) and len(mine) == 16
@@ -201,6 +205,17 @@ def test_a_stacked_sweep_reports_like_any_sweep(optimizer_sweeps):
     assert len({s["pid"] for s in statuses}) == 1                     # every job in the launching process
     assert all(s["status"] == "completed" and (p / "train.log").read_text().count("run ") >= 2
                for p, s in zip(jobs(stacked).values(), statuses))     # each job's log: its start and its end
+
+
+def test_untrained_stacks_capture_what_each_fresh_network_shows_alone(cli, tmp_path):
+    """experiment=init_study (unlabelled, never trained): one stack per activation, histograms as alone."""
+    args = ["experiment=init_study", "initializer=normal,xavier_normal", "model.activation=sigmoid,relu"]
+    stacked, result = sweep(cli, tmp_path, "stacked", *args)
+    alone, _ = sweep(cli, tmp_path, "alone", *args, vectorized=False)
+    assert launcher_lines(result).count("one stacked model of 2 jobs: #0 #2") == 1
+    assert "one stacked model of 2 jobs: #1 #3" in launcher_lines(result)
+    for name, run in jobs(alone).items():
+        assert_same_job(run, stacked / name)
 
 
 # --- XOR: the issue's numbers --------------------------------------------------------------------------------

@@ -37,8 +37,9 @@ def histogram_stats(x: Tensor, bins: int = BINS) -> list[Tensor]:
 
 
 def probe(group: StackedGroup, size: int = 256) -> Tensor:
-    """(N, P, F): each job's `probe_batch`, its first `size` validation inputs (training inputs without any)."""
-    rows = group.x_val if group.x_val.n else group.x_train
+    """(N, P, F): each job's `probe_batch`, its first `size` validation inputs (training inputs without any, or
+    without labels)."""
+    rows = group.x_val if group.trainable and group.x_val.n else group.x_train
     return rows.slice(0, size)
 
 

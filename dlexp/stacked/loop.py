@@ -61,7 +61,7 @@ def fit_stacked(group: StackedGroup, states: Sequence[TrainState] | None = None,
     schedules, each job trains `exp.epochs` epochs, evaluated after each one, captured at the start and the end.
     stop: an object whose `.stop` (set by `signals.stop_on_signals(stop)`) stops every job at its next step.
     sync_on_epoch: write a job's parameters and optimizer state into its own model and optimizer before its
-    on_epoch observers run (they may save a checkpoint or read the weights).
+    on_epoch observers run (they may save a checkpoint or read the weights); its gradients are written as it leaves.
     All jobs still training must stand at the same batch of their epoch (`plan_groups(states=...)` keys on it).
     """
     return _Fit(group, states, observers, schedules, stop, sync_on_epoch).run()
@@ -153,6 +153,8 @@ class _Fit:
         self.probe = stacked_histograms.probe(group) if any(self.hist[j] is not None for j in jobs) else None
         self.schedulers = [group.exps[j].scheduler for j in jobs if group.exps[j].scheduler is not None]
         self.observed = [(r, j) for r, j in enumerate(jobs) if self.on_step[j]]
+        # only a job's own observers (or a signal) set its state.stop while it trains
+        self.may_stop = any(self.on_step[j] or self.ahead[j] or self.capturing[j] for j in jobs)
         if self.row_states[0].batch:
             self.point_sums()
 
@@ -169,7 +171,7 @@ class _Fit:
             return []
         if self.same:
             r = rows[0]
-            return rows if when(self.schedules[self.group.jobs[r]], self.row_states[r]) else []
+            return list(rows) if when(self.schedules[self.group.jobs[r]], self.row_states[r]) else []
         jobs = self.group.jobs
         return [r for r in rows if when(self.schedules[jobs[r]], self.row_states[r])]
 
@@ -209,11 +211,12 @@ class _Fit:
             self.capture([r for r in self.due(self.watched, lambda s, st: s.captures_step(st.step))
                           if group.jobs[r] not in leaving], leaving)
         flag = self.stop.stop if self.stop is not None else None
-        for r, state in enumerate(rows):
-            if flag and not state.stop:
-                state.stop = flag
-            if state.stop:
-                leaving[group.jobs[r]] = None
+        if flag or self.may_stop:
+            for r, state in enumerate(rows):
+                if flag and not state.stop:
+                    state.stop = flag
+                if state.stop:
+                    leaving[group.jobs[r]] = None
         if leaving:
             self.leave(list(leaving))
 
@@ -336,11 +339,11 @@ class _Fit:
         Returns the jobs that are done.
         """
         group, rows = self.group, self.row_states
-        train_loss = self.sums / max(rows[0].batch, 1)                       # (N,)
+        steps = rows[0].batch
         for state in rows:
             state.epoch += 1
             state.batch, state.loss_sum = 0, None
-        everyone = list(range(len(rows)))
+        everyone = range(len(rows))
         due = self.due(everyone, lambda s, st: s.evaluates(st.epoch))
         done = [group.jobs[r] for r in self.due(everyone, lambda s, st: st.epoch >= s.epochs)]
         if self.schedulers:
@@ -350,22 +353,25 @@ class _Fit:
                 for scheduler in self.schedulers:
                     scheduler.step()
             group.optimizer.refresh()
+        if not due:
+            self.sums.zero_()
+            return done
+        train_loss = self.sums / max(steps, 1)                                   # (N,)
         self.sums.zero_()
-        if due:
-            names, values = group.evaluate()                                     # (metrics, N)
-            table = torch.cat([train_loss.unsqueeze(0), values]).tolist()        # one host read for the group
-            for r in due:
-                j, state = group.jobs[r], self.row_states[r]
-                state.metrics = {"train/loss": table[0][r],
-                                 **{name: table[m + 1][r] for m, name in enumerate(names)}}
-                if not self.on_epoch[j]:
-                    continue
-                if self.sync:
-                    group.write_back(r)
-                self.call(j, lambda: notify(self.observers[j], "on_epoch", state, state.metrics), None)
-            captured = [r for r in self.due(due, lambda s, st: s.captures_epoch(st.epoch))
-                        if self.outcomes[group.jobs[r]].error is None]
-            self.capture(captured)
+        names, values = group.evaluate()                                         # (metrics, N)
+        table = torch.cat([train_loss.unsqueeze(0), values]).tolist()            # one host read for the group
+        for r in due:
+            j, state = group.jobs[r], self.row_states[r]
+            state.metrics = {"train/loss": table[0][r],
+                             **{name: table[m + 1][r] for m, name in enumerate(names)}}
+            if not self.on_epoch[j]:
+                continue
+            if self.sync:  # what an epoch's observers read: weights and optimizer state (a checkpoint), not gradients
+                group.write_back(r, grads=False)
+            self.call(j, lambda: notify(self.observers[j], "on_epoch", state, state.metrics), None)
+        captured = [r for r in self.due(due, lambda s, st: s.captures_epoch(st.epoch))
+                    if self.outcomes[group.jobs[r]].error is None]
+        self.capture(captured)
         for r, j in enumerate(group.jobs):
             if (self.outcomes[j].error is not None or self.row_states[r].stop) and j not in done:
                 done.append(j)
