@@ -75,7 +75,7 @@ class ObserverClock:
 
     def __init__(self):
         self.seconds, self.captures, self.active = 0.0, 0, False
-        for name in ("on_start", "on_step", "on_epoch"):
+        for name in ("on_capture_next", "on_capture"):
             setattr(histograms.Histograms, name, self._timed(getattr(histograms.Histograms, name)))
 
     def _timed(self, method):
@@ -110,8 +110,8 @@ def timed_run(overrides: list[str], run_dir: Path, reference: bool, stock: bool)
     cfg = composer.without_hydra(composer.load(["log.progress=none", *overrides]))
     original = build.observers
     if reference:
-        def with_reference(cfg, exp, run_dir, console, board):
-            return [*original(cfg, exp, run_dir, console, board),
+        def with_reference(cfg, exp, job, console, board, config_yaml):
+            return [*original(cfg, exp, job, console, board, config_yaml),
                     AddHistogramEvery(board, exp.model, probe_batch(exp.data))]
         build.observers = with_reference
     try:

@@ -3,9 +3,10 @@ model in this process (dlexp/stacked), each job writing exactly what it writes a
 
 For dlexp's own task, `launch`:
   1. composes every job as Hydra's basic launcher does (`load_sweep_config`, job id and number; `Siblings` below
-     shares the composition of jobs that differ only in plain values), then checks and builds each one (`app.check_job`: validation and the job's one build) before anything of any job is written:
-     under the basic sweeper, problems refuse the sweep at once (every one of them, exit code 2), as dlexp's
-     pre-flight does for other launchers; jobs a sampling sweeper (Optuna) drew are refused one by one;
+     shares the composition of jobs that differ only in plain values), then checks and builds each one
+     (`app.check_job`: validation and the job's one build) before anything of any job is written: under the basic
+     sweeper, problems refuse the sweep at once (every one of them, exit code 2), as dlexp's pre-flight does for
+     other launchers; jobs a sampling sweeper (Optuna) drew are refused one by one;
   2. groups the built jobs (`stacked.plan_groups`, at most `max_group` a stack), one log line per stack and one
      per job that runs alone, saying why ("batch.size differs");
   3. per stack (or lone job), in job order: Hydra's own `run_job` for each job, with a task that starts the job
@@ -28,7 +29,7 @@ import functools
 import logging
 import re
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
 from hydra.plugins.launcher import Launcher
@@ -75,57 +76,77 @@ class VectorizedLauncher(Launcher):
 
     def _stacked(self, jobs: list[tuple[int, list[str]]], configs: list[DictConfig], sweep_dir: Path
                  ) -> list[JobReturn]:
-        from dlexp.config import app, preflight
-        from dlexp.config import compose as composer
-        from dlexp.errors import ConfigError
+        from dlexp.config import app
         from dlexp.signals import stop_on_signals
         from dlexp.stacked import jobs as stacked_jobs
-        from dlexp.stacked import plan_groups
 
-        built, rng = [], []
-        for config in configs:  # every job checked and built before any is written
-            built.append(app.check_job(config))
-            rng.append(stacked_jobs.rng_state())  # the random state the job's build left: its single run's
-        if any(problems for _, problems in built) and composer.targets(self.config.hydra.sweeper, "BasicSweeper"):
-            app.discard(sweep_dir, record=app.MULTIRUN)
-            raise ConfigError(preflight.named([overrides for _, overrides in jobs], [p for _, p in built]))
-        ok = [k for k, (exp, _) in enumerate(built) if exp is not None]
-        plan = plan_groups([built[k][0] for k in ok], max_group=self.max_group)
-        units = [[ok[i] for i in group] for group in plan.groups]
-        units += [[ok[i]] for i in plan.alone] + [[k] for k, (exp, _) in enumerate(built) if exp is None]
-        units.sort(key=lambda unit: unit[0])
-        for unit in units:
-            names = " ".join(f"#{jobs[k][0]}" for k in unit)
-            if len(unit) > 1:
-                log.info(f"\tone stacked model of {len(unit)} jobs: {names}")
-            elif built[unit[0]][0] is not None:
-                why = plan.alone.get(ok.index(unit[0]), f"max_group={self.max_group} split its stack")
-                log.info(f"\t#{jobs[unit[0]][0]} runs alone ({why}): {' '.join(filter_overrides(jobs[unit[0]][1]))}")
+        built, rng = self._build(jobs, configs, sweep_dir)
+        units = self._units(jobs, built)
         returns: dict[int, JobReturn] = {}
         stop = stacked_jobs.Stop()
         with stop_on_signals(stop):
             for unit in units:
                 if stop.stop:  # the sweep was stopped: the jobs not started yet never start
                     break
-                for k in unit:
-                    exp = built[k][0]
-                    task = functools.partial(app.prepare, exp=exp) if exp is not None else app.prepare
+                for k in unit:  # each job started as it starts alone: run directory, .hydra/, observers
+                    task = functools.partial(app.prepare, exp=built[k][0]) if built[k][0] is not None else app.prepare
                     returns[k] = self._run(configs[k], task)
-                started = {k: returns[k].return_value for k in unit
-                           if returns[k].status == JobStatus.COMPLETED and not isinstance(returns[k].return_value,
-                                                                                           app.Outcome)}
+                started = {k: returns[k].return_value for k in unit if _started(returns[k])}
                 ready = [k for k in started if started[k].ready]
                 if len(unit) > 1 and len(ready) > 1:
                     stacked_jobs.fit_together([started[k] for k in ready], stop, [rng[k] for k in ready])
                 else:
                     ready = []
-                for k in started:
+                for k, run in started.items():
                     if k not in ready:
-                        stacked_jobs.fit_alone(started[k], stop)
-                    returns[k].return_value = app.Outcome.of(started[k].status, started[k].state.metrics)
+                        stacked_jobs.fit_alone(run, stop)
+                    returns[k].return_value = app.Outcome.of(run.status, run.state.metrics)
         if len(returns) < len(jobs):
             log.warning(f"{len(jobs) - len(returns)} of {len(jobs)} jobs were stopped before they started")
         return [returns[k] for k in sorted(returns)]
+
+    def _build(self, jobs: list[tuple[int, list[str]]], configs: list[DictConfig], sweep_dir: Path
+               ) -> tuple[list, list]:
+        """Every job checked and built before any is written: (Experiment or None, problems) per job, and the random
+        state each build left (its single run's, restored before its checkpoints are saved)."""
+        from dlexp.config import app, preflight
+        from dlexp.config import compose as composer
+        from dlexp.errors import ConfigError
+        from dlexp.stacked import jobs as stacked_jobs
+
+        built, rng = [], []
+        for config in configs:
+            built.append(app.check_job(config))
+            rng.append(stacked_jobs.rng_state())
+        if any(problems for _, problems in built) and composer.targets(self.config.hydra.sweeper, "BasicSweeper"):
+            app.discard(sweep_dir, record=app.MULTIRUN)   # the sweeper's record of a sweep that never started
+            raise ConfigError(preflight.named([overrides for _, overrides in jobs], [p for _, p in built]))
+        return built, rng
+
+    def _units(self, jobs: list[tuple[int, list[str]]], built: list) -> list[list[int]]:
+        """The stacks and the lone jobs, in job order, one log line each (a lone job's says why)."""
+        from dlexp.stacked import plan_groups
+
+        ok = [k for k, (exp, _) in enumerate(built) if exp is not None]
+        plan = plan_groups([built[k][0] for k in ok], max_group=self.max_group)
+        units = [[ok[i] for i in group] for group in plan.groups] + [[ok[i]] for i in plan.alone]
+        units += [[k] for k, (exp, _) in enumerate(built) if exp is None]   # refused when started (app.prepare)
+        units.sort(key=lambda unit: unit[0])
+        for unit in units:
+            if len(unit) > 1:
+                log.info(f"\tone stacked model of {len(unit)} jobs: {' '.join(f'#{jobs[k][0]}' for k in unit)}")
+            elif built[unit[0]][0] is not None:
+                idx, overrides = jobs[unit[0]]
+                why = plan.alone.get(ok.index(unit[0]), f"max_group={self.max_group} split its stack")
+                log.info(f"\t#{idx} runs alone ({why}): {' '.join(filter_overrides(overrides))}")
+        return units
+
+
+def _started(ret: JobReturn) -> bool:
+    """Did `app.prepare` start the job (rather than refuse it, or fail)?"""
+    from dlexp.config import app
+
+    return ret.status == JobStatus.COMPLETED and not isinstance(ret.return_value, app.Outcome)
 
 
 class Siblings:
