@@ -10,9 +10,12 @@ train`), or by hand for the suite that runs in this process.
 
 from __future__ import annotations
 
+import pytest
 from hydra.core.plugins import Plugins
 from hydra.plugins.launcher import Launcher
 from hydra.test_utils.launcher_common_tests import IntegrationTestSuite, LauncherTestSuite
+from hydra.version import VersionBase
+from packaging.version import Version
 from pytest import mark
 
 from dlexp.config import catalog
@@ -20,6 +23,16 @@ from hydra_plugins.dlexp_launchers.vectorized_launcher import VectorizedLauncher
 
 SEARCH_PATH = f"hydra.searchpath=[file://{catalog.conf_dir()}]"   # where hydra/launcher/vectorized.yaml is
 Plugins.instance().register(VectorizedLauncher)                   # before the suites save Hydra's singletons
+
+
+@pytest.fixture(autouse=True)
+def unspecified_version_base():
+    """The suites' apps name no version_base, and expect Hydra's default for that (jobs change directory); dlexp's
+    own tests in this process compose with version_base="1.3", which Hydra keeps process-wide."""
+    base = VersionBase.instance()
+    kept, base.version_base = base.version_base, Version("1.1")   # what Hydra assumes for an app that names none
+    yield
+    base.version_base = kept
 
 
 def test_discovery() -> None:
