@@ -274,6 +274,56 @@ def test_a_diverging_job_stops_alone_and_digits_adam_equals_alone(cli, tmp_path)
     assert diverged["diverged_at_step"] == 2 and diverged["step"] == 2
 
 
+# --- composing each job once per family of siblings ---------------------------------------------------------------
+
+
+class CountingLoader:
+    """Hydra's config loader, counting the jobs it composes."""
+
+    def __init__(self, loader):
+        self.loader, self.composed = loader, 0
+
+    def load_sweep_config(self, master, overrides):
+        self.composed += 1
+        return self.loader.load_sweep_config(master, overrides)
+
+
+@pytest.mark.parametrize("jobs, composed", [
+    ([["experiment=xor_mlp", f"seed={s}"] for s in range(5)], 2),                       # 3 derived
+    ([["optimizer.lr=0.1", "model.hidden=[4,4]", "log.dir=a", "log.boundaries=false"],
+      ["optimizer.lr=0.2", "model.hidden=[8]", "log.dir=b", "log.boundaries=true"],
+      ["optimizer.lr=1e-3", "model.hidden=[]", "log.dir=${oc.env:HOME}", "log.boundaries=auto"]], 2),
+    ([["optimizer=sgd", "seed=0"], ["optimizer=adam", "seed=0"], ["optimizer=sgd", "seed=1"]], 3),  # groups differ
+    ([["+extra=1", "seed=0"], ["+extra=2", "seed=1"], ["+extra=3", "seed=2"]], 3),     # additions: composed
+])
+def test_sibling_jobs_share_one_composition_and_equal_hydras_own(jobs, composed):
+    """Each job's config is exactly what load_sweep_config composes; jobs differing only in plain values are derived
+    from their family's first (after a second one, composed in full, agreed)."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    from dlexp.config import catalog, resolvers
+    from dlexp.config import compose as composer
+    from hydra_plugins.dlexp_launchers.vectorized_launcher import Siblings, numbered
+
+    resolvers.register()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(catalog.conf_dir()), version_base="1.3", job_name="dlexp"):
+        loader = GlobalHydra.instance().config_loader()
+        master = loader.load_configuration("config", [VECTORIZED], RunMode.MULTIRUN)
+        counting = CountingLoader(loader)
+        siblings = Siblings(counting, master)
+        for idx, overrides in enumerate(jobs):
+            ours = siblings.config(idx, overrides)
+            theirs = numbered(loader.load_sweep_config(master, overrides), idx)
+            assert OmegaConf.to_yaml(ours) == OmegaConf.to_yaml(theirs), overrides
+            task = [OmegaConf.to_yaml(composer.without_hydra(c), resolve=True) for c in (ours, theirs)]
+            assert task[0] == task[1]                    # (resolving Hydra's run.dir draws a new id each time)
+    assert counting.composed == composed
+
+
 # --- grouping, and the jobs that run alone ---------------------------------------------------------------------
 
 
