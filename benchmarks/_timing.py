@@ -30,15 +30,16 @@ def timed(fn: Callable[[], object]) -> Sample:
     return Sample(time.perf_counter() - wall, time.process_time() - cpu)
 
 
-def run(cmd: list[str], cwd: Path | None = None, env: dict | None = None) -> Sample:
-    """Wall and CPU time of a whole process, from fork to exit; fails loudly if the process fails."""
+def run(cmd: list[str], cwd: Path | None = None, env: dict | None = None, expect: tuple[int, ...] = (0,)) -> Sample:
+    """Wall and CPU time of a whole process, from fork to exit; fails loudly if the process exits otherwise than
+    `expect` says."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(cmd, cwd=cwd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True)
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode != 0:
+    if done.returncode not in expect:
         sys.exit(f"failed ({done.returncode}): {' '.join(cmd)}\n{done.stdout[-3000:]}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return Sample(wall, cpu)

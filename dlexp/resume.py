@@ -122,9 +122,9 @@ def started(run_dir: Path) -> bool:
     return (Path(run_dir) / runs.STATUS).is_file()
 
 
-def continue_job(cfg, job, console) -> tuple[str, dict[str, float]]:
-    """A job of a stopped sweep that had started: continued from its checkpoint; one stopped before its first
-    checkpoint (within a second of its start) starts over."""
+def continue_job(cfg, job, console, exp=None):
+    """A job of a stopped sweep that had started, started again (`train.start`, not yet trained): from its
+    checkpoint; one stopped before its first checkpoint (within a second of its start) starts over."""
     from dlexp import train
 
     status = runs.read_status(job.run_dir)
@@ -132,9 +132,9 @@ def continue_job(cfg, job, console) -> tuple[str, dict[str, float]]:
         for path in job.run_dir.iterdir():
             if path.is_file() and path.name != runs.LOCK:  # its start's files; Hydra's .hydra/ folder stays
                 path.unlink()
-        return train.run(cfg, job, console)
+        return train.start(cfg, job, console, exp=exp)
     payload = checkpoint.load(job.run_dir / checkpoint.FILE)
     check_same_run(job.run_dir, payload, cfg)
     console.print(f"resuming {job.run_dir.name} ({status.get('status')}) at epoch {payload['state']['epoch']}, "
                   f"step {payload['state']['step']}", highlight=False, soft_wrap=True)
-    return train.run(cfg, job, console, resume=payload, resumed_from={"from": status.get("status")})
+    return train.start(cfg, job, console, resume=payload, exp=exp, resumed_from={"from": status.get("status")})

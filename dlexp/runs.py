@@ -278,9 +278,13 @@ class Run:
                              "time: wait for it to end, or stop it (Ctrl-C) and resume it then.") from None
 
     def attach_log(self) -> None:
+        """The "dlexp" log goes to this run's train.log (a launcher training many runs moves it from run to run)."""
         handler = RunLog(self.path / LOG)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        log.handlers = [h for h in log.handlers if not isinstance(h, logging.FileHandler)] + [handler]
+        for old in [h for h in log.handlers if isinstance(h, logging.FileHandler)]:
+            old.close()
+            log.removeHandler(old)
+        log.addHandler(handler)
         log.setLevel(logging.INFO)
         log.propagate = False
 

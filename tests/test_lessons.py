@@ -618,6 +618,43 @@ def test_script_mnist_falls_back_to_mnist_5k(tmp_path, monkeypatch):
     assert found["status"] == "completed" and found["metrics"]["val/acc"] > 0.8
 
 
+@pytest.mark.slow
+def test_script_seeds_escapes_as_the_readme_says(tmp_path):
+    """scripts/seeds.sh: 16 seeds of xor_mlp as one stacked model; who leaves the ln 2 plateau, and when."""
+    result = run_script("seeds", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "one stacked model of 16 jobs" in result.stdout
+    readme = " ".join((REPO / "README.md").read_text().split())
+    said = re.search(r"(\d+) of the 16 seeds escape .*? below 0\.5 at epoch ([\d,]+) \(seed (\d+)\), the last at "
+                     r"epoch ([\d,]+) \(seed (\d+)\) — and (\d+) \(seeds ([\d, and]+)\) are still at 0\.693", readme)
+    assert said, "the README no longer tells the seeds lesson's numbers"
+    escaped, first, first_seed, last, last_seed, stuck, stuck_seeds = said.groups()
+    (sweep_dir,) = (tmp_path / "runs" / "lessons" / "seeds").iterdir()
+    escape, final = {}, {}
+    for run in run_dirs(sweep_dir):
+        if run.parent != sweep_dir:
+            continue                                                       # aggregate/: the group's mean
+        seed = int(swept(status_of(run), "seed"))
+        rows = metrics_rows(run)
+        escape[seed] = next((int(r["epoch"]) for r in rows if r["val/loss"] < 0.5), None)
+        final[seed] = rows[-1]
+    assert len(final) == 16
+    left = {s: e for s, e in escape.items() if e is not None}
+    assert len(left) == int(escaped) and all(final[s]["val/acc"] == 1.0 for s in left)
+    assert min(left.values()) == pytest.approx(int(first.replace(",", "")), abs=100)
+    assert min(left, key=left.get) == int(first_seed)
+    assert max(left.values()) == pytest.approx(int(last.replace(",", "")), abs=100)
+    assert max(left, key=left.get) == int(last_seed)
+    never = sorted(s for s, e in escape.items() if e is None)
+    assert len(never) == int(stuck) and never == [int(s) for s in re.findall(r"\d+", stuck_seeds)]
+    assert all(abs(final[s]["val/loss"] - LN2) < 0.002 for s in never)
+    accuracy = np.array([row["val/acc"] for row in final.values()])
+    mean, std = re.search(r"the sixteen as one group: val/acc ([\d.]+) ± ([\d.]+)", readme).groups()
+    assert accuracy.mean() == pytest.approx(float(mean), abs=0.005)
+    assert accuracy.std(ddof=1) == pytest.approx(float(std), abs=0.05)
+    assert (sweep_dir / "val_loss.png").exists()
+
+
 # ---------------------------------------------------------------------------------------------
 # The README's numbers. Every number the lesson tour states is read from README.md (conftest.readme) and checked
 # against a run, within the precision it is written with: half a unit of its last digit, 10% for a "~" number

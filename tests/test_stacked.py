@@ -77,11 +77,17 @@ def alone(overrides, extra=(), state=None, exp=None):
     return exp, record, state
 
 
-def stacked(jobs, extra=None, **kwargs):
+def schedules(exps, eval_every=1):
+    """Each job's single-run schedule; `eval_every` one interval for all, or one per job."""
+    every = eval_every if isinstance(eval_every, list) else [eval_every] * len(exps)
+    return [schedule(exp, e) for exp, e in zip(exps, every)]
+
+
+def stacked(jobs, extra=None, eval_every=1, **kwargs):
     exps = [make(*overrides) for overrides in jobs]
     records = [Record() for _ in jobs]
     observers = [[*(extra[i] if extra else ()), records[i]] for i in range(len(jobs))]
-    outcomes = fit_stacked(StackedGroup(exps), observers=observers, **kwargs)
+    outcomes = fit_stacked(StackedGroup(exps), observers=observers, schedules=schedules(exps, eval_every), **kwargs)
     return exps, records, outcomes
 
 
@@ -191,7 +197,8 @@ def test_a_diverging_job_stops_alone_at_its_own_step():
     exps = [make(*j) for j in jobs]
     guards = [[DivergenceGuard(e.model, e.device, 1)] for e in exps]
     records = [Record() for _ in jobs]
-    outcomes = fit_stacked(StackedGroup(exps), observers=[[*g, r] for g, r in zip(guards, records)], eval_every=10)
+    outcomes = fit_stacked(StackedGroup(exps), observers=[[*g, r] for g, r in zip(guards, records)],
+                           schedules=schedules(exps, 10))
 
     single_exp = make(*jobs[1])
     with pytest.raises(Diverged) as alone_diverged:
@@ -323,8 +330,38 @@ def test_grouping_and_the_reason_each_excluded_job_runs_alone():
     assert sorted(plan.groups) == [[0, 1], [7, 8]]            # optimizer families: separate groups
     assert plan.alone == {2: "batch.size differs", 3: "model=cnn cannot be stacked",
                           4: "optimizer random_search cannot be stacked", 5: "batchnorm cannot be stacked",
-                          6: "dropout cannot be stacked", 9: "loss differs", 10: "unlabelled data is not trained",
+                          6: "dropout cannot be stacked", 9: "loss differs", 10: "data differs",
                           11: "model differs"}
+
+
+def test_the_optimizer_race_stacks_by_family_and_each_job_equals_alone():
+    """sgd, momentum and nesterov are one family (torch.optim.SGD), adam and adamw another: one stack each, every
+    job bit for bit its single run; the others run alone."""
+    race = ["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw", "random_search", "random_local_search"]
+    plan = plan_groups([make(*BASE, f"optimizer={name}") for name in race])
+    assert sorted(plan.groups) == [[0, 1, 2], [5, 6]]
+    assert plan.alone == {3: "optimizer differs", 4: "optimizer differs",
+                          7: "optimizer random_search cannot be stacked",
+                          8: "optimizer random_local_search cannot be stacked"}
+    for family in (race[:3], race[5:7]):
+        jobs = [BASE + [f"optimizer={name}"] for name in family]
+        exps, records, outcomes = stacked(jobs)
+        for job, exp, record, outcome in zip(jobs, exps, records, outcomes):
+            assert outcome.error is None
+            single_exp, single, _ = alone(job)
+            assert_same_run(single_exp, single, exp, record)
+
+
+def test_unlabelled_jobs_stack_untrained():
+    """experiment=init_study: never trained, whatever the optimizer; one stack per architecture."""
+    exps = [make("experiment=init_study", f"initializer={i}", f"model.activation={a}", f"optimizer={o}")
+            for i, a, o in (("normal", "sigmoid", "adam"), ("xavier_normal", "sigmoid", "sgd"),
+                            ("he_normal", "relu", "adam"), ("normal_small", "relu", "adam"))]
+    assert plan_groups(exps).groups == [[0, 1], [2, 3]]
+    group = StackedGroup(exps[:2])
+    assert not group.trainable and group.optimizer is None
+    outcomes = fit_stacked(group)
+    assert [(o.error, o.state.step, o.state.epoch) for o in outcomes] == [(None, 0, 0)] * 2
 
 
 def test_unknown_loss_adapters_and_optimizers_fall_back_with_a_reason():
@@ -434,7 +471,7 @@ def test_a_final_sigmoid_and_bce_on_probabilities(monkeypatch):
 
     exps = [job(s) for s in (777, 0, 1)]
     records = [Record() for _ in exps]
-    fit_stacked(StackedGroup(exps), observers=[[r] for r in records], eval_every=100)
+    fit_stacked(StackedGroup(exps), observers=[[r] for r in records], schedules=schedules(exps, 100))
     for seed, exp, record in zip((777, 0, 1), exps, records):
         single_exp = job(seed)
         single = Record()

@@ -13,9 +13,9 @@ from dlexp.stacked import histograms as stacked_histograms
 
 
 class Written(Histograms):
-    """Histograms whose _write keeps what it was given instead of writing it."""
+    """Histograms whose write keeps what it was given instead of writing it."""
 
-    def _write(self, values, uses, step):
+    def write(self, values, uses, step):
         self.written = (values, uses, step)
 
 

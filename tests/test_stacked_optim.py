@@ -36,6 +36,14 @@ CASES = {
                       dict(steps_per_epoch=2, switch_epoch=0, sgd_lr=0.2)],
     "adam_then_sgd_nesterov": [dict(steps_per_epoch=2, switch_epoch=2, momentum=0.9, nesterov=True),
                                dict(steps_per_epoch=3, switch_epoch=1, adam_lr=0.01, momentum=0.5, nesterov=True)],
+    # one family in one stack: optimizer=sgd, momentum, nesterov; optimizer=adam, adamw (cls: the job's own class)
+    "sgd_family": [dict(lr=0.1), dict(lr=0.05, momentum=0.9), dict(lr=0.02, momentum=0.8, nesterov=True,
+                                                                  weight_decay=0.01),
+                   dict(lr=0.03, momentum=0.5, dampening=0.2)],
+    "adam_family": [dict(lr=1e-3), dict(cls=torch.optim.AdamW, lr=3e-3, weight_decay=0.1),
+                    dict(lr=1e-2, weight_decay=0.01), dict(cls=torch.optim.AdamW, lr=1e-3)],
+    "adam_then_sgd_mixed": [dict(steps_per_epoch=2, switch_epoch=1), dict(steps_per_epoch=2, switch_epoch=1,
+                                                                            momentum=0.9, nesterov=True)],
 }
 CLASSES = {"sgd": torch.optim.SGD, "momentum": torch.optim.SGD, "nesterov": torch.optim.SGD,
            "adagrad": torch.optim.Adagrad, "rmsprop": torch.optim.RMSprop, "adam": torch.optim.Adam,
@@ -44,6 +52,15 @@ CLASSES = {"sgd": torch.optim.SGD, "momentum": torch.optim.SGD, "nesterov": torc
 
 def _class(case: str):
     return next(cls for name, cls in sorted(CLASSES.items(), key=lambda kv: -len(kv[0])) if case.startswith(name))
+
+
+def _optimizers(case: str, models) -> list:
+    """Each job's torch optimizer: the case's class, or the job's own (`cls`)."""
+    found = []
+    for model, settings in zip(models, CASES[case]):
+        settings = dict(settings)
+        found.append(settings.pop("cls", _class(case))(model.parameters(), **settings))
+    return found
 
 
 def _models(n: int) -> list[nn.Sequential]:
@@ -76,11 +93,11 @@ def assert_same_state(a, b, where="", **tolerance) -> None:
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_update_and_state_equal_torch_optim_bit_for_bit(case):
-    cls, settings = _class(case), CASES[case]
+    settings = CASES[case]
     alone = _models(len(settings))
-    alone_opts = [cls(m.parameters(), **kw) for m, kw in zip(alone, settings)]
+    alone_opts = _optimizers(case, alone)
     jobs = _models(len(settings))
-    job_opts = [cls(m.parameters(), **kw) for m, kw in zip(jobs, settings)]
+    job_opts = _optimizers(case, jobs)
     stack = StackedMLP(jobs)
     update = stack_optimizer(job_opts, stack.params, stack.shapes)
     g = torch.Generator().manual_seed(5)
@@ -103,22 +120,22 @@ def test_update_and_state_equal_torch_optim_bit_for_bit(case):
         assert_same_state(opt.state_dict(), update.export(row), f"{case} job {row}")
 
 
-@pytest.mark.parametrize("case", ["momentum", "adam", "adagrad", "rmsprop_centered_momentum", "adam_then_sgd"])
+@pytest.mark.parametrize("case", ["momentum", "adam", "adagrad", "rmsprop_centered_momentum", "adam_then_sgd",
+                                  "sgd_family", "adam_family"])
 def test_exported_state_loads_into_fresh_jobs_that_continue_alike(case):
     """export -> fresh job models and optimizers (load_state_dict) -> a new stack built from them continues
     bit for bit as the first one (the steps cross a switch of Adam then SGD)."""
-    cls, settings = _class(case), CASES[case]
+    settings = CASES[case]
     models = _models(len(settings))
     stack = StackedMLP(models)
-    update = stack_optimizer([cls(m.parameters(), **kw) for m, kw in zip(models, settings)],
-                             stack.params, stack.shapes)
+    update = stack_optimizer(_optimizers(case, models), stack.params, stack.shapes)
     g = torch.Generator().manual_seed(1)
     for _ in range(5):
         for p in stack.params:
             p.grad = torch.randn(p.shape, generator=g)
         update.step()
     fresh = _models(len(settings))
-    fresh_opts = [cls(m.parameters(), **kw) for m, kw in zip(fresh, settings)]
+    fresh_opts = _optimizers(case, fresh)
     for row, (model, opt) in enumerate(zip(fresh, fresh_opts)):
         stack.write_back(row, list(model.parameters()))
         opt.load_state_dict(update.export(row))

@@ -20,10 +20,15 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from dlexp import runs
 from dlexp.config import catalog, resolvers
 from dlexp.config import compose as composer
 from dlexp.errors import ConfigError, DlexpError
 
+
+
+MULTIRUN = "multirun.yaml"   # Hydra's record of a sweep, in its directory
+SWEEP_RECORDS = (MULTIRUN, runs.LOCK)  # what a sweep directory holds before its first job: its record, its lock
 
 
 class Outcome(float):
@@ -51,6 +56,18 @@ def _console(stderr: bool = False):
 
 def task(cfg: DictConfig) -> Outcome:
     """One Hydra job, whichever launcher runs it."""
+    from dlexp import train
+
+    started = prepare(cfg)
+    if isinstance(started, Outcome):  # refused, or not started (its sweep was stopped)
+        return started
+    return Outcome.of(*train.complete(started))
+
+
+def prepare(cfg: DictConfig, exp=None):
+    """The job Hydra set up, started but not trained (`train.start`: its run directory, its build, its observers),
+    or the Outcome of its refusal. `task` trains it at once; the vectorized launcher trains many started jobs
+    together. `exp`: the job's experiment, already checked and built from this config by the launcher."""
     from hydra.core.hydra_config import HydraConfig
 
     from dlexp import resume, signals, train
@@ -65,18 +82,26 @@ def task(cfg: DictConfig) -> Outcome:
             discard(job.run_dir)
             return Outcome(math.inf, "not started")
     try:
-        if not prechecked(hc):  # a sweeper (Optuna) sampled values the pre-flight never saw
+        if exp is None and not prechecked(hc):  # a sweeper (Optuna) sampled values the pre-flight never saw
             check(cfg, job.choices)
         if composer.targets(hc.sweeper, "ResumeSweeper") and resume.started(job.run_dir):
-            status, metrics = resume.continue_job(cfg, job, console)
-        else:
-            status, metrics = train.run(cfg, job, console)
+            return resume.continue_job(cfg, job, console, exp=exp)
+        return train.start(cfg, job, console, exp=exp)
     except ConfigError as err:
         return refuse(job, err, keep_record=hc.mode.name == "MULTIRUN")
     except DlexpError as err:  # a disk that takes nothing, a checkpoint that cannot be used: one sentence
         report_error(_console(stderr=True), err)
         return Outcome(math.inf, "failed")
-    return Outcome.of(status, metrics)
+
+
+def check_job(config: DictConfig):
+    """A sweep job's composed config (with its hydra node) checked and built once, before anything of it is
+    written: (its Experiment, []) or (None, its problems)."""
+    from dlexp.config.validate import built, validate
+
+    task_cfg = composer.without_hydra(config)
+    problems = validate(task_cfg, composer.choices(config))
+    return (None, problems) if problems else built(task_cfg)
 
 
 def job_of(hc):
@@ -112,12 +137,13 @@ def refuse(job, err: ConfigError, keep_record: bool) -> Outcome:
     return Outcome(math.inf, "refused")
 
 
-def discard(run_dir: Path) -> None:
-    """Remove a job directory Hydra made (holding only its .hydra folder) and the empty folders above it, up to
-    the working directory: that one and the folders above it stay, empty or not."""
+def discard(run_dir: Path, records: tuple[str, ...] = (".hydra",)) -> None:
+    """Remove a directory Hydra made and nothing else wrote to (a job's holding only its .hydra folder, a sweep's
+    only multirun.yaml) and the empty folders above it, up to the working directory: that one and the folders
+    above it stay, empty or not."""
     run_dir = Path(run_dir).absolute()
     cwd = Path.cwd()
-    if run_dir.is_dir() and all(p.name == ".hydra" for p in run_dir.iterdir()):
+    if run_dir.is_dir() and all(p.name in records for p in run_dir.iterdir()):
         shutil.rmtree(run_dir, ignore_errors=True)
         for parent in run_dir.parents:
             if parent == cwd or parent in cwd.parents:
@@ -168,6 +194,10 @@ def train_command(argv: list[str]) -> int:
     except DlexpError as err:
         return report_error(_console(stderr=True), err)
     except (HydraException, OmegaConfBaseException) as err:  # Hydra could not compose: say what, all of it
+        from dlexp.config.callbacks import Preflight
+
+        if Preflight.sweep_dir is not None:  # a sweeper that composes its jobs after writing its record
+            discard(Preflight.sweep_dir, records=SWEEP_RECORDS)
         return report_error(_console(stderr=True), diagnose(argv, err))
     except OSError as err:  # Hydra writing its own record (.hydra/) on a full disk (after: a missing config is one)
         from dlexp.config.callbacks import Preflight

@@ -23,7 +23,9 @@ class Preflight(Callback):
     """Every job checked before any starts: one sentence per problem of every job, exit code 2, nothing written.
 
     Hydra turns an exception raised by a callback into a warning and goes on, so a refusal ends the command
-    itself: it reports the problems and exits.
+    itself: it reports the problems and exits. A launcher that checks its jobs itself (hydra/launcher=vectorized)
+    does so after Hydra's sweeper has created the sweep directory: `sweep_dir` says which, so that a sweep refused
+    then leaves nothing behind.
 
     `sweep` is what the jobs share and vary (dlexp/config/resolvers.py `sweep`), resolved from the sweep's command
     line when Hydra builds the callbacks, before any job is composed: each job names its directory by it.
@@ -31,6 +33,7 @@ class Preflight(Callback):
 
     # the single run's directory, to name it when Hydra cannot write its own record there (its OSError names no file)
     run_dir: Path | None = None
+    sweep_dir: Path | None = None
 
     def __init__(self, sweep: dict | None = None):
         self.sweep = sweep or {}
@@ -44,6 +47,7 @@ class Preflight(Callback):
     def on_multirun_start(self, config: DictConfig, config_name: str | None = None, **kwargs: Any) -> None:
         from dlexp.config.preflight import check_sweep
 
+        Preflight.sweep_dir = Path(str(config.hydra.sweep.dir))
         _refuse_on_problems(check_sweep, config, config_name)
 
 

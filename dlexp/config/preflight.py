@@ -19,6 +19,9 @@ MAX_JOBS_CHECKED = 256
 # dlexp's launchers that need an optional extra: launcher class -> the extra (and hydra/launcher preset, and
 # package) of the same name
 OPTIONAL_LAUNCHERS = {"hydra_plugins.dlexp_launchers.ray_launcher.RayLauncher": "ray"}
+# Launchers that compose, check and build every job themselves before any starts (each job composed and built once,
+# in this process): the pre-flight leaves the jobs to them.
+SELF_CHECKING_LAUNCHERS = ("hydra_plugins.dlexp_launchers.vectorized_launcher.VectorizedLauncher",)
 
 
 def check_run(cfg: DictConfig) -> None:
@@ -34,6 +37,8 @@ def check_sweep(cfg: DictConfig, config_name: str | None = None) -> None:
     problems = output_problems(Path(str(cfg.hydra.sweep.dir)), single=False) + _missing_extra(cfg)
     if problems:
         raise ConfigError(problems)
+    if str(OmegaConf.select(cfg, "hydra.launcher._target_", default="")) in SELF_CHECKING_LAUNCHERS:
+        return
     overrides = list(cfg.hydra.overrides.task)
     params = composer.sweeper_params(cfg.hydra.sweeper)
     if composer.targets(cfg.hydra.sweeper, "BasicSweeper"):
@@ -69,18 +74,27 @@ def check_jobs(jobs: list[list[str]], session: composer.Session, dry_build: bool
     Returns the number of jobs checked.
     """
     jobs = jobs[:MAX_JOBS_CHECKED]
-    shared = set.intersection(*map(set, jobs)) if len(jobs) > 1 else set()
-    problems: list[str] = []
+    each: list[list[str]] = []
     for overrides in jobs:
-        prefix = f"[{' '.join(o for o in overrides if o not in shared)}] " if len(jobs) > 1 else ""
         cfg, found = composer.compose(overrides, session)
         if cfg is not None:  # with composition problems only the structure is checked: a build would trip on them
             found += validate(composer.without_hydra(cfg), composer.choices(cfg), dry_build=dry_build and not found)
-        problems += [prefix + p for p in found if prefix + p not in problems]
-    problems += _missing_extra(cfg) if cfg is not None else []
+        each.append(found)
+    problems = named(jobs, each) + (_missing_extra(cfg) if cfg is not None else [])
     if problems:
         raise ConfigError(problems)
     return len(jobs)
+
+
+def named(jobs: list[list[str]], problems: list[list[str]]) -> list[str]:
+    """Each job's problems as one list: in a sweep, each prefixed by what sets its job apart (not by the overrides
+    every job shares); a sentence that several jobs share is said once."""
+    shared = set.intersection(*map(set, jobs)) if len(jobs) > 1 else set()
+    found: list[str] = []
+    for overrides, own in zip(jobs, problems):
+        prefix = f"[{' '.join(o for o in overrides if o not in shared)}] " if len(jobs) > 1 else ""
+        found += [prefix + p for p in own if prefix + p not in found]
+    return found
 
 
 def output_problems(path: Path, single: bool) -> list[str]:

@@ -19,7 +19,7 @@ through `app.task`; a launcher that trains jobs its own way, many at once in one
     so (`signals.SweepStop` reads it once a second), and ends as train.run ends it (a checkpoint, the status);
   * records: each job is a run directory like any other: `runs.Run.create(..., sweep_job=number)` (its lock,
     its number), the observers of `build.observers(..., record=...)` (checkpoints by time, the heartbeat, the
-    guard), `train.finish`;
+    guard), `train.end`;
   * resuming: a job whose directory holds a status.json is continued (`resume.started`, `resume.continue_job`:
     the checkpoint, `check_same_run`, `train.run(resume=...)`), one without starts afresh.
 """

@@ -223,17 +223,22 @@ def _device(cfg: DictConfig) -> list[str]:
 
 def _dry_build(cfg: DictConfig) -> list[str]:
     """Build every component once on the CPU; whatever a constructor refuses is a config problem."""
+    return built(cfg, dry=True)[1]
+
+
+def built(cfg: DictConfig, dry: bool = False) -> tuple[Any, list[str]]:
+    """(the Experiment, []) or (None, the problems): whatever a constructor refuses is a config problem.
+    `dry`: on the CPU with one thread, for a check whose run happens later, elsewhere (build.assemble)."""
     from dlexp import build
 
     try:
-        build.assemble(cfg, dry=True)
+        return build.assemble(cfg, dry=dry), []
     except ConfigError as err:
-        return err.problems
+        return None, err.problems
     except DlexpError as err:
-        return [str(err)]
+        return None, [str(err)]
     except (ValueError, TypeError) as err:
-        return [_first_line(err)]
-    return []
+        return None, [_first_line(err)]
 
 
 def _first_line(err: Exception) -> str:

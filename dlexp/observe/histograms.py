@@ -209,7 +209,6 @@ class Histograms:
         """Compute every histogram and number on the device, read them back once, write them."""
         if not self.layers:
             return
-        self.captures += 1
         ratios = self._ratios(step)
         pieces: list[Tensor] = []                # 1-D device tensors, joined for the one host read
         uses: list[tuple[str, str, int]] = []    # (kind, tag, numel) telling the host what each piece is
@@ -254,9 +253,13 @@ class Histograms:
             if layer.name in ratios:
                 value("scalar", f"update_ratio/{layer.name}", ratios[layer.name])
         if pieces:
-            self._write(torch.cat(pieces).tolist(), uses, step)  # the one host read of this capture
+            self.write(torch.cat(pieces).tolist(), uses, step)  # the one host read of this capture
 
-    def _write(self, values: list[float], uses: list[tuple[str, str, int]], step: int) -> None:
+    def write(self, values: list[float], uses: list[tuple[str, str, int]], step: int) -> None:
+        """Write one capture from its numbers read back: `uses` says what each piece is (kind, tag, numel), `values`
+        holds them in that order (a histogram: its `histogram_stats`; a scalar or a count: one number). A stack of
+        jobs computes every job's numbers at once (dlexp/stacked/histograms.py) and hands each job its own."""
+        self.captures += 1
         at, bins = 0, self.bins
         hists: dict[str, dict] = {}
         scalars: dict[str, float] = {}

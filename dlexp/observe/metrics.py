@@ -9,11 +9,16 @@ from pathlib import Path
 
 
 class MetricsCSV:
+    """Appends a row at each evaluated epoch, flushed at once (a run that crashes keeps every row it wrote); the
+    file stays open between rows (opening it again costs more than the row)."""
+
     def __init__(self, path: Path):
         self.path = path
         self.columns: list[str] | None = None
         self.started = time.perf_counter()
         self.purged = False
+        self.file = None
+        self.writer: csv.DictWriter | None = None
 
     def _purge(self, state) -> None:
         """A continued run first drops the rows an earlier attempt wrote after its checkpoint (as TensorBoard's
@@ -46,14 +51,22 @@ class MetricsCSV:
             self._purge(state)
         row = {"epoch": state.epoch, "step": state.step, **metrics,
                "time": round(time.perf_counter() - self.started, 3)}
-        new = self.columns is None
-        if new:  # train/loss is absent from the step-0 row (no epoch yet) but belongs in the header
-            self.columns = ["epoch", "step", "train/loss"] + [k for k in row if k not in ("epoch", "step", "train/loss")]
-        with self.path.open("a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore")
+        if self.writer is None:
+            new = self.columns is None
+            if new:  # train/loss is absent from the step-0 row (no epoch yet) but belongs in the header
+                self.columns = ["epoch", "step", "train/loss"] + [k for k in row
+                                                                  if k not in ("epoch", "step", "train/loss")]
+            self.file = self.path.open("a", newline="")
+            self.writer = csv.DictWriter(self.file, fieldnames=self.columns, extrasaction="ignore")
             if new:
-                writer.writeheader()
-            writer.writerow(row)
+                self.writer.writeheader()
+        self.writer.writerow(row)
+        self.file.flush()
+
+    def on_end(self, state, status: str) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file, self.writer = None, None
 
 
 def _int(text: str) -> int:

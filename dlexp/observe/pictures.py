@@ -121,30 +121,37 @@ class Pictures:
             log.exception("pictures: the final picture could not be drawn")
         log.info("pictures: %d captures drawn in %.0f ms", self.drawn, self.seconds * 1000)
 
-    # --- drawing -----------------------------------------------------------------------------------
+    # --- drawing -----------------------------------------------------------------------------------------
     def draw(self, step: int) -> None:
+        if step == self.last_step:
+            return
+        seen = layer_outputs(self.model, self.hidden, self.unit_grid, self.toggle_mode) if self.hidden else {}
+        self.paint(step, self.outputs(self.grid), seen)
+
+    def paint(self, step: int, out: Tensor, seen: dict[str, tuple[Tensor, Tensor | None]]) -> None:
+        """The pictures of `step` from the model's raw outputs over `grid` (G, out) and, per hidden layer, its
+        (pre-activation, activation) over `unit_grid`, as `layer_outputs` gives them. A stack of jobs computes these
+        for all its jobs in one pass (dlexp/stacked/pictures.py) and each job paints its own."""
         if step == self.last_step:
             return
         started = time.perf_counter()
         self.last_step = step
-        images = {TAG: self.prediction_image()}
-        for layer, (values, scale) in self.unit_values().items():
+        images = {TAG: self.prediction_image(out)}
+        for layer, (values, scale) in self.unit_values(seen).items():
             images[UNITS + layer] = render.units_image(values, scale)
         self.board.images(images, step)
         self.drawn += 1
         self.seconds += time.perf_counter() - started
 
-    def prediction_image(self) -> np.ndarray:
+    def prediction_image(self, out: Tensor) -> np.ndarray:
         if self.kind == "classes":
-            probs = self.probabilities(self.grid).reshape(CELLS, CELLS, -1)         # (n, n, K), row 0 at the top
+            probs = self.probabilities(out).reshape(CELLS, CELLS, -1)                 # (n, n, K), row 0 at the top
             return self.painter(probs)
-        return self.painter(self.grid[:, 0].cpu().numpy(), *self.curve(self.grid))
+        return self.painter(self.grid[:, 0].cpu().numpy(), *self.curve(out))
 
-    def unit_values(self) -> dict[str, tuple[np.ndarray, tuple[float, float, float]]]:
+    def unit_values(self, seen: dict[str, tuple[Tensor, Tensor | None]]
+                    ) -> dict[str, tuple[np.ndarray, tuple[float, float, float]]]:
         """layer -> ((U, n, n) outputs of its first MAX_UNITS units over the unit grid, their colour scale)."""
-        if not self.hidden:
-            return {}
-        seen = layer_outputs(self.model, self.hidden, self.unit_grid, self.toggle_mode)
         found = {}
         for layer in self.hidden:
             pre, act = seen[layer.name]
@@ -170,13 +177,13 @@ class Pictures:
             if self.toggle_mode:
                 self.model.train(was_training)
 
-    def probabilities(self, x: Tensor) -> np.ndarray:
-        """(N, K) class probabilities through the loss adapter: the model's outputs may be logits or not."""
-        return self.loss.probabilities(self.outputs(x)).float().cpu().numpy()
+    def probabilities(self, out: Tensor) -> np.ndarray:
+        """(N, K) class probabilities of raw outputs (N, out) through the loss adapter: they may be logits or not."""
+        return self.loss.probabilities(out).float().cpu().numpy()
 
-    def curve(self, x: Tensor) -> tuple[np.ndarray, np.ndarray | None]:
-        """The predicted value (N,) and, if the loss models one (gaussian_nll), its standard deviation (N,)."""
-        out = self.outputs(x)
+    def curve(self, out: Tensor) -> tuple[np.ndarray, np.ndarray | None]:
+        """The predicted value (N,) of raw outputs (N, out) and, if the loss models one (gaussian_nll), its
+        standard deviation (N,)."""
         variance = getattr(self.loss, "variance", None)
         std = variance(out)[:, 0].sqrt().float().cpu().numpy() if variance is not None else None
         return self.loss.mean(out)[:, 0].float().cpu().numpy(), std
@@ -188,9 +195,10 @@ class Pictures:
                       step=np.array(step), x=self.x.astype(np.float32), y=self.y)
         if self.kind == "classes":
             grid = torch.from_numpy(render.grid_points(self.frame.extent, SAVED_CELLS)).to(self.grid.device)
-            fields["probs"] = self.probabilities(grid).reshape(SAVED_CELLS, SAVED_CELLS, -1).astype(np.float16)
+            fields["probs"] = self.probabilities(self.outputs(grid)).reshape(SAVED_CELLS, SAVED_CELLS, -1) \
+                .astype(np.float16)
         else:
-            mean, std = self.curve(self.grid)
+            mean, std = self.curve(self.outputs(self.grid))
             fields.update(grid_x=self.grid[:, 0].cpu().numpy(), mean=mean)
             if std is not None:
                 fields["std"] = std

@@ -3,7 +3,7 @@ optimizer update with per-job hyper-parameters, each job's numbers equal to its 
 
     plan = plan_groups(exps)                 # which jobs can share a stack; why the others cannot
     group = StackedGroup([exps[i] for i in plan.groups[0]])
-    outcomes = fit_stacked(group, states, observers, eval_every)   # loop.fit for every job of the group
+    outcomes = fit_stacked(group, states, observers, schedules)    # loop.fit for every job of the group
 """
 
 from dlexp.stacked.group import MAX_GROUP, Plan, StackedGroup, job_problem, plan_groups

@@ -27,14 +27,15 @@ KEY = ("device", "data", "loss", "model", "batch.size", "batch.shuffle", "optimi
 
 
 def job_problem(exp) -> str | None:
-    """Why this job cannot be stacked with any other, or None."""
-    if not exp.trainable:
-        return "unlabelled data is not trained"
+    """Why this job cannot be stacked with any other, or None. (Unlabelled data is never trained: such a stack only
+    looks at the fresh networks, whatever their loss and optimizer.)"""
     shape = architecture(exp.model)
     if isinstance(shape, str):
         return shape
     if len(exp.data.feature_shape) > 1 and shape[0] != "Flatten":
         return "a model without Flatten on image inputs cannot be stacked"
+    if not exp.trainable:
+        return None
     return loss_problem(exp.loss) or optimizer_problem(exp.optimizer, list(exp.model.parameters()))
 
 
@@ -42,6 +43,8 @@ def job_key(exp, state=None) -> tuple:
     """The values of `KEY` for one stackable job."""
     d = exp.data
     data = (d.task, d.feature_shape, d.n_train, d.n_val, d.n_classes, str(d.x_train.dtype))
+    if not exp.trainable:  # never trained: the stack only evaluates the fresh networks
+        return str(exp.device), data, "untrained", architecture(exp.model), None, None, None, 0
     loss = (loss_key(exp.loss), tuple(exp.y_train.shape), str(exp.y_train.dtype))   # with its target encoding
     return (str(exp.device), data, loss, architecture(exp.model), exp.batches.size,
             exp.batches.shuffle, optimizer_kind(exp.optimizer), state.batch if state is not None else 0)
@@ -103,17 +106,21 @@ class StackedGroup:
         self.jobs = list(range(len(exps)))
         self.job_params = [list(e.model.parameters()) for e in exps]      # each job's own, in optimizer order
         self.device = exps[0].device
+        self.trainable = exps[0].trainable                                 # unlabelled data: looked at, never trained
         self.model = StackedMLP([e.model for e in exps])
-        self.optimizer = stack_optimizer([e.optimizer for e in exps], self.model.params, self.model.shapes)
-        self.loss = StackedLoss(exps[0].loss)
+        self.optimizer = stack_optimizer([e.optimizer for e in exps], self.model.params, self.model.shapes) \
+            if self.trainable else None
+        self.loss = StackedLoss(exps[0].loss) if self.trainable else None
         self.batches = StackedBatches([e.batches for e in exps], flatten=self.model.flatten)
         flat = self.model.flatten
         data = [e.data for e in exps]
         self.x_val = Rows([d.x_val for d in data], flat)                  # (n_val, F) or (N, n_val, F)
-        self.y_val = Rows([e.y_val for e in exps])
-        self.labels_val = Rows([d.y_val for d in data])
         self.x_train = self.batches.x                                      # the training inputs, once
-        self.labels_train = Rows([d.y_train for d in data])
+        self.y_val = self.labels_val = self.labels_train = None
+        if self.trainable:
+            self.y_val = Rows([e.y_val for e in exps])
+            self.labels_val = Rows([d.y_val for d in data])
+            self.labels_train = Rows([d.y_train for d in data])
 
     @property
     def size(self) -> int:
@@ -153,22 +160,22 @@ class StackedGroup:
     def _outputs(self, x: Rows, chunk: int) -> Tensor:
         return torch.cat([self.model.forward(x.slice(i, i + chunk)) for i in range(0, x.n, chunk)], dim=1)
 
-    def finite_grads(self) -> Tensor:
-        """(N,) bool: is every gradient of the job finite? One fused reduction, as the divergence guard's."""
-        total = torch.stack([p.grad.abs().flatten(1).sum(1) for p in self.model.params if p.grad is not None])
-        return torch.isfinite(total.sum(0))                               # (N,)
+    def grad_sums(self) -> Tensor:
+        """(N,) each job's sum of |gradient| over every parameter: the divergence guard's one fused reduction."""
+        return torch.stack([p.grad.abs().flatten(1).sum(1) for p in self.model.params if p.grad is not None]).sum(0)
 
     # --- one job alone ---------------------------------------------------------------------------------
-    def write_back(self, row: int, optimizer: bool = True) -> None:
+    def write_back(self, row: int, optimizer: bool = True, grads: bool = True) -> None:
         """Job in stack row `row` -> its own model (parameters, last gradients) and torch optimizer (state)."""
-        self.model.write_back(row, self.job_params[self.jobs[row]])
-        if optimizer:
+        self.model.write_back(row, self.job_params[self.jobs[row]], grads=grads)
+        if optimizer and self.optimizer is not None:
             self.optimizer.write_back(row)
 
     def load(self, row: int) -> None:
         """Its own model and torch optimizer -> stack row `row` (a job restored from a checkpoint)."""
         self.model.load(row, self.job_params[self.jobs[row]])
-        self.optimizer.load(row)
+        if self.optimizer is not None:
+            self.optimizer.load(row)
 
     def leave(self, jobs: Sequence[int]) -> Tensor | None:
         """Write these jobs back and drop them from the stack; returns the index of the rows kept (None: none)."""
@@ -181,10 +188,12 @@ class StackedGroup:
             return None
         index = torch.tensor(keep, device=self.device)
         self.model.select(index)
-        self.optimizer.select(keep, index, self.model.params)
+        if self.optimizer is not None:
+            self.optimizer.select(keep, index, self.model.params)
         self.batches.select(keep, index)
         for split in (self.x_val, self.y_val, self.labels_val, self.labels_train):
-            split.select(index)
+            if split is not None:
+                split.select(index)
         self.jobs = [self.jobs[r] for r in keep]
         return index
 
@@ -192,7 +201,8 @@ class StackedGroup:
     def nbytes(self) -> int:
         """Bytes the stack holds: parameters, their gradients and optimizer state, and the data not shared."""
         params = sum(p.numel() * p.element_size() for p in self.model.params)
-        state = sum(t.numel() * t.element_size() for ts in self.optimizer.state.values() for t in ts)
+        state = sum(t.numel() * t.element_size() for ts in self.optimizer.state.values() for t in ts) \
+            if self.optimizer is not None else 0
         splits = (self.batches.x, self.batches.y, self.x_val, self.y_val, self.labels_val, self.labels_train)
-        data = sum(r.nbytes for r in splits if not r.shared)
+        data = sum(r.nbytes for r in splits if r is not None and not r.shared)
         return 2 * params + state + data

@@ -2,7 +2,7 @@
 
 `capture` runs the probe batch through the stack once, computes every job's histogram statistics with one
 reduction per tensor along the model axis, and reads everything back with ONE host read for the group. It
-returns the `uses` list and, per stack row, the flat list of numbers that `Histograms._write` consumes, laid
+returns the `uses` list and, per stack row, the flat list of numbers that `Histograms.write` consumes, laid
 out exactly as a capture of that job alone lays them out. When to capture (and the snapshot before the step
 an update ratio needs) stays the observer's business: `snapshot` and `update_ratios` give the numbers.
 """
@@ -37,8 +37,9 @@ def histogram_stats(x: Tensor, bins: int = BINS) -> list[Tensor]:
 
 
 def probe(group: StackedGroup, size: int = 256) -> Tensor:
-    """(N, P, F): each job's `probe_batch`, its first `size` validation inputs (training inputs without any)."""
-    rows = group.x_val if group.x_val.n else group.x_train
+    """(N, P, F): each job's `probe_batch`, its first `size` validation inputs (training inputs without any, or
+    without labels)."""
+    rows = group.x_val if group.trainable and group.x_val.n else group.x_train
     return rows.slice(0, size)
 
 
@@ -111,6 +112,19 @@ def capture(group: StackedGroup, x: Tensor, bins: int = BINS,
     if not pieces:
         return uses, [[] for _ in group.jobs]
     return uses, torch.cat([p.float() for p in pieces], dim=1).tolist()  # (N, total): the one host read
+
+
+def without(uses: Uses, values: list[float], prefix: str) -> tuple[Uses, list[float]]:
+    """One row's capture without the pieces whose tag starts with `prefix` (a job that has no update ratio at
+    this step while others of the stack have)."""
+    kept_uses, kept, at = [], [], 0
+    for use in uses:
+        width = 4 + BINS if use[0] == "hist" else 1
+        if not use[1].startswith(prefix):
+            kept_uses.append(use)
+            kept += values[at:at + width]
+        at += width
+    return kept_uses, kept
 
 
 def snapshot(group: StackedGroup) -> list[Tensor]:

@@ -147,9 +147,13 @@ class StackedMLP:
             stacked[row].copy_(p.view(stacked[row].shape))
 
     def select(self, keep: Tensor) -> None:
-        """Keep only the stack rows `keep` (a long tensor), in that order; gradients go."""
+        """Keep only the stack rows `keep` (a long tensor), in that order, with their last gradients (a capture at
+        the step some jobs leave reads the others')."""
         with torch.no_grad():
             new = {id(p): p.index_select(0, keep).requires_grad_() for p in self.params}
+            for p in self.params:
+                if p.grad is not None:
+                    new[id(p)].grad = p.grad.index_select(0, keep)
         self.weights = [new[id(w)] for w in self.weights]
         self.biases = [None if b is None else new[id(b)] for b in self.biases]
         self.params = [new[id(p)] for p in self.params]

@@ -179,11 +179,14 @@ class StackedOptimizer:
 
 
 class StackedSGD(StackedOptimizer):
-    """torch.optim.SGD: plain, momentum, Nesterov, dampening, weight decay (`_single_tensor_sgd`)."""
+    """torch.optim.SGD: plain, momentum, Nesterov, dampening, weight decay (`_single_tensor_sgd`), mixed in one stack:
+    rows without momentum take the plain step, rows with Nesterov the look-ahead one, each selected row by row."""
 
     def __init__(self, optimizers, params, shapes):
-        self.momentum_on = optimizers[0].param_groups[0]["momentum"] != 0   # one kind per group (grouping key)
-        self.nesterov = bool(optimizers[0].param_groups[0]["nesterov"])
+        groups = [o.param_groups[0] for o in optimizers]
+        self.momentum_rows = [g["momentum"] != 0 for g in groups]   # torch keeps a buffer only for these
+        self.nesterov_rows = [bool(g["nesterov"]) for g in groups]
+        self.momentum_on = any(self.momentum_rows)
         self.STATE = ("momentum_buffer",) if self.momentum_on else ()
         self.fresh = [True] * len(optimizers)   # per job: no momentum buffer yet (torch creates it at step 1)
         super().__init__(optimizers, params, shapes)
@@ -191,10 +194,13 @@ class StackedSGD(StackedOptimizer):
     def hyper(self, rows):
         d = self.device
         wd = self.column("weight_decay", rows)
+        pick = (lambda flags: flags) if rows is None else (lambda flags: [flags[r] for r in rows])
         return {"neg_lr": coef([-lr for lr in self.column("lr", rows)], d),
                 "decay": any(w != 0 for w in wd), "wd": coef(wd, d),
                 "momentum": coef(self.column("momentum", rows), d),
-                "keep": coef([1 - x for x in self.column("dampening", rows)], d)}
+                "keep": coef([1 - x for x in self.column("dampening", rows)], d),
+                "with_momentum": _rows_mask(pick(self.momentum_rows), d),
+                "nesterov": _rows_mask(pick(self.nesterov_rows), d)}
 
     def update(self, params, grads, state, hp, rows):
         fresh = self.fresh if rows is None else [self.fresh[r] for r in rows]
@@ -210,14 +216,15 @@ class StackedSGD(StackedOptimizer):
                     if any(fresh):
                         mask = torch.tensor(fresh, device=self.device).view(-1, *[1] * (buf.dim() - 1))
                         buf.copy_(torch.where(mask, grad, buf))
-                grad = axpy(grad, buf, hp["momentum"]) if self.nesterov else buf
+                step = select(hp["nesterov"], lambda: axpy(grad, buf, hp["momentum"]), lambda: buf)
+                grad = select(hp["with_momentum"], lambda: step, lambda: grad)
             axpy_(p, grad, hp["neg_lr"])
         if self.momentum_on:
             for r in (range(len(self.fresh)) if rows is None else rows):
                 self.fresh[r] = False
 
     def param_state(self, row, k):
-        if not self.momentum_on or self.fresh[row]:
+        if not self.momentum_rows[row] or self.fresh[row]:
             return None
         return {"momentum_buffer": self.state["momentum_buffer"][k][row].view(self.shapes[k]).clone()}
 
@@ -228,29 +235,51 @@ class StackedSGD(StackedOptimizer):
 
     def select(self, keep, index, params):
         self.fresh = [self.fresh[r] for r in keep]
+        self.momentum_rows = [self.momentum_rows[r] for r in keep]
+        self.nesterov_rows = [self.nesterov_rows[r] for r in keep]
         super().select(keep, index, params)
 
 
+def _rows_mask(flags: Sequence[bool], device) -> bool | Tensor:
+    """True / False when every row agrees, else an (n, 1, 1) bool tensor: which rows take the first form."""
+    if all(flags) or not any(flags):
+        return bool(flags[0])
+    return torch.tensor(flags, device=device).view(-1, 1, 1)
+
+
+def select(mask: bool | Tensor, first, second) -> Tensor:
+    """Row by row, `first()` where the mask holds and `second()` elsewhere; only the form needed is computed
+    when every row agrees. torch.where copies each row's own numbers: the update stays bit for bit."""
+    if isinstance(mask, bool):
+        return first() if mask else second()
+    a, b = first(), second()
+    return torch.where(mask.view(-1, *[1] * (a.dim() - 1)), a, b)
+
+
 class StackedAdam(StackedOptimizer):
-    """torch.optim.Adam and AdamW (decoupled weight decay), amsgrad too (`_single_tensor_adam`)."""
+    """torch.optim.Adam and AdamW (decoupled weight decay) in one stack, amsgrad too (`_single_tensor_adam`)."""
 
     HAS_STEP = True
 
     def __init__(self, optimizers, params, shapes):
         group = optimizers[0].param_groups[0]
         self.amsgrad = bool(group["amsgrad"])
-        self.decoupled = bool(group.get("decoupled_weight_decay", False))
+        self.decoupled_rows = [_decoupled(o) for o in optimizers]
         self.STATE = ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if self.amsgrad else ())
         super().__init__(optimizers, params, shapes)
 
     def hyper(self, rows):
         d = self.device
         lr, wd = self.column("lr", rows), self.column("weight_decay", rows)
+        decoupled = self.decoupled_rows if rows is None else [self.decoupled_rows[r] for r in rows]
         betas = self.column("betas", rows)
         b1, b2 = [float(b[0]) for b in betas], [float(b[1]) for b in betas]
-        return {"lr": lr, "b1": b1, "b2": b2,
-                "decay": any(w != 0 for w in wd), "wd": coef(wd, d),
-                "shrink": coef([1 - a * w for a, w in zip(lr, wd)], d),        # decoupled: p *= 1 - lr * wd
+        # AdamW shrinks the weights (p *= 1 - lr * wd), Adam adds wd * p to the gradient: each row one of the two,
+        # the other's coefficient the identity (x 1.0, + 0 * p)
+        return {"lr": lr, "b1": b1, "b2": b2, "decay": any(w != 0 for w in wd),
+                "coupled": not all(decoupled), "decoupled": any(decoupled),
+                "wd": coef([0.0 if dec else w for w, dec in zip(wd, decoupled)], d),
+                "shrink": coef([1 - a * w if dec else 1.0 for a, w, dec in zip(lr, wd, decoupled)], d),
                 "one_minus_b1": coef([1 - b for b in b1], d), "b2c": coef(b2, d),
                 "one_minus_b2": coef([1 - b for b in b2], d), "eps": coef(self.column("eps", rows), d)}
 
@@ -270,9 +299,9 @@ class StackedAdam(StackedOptimizer):
         for k, (p, grad) in enumerate(zip(params, grads)):
             exp_avg, exp_avg_sq = state["exp_avg"][k], state["exp_avg_sq"][k]   # (n, ...)
             if hp["decay"]:
-                if self.decoupled:
+                if hp["decoupled"]:
                     p.mul_(hp["shrink"])
-                else:
+                if hp["coupled"]:
                     grad = axpy(grad, p, hp["wd"])
             exp_avg.lerp_(grad, hp["one_minus_b1"])
             addcmul_(exp_avg_sq.mul_(hp["b2c"]), grad, grad, hp["one_minus_b2"])
@@ -283,6 +312,15 @@ class StackedAdam(StackedOptimizer):
             else:
                 denom = (exp_avg_sq.sqrt() / bc2_sqrt).add_(hp["eps"])
             addcdiv_(p, exp_avg, denom, neg_step)
+
+
+    def select(self, keep, index, params):
+        self.decoupled_rows = [self.decoupled_rows[r] for r in keep]
+        super().select(keep, index, params)
+
+
+def _decoupled(opt: torch.optim.Optimizer) -> bool:
+    return bool(opt.param_groups[0].get("decoupled_weight_decay", False)) or isinstance(opt, torch.optim.AdamW)
 
 
 class StackedAdagrad(StackedOptimizer):
@@ -480,16 +518,13 @@ def optimizer_problem(opt: torch.optim.Optimizer, model_params: list[Tensor]) ->
 def optimizer_kind(opt: torch.optim.Optimizer) -> tuple:
     """What jobs must share to take the same batched update: the family and its structural switches."""
     g = opt.param_groups[0]
-    name = snake(type(opt).__name__)
-    if isinstance(opt, torch.optim.SGD):
-        return name, g["momentum"] != 0, bool(g["nesterov"])
-    if isinstance(opt, torch.optim.Adam):                       # AdamW too: a separate name
-        return name, bool(g["amsgrad"]), bool(g.get("decoupled_weight_decay", False))
+    if isinstance(opt, torch.optim.SGD):                        # plain, momentum and Nesterov: one family
+        return ("sgd",)
+    if isinstance(opt, torch.optim.Adam):                       # Adam and AdamW: one family
+        return "adam", bool(g["amsgrad"])
     if isinstance(opt, torch.optim.RMSprop):
-        return name, bool(g["centered"]), g["momentum"] > 0
-    if KINDS.get(type(opt)) is StackedAdamThenSGD:
-        return name, g["momentum"] != 0, bool(g["nesterov"])
-    return (name,)
+        return "rmsprop", bool(g["centered"]), g["momentum"] > 0
+    return (snake(type(opt).__name__),)
 
 
 def stack_optimizer(optimizers: Sequence[torch.optim.Optimizer], params: list[Tensor], shapes: list[torch.Size]):

@@ -1,0 +1,80 @@
+"""Pictures of a whole stack at a capture: the stacked model evaluated over every job's grid in one batched pass
+(and over its unit grid, layer by layer), then each job's `Pictures.paint` draws and writes its own images from
+its rows, as its own forward passes would have given them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from dlexp.observe.pictures import Pictures
+from dlexp.stacked.group import StackedGroup
+
+BUDGET = 1 << 22           # floats of one layer's activations for all jobs at once (16 MB): wider layers, fewer points
+
+
+def _inputs(grids: Sequence[Tensor | None], size: int) -> Tensor:
+    """(N, G, F): row r's grid for the rows that have one, the first grid for the others (their outputs unused)."""
+    first = next(g for g in grids if g is not None)
+    if all(g is None or g is first or torch.equal(g, first) for g in grids):
+        return first.expand(size, *first.shape)
+    return torch.stack([first if g is None else g for g in grids])
+
+
+@torch.no_grad()
+def columns(group: StackedGroup, x: Tensor, layers: bool = False) -> tuple[Tensor, list]:
+    """The stack over many points x (N, G, F): its outputs (N, G, out) and, with `layers`, each Linear's
+    (output, the activation after it or None), (N, G, width) each, as `histograms.layer_outputs` gives them.
+
+    Computed with the points on the LAST axis, (N, width, G): for thousands of points through narrow layers one
+    batched product per layer is then 5-8x faster than with the points first (the pictures' 14,400-point grid).
+    """
+    model = group.model
+    widest = max(w.shape[1] for w in model.weights)
+    step = max(256, BUDGET // (group.size * widest))
+    pieces = [_columns(model, x[:, i:i + step].transpose(1, 2), layers) for i in range(0, x.shape[1], step)]
+    out = torch.cat([p[0] for p in pieces], dim=2).transpose(1, 2)                # (N, G, out)
+    seen = []
+    for k in range(len(pieces[0][1])):
+        pre = torch.cat([p[1][k][0] for p in pieces], dim=2).transpose(1, 2)       # (N, G, width)
+        acts = [p[1][k][1] for p in pieces]
+        seen.append((pre, None if acts[0] is None else torch.cat(acts, dim=2).transpose(1, 2)))
+    return out, seen
+
+
+def _columns(model, h: Tensor, layers: bool) -> tuple[Tensor, list]:
+    seen: list[list] = []
+    for step in model.plan:
+        if isinstance(step, int):
+            w, b = model.weights[step], model.biases[step]                       # (N, out, in), (N, 1, out)
+            h = torch.baddbmm(b.transpose(1, 2), w, h) if b is not None else torch.bmm(w, h)  # (N, out, G)
+            if layers:
+                seen.append([h, None])
+        else:
+            pre = h.clone() if layers and getattr(step, "inplace", False) else h
+            h = step.forward(h)                                                   # elementwise
+            if layers and seen and seen[-1][1] is None:
+                seen[-1] = [pre, h]
+    return h, seen
+
+
+def paint(group: StackedGroup, painters: Sequence[tuple[int, Pictures]], step: int) -> dict[int, BaseException]:
+    """Each (stack row, its Pictures) draws the pictures of `step`; returns the errors of the rows that failed."""
+    n = group.size
+    rows = dict(painters)
+    out, _ = columns(group, _inputs([rows[r].grid if r in rows else None for r in range(n)], n))  # (N, G, out)
+    units: list = []
+    if any(p.hidden for p in rows.values()):
+        unit_grid = _inputs([rows[r].unit_grid if r in rows and rows[r].hidden else None for r in range(n)], n)
+        units = columns(group, unit_grid, layers=True)[1]                     # per Linear: (N, U, width) each
+    errors = {}
+    for r, pictures in painters:
+        seen = {layer.name: (pre[r], None if act is None else act[r])
+                for layer, (pre, act) in zip(pictures.hidden, units)}
+        try:
+            pictures.paint(step, out[r], seen)
+        except Exception as err:  # noqa: BLE001  (a job's own failure ends only that job)
+            errors[r] = err
+    return errors
