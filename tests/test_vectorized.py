@@ -324,6 +324,40 @@ def test_sibling_jobs_share_one_composition_and_equal_hydras_own(jobs, composed)
     assert counting.composed == composed
 
 
+def test_the_sweepers_check_of_a_batch_is_the_composition_the_launcher_uses():
+    """Hydra's sweeper composes every job of a batch to check it (`validate_batch_is_legal`) right before the
+    launcher composes them again: the launcher's setup makes both one composition per job (per family here)."""
+    from hydra import initialize_config_dir
+    from hydra._internal.callbacks import Callbacks
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import HydraContext, RunMode
+    from omegaconf import OmegaConf
+
+    from dlexp.config import app, catalog, resolvers
+    from hydra_plugins.dlexp_launchers.vectorized_launcher import VectorizedLauncher, numbered
+
+    resolvers.register()
+    GlobalHydra.instance().clear()
+    batch = [["experiment=xor_mlp", f"seed={s}"] for s in range(5)]
+    with initialize_config_dir(config_dir=str(catalog.conf_dir()), version_base="1.3", job_name="dlexp"):
+        loader = GlobalHydra.instance().config_loader()
+        master = loader.load_configuration("config", [VECTORIZED], RunMode.MULTIRUN)
+        counting = CountingLoader(loader)
+        context = HydraContext(config_loader=counting, callbacks=Callbacks())
+        launcher = VectorizedLauncher()
+        launcher.setup(hydra_context=context, task_function=app.task, config=master)
+        sweeper = BasicSweeper(max_batch_size=None)
+        sweeper.hydra_context, sweeper.config = context, master       # what BasicSweeper.setup keeps
+        sweeper.validate_batch_is_legal(batch)
+        assert counting.composed == 2                                  # the family's first, and its check
+        configs = [launcher.composer.config(idx, overrides) for idx, overrides in enumerate(batch)]
+        assert counting.composed == 2                                  # the launch composed nothing again
+        for idx, (ours, overrides) in enumerate(zip(configs, batch)):
+            theirs = numbered(loader.load_sweep_config(master, overrides), idx)
+            assert OmegaConf.to_yaml(ours) == OmegaConf.to_yaml(theirs), overrides
+
+
 # --- grouping, and the jobs that run alone ---------------------------------------------------------------------
 
 

@@ -19,7 +19,7 @@ trains.
 
 For any other task function, the jobs run one after another as under Hydra's basic launcher.
 
-This module is imported by Hydra's plugin scan at every start: it imports only Hydra; dlexp comes with `launch`.
+This module is imported by Hydra's plugin scan at every start: it imports only Hydra; dlexp comes with `setup`.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import re
 from pathlib import Path
 from typing import Sequence
 
+from hydra.core.config_loader import ConfigLoader
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
@@ -47,7 +48,16 @@ class VectorizedLauncher(Launcher):
         self.task_function: TaskFunction | None = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        from dlexp.config import app
+
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
+        self.composer: Siblings | None = None
+        if task_function is app.task:
+            # The sweeper checks that every job of a batch composes (`validate_batch_is_legal`) just before it hands
+            # the batch to this launcher, which composes the same jobs in the same process: both go through one
+            # Siblings, so each job is composed once (the sweeper's check is the composition the launcher uses).
+            self.composer = Siblings(hydra_context.config_loader, config)
+            hydra_context.config_loader = self.composer
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from dlexp.config import app
@@ -65,8 +75,7 @@ class VectorizedLauncher(Launcher):
                 config = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
                 returns.append(self._run(numbered(config, idx), self.task_function))
             return returns
-        composer = Siblings(self.hydra_context.config_loader, self.config)
-        return self._stacked(jobs, [composer.config(idx, overrides) for idx, overrides in jobs], sweep_dir)
+        return self._stacked(jobs, [self.composer.config(idx, overrides) for idx, overrides in jobs], sweep_dir)
 
     def _run(self, config: DictConfig, task_function: TaskFunction) -> JobReturn:
         ret = run_job(hydra_context=self.hydra_context, task_function=task_function, config=config,
@@ -154,7 +163,7 @@ def _started(ret: JobReturn) -> bool:
     return ret.status == JobStatus.COMPLETED and not isinstance(ret.return_value, app.Outcome)
 
 
-class Siblings:
+class Siblings(ConfigLoader):
     """Each job's config as `load_sweep_config` composes it, composing once per family of sibling jobs.
 
     Composing a job costs ~80 ms (every YAML file read again, the defaults tree built again); a sweep of seeds is
@@ -163,16 +172,51 @@ class Siblings:
     family's first config with those values applied as Hydra applies a value override (`OmegaConf.update`, merge),
     its own overrides recorded (hydra.overrides.task, hydra.job.override_dirname). The second job of each family
     is composed in full as well and compared with what derivation gives; a family derives only when they agree.
+
+    It is also the sweep's config loader (Hydra's ConfigLoader, every other call handed to Hydra's own): the
+    sweeper's check of a batch composes each job here, and `config` then takes that composition instead of
+    composing the job again.
     """
 
-    def __init__(self, loader, master: DictConfig):
+    def __init__(self, loader: ConfigLoader, master: DictConfig):
         from hydra.core.override_parser.overrides_parser import OverridesParser
 
         self.loader, self.master = loader, master
         self.parser = OverridesParser.create()
         self.families: list[list] = []           # [parsed overrides, config, verified: None / True / False]
+        self.checked: dict[tuple[str, ...], DictConfig] = {}   # composed by the sweeper's check, not yet launched
 
     def config(self, idx: int, overrides: list[str]) -> DictConfig:
+        """Job number idx's config: the one the sweeper's check composed, or composed now."""
+        config = self.checked.pop(tuple(overrides), None)
+        return numbered(config if config is not None else self._compose(overrides), idx)
+
+    def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
+        if master_config is not self.master:
+            return self.loader.load_sweep_config(master_config, sweep_overrides)
+        config = self._compose(list(sweep_overrides))
+        self.checked[tuple(sweep_overrides)] = config
+        return config
+
+    def load_configuration(self, *args, **kwargs) -> DictConfig:
+        return self.loader.load_configuration(*args, **kwargs)
+
+    def get_search_path(self):
+        return self.loader.get_search_path()
+
+    def get_sources(self):
+        return self.loader.get_sources()
+
+    def list_groups(self, parent_name: str) -> list[str]:
+        return self.loader.list_groups(parent_name)
+
+    def get_group_options(self, *args, **kwargs) -> list[str]:
+        return self.loader.get_group_options(*args, **kwargs)
+
+    def compute_defaults_list(self, *args, **kwargs):
+        return self.loader.compute_defaults_list(*args, **kwargs)
+
+    def _compose(self, overrides: list[str]) -> DictConfig:
         parsed = self.parser.parse_overrides(overrides)
         family = next((f for f in self.families if self._siblings(f, parsed)), None)
         if family is not None and family[2]:
@@ -183,7 +227,7 @@ class Siblings:
                 self.families.append([parsed, copy.deepcopy(config), None])  # before its job id and number
             elif family[2] is None:              # the family's second job: derivation checked against Hydra's own
                 family[2] = OmegaConf.to_yaml(self._derive(family, parsed)) == OmegaConf.to_yaml(config)
-        return numbered(config, idx)
+        return config
 
     def _siblings(self, family: list, parsed: list) -> bool:
         base = family[0]
