@@ -7,7 +7,7 @@ import torch
 
 from conftest import compose_cfg
 from dlexp import build
-from dlexp.observe.histograms import BINS, Histograms, probe_batch
+from dlexp.observe.histograms import BINS, EXTRA, Histograms, probe_batch
 from dlexp.stacked import StackedGroup
 from dlexp.stacked import histograms as stacked_histograms
 
@@ -26,8 +26,9 @@ def _group(activation: str):
     return exps, StackedGroup(exps)
 
 
+@pytest.mark.parametrize("extra", [False, True])
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
-def test_stacked_capture_equals_each_jobs_own_capture(activation):
+def test_stacked_capture_equals_each_jobs_own_capture(activation, extra):
     exps, group = _group(activation)
     group.batches.begin([0] * group.size)
     for k in range(3):
@@ -35,12 +36,13 @@ def test_stacked_capture_equals_each_jobs_own_capture(activation):
     before = stacked_histograms.snapshot(group)
     group.train_step(*group.batches.batch(3))                 # the step whose update ratio is captured
     ratios = stacked_histograms.update_ratios(group, before)
-    uses, values = stacked_histograms.capture(group, stacked_histograms.probe(group), ratios=ratios)
+    uses, values = stacked_histograms.capture(group, stacked_histograms.probe(group), ratios=ratios,
+                                              skipped=() if extra else EXTRA)
 
     for row, exp in enumerate(exps):
         old = [w[row].clone() for w in before]
         group.write_back(row)
-        alone = Written(None, exp.model, probe_batch(exp.data))
+        alone = Written(None, exp.model, probe_batch(exp.data), extra=extra)
         for layer, w in zip(alone.layers, old):
             alone.before[id(layer.module.weight)] = w
         alone.before_step = 4                                 # the weights kept before step 4, as on_capture_next does
@@ -49,6 +51,8 @@ def test_stacked_capture_equals_each_jobs_own_capture(activation):
         assert uses == own_uses
         kinds = [u[0] for u in uses]
         assert "hist" in kinds and "scalar" in kinds and (activation == "relu") == ("dead" in kinds)
+        # pre-activations and biases are computed only when they are written (log.extra_histograms)
+        assert any(tag.startswith(("preactivations/", "biases/")) for _, tag, _ in uses) == extra
         assert len(values[row]) == len(own_values)
         at = 0
         for kind, tag, n in uses:                           # bucket counts exactly; sums to float rounding

@@ -214,7 +214,7 @@ class Histograms:
         uses: list[tuple[str, str, int]] = []    # (kind, tag, numel) telling the host what each piece is
 
         def hist(tag: str, x: Tensor) -> None:
-            if x.numel():
+            if x.numel() and tag.split("/", 1)[0] not in self.skipped:       # a kind not written is not computed
                 pieces.extend(histogram_stats(x, self.bins))
                 uses.append(("hist", tag, x.numel()))
 

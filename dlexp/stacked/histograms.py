@@ -9,6 +9,8 @@ an update ratio needs) stays the observer's business: `snapshot` and `update_rat
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import torch
 from torch import Tensor, nn
 
@@ -61,15 +63,16 @@ def layer_outputs(group: StackedGroup, x: Tensor) -> list[tuple[Tensor, Tensor |
     return [(pre, act) for pre, act in seen]
 
 
-def capture(group: StackedGroup, x: Tensor, bins: int = BINS,
-            ratios: dict[str, Tensor] | None = None) -> tuple[Uses, list[list[float]]]:
-    """Every job's capture on the probe inputs x (N, P, F): (uses, one list of numbers per stack row)."""
+def capture(group: StackedGroup, x: Tensor, bins: int = BINS, ratios: dict[str, Tensor] | None = None,
+            skipped: Collection[str] = ()) -> tuple[Uses, list[list[float]]]:
+    """Every job's capture on the probe inputs x (N, P, F): (uses, one list of numbers per stack row), without the
+    histogram kinds in `skipped` (those no job of the capture writes)."""
     layers = find_layers(group.exps[group.jobs[0]].model)                 # names and kinds, as each job's own
     pieces: list[Tensor] = []                                             # (N, k) device tensors
     uses: Uses = []
 
     def hist(tag: str, t: Tensor) -> None:
-        if t[0].numel():
+        if t[0].numel() and tag.split("/", 1)[0] not in skipped:
             pieces.extend(histogram_stats(t, bins))
             uses.append(("hist", tag, t[0].numel()))
 

@@ -327,7 +327,8 @@ class _Fit:
         if hist_rows:
             with_ratios = [r for r in hist_rows if self.before_step[jobs[r]] == self.row_states[r].step]
             ratios = stacked_histograms.update_ratios(group, self.before) if with_ratios else None
-            uses, values = stacked_histograms.capture(group, self.probe, ratios=ratios)
+            skipped = set.intersection(*(set(self.hist[jobs[r]].skipped) for r in hist_rows))  # no row writes
+            uses, values = stacked_histograms.capture(group, self.probe, ratios=ratios, skipped=skipped)
             for r in hist_rows:
                 j = jobs[r]
                 own_uses, own = (uses, values[r]) if ratios is None or r in with_ratios else \
