@@ -67,10 +67,13 @@ def wait_for(check, timeout: float = 60.0):
 
 
 @contextlib.contextmanager
-def serving(folder: Path):
-    """`dlexp board FOLDER --port 0` in a subprocess; yields (the server's root URL, the lines it printed first)."""
+def serving(folder: Path, stop: int = signal.SIGINT, sigint_ignored: bool = False):
+    """`dlexp board FOLDER --port 0` in a subprocess; yields (the server's root URL, the lines it printed first).
+    Stopped with the signal `stop`; `sigint_ignored`: started as a shell starts a background job, SIGINT ignored."""
+    ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None
     process = subprocess.Popen([*dlexp_cmd(), "board", str(folder), "--port", "0"], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "300"})
+                               stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "300"},
+                               preexec_fn=ignore)
     try:
         first = process.stdout.readline()
         match = re.search(r"(http://127\.0\.0\.1:\d+/)(#\w+)", first)
@@ -80,7 +83,7 @@ def serving(folder: Path):
             lines.append(process.stdout.readline())
         yield match.group(1), "".join(lines)
     finally:
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop)
         out, err = process.communicate(timeout=30)
         assert process.returncode == 0, err
         assert "TensorBoard stopped" in out
@@ -185,7 +188,7 @@ def test_a_diverged_run_is_named_with_its_step_beside_the_loss_charts(sweeps):
 
 
 def test_fresh_networks_open_on_histograms_drawn_over_the_whole_sigmoid_range(sweeps):
-    with serving(sweeps["init"]) as (url, printed):
+    with serving(sweeps["init"], stop=signal.SIGTERM) as (url, printed):       # SIGTERM stops it cleanly too
         assert f"{url}#histograms" in printed
         wait_for(lambda: len(get(url + "data/runs")) == 2)
         for run in ("init=normal_0", "init=normal_small_1"):
@@ -202,7 +205,7 @@ def test_fresh_networks_open_on_histograms_drawn_over_the_whole_sigmoid_range(sw
 
 def test_a_folder_of_sweeps_says_which_columns_hparams_shows(sweeps):
     folder = sweeps["lr"].parent
-    with serving(folder) as (url, printed):
+    with serving(folder, sigint_ignored=True) as (url, printed):    # Ctrl-C stops a board started with & too
         assert f"{url}#custom_scalars" in printed                          # some runs there train
         assert "note: 3 sweeps under" in printed and "dlexp board" in printed
         names = wait_for(lambda: get(url + "data/runs") if len(get(url + "data/runs")) == 6 else None)

@@ -7,6 +7,7 @@ fresh networks only), the histograms; then HParams, the table of a sweep.
 
 from __future__ import annotations
 
+import signal
 import threading
 from pathlib import Path
 
@@ -21,6 +22,7 @@ IMAGE_SAMPLES = 100_000
 CURVES_PAGE = "#custom_scalars"   # loss train vs val, accuracy, learning rate, then the per-layer numbers
 HISTOGRAMS_PAGE = "#histograms"   # what fresh networks have to show
 TABLE_PAGE = "#hparams"
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def first_page(path: Path) -> str:
@@ -72,8 +74,16 @@ def serve(path: Path = Path("runs"), host: str = "127.0.0.1", port: int = 6006, 
                       f"{sweeps[0].parent}", soft_wrap=True, highlight=False)
     if host not in LOCAL_HOSTS:
         console.print(f"[yellow]note:[/] bound to {host}: other machines on this network can open it.")
+    # Ctrl-C or SIGTERM stop it, also when started with SIGINT ignored (`dlexp board &` in a script or a
+    # background job: Python then never turns Ctrl-C into KeyboardInterrupt by itself).
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _stop)
     try:
         threading.Event().wait()                        # the server runs in its own thread
     except KeyboardInterrupt:
         console.print("TensorBoard stopped.")
     return 0
+
+
+def _stop(signum, frame) -> None:
+    raise KeyboardInterrupt
