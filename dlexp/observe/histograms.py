@@ -109,6 +109,23 @@ def histogram_stats(x: Tensor, bins: int = BINS) -> list[Tensor]:
     return [sums, torch.bincount(index, minlength=bins)]
 
 
+def unit_health(activation: nn.Module, act: Tensor) -> tuple[str, str, Tensor, int] | None:
+    """What a layer's outputs `act` (N, B, ...) of N networks (one alone: N = 1) on a probe batch of B say about its
+    units: (kind, tag prefix, count per network (N,), out of). Sigmoid and tanh: the outputs within
+    SATURATION_MARGIN of their limits ("saturated"); ReLU: the units that output 0 for every probe sample ("dead";
+    a convolution's channel is one unit: (N, B, C, H, W) -> C). None for other activations."""
+    if isinstance(activation, nn.Sigmoid):
+        near = (act - 0.5).abs() > 0.5 - SATURATION_MARGIN
+        return "saturated", "saturation", near.flatten(1).sum(1), act[0].numel()
+    if isinstance(activation, nn.Tanh):
+        near = act.abs() > 1 - SATURATION_MARGIN
+        return "saturated", "saturation", near.flatten(1).sum(1), act[0].numel()
+    if type(activation) is nn.ReLU:
+        peak = act.transpose(1, 2).flatten(2).amax(2)                       # (N, units): its largest output
+        return "dead", "dead", (peak <= 0).sum(1), peak.shape[1]
+    return None
+
+
 def moments(values: list[float], n: int) -> tuple[float, float]:
     """(mean, standard deviation) from histogram_stats read back."""
     lo, _, s1, s2 = values[:4]
@@ -230,15 +247,10 @@ class Histograms:
             if act is not None and act.numel():
                 name = layer.act_name
                 hist(f"activations/{name}", act)           # its sum / sum of squares give act_mean / act_std
-                if isinstance(layer.activation, nn.Sigmoid):
-                    value("saturated", f"saturation/{name}", ((act - 0.5).abs() > 0.5 - SATURATION_MARGIN).sum(),
-                          act.numel())
-                elif isinstance(layer.activation, nn.Tanh):
-                    value("saturated", f"saturation/{name}", (act.abs() > 1 - SATURATION_MARGIN).sum(), act.numel())
-                elif type(layer.activation) is nn.ReLU:
-                    # a unit is dead when it outputs 0 for every probe sample: (B, F) -> F, (B, C, H, W) -> C
-                    peak = act.amax(0) if act.dim() <= 2 else act.transpose(0, 1).flatten(1).amax(1)  # (units,)
-                    value("dead", f"dead/{name}", (peak <= 0).sum(), peak.numel())
+                health = unit_health(layer.activation, act.unsqueeze(0))
+                if health is not None:
+                    kind, prefix, count, out_of = health
+                    value(kind, f"{prefix}/{name}", count, out_of)
             grads = []
             for kind, name, p in layer.parameters():
                 hist(f"{kind}/{name}", p)

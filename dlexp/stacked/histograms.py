@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Collection
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from dlexp.observe.histograms import BINS, SATURATION_MARGIN, SINGULAR, find_layers
+from dlexp.observe.histograms import BINS, SINGULAR, find_layers, unit_health
 from dlexp.stacked.group import StackedGroup
 
 Uses = list[tuple[str, str, int]]   # (kind, tag, numel) per piece, as Histograms.capture builds them
@@ -85,17 +85,12 @@ def capture(group: StackedGroup, x: Tensor, bins: int = BINS, ratios: dict[str, 
         for layer, (pre, act), weight, bias in zip(layers, outputs, group.model.weights, group.model.biases):
             hist(f"preactivations/{layer.name}", pre)
             if act is not None and act[0].numel():
-                name, units = layer.act_name, act[0].numel()
+                name = layer.act_name
                 hist(f"activations/{name}", act)
-                if isinstance(layer.activation, nn.Sigmoid):
-                    value("saturated", f"saturation/{name}",
-                          ((act - 0.5).abs() > 0.5 - SATURATION_MARGIN).flatten(1).sum(1), units)
-                elif isinstance(layer.activation, nn.Tanh):
-                    value("saturated", f"saturation/{name}", (act.abs() > 1 - SATURATION_MARGIN).flatten(1).sum(1),
-                          units)
-                elif type(layer.activation) is nn.ReLU:
-                    peak = act.amax(1)                                    # (N, units): dead = 0 for every sample
-                    value("dead", f"dead/{name}", (peak <= 0).sum(1), peak[0].numel())
+                health = unit_health(layer.activation, act)
+                if health is not None:
+                    kind, prefix, count, out_of = health
+                    value(kind, f"{prefix}/{name}", count, out_of)
             module_name = f"{layer.index}_{type(layer.module).__name__.lower()}"
             grads = []
             for kind, p in (("weights", weight), ("biases", bias)):
