@@ -12,7 +12,6 @@ continued (completed, interrupted, terminated). A run continued from a checkpoin
 from __future__ import annotations
 
 import math
-import os
 import pickle
 import time
 import zipfile
@@ -21,6 +20,7 @@ from typing import Any
 
 import torch
 
+from dlexp import runs
 from dlexp.errors import CheckpointError
 
 FILE = "checkpoint.pt"
@@ -51,13 +51,8 @@ def save(path: Path, *, model, optimizer, scheduler, state, config_yaml: str, ob
         "config": config_yaml,
         "observers": observers or {},      # the observers' own state (the divergence guard's streaks)
     }
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with runs.replacing(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -12,7 +13,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from dlexp.errors import ConfigError, UsageError
 
@@ -66,15 +67,23 @@ def best_of(tag: str, values: list[float]) -> float:
 log = logging.getLogger("dlexp")
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Temp file + rename: a reader never sees half a file, a crash (or a full disk) never leaves one."""
+@contextlib.contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """Write `path` whole, then rename it into place: yields the temporary file to write (beside it, so the rename
+    is atomic). A reader never sees half a file; a failure (a full disk, Ctrl-C) leaves neither half a file nor the
+    temporary one, and whatever `path` held before stays."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+        yield tmp
         os.replace(tmp, path)
-    except OSError:
+    except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    with replacing(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
 
 
 # The libraries whose versions decide a run's numbers: import name -> the distribution pip installs it from.

@@ -21,6 +21,8 @@ import threading
 import time
 from pathlib import Path
 
+from dlexp import runs
+
 STOP = "STOP"                      # in a sweep directory: the sweep was asked to stop (and why)
 REASONS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
 POLL_SECS = 1.0                    # how often a running sweep job looks for the sweep's STOP file
@@ -36,9 +38,8 @@ def request_stop(reason: str) -> None:
     _requested = _requested or reason
     if _sweep_dir is not None and _sweep_dir.is_dir():
         with contextlib.suppress(OSError):  # a full disk: this process still stops
-            tmp = _sweep_dir / f".{STOP}.{os.getpid()}.tmp"
-            tmp.write_text(_requested + "\n")
-            os.replace(tmp, _sweep_dir / STOP)
+            with runs.replacing(_sweep_dir / STOP) as tmp:
+                tmp.write_text(_requested + "\n")
 
 
 def stop_requested(sweep_dir: Path | None = None) -> str | None:

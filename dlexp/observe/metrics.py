@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import csv
-import os
 import time
 from pathlib import Path
+
+from dlexp import runs
 
 
 class MetricsCSV:
@@ -36,10 +37,8 @@ class MetricsCSV:
         if not rows:
             self.path.unlink()
             return
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        with tmp.open("w", newline="") as f:
+        with runs.replacing(self.path) as tmp, tmp.open("w", newline="") as f:
             csv.writer(f).writerows([header, *rows])
-        os.replace(tmp, self.path)
         self.columns = header
 
     def on_start(self, state) -> None:

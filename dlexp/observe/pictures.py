@@ -15,7 +15,6 @@ At the end of the run the final grid is saved as `boundary.npz` in the run direc
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from dlexp import render
+from dlexp import render, runs
 from dlexp.observe.histograms import find_layers, layer_outputs, needs_mode_toggle
 
 log = logging.getLogger("dlexp")
@@ -202,7 +201,5 @@ class Pictures:
             fields.update(grid_x=self.grid[:, 0].cpu().numpy(), mean=mean)
             if std is not None:
                 fields["std"] = std
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        with tmp.open("wb") as f:
+        with runs.replacing(self.path) as tmp, tmp.open("wb") as f:
             np.savez_compressed(f, **fields)
-        os.replace(tmp, self.path)
