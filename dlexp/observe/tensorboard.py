@@ -41,6 +41,21 @@ COLUMNS_SUFFIX = ".hparams-columns"   # the event file holding a sweep's HParams
 DISCRETE_MAX = 10                # up to this many distinct numbers, a column's filter lists them (else: min..max)
 
 
+def after_earlier_files(log_dir: Path) -> None:
+    """Wait, if need be, until a new event file in `log_dir` sorts after those already there.
+
+    TensorBoard (and `read_scalars`) read a run's event files in name order, and a name starts with the second it
+    was created in, then the host and the process id: a run resumed within the second it was stopped in, by a
+    process with a lower id, would have its continuation read first and its beginning taken for a restart.
+    """
+    import time
+
+    stamps = [int(p.name.split(".")[3]) for p in log_dir.glob("events.out.tfevents.*")
+              if p.name.split(".")[3].isdigit()]
+    if stamps and time.time() < max(stamps) + 1:
+        time.sleep(max(stamps) + 1 - time.time())
+
+
 class Board:
     """A thin wrapper around TensorBoard's SummaryWriter, writing straight into the run directory."""
 
@@ -50,6 +65,8 @@ class Board:
         self.log_dir = Path(log_dir)
         fast_checksums()
         quiet_writer_threads()
+        if purge_step is not None:
+            after_earlier_files(self.log_dir)
         # flush_secs: curves appear in a running TensorBoard within seconds; the writer thread does the I/O.
         # max_queue: with the default of 10 pending events, the training thread would wait at every epoch end
         # (a histogram capture plus the epoch's scalars) for the writer thread to catch up.
