@@ -35,7 +35,7 @@ def _dispatch(argv: list[str]) -> None:
         raise SystemExit(train_command(argv[1:]))
     from dlexp.cli import app
 
-    app()
+    app(prog_name="dlexp")  # also under `python -m dlexp`: the usage lines name the command a user types
 
 
 def print_version() -> int:
