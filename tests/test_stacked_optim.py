@@ -14,6 +14,7 @@ from torch import nn
 from dlexp.optim import AdamThenSGD
 from dlexp.stacked.model import StackedMLP
 from dlexp.stacked.optim import addcdiv_, addcmul_, axpy, coef, stack_optimizer
+from tolerance import assert_same_state
 
 CASES = {
     "sgd": [dict(lr=0.1), dict(lr=0.03, weight_decay=0.01), dict(lr=0.2)],
@@ -71,26 +72,6 @@ def _models(n: int) -> list[nn.Sequential]:
     return out
 
 
-def assert_same_state(a, b, where="", **tolerance) -> None:
-    """Nested state dicts equal: same keys, equal plain values, tensors bit-identical (or within `tolerance`,
-    keyword arguments of torch.testing.assert_close)."""
-    if isinstance(a, dict):
-        assert set(a) == set(b), f"{where}: keys {sorted(a)} != {sorted(b)}"
-        for k in a:
-            assert_same_state(a[k], b[k], f"{where}/{k}", **tolerance)
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same_state(x, y, f"{where}[{i}]", **tolerance)
-    elif isinstance(a, torch.Tensor):
-        if tolerance:
-            torch.testing.assert_close(b, a, **tolerance, msg=where)
-        else:
-            assert a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b), where
-    else:
-        assert a == b, f"{where}: {a!r} != {b!r}"
-
-
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_update_and_state_equal_torch_optim_bit_for_bit(case):
     settings = CASES[case]
@@ -117,7 +98,7 @@ def test_update_and_state_equal_torch_optim_bit_for_bit(case):
     for row, (model, opt) in enumerate(zip(alone, alone_opts)):
         for k, p in enumerate(model.parameters()):
             assert torch.equal(stack.params[k][row].view(p.shape), p), (case, row, k)
-        assert_same_state(opt.state_dict(), update.export(row), f"{case} job {row}")
+        assert_same_state(opt.state_dict(), update.export(row), f"{case} job {row}", exact=True)
 
 
 @pytest.mark.parametrize("case", ["momentum", "adam", "adagrad", "rmsprop_centered_momentum", "adam_then_sgd",
@@ -142,7 +123,7 @@ def test_exported_state_loads_into_fresh_jobs_that_continue_alike(case):
     again = StackedMLP(fresh)
     reread = stack_optimizer(fresh_opts, again.params, again.shapes)
     for row in range(len(settings)):
-        assert_same_state(update.export(row), reread.export(row), f"{case} job {row}")
+        assert_same_state(update.export(row), reread.export(row), f"{case} job {row}", exact=True)
     for _ in range(3):
         for p, q in zip(stack.params, again.params):
             grad = torch.randn(p.shape, generator=g)
@@ -152,7 +133,7 @@ def test_exported_state_loads_into_fresh_jobs_that_continue_alike(case):
     for p, q in zip(stack.params, again.params):
         assert torch.equal(p, q)
     for row in range(len(settings)):
-        assert_same_state(update.export(row), reread.export(row), f"{case} job {row}")
+        assert_same_state(update.export(row), reread.export(row), f"{case} job {row}", exact=True)
 
 
 def test_a_job_leaving_the_stack_leaves_the_others_numbers_unchanged():

