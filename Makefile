@@ -36,13 +36,18 @@ install: $(TEST_STAMP)
 run: $(STAMP)
 	$(VENV)/bin/dlexp train
 
-# Everything, the tests marked slow included (lesson sweeps, launchers, wheel install, TensorBoard server).
+# Everything, the tests marked slow included (lesson sweeps, launchers, wheel install, TensorBoard server), on every
+# core (tests that share a trained sweep stay on one worker). Then the tests that compare a stack of jobs with the
+# same jobs alone once more, on another kernel path and with every batched product rounded one unit in the last
+# place off: what another CPU may do (tests/rounding/), so that a comparison only this CPU would pass fails here.
+XDIST := -n auto --dist loadgroup
 test: $(TEST_STAMP)
-	$(PY) -m pytest -q -m ''
+	$(PY) -m pytest -q -m '' $(XDIST)
+	DLEXP_TEST_ROUNDING=ulp ATEN_CPU_CAPABILITY=default $(PY) -m pytest -q -m kernels $(XDIST)
 
 # While working: without the tests marked slow.
 test-fast: $(TEST_STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(XDIST)
 
 bench: $(STAMP)
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done

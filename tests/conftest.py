@@ -20,39 +20,22 @@ from dlexp.config.validate import validate
 QUIET = ["log.progress=none"]
 
 
-# --- another CPU's rounding -----------------------------------------------------------------------------------
-# A batched product (bmm, baddbmm: a stack of jobs) and a single one (addmm: a run alone) may take different
-# kernels, which round the last bit of a sum differently from one CPU to another (AVX2 vs AVX-512, blocking, FMA
-# order); no environment variable makes one machine reproduce another's. DLEXP_TEST_ROUNDING=ulp makes this one
-# round differently on purpose: every float32 result of a batched product moves by one unit in the last place,
-# up or down by position. `make test` runs the stacked equivalence tests once more this way, so that a
-# comparison only this CPU's rounding would pass fails here first.
-ROUNDING = os.environ.get("DLEXP_TEST_ROUNDING", "")
-
-
-def _one_ulp_off(product):
-    def rounded(*args, **kwargs):
-        out = product(*args, **kwargs)
-        if out.dtype != torch.float32 or kwargs.get("out") is not None:
-            return out
-        flat = out.reshape(-1)
-        up = torch.arange(flat.numel(), device=out.device) % 2 == 0
-        towards = torch.where(up, torch.tensor(float("inf")), torch.tensor(float("-inf")))
-        return torch.nextafter(flat, towards.to(out.device)).reshape(out.shape)
-
-    return rounded
-
-
-if ROUNDING == "ulp":
-    import torch
-
-    torch.bmm, torch.baddbmm = _one_ulp_off(torch.bmm), _one_ulp_off(torch.baddbmm)
-elif ROUNDING:
-    raise RuntimeError(f"DLEXP_TEST_ROUNDING={ROUNDING}: the one setting is 'ulp'")
-
-
 def dlexp_cmd() -> list[str]:
     return [sys.executable, "-m", "dlexp"]
+
+
+# --- another CPU's rounding (tests/rounding/sitecustomize.py) ---------------------------------------------------
+# DLEXP_TEST_ROUNDING=ulp: every batched product rounds one unit in the last place off, in this process and in every
+# Python process the tests start (the folder is put on their PYTHONPATH). `make test` runs the tests that compare a
+# stack with runs alone (marked `kernels`) once more this way.
+ROUNDING = os.environ.get("DLEXP_TEST_ROUNDING", "")
+if ROUNDING:
+    import importlib.util
+
+    _here = Path(__file__).parent / "rounding"
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(_here), os.environ.get("PYTHONPATH")) if p)
+    _spec = importlib.util.spec_from_file_location("dlexp_test_rounding", _here / "sitecustomize.py")
+    _spec.loader.exec_module(importlib.util.module_from_spec(_spec))   # this process too
 
 
 # Launchers whose jobs run in other processes (forks of this one, Ray's workers, submitit's): a real `dlexp` process.
@@ -66,8 +49,8 @@ def cli(tmp_path):
     In this process, through the console script's own dispatch (what `python -m dlexp` calls, but its final
     os._exit), with its output captured: a subprocess would add 3-4 s of imports to every call and test nothing
     more. A real `python -m dlexp` process where one matters: `process=True`, an environment a process reads when
-    it starts (PYTHONPATH), and sweeps whose launcher runs jobs in other processes (`OTHER_PROCESSES`). Signals and kills are sent to real processes by the tests that need
-    them (tests/test_trust.py).
+    it starts (PYTHONPATH), and sweeps whose launcher runs jobs in other processes (`OTHER_PROCESSES`). Signals
+    and kills are sent to real processes by the tests that need them (tests/test_trust.py).
     """
 
     def run(*args: str, timeout: float = 600, cwd: Path | None = None, env: dict | None = None,
@@ -212,3 +195,18 @@ def as_stated(measured: float, stated: Stated, tolerance: float | None = None) -
     """Does a run's number read as the README's, within the precision it is written with (or `tolerance`)?"""
     allowed = stated.tolerance if tolerance is None else tolerance
     return abs(measured - stated) <= allowed * (1 + 1e-9) + 1e-12
+
+
+# --- running the suite on several workers (pytest-xdist, `make test`) --------------------------------------------
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    """Tests that share a module-scoped fixture (a sweep trained once for many tests) run on one worker, so that it
+    is trained once: `--dist loadgroup` keeps each xdist_group together."""
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None:
+            continue
+        shared = sorted(name for name in item.fixturenames for d in info.name2fixturedefs.get(name, ())[-1:]
+                        if d.scope in ("module", "session") and d.func.__module__.startswith(("test_", "conftest")))
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}::{shared[0]}"))

@@ -676,13 +676,13 @@ def classic_xor_printout() -> dict[int, float]:
 @pytest.mark.slow
 def test_xor_mlp_prints_the_classic_scripts_numbers_at_every_100th_epoch(xor_script):
     """`dlexp train experiment=xor_mlp` against the script it replaces: the loss at epochs 0, 100, ..., 10,000 (the
-    plateau and its escape at 5,300-5,600 included) equals what the script prints, to 1e-6 relative."""
+    plateau and its escape at 5,300-5,600 included) equals what the script prints, exactly: the same operations on
+    the same numbers, on any CPU."""
     classic = classic_xor_printout()
     assert sorted(classic) == list(range(0, 10001, 100))                  # 101 checkpoints
     ours = {int(row["epoch"]): row["val/loss"] for row in metrics_rows(xor_script[2])}  # the model after each epoch
-    relative = {epoch: abs(ours[epoch] - cost) / cost for epoch, cost in classic.items()}
-    worst = max(relative, key=relative.get)
-    assert relative[worst] <= 1e-6, f"epoch {worst}: dlexp {ours[worst]!r}, the script {classic[worst]!r}"
+    differ = [epoch for epoch, cost in classic.items() if ours[epoch] != cost]
+    assert not differ, f"epoch {differ[0]}: dlexp {ours[differ[0]]!r}, the script {classic[differ[0]]!r}"
     assert classic[4000] > 0.69 > 0.05 > classic[5300] > classic[5600]  # the escape lies inside the compared range
 
 
@@ -709,6 +709,9 @@ def test_readme_xor_numbers(xor_script):
     loss = {int(row["epoch"]): row["val/loss"] for row in metrics_rows(mlp)}
     assert all(as_stated(loss[epoch], plateau) for epoch in range(100, 4001, 100))
     assert roughly(min(epoch for epoch in loss if loss[epoch] < 0.6), span)   # it leaves the plateau: 5,200
+    # the escape itself moves with the CPU's last bits: at epoch 5,300 0.04096 (AVX2, AVX-512 kernels) and 0.03985
+    # (ATEN_CPU_CAPABILITY=default), at 5,500 0.005026 and 0.005001 (4e-3 apart at 5,400 on an Intel AVX-512 CPU):
+    # the README states one digit, which covers them all
     assert as_stated(loss[4000], at_4000) and as_stated(loss[5300], at_5300) and as_stated(loss[5500], at_5500)
     assert status_of(mlp)["metrics"]["val/acc"] == 1.0
     before, after = readme("`act_std/3_sigmoid` {} → {} between epochs 4,000 and 6,000")
@@ -798,17 +801,27 @@ def test_readme_learning_rate_numbers(learning_rates):
     start, crawled = readme("lr 0.0001 crawls (val/loss {} → {})")
     rows = metrics_rows(learning_rates[0.0001][2])
     assert as_stated(rows[0]["val/loss"], start) and as_stated(rows[-1]["val/loss"], crawled)
-    at_001, at_01, floor = readme("0.01–0.1 converge ({}, {}; the noise floor is {})")
-    assert as_stated(learning_rates[0.01][1]["val/loss"], at_001) and as_stated(learning_rates[0.1][1]["val/loss"], at_01)
+    at_001, low_01, high_01, floor = readme("0.01–0.1 converge ({}; {}–{} for 0.1, see below; the noise floor is {})")
+    assert as_stated(learning_rates[0.01][1]["val/loss"], at_001)
+    # lr 0.1 sits at the edge of stability, where the last bits grow to ~10% by epoch 500. Measured: 0.01802 here
+    # (AVX2 and AVX-512 kernels, 1 and 2 threads, alone and stacked), 0.01778 with ATEN_CPU_CAPABILITY=default,
+    # 0.01616 stacked with every batched product one unit in the last place off, 0.0157 alone and 0.0172 stacked on
+    # an Intel AVX-512 CPU; rises: 11, 13, 11, 12. The README states the range.
+    assert low_01 - low_01.tolerance <= learning_rates[0.1][1]["val/loss"] <= high_01 + high_01.tolerance
+    low_seen, high_seen = readme("(hence a range: {}–{} and")                # what was measured lies in what is said
+    assert low_01 - low_01.tolerance <= low_seen <= high_seen <= high_01 + high_01.tolerance
     data = sine(seed=0)                                                    # the lesson's data: y = sin x + noise
     assert as_stated(((data.y_val - torch.sin(data.x_val)) ** 2).mean().item(), floor)
-    low, high, first, first_step, last, last_step, stop_step, start, above, window = readme(
-        "the loss grows {}–{}x per step, from {} at step {} to {} at step {}; at step {} it has been above 1000 times "
-        "its start ({}) for {} of the last {} steps")
+    low, high, first, first_step, last_low, last_high, last_step, stop_step, start, above, window = readme(
+        "the loss grows {}–{}x per step, from {} at step {} to {}–{} at step {} (a CPU's last bits grow as fast); at "
+        "step {} it has been above 1000 times its start ({}) for {} of the last {} steps")
     status, _, run_dir = learning_rates[1.0]
     steps = dict(scalars(run_dir, "train/step_loss"))                     # logged every step
     assert status == "diverged" and status_of(run_dir)["diverged_at_step"] == stop_step
-    assert as_stated(steps[first_step], first) and as_stated(steps[last_step], last)
+    # step 6's loss, measured: 3.2e+09 (AVX2 and AVX-512 kernels, alone and stacked), 4.3e+09 stacked with every
+    # batched product one unit in the last place off, 5.1e+09 with ATEN_CPU_CAPABILITY=default; growth 43-311x in all
+    assert as_stated(steps[first_step], first)
+    assert last_low - last_low.tolerance <= steps[last_step] <= last_high + last_high.tolerance
     growth = [steps[s + 1] / steps[s] for s in range(int(first_step), int(last_step))]
     assert low <= min(growth) and max(growth) <= high, growth
     fresh = metrics_rows(run_dir)[0]["val/loss"]                          # the guard's reference: step 0's val/loss
@@ -818,14 +831,16 @@ def test_readme_learning_rate_numbers(learning_rates):
     guard = compose_cfg("experiment=learning_rate")[0].guard
     assert (guard.explode_factor, guard.explode_window) == (1000, window)
     assert sum(steps[s] > 1000 * fresh for s in steps) + 1 == above      # steps 3..6 logged, step 7 stopped it
-    (saturated,) = readme("with `hist/saturated` {}, captured at the step it stopped")
-    assert as_stated(status_of(run_dir)["metrics"]["hist/saturated"], saturated)
-    assert scalars(run_dir, "hist/saturated")[-1] == (stop_step, pytest.approx(saturated, abs=saturated.tolerance))
-    rises, evaluations = readme("it rises at {} of its {} evaluations")
+    # measured 0.99922-0.99984 across the kernel paths above
+    (saturated,) = readme("with `hist/saturated` above {}, captured at the step it stopped")
+    assert status_of(run_dir)["metrics"]["hist/saturated"] > saturated
+    last_capture = scalars(run_dir, "hist/saturated")[-1]
+    assert last_capture[0] == stop_step and last_capture[1] > saturated
+    fewest, most, evaluations = readme("it rises at {}–{} of its {} evaluations")
     for lr in (0.0001, 0.001, 0.01, 0.1):
         loss = [row["val/loss"] for row in metrics_rows(learning_rates[lr][2])]
         ups = sum(b > a for a, b in zip(loss, loss[1:]))
-        assert (ups, len(loss) - 1) == ((rises, evaluations) if lr == 0.1 else (0, evaluations)), lr
+        assert len(loss) - 1 == evaluations and (fewest <= ups <= most if lr == 0.1 else ups == 0), (lr, ups)
 
 
 @pytest.fixture(scope="module")
@@ -846,13 +861,18 @@ def test_readme_batch_size_numbers(batch_sizes):
     assert all(low - low.tolerance <= batch_sizes[size][1]["val/acc"] <= high + high.tolerance for size in (1, 32, 128))
     (times,) = readme("batch 1 takes {}x the steps of batch 32")
     assert as_stated(status_of(batch_sizes[1][2])["step"] / status_of(batch_sizes[32][2])["step"], times)
-    dead, low, high = readme("(`hist/dead` {} vs {}–{})")
-    assert as_stated(batch_sizes[1][1]["hist/dead"], dead)
+    dead, low, high = readme("(`hist/dead` ~{} vs {}–{})")
+    # 14,380 single-sample Adam steps carry a CPU's last bits far: 0.660 with AVX2 and AVX-512 kernels, 0.672 with
+    # ATEN_CPU_CAPABILITY=default; hence "~"
+    assert roughly(batch_sizes[1][1]["hist/dead"], dead)
     assert all(low - low.tolerance <= batch_sizes[size][1]["hist/dead"] <= high + high.tolerance
                for size in ("null", 32, 128))
-    median, spikes = readme("batch 1 is a band of noise (median {}, spikes to ~{})")
+    # measured: median 0.00021-0.00028, spikes 10.8-18.9 (AVX2, AVX-512 and default ATen kernels)
+    low_median, high_median, low_spike, high_spike = readme(
+        "batch 1 is a band of noise (median {}–{}, spikes to {}–{}: 14,380 noisy steps")
     single = [v for _, v in scalars(batch_sizes[1][2], "train/step_loss")]
-    assert as_stated(float(np.median(single)), median) and roughly(max(single), spikes)
+    assert low_median - low_median.tolerance <= float(np.median(single)) <= high_median + high_median.tolerance
+    assert low_spike <= max(single) <= high_spike
     wiggles = readme("mean step-to-step change ≈ {}, {}, {} and {} of the mean loss")
     for size, stated in zip((1, 32, 128, "null"), wiggles):
         assert as_stated(noise([v for _, v in scalars(batch_sizes[size][2], "train/step_loss")]), stated), size

@@ -20,6 +20,8 @@ from dlexp.observe.guard import DivergenceGuard, Diverged
 from dlexp.stacked import StackedGroup, fit_stacked, plan_groups
 from tolerance import STEP_RTOL, assert_close_losses, assert_close_tensors, assert_same_state, rel
 
+pytestmark = pytest.mark.kernels   # a stack against runs alone: run again with DLEXP_TEST_ROUNDING=ulp
+
 
 def schedule(exp, eval_every=1):
     """The single run's schedule: its epochs, evaluated every `eval_every` (the last always), no captures."""

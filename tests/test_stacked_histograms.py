@@ -1,4 +1,9 @@
-"""A stack's histogram capture against `Histograms.capture` of each job alone, on the job's own model."""
+"""A stack's histogram capture against `Histograms.capture` of each job alone, on the job's own model.
+
+The stack evaluates the probe batch with batched products, which round the last bit differently from a run's single
+ones (tests/tolerance.py): minima, maxima and sums agree to float32 rounding, and a value on a bucket's edge may fall
+on either side of it.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ def _group(activation: str):
     return exps, StackedGroup(exps)
 
 
+@pytest.mark.kernels
 @pytest.mark.parametrize("extra", [False, True])
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
 def test_stacked_capture_equals_each_jobs_own_capture(activation, extra):
@@ -55,12 +61,13 @@ def test_stacked_capture_equals_each_jobs_own_capture(activation, extra):
         assert any(tag.startswith(("preactivations/", "biases/")) for _, tag, _ in uses) == extra
         assert len(values[row]) == len(own_values)
         at = 0
-        for kind, tag, n in uses:                           # bucket counts exactly; sums to float rounding
+        for kind, tag, n in uses:                           # min, max, sums to float rounding; counts nearly
             width = 4 + BINS if kind == "hist" else 1
             mine, theirs = values[row][at:at + width], own_values[at:at + width]
             if kind == "hist":
-                assert mine[:2] == theirs[:2] and mine[4:] == theirs[4:], tag
-                assert mine[2:4] == pytest.approx(theirs[2:4], rel=1e-5, abs=1e-6), tag
+                assert mine[:4] == pytest.approx(theirs[:4], rel=1e-5, abs=1e-6), tag
+                assert sum(mine[4:]) == sum(theirs[4:]), tag
+                assert sum(abs(a - b) for a, b in zip(mine[4:], theirs[4:])) <= 2, tag   # one value on an edge
             else:
                 assert mine == pytest.approx(theirs, rel=1e-5, abs=1e-7), tag
             at += width

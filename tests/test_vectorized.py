@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROUNDING, dlexp_cmd, in_process, run_dirs, status_of
+from conftest import dlexp_cmd, in_process, run_dirs, status_of
 from dlexp import runs
 from test_trust import ENV, wait_for_line
 from tolerance import STEP_RTOL, TENSOR_RTOL, assert_close_losses, assert_same_state, close
@@ -171,6 +171,7 @@ def optimizer_sweeps(tmp_path_factory):
     return found
 
 
+@pytest.mark.kernels
 def test_each_optimizer_stack_writes_what_each_job_writes_alone(optimizer_sweeps):
     (stacked, result), (alone, _) = optimizer_sweeps["stacked"], optimizer_sweeps["alone"]
     lines = launcher_lines(result)
@@ -198,6 +199,7 @@ def test_a_stacked_sweep_reports_like_any_sweep(optimizer_sweeps):
                for p, s in zip(jobs(stacked).values(), statuses))     # each job's log: its start and its end
 
 
+@pytest.mark.kernels
 def test_untrained_stacks_capture_what_each_fresh_network_shows_alone(cli, tmp_path):
     """experiment=init_study (unlabelled, never trained): one stack per activation, histograms as alone."""
     args = ["experiment=init_study", "initializer=normal,xavier_normal", "model.activation=sigmoid,relu"]
@@ -212,6 +214,7 @@ def test_untrained_stacks_capture_what_each_fresh_network_shows_alone(cli, tmp_p
 # --- XOR: the issue's numbers --------------------------------------------------------------------------------
 
 
+@pytest.mark.kernels
 def test_xor_step_losses_equal_alone_over_2000_steps(cli, tmp_path):
     """Every step's loss of experiment=xor_mlp jobs, read from TensorBoard, within 1e-5 of the job alone."""
     args = ["experiment=xor_mlp", "seed=777,0,1,2", "trainer.epochs=2000", "log.every=1"]
@@ -240,6 +243,7 @@ def test_xor_final_metrics_within_1e_2_after_10001_steps(cli, tmp_path):
 # --- a diverging job in a stack; digits Adam ------------------------------------------------------------------
 
 
+@pytest.mark.kernels
 def test_a_diverging_job_stops_alone_and_digits_adam_equals_alone(cli, tmp_path):
     """Digits, Adam, batch 32, 5 epochs: lr 1e20 is non-finite at step 2; the others complete as alone, to float32
     rounding (Adam on digits: 1e-4, tests/test_stacked.py; measured 1.1e-6 with DLEXP_TEST_ROUNDING=ulp)."""
@@ -382,11 +386,6 @@ def test_a_sweep_with_a_bad_job_is_refused_whole_and_writes_nothing(cli, tmp_pat
 LONG = MOONS[:-3] + ["trainer.epochs=400", "log.progress=none", "seed=0,1", "optimizer=adam"]
 
 
-# a sweep stopped by a signal runs in a process of its own, which rounds as this CPU does (DLEXP_TEST_ROUNDING
-# changes this process only)
-own_rounding = pytest.mark.skipif(bool(ROUNDING), reason="its sweep runs in a process of its own")
-
-
 def stop_stacked_sweep(tmp_path: Path, sig: int) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen([*dlexp_cmd(), "train", "-m", "hydra.sweep.dir=cut", VECTORIZED, *LONG], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
@@ -397,7 +396,6 @@ def stop_stacked_sweep(tmp_path: Path, sig: int) -> tuple[subprocess.Popen, str]
     return proc, "".join(seen) + out + err
 
 
-@own_rounding
 def test_ctrl_c_checkpoints_every_job_of_the_stack_and_resume_continues_one_alone(cli, tmp_path):
     proc, out = stop_stacked_sweep(tmp_path, signal.SIGINT)
     assert proc.returncode == runs.EXIT_CODES["interrupted"], out
@@ -420,7 +418,6 @@ def test_ctrl_c_checkpoints_every_job_of_the_stack_and_resume_continues_one_alon
     assert_same_val_losses(uninterrupted, cut[name])
 
 
-@own_rounding
 def test_a_stopped_stacked_sweep_resumes_as_one_stack_and_equals_the_uninterrupted_sweep(cli, tmp_path):
     """dlexp resume SWEEP_DIR: both jobs continue from their checkpoints, stacked again, to exactly what the same
     stack gives uninterrupted (the same operations on the same numbers)."""
@@ -446,7 +443,6 @@ def assert_same_val_losses(alone: Path, stacked: Path) -> None:
                         [float(r["val/loss"]) for r in metrics_rows(stacked)], rtol=1e-4)
 
 
-@own_rounding
 def test_sigterm_terminates_every_job_of_the_stack(tmp_path):
     proc, out = stop_stacked_sweep(tmp_path, signal.SIGTERM)
     assert proc.returncode == runs.EXIT_CODES["terminated"], out
