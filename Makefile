@@ -37,10 +37,10 @@ run: $(STAMP)
 	$(VENV)/bin/dlexp train
 
 # Everything, the tests marked slow included (lesson sweeps, launchers, wheel install, TensorBoard server), on every
-# core (tests that share a trained sweep stay on one worker). Then the tests that compare a stack of jobs with the
+# core, a test file's tests on one worker (they share the sweeps their module-scoped fixtures train). Then the tests that compare a stack of jobs with the
 # same jobs alone once more, on another kernel path and with every batched product rounded one unit in the last
 # place off: what another CPU may do (tests/rounding/), so that a comparison only this CPU would pass fails here.
-XDIST := -n auto --dist loadgroup
+XDIST := -n auto --dist loadscope
 test: $(TEST_STAMP)
 	$(PY) -m pytest -q -m '' $(XDIST)
 	DLEXP_TEST_ROUNDING=ulp ATEN_CPU_CAPABILITY=default $(PY) -m pytest -q -m kernels $(XDIST)

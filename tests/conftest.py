@@ -196,17 +196,3 @@ def as_stated(measured: float, stated: Stated, tolerance: float | None = None) -
     allowed = stated.tolerance if tolerance is None else tolerance
     return abs(measured - stated) <= allowed * (1 + 1e-9) + 1e-12
 
-
-# --- running the suite on several workers (pytest-xdist, `make test`) --------------------------------------------
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
-def pytest_collection_modifyitems(config, items):
-    """Tests that share a module-scoped fixture (a sweep trained once for many tests) run on one worker, so that it
-    is trained once: `--dist loadgroup` keeps each xdist_group together."""
-    for item in items:
-        info = getattr(item, "_fixtureinfo", None)
-        if info is None:
-            continue
-        shared = sorted(name for name in item.fixturenames for d in info.name2fixturedefs.get(name, ())[-1:]
-                        if d.scope in ("module", "session") and d.func.__module__.startswith(("test_", "conftest")))
-        if shared:
-            item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}::{shared[0]}"))

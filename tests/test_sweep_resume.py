@@ -94,7 +94,7 @@ def test_ctrl_c_in_the_second_job_stops_the_sweep_and_resume_finishes_it(cli, tm
 @pytest.mark.slow
 @joblib_plugin
 def test_sigterm_to_a_joblib_sweep_stops_its_workers_and_resume_finishes_it(cli, tmp_path):
-    longer = [*JOBS[:2], "trainer.epochs=10", *JOBS[3:], "trainer.checkpoint_secs=0.2"]  # long enough to be stopped
+    longer = [*JOBS[:2], "trainer.epochs=4", *JOBS[3:], "trainer.checkpoint_secs=0.2"]  # long enough to be stopped
     proc = start_sweep(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *longer, "log.progress=none")
     root = tmp_path / "runs" / "multirun"
     deadline = time.time() + 300
