@@ -53,7 +53,7 @@ def recipe(overrides: list[str], run_dir: Path, observers: Callable | None = Non
     """
     from rich.console import Console
 
-    from dlexp import build, train
+    from dlexp.run import build, recipe as train
     from dlexp.config import compose as composer
 
     cfg = composer.without_hydra(composer.load(overrides))

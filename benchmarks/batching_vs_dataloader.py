@@ -2,10 +2,10 @@
 
     python benchmarks/batching_vs_dataloader.py [--repeats 7] [--device auto] [OVERRIDE ...]
 
-Both sides run dlexp's own training loop (`dlexp.loop.fit`, no observers) on the same model, loss and
+Both sides run dlexp's own training loop (`dlexp.run.loop.fit`, no observers) on the same model, loss and
 optimizer (the default digits MLP and Adam); only the batches differ:
 
-    dlexp       dlexp.batching.Batches: one seeded gather per epoch, then each batch is a slice (a view)
+    dlexp       dlexp.parts.batching.Batches: one seeded gather per epoch, then each batch is a slice (a view)
     DataLoader  DataLoader(TensorDataset(x, y), batch_size, shuffle): per-sample indexing + collate per batch,
                 host tensors moved to the device per batch (pinned memory on a GPU), as usually written
 
@@ -24,7 +24,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from _timing import check, interleaved, machine, median, ratios, show, timed
-from dlexp import build, loop
+from dlexp.run import build, loop
 from dlexp.config import compose as composer
 
 CASES = {  # label: (batch overrides, target ratio)
@@ -35,7 +35,7 @@ CASES = {  # label: (batch overrides, target ratio)
 
 
 class LoaderBatches:
-    """A DataLoader behind the interface the loop expects from dlexp.batching.Batches."""
+    """A DataLoader behind the interface the loop expects from dlexp.parts.batching.Batches."""
 
     def __init__(self, loader: DataLoader, device: torch.device):
         self.loader, self.device = loader, device

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from _timing import machine, recipe
-from dlexp import build, checkpoint, loop
+from dlexp.run import build, checkpoint, loop
 from dlexp.config import compose as composer
 
 BUDGET = 0.02

@@ -3,8 +3,8 @@
     python benchmarks/stacked_steps.py [--steps 300] [--repeats 5] [--sizes 1 8 32 128]
 
 The jobs are `experiment=xor_mlp` with seeds 0..N-1 (2-10-10-10-1 sigmoid MLP, BCE, SGD lr=1, full batch),
-each built by `dlexp.build.assemble` exactly as a single run. "loop" steps each job's own model and torch
-optimizer as `dlexp.loop.fit` does (closure, clear gradients, backward, optimizer.step); "stacked" is one
+each built by `dlexp.run.build.assemble` exactly as a single run. "loop" steps each job's own model and torch
+optimizer as `dlexp.run.loop.fit` does (closure, clear gradients, backward, optimizer.step); "stacked" is one
 `StackedGroup.train_step` for all N. Both sides run one thread and alternate round by round; the ratio is
 the median over rounds of stacked / loop, both measured in the same round.
 """
@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def jobs(n: int):
-    from dlexp import build
+    from dlexp.run import build
     from dlexp.config import compose as composer
 
     out = []
@@ -33,7 +33,7 @@ def jobs(n: int):
 
 
 def loop_steps(exps, steps: int) -> None:
-    from dlexp.loop import clear_grads
+    from dlexp.run.loop import clear_grads
 
     for _ in range(steps):
         for exp in exps:

@@ -21,7 +21,7 @@ PROBE = ("import atexit, sys\n"
          "atexit.register(lambda: sys.stderr.write('HEAVY=' + ','.join(m for m in ('torch', 'hydra', 'sklearn', "
          "'tensorboard', 'matplotlib') if m in sys.modules) + '\\n'))\n"
          "sys.argv = ['dlexp', *sys.argv[1:]]\n"
-         "from dlexp.entry import main\n"
+         "from dlexp.cli.entry import main\n"
          "main()\n")
 
 

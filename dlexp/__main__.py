@@ -1,3 +1,3 @@
-from dlexp.entry import main
+from dlexp.cli.entry import main
 
 main()

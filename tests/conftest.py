@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from dlexp import runs, train
+from dlexp.read import runs
+from dlexp.run import recipe as train
 from dlexp.config import compose as composer
 from dlexp.config.validate import validate
 
@@ -79,8 +80,9 @@ def in_process(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Co
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
 
-    from dlexp import cli as typer_cli
-    from dlexp import entry, signals
+    from dlexp.cli import app as typer_cli
+    from dlexp.cli import entry
+    from dlexp.run import signals
     from dlexp.config.callbacks import Preflight
 
     out, err = io.StringIO(), io.StringIO()

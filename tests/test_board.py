@@ -22,8 +22,8 @@ import pytest
 from rich.console import Console
 
 from conftest import dlexp_cmd, run_dirs, status_of
-from dlexp.errors import DlexpError
-from dlexp.observe import board
+from dlexp import DlexpError
+from dlexp.read import board
 
 QUIET = ["log.progress=none"]
 SWEEPS = {  # name -> the sweep's overrides (each runs in a few seconds)

@@ -53,7 +53,7 @@ def test_train_help_points_to_list_and_show(cli):
 def test_help_and_list_do_not_import_torch():
     code = textwrap.dedent("""
         import sys
-        from dlexp import entry
+        from dlexp.cli import entry
         for argv in (["--help"], ["list"], ["list", "optimizer"], ["--version"]):
             sys.argv = ["dlexp", *argv]
             try:
@@ -73,7 +73,7 @@ def test_the_process_ends_fast_but_runs_exit_handlers_and_flushes_output(tmp_pat
     script = textwrap.dedent(f"""
         import atexit, sys
         import torch
-        from dlexp import entry
+        from dlexp.cli import entry
         atexit.register(lambda: open({str(marker)!r}, "w").write("yes"))
         sys.stdout.write("unflushed-line-without-newline")
         sys.argv = ["dlexp", *{argv!r}]

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from dlexp import compare
-from dlexp.errors import DlexpError
+from dlexp.read import compare
+from dlexp import DlexpError
 
 
 def make_run(root: Path, name: str, overrides: list[str], status: str, curve: list[tuple[float, float, float]],

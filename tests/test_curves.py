@@ -11,7 +11,7 @@ import pytest
 from matplotlib.collections import PolyCollection
 from rich.console import Console
 
-from dlexp import compare, curves, evidence
+from dlexp.read import compare, curves, evidence
 from test_compare import make_run
 
 LR = {"0.0001": 0.15, "0.01": 0.028, "0.1": 0.018}

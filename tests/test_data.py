@@ -1,4 +1,4 @@
-"""Datasets (dlexp/data.py) and IDX files (dlexp/idx.py): shapes, determinism, oracles, errors, download."""
+"""Datasets (dlexp/parts/data.py) and IDX files (dlexp/parts/idx.py): shapes, determinism, oracles, errors, download."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from dlexp import data as D
-from dlexp import idx
-from dlexp.errors import ConfigError, DataError
+from dlexp.parts import data as D
+from dlexp.parts import idx
+from dlexp import ConfigError, DataError
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "data"
 IDX_NAMES = ("mnist", "fashion_mnist")
@@ -46,7 +46,7 @@ GEN_IDS = [f"{f.__name__}-{i}" for i, (f, *_rest) in enumerate(GENERATED)]
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
-    """An IDX file holding `array` (big-endian), written independently of dlexp.idx."""
+    """An IDX file holding `array` (big-endian), written independently of dlexp.parts.idx."""
     codes = {np.dtype(np.uint8): 0x08, np.dtype(np.int16): 0x0B, np.dtype(np.float32): 0x0D}
     code = codes[array.dtype]
     header = bytes([0, 0, code, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
@@ -563,7 +563,7 @@ def test_importing_idx_does_not_import_torch():
     import subprocess
     import sys
 
-    code = "import sys, dlexp.idx; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, dlexp.parts.idx; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ})
 
 
@@ -582,6 +582,6 @@ def test_digits_are_scikit_learns_load_digits_without_importing_it():
     images, target = D.digits_arrays()
     oracle = load_digits()
     assert np.array_equal(images, oracle.images) and np.array_equal(target, oracle.target)
-    code = "import sys; from dlexp import data; data.digits(seed=0); print('sklearn' in sys.modules)"
+    code = "import sys; from dlexp.parts import data; data.digits(seed=0); print('sklearn' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "False", out.stdout + out.stderr

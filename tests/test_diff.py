@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from dlexp import compare, diff
+from dlexp.read import compare, diff
 
 TINY = ["data=xor", "model=mlp", "trainer.epochs=3", "batch=full", "log.progress=none"]
 

@@ -19,8 +19,8 @@ import pytest
 from rich.console import Console
 from scipy import stats
 
-from dlexp import compare, evidence
-from dlexp.errors import DlexpError
+from dlexp.read import compare, evidence
+from dlexp import DlexpError
 from test_compare import make_run
 
 ADAM = [0.30, 0.32, 0.29, 0.31]      # final val/loss of four seeds
@@ -230,7 +230,7 @@ def test_ungrouped_compare_imports_neither_torch_nor_scipy(tmp_path):
     root = tmp_path / "plain"
     make_run(root, "a", ["optimizer=adam"], "completed", curve(0.3))
     make_run(root, "b", ["optimizer=sgd"], "completed", curve(0.4))
-    code = ("import sys, io; from rich.console import Console; from dlexp import compare; "
+    code = ("import sys, io; from rich.console import Console; from dlexp.read import compare; "
             f"compare.main([{str(root)!r}], console=Console(file=io.StringIO())); "
             "print(sorted(m for m in ('torch', 'scipy', 'tensorboard') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

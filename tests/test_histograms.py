@@ -15,8 +15,8 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from dlexp import loop
-from dlexp.batching import Batches
+from dlexp.run import loop
+from dlexp.parts.batching import Batches
 from conftest import histogram_tags
 from dlexp.observe.tensorboard import histogram_buckets
 from dlexp.observe.histograms import (Histograms, find_layers, histogram_proto_fields, histogram_stats, moments,
@@ -268,7 +268,7 @@ def test_a_full_batch_run_captures_every_hist_every_steps_or_else_at_evaluated_e
 # --- hparams --------------------------------------------------------------------------------------------------
 
 def test_flatten_config_to_scalars_and_strings():
-    config = {"seed": 0, "model": {"_target_": "dlexp.models.mlp", "hidden": [64, 64], "batchnorm": False},
+    config = {"seed": 0, "model": {"_target_": "dlexp.parts.models.mlp", "hidden": [64, 64], "batchnorm": False},
               "optimizer": {"lr": 0.001, "betas": [0.9, 0.999], "foreach": None}, "log": {"every": 50},
               "allow_targets": []}
     assert flatten(config) == {"seed": 0, "model.hidden": "[64, 64]", "model.batchnorm": False,
@@ -300,7 +300,7 @@ def test_hparams_keeps_the_best_and_writes_only_new_curves():
 # --- the real recipe: event files read back with TensorBoard's reader ------------------------------------------
 
 def train_in_process(run_dir: Path, overrides: list[str]) -> Path:
-    from dlexp import train
+    from dlexp.run import recipe as train
     from dlexp.config import compose as composer
 
     full = composer.load([*overrides, "log.progress=none"])

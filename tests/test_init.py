@@ -9,9 +9,9 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import nn
 
-from dlexp.errors import ConfigError
-from dlexp.init import SCHEMES, init_weights
-from dlexp.models import cnn, mlp
+from dlexp import ConfigError
+from dlexp.parts.init import SCHEMES, init_weights
+from dlexp.parts.models import cnn, mlp
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "initializer"
 FAN_IN, FAN_OUT = 1000, 500  # Linear(1000, 500): weight (500, 1000)

@@ -34,7 +34,7 @@ def test_installed_wheel_finds_its_configs_from_anywhere(tmp_path):
     assert listed.returncode == 0 and "random_search" in listed.stdout
     shown = subprocess.run([sys.executable, "-m", "dlexp", "show", "experiment=xor_mlp"], cwd=elsewhere, env=env,
                            capture_output=True, text=True, timeout=120)
-    assert shown.returncode == 0 and "dlexp.data.logic_gate" in shown.stdout, shown.stderr
+    assert shown.returncode == 0 and "dlexp.parts.data.logic_gate" in shown.stdout, shown.stderr
 
 
 def wheel_build(project: Path, dist: Path) -> subprocess.CompletedProcess:

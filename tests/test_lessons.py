@@ -24,7 +24,7 @@ from torch import nn
 
 from conftest import README, as_stated, compose_cfg, readme, run_dirs, status_of, train_inprocess
 from dlexp.observe.tensorboard import histogram_buckets
-from dlexp import build
+from dlexp.run import build
 from dlexp.config import catalog
 from dlexp.config.validate import validate
 
@@ -313,7 +313,7 @@ def test_diverged_run_exits_3_and_compare_shows_it(cli, tmp_path):
 
 
 def test_batch_size_steps_per_epoch_noise_and_learning(tmp_path):
-    from dlexp.data import digits
+    from dlexp.parts.data import digits
 
     n = digits(seed=0).n_train                                             # 1,438 after the validation split
     runs = sweep(tmp_path, "batch_size", "batch.size", ["null", 128, 32])
@@ -388,7 +388,7 @@ def readme_fit(what: str, truth: str) -> dict[str, float]:
 
 
 def test_robust_losses_recover_the_true_slope(train_keep, tmp_path):
-    from dlexp import compare
+    from dlexp.read import compare
 
     slopes, biases = {}, {}
     for loss in ("mse", "mae", "huber"):
@@ -427,7 +427,7 @@ def test_ce_and_sparse_ce_give_identical_losses(tmp_path):
 
 
 def test_gaussian_nll_learns_a_variance_that_grows_with_the_noise(train_keep):
-    from dlexp.data import sine_noise_std
+    from dlexp.parts.data import sine_noise_std
 
     status, metrics, _, exp = train_keep("experiment=losses_gaussian_nll")
     assert status == "completed"
@@ -796,7 +796,7 @@ def learning_rates(tmp_path_factory):
 
 @pytest.mark.slow
 def test_readme_learning_rate_numbers(learning_rates):
-    from dlexp.data import sine
+    from dlexp.parts.data import sine
 
     start, crawled = readme("lr 0.0001 crawls (val/loss {} → {})")
     rows = metrics_rows(learning_rates[0.0001][2])
@@ -850,7 +850,7 @@ def batch_sizes(tmp_path_factory):
 
 @pytest.mark.slow
 def test_readme_batch_size_numbers(batch_sizes):
-    from dlexp.data import digits
+    from dlexp.parts.data import digits
 
     (n,) = readme("Digits ({} training images)")
     assert digits(seed=0).n_train == n
@@ -914,8 +914,8 @@ def test_readme_mnist_5k_accuracy(tmp_path):
 
 @pytest.mark.slow
 def test_readme_full_mnist_accuracy(tmp_path):
-    from dlexp import idx
-    from dlexp.errors import DataError
+    from dlexp.parts import idx
+    from dlexp import DataError
 
     try:
         idx.find_files("mnist", None)

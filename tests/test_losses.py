@@ -11,13 +11,13 @@ from omegaconf import OmegaConf
 
 from torch import nn
 
-from dlexp.losses import BCE, CE, MAE, MSE, Auto, BCEProbs, GaussianNLL, Huber, SparseCE
+from dlexp.parts.losses import BCE, CE, MAE, MSE, Auto, BCEProbs, GaussianNLL, Huber, SparseCE
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "loss"
 
 
 def dataset(task: str, n_classes: int = 0, target_dim: int = 0, name: str | None = None):
-    """Stand-in for dlexp.data.Dataset with only the attributes losses may use."""
+    """Stand-in for dlexp.parts.data.Dataset with only the attributes losses may use."""
     return SimpleNamespace(name=name or task, task=task, n_classes=n_classes, target_dim=target_dim)
 
 

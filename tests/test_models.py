@@ -8,8 +8,8 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import nn
 
-from dlexp.errors import ConfigError
-from dlexp.models import ACTIVATIONS, cnn, mlp, output_activation, perceptron
+from dlexp import ConfigError
+from dlexp.parts.models import ACTIVATIONS, cnn, mlp, output_activation, perceptron
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "model"
 
@@ -136,7 +136,7 @@ def test_model_constraints_are_declared_and_reported_by_key():
 
 
 def test_mlp_yaml_documents_every_activation():
-    """The option's comment lists what model.activation accepts: the same list as dlexp.models.ACTIVATIONS."""
+    """The option's comment lists what model.activation accepts: the same list as dlexp.parts.models.ACTIVATIONS."""
     for name in ("mlp.yaml", "cnn.yaml"):
         line = next(l for l in (CONF / name).read_text().splitlines() if l.startswith("activation:"))
         assert line.split("#", 1)[1].split() == " | ".join(ACTIVATIONS).split(), name

@@ -14,7 +14,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from dlexp.optim import (
+from dlexp.parts.optim import (
     AdamThenSGD,
     RandomLocalSearch,
     RandomSearch,
@@ -368,7 +368,7 @@ def test_adam_then_sgd_state_dict_round_trip_mid_run(cut):
 def test_adam_then_sgd_refuses_bad_settings():
     from conftest import compose_cfg
     from dlexp.config.validate import validate
-    from dlexp.errors import ConfigError
+    from dlexp import ConfigError
 
     cfg, choices = compose_cfg("optimizer=adam_then_sgd", "optimizer.switch_epoch=-1", "optimizer.sgd_lr=0")
     problems = validate(cfg, choices)

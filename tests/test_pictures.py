@@ -23,7 +23,8 @@ from PIL import Image
 from scipy import ndimage
 
 from conftest import run_dirs, status_of
-from dlexp import figures, render
+from dlexp.read import figures
+from dlexp.observe import render
 from dlexp.observe import pictures
 
 QUIET = "log.progress=none"
@@ -310,7 +311,7 @@ def test_bad_boundaries_setting_is_one_sentence_and_writes_nothing(cli, tmp_path
                                         ("linear", "curve"), ("sine", "curve"), ("digits", None),
                                         ("gaussian", None)])
 def test_auto_draws_2d_classes_and_1d_regression_only(name, kind):
-    from dlexp import build
+    from dlexp.run import build
     from dlexp.config import compose as composer
 
     data = build.load_data(composer.without_hydra(composer.load([f"data={name}"])))
@@ -376,7 +377,7 @@ def test_gates_sweep_and_and_or_are_straight_lines_xor_is_undecided(gates):
 
 
 def test_compare_panels_are_titled_by_overrides_and_accuracy(gates):
-    from dlexp import compare
+    from dlexp.read import compare
 
     rows = compare.collect([gates])
     keys = compare.differing_overrides(rows)

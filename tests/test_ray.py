@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from conftest import dlexp_cmd, run_dirs, status_of
-from dlexp import runs
+from dlexp.read import runs
 from dlexp.config import compose as composer
 from test_sweeps import TINY, summary_rows, sweep_dir
 from test_trust import BROKEN
@@ -128,7 +128,7 @@ def test_ray_preset_starts_a_local_instance_one_cpu_per_job():
 
 def test_without_ray_a_ray_sweep_says_how_to_add_it_and_writes_nothing(tmp_path):
     # sys.modules[name] = None is how Python makes a package unimportable: as if it were not installed
-    code = ("import sys; sys.modules['ray'] = None; from dlexp.entry import main; "
+    code = ("import sys; sys.modules['ray'] = None; from dlexp.cli.entry import main; "
             "sys.argv = ['dlexp', 'train', '-m', 'hydra/launcher=ray', 'optimizer=sgd,adam', 'data=xor']; main()")
     result = subprocess.run([dlexp_cmd()[0], "-c", code], cwd=tmp_path, env=ENV, capture_output=True, text=True,
                             timeout=300)

@@ -25,7 +25,7 @@ def test_no_module_reaches_into_hydras_private_modules():
 
 def test_a_single_run_builds_its_experiment_once(tmp_path):
     code = textwrap.dedent("""
-        from dlexp import build
+        from dlexp.run import build
         from dlexp.config.app import train_command
         calls = []
         assemble = build.assemble
@@ -52,7 +52,7 @@ def test_the_default_recipe_equals_a_hand_written_loop(cli, tmp_path):
     """digits, MLP, Adam, mini-batches of 32 in a seeded shuffled order: every step's loss and the final weights."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from dlexp.data import digits
+    from dlexp.parts.data import digits
 
     epochs = 3
     result = cli("train", f"trainer.epochs={epochs}", "log.every=1", "log.histograms=false", "log.progress=none",
@@ -87,7 +87,7 @@ def test_the_default_recipe_equals_a_hand_written_loop(cli, tmp_path):
 
 def test_an_activation_the_model_offers_gets_its_histograms(tmp_path):
     """Mish is in the model's list of activations, so the histograms find it as a layer's activation."""
-    from dlexp.models import mlp
+    from dlexp.parts.models import mlp
     from dlexp.observe.histograms import find_layers
 
     layers = find_layers(mlp((2,), 1, hidden=[4, 4], activation="mish"))

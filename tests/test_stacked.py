@@ -1,4 +1,4 @@
-"""A stacked group against each of its jobs run alone with `dlexp.loop.fit`: same steps, losses, weights, state.
+"""A stacked group against each of its jobs run alone with `dlexp.run.loop.fit`: same steps, losses, weights, state.
 
 Every job is composed through the real config and built by `build.assemble`, exactly as a single run; the
 oracle is that very job trained alone by `loop.fit` with `build.evaluator`. The stack computes what the single
@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from conftest import compose_cfg
-from dlexp import build, checkpoint, loop
+from dlexp.run import build, checkpoint, loop
 from dlexp.observe.guard import DivergenceGuard, Diverged
 from dlexp.stacked import StackedGroup, fit_stacked, plan_groups
 from tolerance import STEP_RTOL, assert_close_losses, assert_close_tensors, assert_same_state, rel
@@ -353,7 +353,7 @@ def test_unlabelled_jobs_stack_untrained():
 
 
 def test_unknown_loss_adapters_and_optimizers_fall_back_with_a_reason():
-    from dlexp import losses
+    from dlexp.parts import losses
 
     class MyLoss(losses.MSE):
         name = "my_loss"
@@ -435,7 +435,7 @@ def test_a_final_sigmoid_and_bce_on_probabilities(monkeypatch):
     """XOR ending in an explicit Sigmoid, BCE on probabilities: a new adapter is one entry in STACKED."""
     import torch.nn.functional as F
 
-    from dlexp import losses
+    from dlexp.parts import losses
     from dlexp.stacked import losses as stacked_losses
 
     class ProbabilityBCE(losses.BCE):

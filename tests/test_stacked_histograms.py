@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import compose_cfg
-from dlexp import build
+from dlexp.run import build
 from dlexp.observe.histograms import BINS, EXTRA, Histograms, probe_batch
 from dlexp.stacked import StackedGroup
 from dlexp.stacked import histograms as stacked_histograms

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from dlexp.optim import AdamThenSGD
+from dlexp.parts.optim import AdamThenSGD
 from dlexp.stacked.model import StackedMLP
 from dlexp.stacked.optim import addcdiv_, addcmul_, axpy, coef, stack_optimizer
 from tolerance import assert_same_state

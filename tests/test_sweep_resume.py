@@ -18,7 +18,8 @@ import torch
 import yaml
 
 from conftest import dlexp_cmd, run_dirs, status_of
-from dlexp import runs
+from dlexp.read import runs
+from dlexp.run import record
 from dlexp.config import compose as composer
 from test_sweeps import joblib_plugin, sweep_dir
 from test_trust import files_of, model_tensors, val_losses, wait_for_checkpoint_past_start
@@ -160,13 +161,13 @@ def test_resume_of_a_sweep_whose_launcher_is_alive_is_refused(cli, tmp_path):
 
 # --- who writes a run ----------------------------------------------------------------------------------------------
 
-HOLD = "import sys; from dlexp import runs; runs.hold(sys.argv[1]); print('held', flush=True); sys.stdin.read()"
+HOLD = "import sys; from dlexp.run import record; record.hold(sys.argv[1]); print('held', flush=True); sys.stdin.read()"
 
 
 def test_a_running_status_whose_writer_is_gone_reads_as_crashed(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
-    runs.write_json_atomic(run / runs.STATUS, {"status": "running", "host": os.uname().nodename, "pid": 1})
+    record.write_json_atomic(run / runs.STATUS, {"status": "running", "host": os.uname().nodename, "pid": 1})
     writer = subprocess.Popen([sys.executable, "-c", HOLD, str(run)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               text=True)
     assert writer.stdout.readline().strip() == "held"
@@ -182,7 +183,7 @@ def test_a_run_on_another_host_is_judged_by_its_heartbeat(tmp_path):
 
     def status(age_secs: float) -> str:
         beat = (datetime.now(timezone.utc) - timedelta(seconds=age_secs)).isoformat(timespec="seconds")
-        runs.write_json_atomic(tmp_path / runs.STATUS, {"status": "running", "host": "node-elsewhere", "pid": 1,
+        record.write_json_atomic(tmp_path / runs.STATUS, {"status": "running", "host": "node-elsewhere", "pid": 1,
                                                         "heartbeat": beat, "heartbeat_secs": 30})
         return runs.read_status(tmp_path)["status"]
 

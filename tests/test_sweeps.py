@@ -19,7 +19,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from conftest import dlexp_cmd, run_dirs, status_of
-from dlexp import runs
+from dlexp.read import runs
+from dlexp.run import record as records
 from dlexp.config import callbacks, catalog
 from dlexp.config import compose as composer
 
@@ -123,14 +124,14 @@ def fake_sweep(root: Path, statuses: list[str], legacy_names: bool = True) -> Pa
         run = sweep / (f"{i}_optimizer=x{i}" if legacy_names else f"optimizer=x{i}_{i}")
         run.mkdir(parents=True)
         record = {"status": status, "metrics": {"val/loss": 0.5 + i}}
-        runs.write_json_atomic(run / runs.STATUS, record if legacy_names else {**record, "sweep_job": i})
+        records.write_json_atomic(run / runs.STATUS, record if legacy_names else {**record, "sweep_job": i})
     return sweep
 
 
 @pytest.fixture
 def recorded_summaries(monkeypatch):
-    """dlexp.compare.write_summary replaced by a recorder: these tests are about the callback, not the table."""
-    from dlexp import compare
+    """dlexp.read.compare.write_summary replaced by a recorder: these tests are about the callback, not the table."""
+    from dlexp.read import compare
 
     calls = []
     monkeypatch.setattr(compare, "write_summary", lambda sweep: calls.append(Path(sweep)) or [])
@@ -163,7 +164,8 @@ def test_the_dry_build_computes_with_one_thread_and_restores_the_count():
     """The launching process of a sweep must never start OpenMP's pool: a fork of it could hang (ForkedWorkers)."""
     code = textwrap.dedent("""
         import torch
-        from dlexp import build, data
+        from dlexp.run import build
+        from dlexp.parts import data
         from dlexp.config import compose as composer
         seen = []
         load = data.digits

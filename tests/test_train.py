@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from conftest import compose_cfg, readme, status_of, train_inprocess
-from dlexp import build
-from dlexp.batching import Batches
+from dlexp.run import build
+from dlexp.parts.batching import Batches
 from dlexp.config import catalog
 
 # Each option is trained on data it makes sense on (other choices default).
@@ -124,7 +124,7 @@ def test_same_numbers_as_a_hand_written_loop(tmp_path):
 
 
 def test_the_loop_clears_gradients_and_keeps_an_optimizers_own_zero_grad():
-    from dlexp import loop
+    from dlexp.run import loop
 
     class Counting(torch.optim.SGD):
         calls = 0

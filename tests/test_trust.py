@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from conftest import dlexp_cmd, run_dirs, status_of
-from dlexp import runs
+from dlexp.read import runs
 from dlexp.observe.guard import DivergenceGuard, Diverged
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}

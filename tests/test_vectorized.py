@@ -27,7 +27,7 @@ import pytest
 import torch
 
 from conftest import dlexp_cmd, in_process, run_dirs, status_of
-from dlexp import runs
+from dlexp.read import runs
 from test_trust import ENV, wait_for_checkpoint_past_start, wait_for_line
 from tolerance import STEP_RTOL, TENSOR_RTOL, assert_close_losses, assert_same_state, close
 

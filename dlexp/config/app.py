@@ -20,10 +20,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from dlexp import runs
+from dlexp.read import runs
 from dlexp.config import catalog, resolvers
 from dlexp.config import compose as composer
-from dlexp.errors import ConfigError, DlexpError
+from dlexp import ConfigError, DlexpError
 
 
 
@@ -56,7 +56,7 @@ def _console(stderr: bool = False):
 
 def task(cfg: DictConfig) -> Outcome:
     """One Hydra job, whichever launcher runs it."""
-    from dlexp import train
+    from dlexp.run import recipe as train
 
     started = prepare(cfg)
     if isinstance(started, Outcome):  # refused, or not started (its sweep was stopped)
@@ -70,7 +70,7 @@ def prepare(cfg: DictConfig, exp=None):
     together. `exp`: the job's experiment, already checked and built from this config by the launcher."""
     from hydra.core.hydra_config import HydraConfig
 
-    from dlexp import resume, signals, train
+    from dlexp.run import resume, signals, recipe as train
     from dlexp.config.validate import check
 
     hc = HydraConfig.get()
@@ -106,7 +106,7 @@ def check_job(config: DictConfig):
 
 def job_of(hc):
     """The job Hydra set up: where it writes, which overrides made it, the option chosen in each group."""
-    from dlexp import train
+    from dlexp.run import recipe as train
 
     choices = {k: str(v) for k, v in hc.runtime.choices.items() if k in catalog.GROUPS}
     sweep = hc.mode.name == "MULTIRUN"
@@ -127,11 +127,11 @@ def prechecked(hc) -> bool:
 def refuse(job, err: ConfigError, keep_record: bool) -> Outcome:
     """A job whose configuration cannot run. A single run leaves nothing behind; a sweep job keeps a
     status.json saying why, so the sweep's table and exit code account for it."""
-    from dlexp import runs
+    from dlexp.run import record
 
     report(_console(stderr=True), err, prefix=" ".join(job.overrides) if keep_record else "")
     if keep_record:
-        runs.Run.refused(job.run_dir, job.overrides, job.choices, err.problems, sweep_job=job.num)
+        record.Run.refused(job.run_dir, job.overrides, job.choices, err.problems, sweep_job=job.num)
     else:
         discard(job.run_dir)
     return Outcome(math.inf, "refused")
@@ -201,7 +201,7 @@ def train_command(argv: list[str]) -> int:
         return report_error(_console(stderr=True), diagnose(argv, err))
     except OSError as err:  # Hydra writing its own record (.hydra/) on a full disk (after: a missing config is one)
         from dlexp.config.callbacks import Preflight
-        from dlexp.errors import StorageError, cannot_write
+        from dlexp import StorageError, cannot_write
 
         where = Preflight.run_dir or "the run directory"
         return report_error(_console(stderr=True), StorageError(cannot_write(err, where) + "."))

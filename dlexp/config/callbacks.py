@@ -53,7 +53,7 @@ class Preflight(Callback):
 
 def _refuse_on_problems(check, *args) -> None:
     from dlexp.config.app import _console, report
-    from dlexp.errors import ConfigError
+    from dlexp import ConfigError
 
     try:
         check(*args)
@@ -66,30 +66,31 @@ class SweepStops(Callback):
     """From the moment the jobs have been checked to the summary, the launching process holds the sweep's lock
     (one launching process per sweep: `dlexp resume` of a sweep still running is refused) and Ctrl-C / SIGTERM
     stop the sweep instead of the process: running jobs checkpoint, no new job starts, the summary is written
-    (dlexp.signals). Registered after Preflight: a sweep refused there writes nothing."""
+    (dlexp.run.signals). Registered after Preflight: a sweep refused there writes nothing."""
 
     def __init__(self) -> None:
         self.lock = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from dlexp import runs, signals
+        from dlexp.read import runs
+        from dlexp.run import record, signals
         from dlexp.config.app import _console
 
         sweep_dir = Path(str(config.hydra.sweep.dir))
         try:
             sweep_dir.mkdir(parents=True, exist_ok=True)
-            self.lock = runs.hold(sweep_dir)
-        except runs.Busy:
+            self.lock = record.hold(sweep_dir)
+        except record.Busy:
             _console(stderr=True).print(f"[bold red]error:[/] the sweep {sweep_dir} is being run by "
                                         f"{runs.holder(sweep_dir)}; wait for it to end, or stop it first.")
             raise SystemExit(2) from None
         signals.watch_sweep(sweep_dir)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from dlexp import runs, signals
+        from dlexp.run import record, signals
 
         signals.unwatch_sweep()  # notified before the Summary: a Ctrl-C while it writes ends the command
-        runs.release(self.lock)
+        record.release(self.lock)
         self.lock = None
 
 
@@ -144,7 +145,7 @@ class Summary(Callback):
     def on_run_end(self, config: DictConfig, job_return: Any = None, **kwargs: Any) -> None:
         from hydra.core.utils import JobStatus
 
-        from dlexp.runs import EXIT_CODES
+        from dlexp.read.runs import EXIT_CODES
 
         if job_return is not None and job_return.status == JobStatus.COMPLETED:  # else Hydra re-raises the error
             code = EXIT_CODES.get(getattr(job_return.return_value, "status", "failed"), 1)
@@ -161,7 +162,8 @@ class Summary(Callback):
         its hydra node) tells how many jobs were planned; None when that is not known."""
         from rich.console import Console
 
-        from dlexp import runs, signals
+        from dlexp.read import runs
+        from dlexp.run import signals
 
         console = Console(highlight=False, soft_wrap=True)
         jobs = sorted(((path, runs.read_status(path)) for path in runs.find_runs(sweep_dir)), key=_job_order)
@@ -188,8 +190,8 @@ class Summary(Callback):
 
     @staticmethod
     def _summary(sweep_dir: Path, console) -> None:
-        from dlexp import compare
-        from dlexp.errors import DlexpError
+        from dlexp.read import compare
+        from dlexp import DlexpError
 
         try:
             written = compare.write_summary(sweep_dir)
@@ -205,7 +207,7 @@ class Summary(Callback):
 def launcher_failed(err: Exception) -> int | None:
     """The launcher of the sweep this process launches failed (a worker killed by the system: joblib's
     TerminatedWorkerError): one sentence, then the sweep's summary from disk. None if no sweep is launched here."""
-    from dlexp import signals
+    from dlexp.run import signals
     from dlexp.config.app import _console
     from dlexp.config.compose import first_sentence
 
@@ -234,7 +236,7 @@ def planned_jobs(config: DictConfig) -> int:
 
 def _job_order(job: tuple[Path, dict]) -> tuple[int, str]:
     """Job number first (status.json keeps it), so job 10 comes after job 9."""
-    from dlexp.runs import job_number
+    from dlexp.read.runs import job_number
 
     path, status = job
     num = job_number(path, status)
@@ -249,7 +251,7 @@ def _counts(jobs: list[tuple[Path, dict]]) -> str:
 
 
 def _status_text(status: dict) -> str:
-    from dlexp.runs import status_style
+    from dlexp.read.runs import status_style
 
     name = status.get("status", "failed")
     colour = status_style(name)

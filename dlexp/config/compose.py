@@ -17,7 +17,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from dlexp.config import catalog, resolvers
-from dlexp.errors import ConfigError
+from dlexp import ConfigError
 
 CONFIG_NAME = "config"
 KEY_VALUE_HINT = "write each override as key=value, e.g. optimizer=adam or model.hidden=[32,32]"

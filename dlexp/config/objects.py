@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
-from dlexp.errors import ConfigError
+from dlexp import ConfigError
 
 ALLOWED = ("dlexp.", "torch.nn.", "torch.optim.")
 
@@ -36,7 +36,7 @@ def instantiate(node: DictConfig, where: str, allow: tuple[str, ...] = (), **kwa
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate as hydra_instantiate
 
-    from dlexp.errors import DlexpError
+    from dlexp import DlexpError
 
     for path, target in find_targets(node, where):
         problem = check_target(target, path, allow)

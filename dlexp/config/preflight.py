@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dlexp.config import compose as composer
 from dlexp.config.validate import validate
-from dlexp.errors import ConfigError
+from dlexp import ConfigError
 
 MAX_JOBS_CHECKED = 256
 # dlexp's launchers that need an optional extra: launcher class -> the extra (and hydra/launcher preset, and
@@ -99,7 +99,7 @@ def named(jobs: list[list[str]], problems: list[list[str]]) -> list[str]:
 
 def output_problems(path: Path, single: bool) -> list[str]:
     """The run (or sweep) directory can be created, and a single run's explicit directory is not taken."""
-    from dlexp.runs import STATUS
+    from dlexp.read.runs import STATUS
 
     if single and (path / STATUS).exists():
         return [f"{path} already holds a run and is never overwritten; choose another hydra.run.dir."]

@@ -3,10 +3,10 @@
 One pass over a composed (hydra-free) config, each problem naming its key:
   1. the plain groups (trainer, guard, log, batch, device) and top-level keys against their declared knobs (`PLAIN`);
   2. each component group (`_target_` nodes) against its target's signature: unknown or missing keys, types,
-     and the ranges and choices declared with the parameters (dlexp/params.py);
+     and the ranges and choices declared with the parameters (dlexp/parts/params.py);
   3. what needs the data: the dataset loads, the loss pairs with it (bce on 10 classes), the device exists.
 Where no run follows (`dlexp validate`, a sweep's pre-flight), a dry build on the CPU then catches what only a
-component's constructor knows; a single run's own build is that last check (dlexp/train.py).
+component's constructor knows; a single run's own build is that last check (dlexp/run/recipe.py).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from dlexp.config import catalog, objects
-from dlexp.errors import ConfigError, DlexpError
+from dlexp import ConfigError, DlexpError
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ TOP = {"seed": Knob(int, 0), "allow_targets": Knob(list)}
 
 def validate(cfg: DictConfig, choices: dict[str, str] | None = None, dry_build: bool = False) -> list[str]:
     """Every problem with this (hydra-free) config, as sentences. Empty when the run can start."""
-    from dlexp.build import INJECTED
+    from dlexp.run.build import INJECTED
 
     choices = choices or {}
     problems = _unknown_top_keys(cfg)
@@ -82,7 +82,7 @@ def _named(group: str, choices: dict[str, str]) -> str:
 
 
 def _unknown_top_keys(cfg: DictConfig) -> list[str]:
-    from dlexp.build import INJECTED
+    from dlexp.run.build import INJECTED
 
     known = set(TOP) | set(PLAIN) | set(INJECTED)
     return [f"Unknown key '{key}'.{catalog.suggest(str(key), known)} Top-level keys: {', '.join(sorted(known))}."
@@ -126,8 +126,8 @@ def _check_value(path: str, value: Any, knob: Knob) -> list[str]:
 
 def _component(cfg: DictConfig, group: str, allow: tuple[str, ...], choices) -> list[str]:
     """A `_target_` node's keys against its target's signature and the constraints declared with it."""
-    from dlexp import params
-    from dlexp.build import INJECTED
+    from dlexp.parts import params
+    from dlexp.run.build import INJECTED
 
     node = cfg.get(group)
     if not isinstance(node, DictConfig) or "_target_" not in node:
@@ -195,7 +195,7 @@ def _check_against_default(path: str, value_node, default) -> list[str]:
 def _with_data(cfg: DictConfig) -> list[str]:
     """The dataset loads, the loss can be trained on it and its pictures can be drawn (the data is cached: the run
     reuses it)."""
-    from dlexp import build
+    from dlexp.run import build
     from dlexp.observe import pictures
 
     try:
@@ -212,7 +212,7 @@ def _with_data(cfg: DictConfig) -> list[str]:
 
 
 def _device(cfg: DictConfig) -> list[str]:
-    from dlexp import build
+    from dlexp.run import build
 
     kind = cfg.device.type
     if kind == "auto" or build.available_devices().get(kind):
@@ -229,7 +229,7 @@ def _dry_build(cfg: DictConfig) -> list[str]:
 def built(cfg: DictConfig, dry: bool = False) -> tuple[Any, list[str]]:
     """(the Experiment, []) or (None, the problems): whatever a constructor refuses is a config problem.
     `dry`: on the CPU with one thread, for a check whose run happens later, elsewhere (build.assemble)."""
-    from dlexp import build
+    from dlexp.run import build
 
     try:
         return build.assemble(cfg, dry=dry), []

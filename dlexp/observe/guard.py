@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from dlexp.loop import Stop
+from dlexp.run.loop import Stop
 
 GRADS_EVERY = 50  # steps between gradient checks (one fused reduction); every step while a stall is suspected
 

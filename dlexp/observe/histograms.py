@@ -42,7 +42,7 @@ SPANS = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0)}
 
 def is_activation(module: nn.Module) -> bool:
     """One of the activations a dlexp model offers, or any of PyTorch's own (a user's model may use them)."""
-    from dlexp.models import ACTIVATIONS
+    from dlexp.parts.models import ACTIVATIONS
 
     return isinstance(module, tuple(ACTIVATIONS.values())) or type(module).__module__ == nn.modules.activation.__name__
 

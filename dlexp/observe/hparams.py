@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping
 from pathlib import Path
 
-from dlexp.runs import is_better, ranked
+from dlexp.read.runs import is_better, ranked
 
 Scalar = bool | int | float | str
 SKIP_KEYS = {"_target_", "_partial_", "_convert_", "_recursive_"}   # how objects are built, not what they are
@@ -62,10 +62,10 @@ def write_sweep_columns(rows, varied: list[str]) -> Path | None:
     to continue), beside the events of the job that finished last (a record of its own would be a run of its own in
     TensorBoard): a job finished before `dlexp resume SWEEP_DIR` is never touched. Returns where, else None.
 
-    `rows` are dlexp.compare RunRows. A run's session names a hyper-parameter by its config key (optimizer.lr) or
+    `rows` are dlexp.read.compare RunRows. A run's session names a hyper-parameter by its config key (optimizer.lr) or
     group (optimizer); a swept key without one (log.every) is no column.
     """
-    from dlexp import runs
+    from dlexp.read import runs
     from dlexp.observe import tensorboard
 
     if not rows or any(row.status in runs.CONTINUABLE for row in rows):

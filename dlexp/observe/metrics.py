@@ -6,7 +6,8 @@ import csv
 import time
 from pathlib import Path
 
-from dlexp import runs
+from dlexp.read import runs
+from dlexp.run import record
 
 
 class MetricsCSV:
@@ -24,7 +25,7 @@ class MetricsCSV:
     def _purge(self, state) -> None:
         """A continued run first drops the rows an earlier attempt wrote after its checkpoint (as TensorBoard's
         purge_step drops their events), and a row a crash cut short; then it appends to its own file."""
-        from dlexp.checkpoint import purge_step
+        from dlexp.run.checkpoint import purge_step
 
         self.purged = True
         if not self.path.exists():
@@ -37,7 +38,7 @@ class MetricsCSV:
         if not rows:
             self.path.unlink()
             return
-        with runs.replacing(self.path) as tmp, tmp.open("w", newline="") as f:
+        with record.replacing(self.path) as tmp, tmp.open("w", newline="") as f:
             csv.writer(f).writerows([header, *rows])
         self.columns = header
 

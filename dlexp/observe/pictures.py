@@ -7,7 +7,7 @@
   output over the same square, i.e. what each neuron computes (TensorFlow Playground's neuron view).
 
 Pictures are drawn at every capture of the histogram schedule (step 0, every `log.hist_every` steps, evaluated
-epochs, the end) with numpy and Pillow (dlexp/render.py): a forward pass over the grid, no matplotlib.
+epochs, the end) with numpy and Pillow (dlexp/observe/render.py): a forward pass over the grid, no matplotlib.
 At the end of the run the final grid is saved as `boundary.npz` in the run directory, so that
 `dlexp compare --boundaries` draws every run of a sweep from disk, without its model.
 """
@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from dlexp import render, runs
+from dlexp.observe import render
+from dlexp.run import record
 from dlexp.observe.histograms import find_layers, layer_outputs, needs_mode_toggle
 
 log = logging.getLogger("dlexp")
@@ -201,5 +202,5 @@ class Pictures:
             fields.update(grid_x=self.grid[:, 0].cpu().numpy(), mean=mean)
             if std is not None:
                 fields["std"] = std
-        with runs.replacing(self.path) as tmp, tmp.open("wb") as f:
+        with record.replacing(self.path) as tmp, tmp.open("wb") as f:
             np.savez_compressed(f, **fields)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from dlexp.batching import Batches
+from dlexp.parts.batching import Batches
 
 
 class Rows:

@@ -1,6 +1,6 @@
 """Which jobs can be trained as one stacked model, and the stack built from them.
 
-A job is an `Experiment` built by `dlexp.build.assemble` exactly as for a single run: its own initial weights,
+A job is an `Experiment` built by `dlexp.run.build.assemble` exactly as for a single run: its own initial weights,
 `Batches` (own seed, own shuffle), torch optimizer (own hyper-parameters) and scheduler. A group is a list of
 such jobs that share what the stack needs to share (`KEY`); `StackedGroup` builds the stack from them, and
 writes each job's numbers back into its own model and optimizer whenever they are wanted alone.

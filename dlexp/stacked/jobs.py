@@ -1,5 +1,5 @@
-"""Started runs (`dlexp.train.start`: run directory, build, observers) trained as one stack, each ended as a single
-run ends (`dlexp.train.end`): the vectorized launcher's training, which knows nothing of Hydra.
+"""Started runs (`dlexp.run.recipe.start`: run directory, build, observers) trained as one stack, each ended as a single
+run ends (`dlexp.run.recipe.end`): the vectorized launcher's training, which knows nothing of Hydra.
 
     group = [train.start(...) for each job of a stack]        # each job's run directory and observers
     fit_together(group, stop, rng_states)                     # fit_stacked for all, then train.end for each
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import torch
 
-from dlexp import loop, train
+from dlexp.run import loop, recipe as train
 from dlexp.stacked.group import StackedGroup
 from dlexp.stacked.loop import fit_stacked
 

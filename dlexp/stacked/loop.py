@@ -1,4 +1,4 @@
-"""The training loop of a stack: `dlexp.loop.fit` for N jobs at once, each job living its own life.
+"""The training loop of a stack: `dlexp.run.loop.fit` for N jobs at once, each job living its own life.
 
 Per job, the bookkeeping and the notifications are those of `loop.fit` with that job's own `Schedule`: one
 `TrainState` and one observer list per job, on_start, a capture at the start, on_capture_next before a step its
@@ -33,8 +33,8 @@ from dataclasses import dataclass
 
 import torch
 
-from dlexp.checkpoint import Checkpointer
-from dlexp.loop import Schedule, Stop, TrainState, notify
+from dlexp.run.checkpoint import Checkpointer
+from dlexp.run.loop import Schedule, Stop, TrainState, notify
 from dlexp.observe.guard import DivergenceGuard
 from dlexp.observe.histograms import Histograms
 from dlexp.observe.pictures import Pictures

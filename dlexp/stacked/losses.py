@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch.nn.functional as F
 from torch import Tensor
 
-from dlexp import losses
+from dlexp.parts import losses
 
 Elementwise = Callable[[object, Tensor, Tensor], Tensor]
 

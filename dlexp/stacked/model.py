@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from dlexp.models import ACTIVATIONS
+from dlexp.parts.models import ACTIVATIONS
 
 # Modules that act on each number alone: applied once to the whole (N, B, width) stack.
 ELEMENTWISE = tuple(ACTIVATIONS.values())

@@ -398,7 +398,7 @@ class StackedRMSprop(StackedOptimizer):
 
 
 class StackedAdamThenSGD:
-    """dlexp.optim.AdamThenSGD: per job, Adam until its own switch step, then SGD.
+    """dlexp.parts.optim.AdamThenSGD: per job, Adam until its own switch step, then SGD.
 
     Like the original, the inner Adam and SGD hold their own state, the outer "lr" is the one schedulers move,
     and it is copied into the inner optimizer of the job's phase before the job's next step.
@@ -483,7 +483,7 @@ KINDS: dict[type, type] = {
 
 
 def _register_dlexp() -> None:
-    from dlexp.optim import AdamThenSGD
+    from dlexp.parts.optim import AdamThenSGD
     KINDS[AdamThenSGD] = StackedAdamThenSGD
 
 

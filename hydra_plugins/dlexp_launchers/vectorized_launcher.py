@@ -86,7 +86,7 @@ class VectorizedLauncher(Launcher):
     def _stacked(self, jobs: list[tuple[int, list[str]]], configs: list[DictConfig], sweep_dir: Path
                  ) -> list[JobReturn]:
         from dlexp.config import app
-        from dlexp.signals import stop_on_signals
+        from dlexp.run.signals import stop_on_signals
         from dlexp.stacked import jobs as stacked_jobs
         from dlexp.stacked import plan_groups
 
@@ -125,7 +125,7 @@ class VectorizedLauncher(Launcher):
         state each build left (its single run's, restored before its checkpoints are saved)."""
         from dlexp.config import app, preflight
         from dlexp.config import compose as composer
-        from dlexp.errors import ConfigError
+        from dlexp import ConfigError
         from dlexp.stacked import jobs as stacked_jobs
 
         built, rng = [], []

@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from dlexp import runs
-from dlexp.errors import CheckpointError
+from dlexp.run import record
+from dlexp import CheckpointError
 
 FILE = "checkpoint.pt"
 FORMAT = 1
@@ -51,7 +51,7 @@ def save(path: Path, *, model, optimizer, scheduler, state, config_yaml: str, ob
         "config": config_yaml,
         "observers": observers or {},      # the observers' own state (the divergence guard's streaks)
     }
-    with runs.replacing(path) as tmp:
+    with record.replacing(path) as tmp:
         torch.save(payload, tmp)
     return path
 

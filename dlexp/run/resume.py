@@ -6,7 +6,7 @@ What each status gets:
   completed -> nothing to do, nothing written; `trainer.epochs=N` larger than its epochs extends it;
   diverged -> refused (its checkpoint would diverge again); running (a live process writes it) -> refused.
 Every continuation is recorded in status.json's `resumes` list. A sweep directory is finished as a whole
-(dlexp/config/sweep_resume.py).
+(dlexp/sweep/resume.py).
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from dlexp import checkpoint, runs
-from dlexp.errors import CheckpointError, ConfigError, UsageError
+from dlexp.run import checkpoint
+from dlexp.read import runs
+from dlexp import CheckpointError, ConfigError, UsageError
 
 # What may change between the interrupted run and its continuation: how long, and how it is watched.
 MAY_CHANGE = ("trainer.epochs", "trainer.checkpoint_", "guard.", "log.", "device.threads")
@@ -82,11 +83,11 @@ def refusal(run_dir: Path, status: dict) -> str | None:
 
 
 def main(run_dir: Path, overrides: list[str], console) -> int:
-    from dlexp import train
+    from dlexp.run import recipe as train
     from dlexp.config.validate import check
 
     run_dir = Path(run_dir)
-    from dlexp.config import sweep_resume
+    from dlexp.sweep import resume as sweep_resume
 
     if sweep_resume.is_sweep(run_dir):
         return sweep_resume.main(run_dir, overrides, console)
@@ -125,7 +126,7 @@ def started(run_dir: Path) -> bool:
 def continue_job(cfg, job, console, exp=None):
     """A job of a stopped sweep that had started, started again (`train.start`, not yet trained): from its
     checkpoint; one stopped before its first checkpoint (within a second of its start) starts over."""
-    from dlexp import train
+    from dlexp.run import recipe as train
 
     status = runs.read_status(job.run_dir)
     if not (job.run_dir / checkpoint.FILE).is_file():

@@ -16,8 +16,8 @@ from typing import Annotated
 import torch
 from torch import nn
 
-from dlexp.errors import ConfigError
-from dlexp.params import OneOf
+from dlexp import ConfigError
+from dlexp.parts.params import OneOf
 
 SCHEMES = (
     "default",         # PyTorch's own init (Kaiming-uniform with a=sqrt(5)); touches nothing

@@ -22,8 +22,8 @@ from typing import Annotated
 
 from torch import nn
 
-from dlexp.errors import ConfigError
-from dlexp.params import OneOf, Range
+from dlexp import ConfigError
+from dlexp.parts.params import OneOf, Range
 
 # The activations `model.activation` accepts. Classes, not instances: every layer needs its own module so
 # forward hooks fire once per layer.

@@ -1,7 +1,7 @@
 """`dlexp compare`: the runs under a sweep (or any folder) as one table, a CSV / Markdown file and a plot.
 
 Runs that differ only in `seed` are read as groups: one row per group, mean ± std over its completed runs, and
-a verdict on whether the best group's lead is larger than seed noise (dlexp/evidence.py).
+a verdict on whether the best group's lead is larger than seed noise (dlexp/read/evidence.py).
 
 Everything comes from the run directories on disk (status.json, metrics.csv, config.yaml), so a sweep that is
 still running, or one copied from a cluster, compares the same way; the event files are read only for a column
@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dlexp import evidence, runs
-from dlexp.errors import UsageError
-from dlexp.evidence import Group, Stat
+from dlexp.read import evidence, runs
+from dlexp import UsageError
+from dlexp.read.evidence import Group, Stat
 from dlexp.observe import hparams
 from dlexp.observe.hparams import flatten
-from dlexp.runs import best_of, ranked
+from dlexp.read.runs import best_of, ranked
 
 SUMMARY_CSV, SUMMARY_MD = "summary.csv", "summary.md"
 # Metric columns in reading order; "best/x" is the lowest loss / highest accuracy over the evaluated epochs.
@@ -498,7 +498,7 @@ def main(paths: list[Path], sort: str | None = None, csv_path: Path | None = Non
     if markdown_path is not None:
         written.append(to_markdown(Path(markdown_path), t, notes))
     if plot_path is not None:
-        from dlexp import curves
+        from dlexp.read import curves
 
         if t.groups is not None:
             written.append(curves.plot_groups(Path(plot_path), [r["_group"] for r in t.records], band, log_scale))
@@ -523,13 +523,13 @@ def figures(t: Table, rows: list[RunRow], boundaries_path: Path | None, histogra
         ordered = [record["_row"] for record in t.records]
         panels = [(panel_title(row, keys), [row.path]) for row in ordered]
     if boundaries_path is not None:
-        from dlexp.figures import boundaries_figure
+        from dlexp.read.figures import boundaries_figure
 
         titles = boundaries_figure(Path(boundaries_path), panels)
         console.print(f"wrote {boundaries_path} ({_panels(len(titles), len(panels))})", highlight=False,
                       soft_wrap=True)
     if histograms_path is not None:
-        from dlexp.figures import histograms_figure
+        from dlexp.read.figures import histograms_figure
 
         titles = histograms_figure(Path(histograms_path), [(run_label(row, keys), row.path) for row in ordered],
                                    step or 0)
@@ -566,7 +566,7 @@ def write_summary(sweep_dir: Path) -> list[Path]:
         aggregates = evidence.write_aggregates(sweep_dir, t.groups)
         if aggregates:
             written.append(sweep_dir / evidence.AGGREGATE_DIR)
-    from dlexp import signals
+    from dlexp.run import signals
 
     if not signals.stop_requested(sweep_dir):  # a stopped sweep gets its columns when `dlexp resume` finishes it
         hparams.write_sweep_columns(rows, evidence.differing_overrides(rows))

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dlexp.errors import ConfigError, DataError
-from dlexp.idx import download, read_split  # noqa: F401  (download re-exported for the CLI)
+from dlexp import ConfigError, DataError
+from dlexp.parts.idx import download, read_split  # noqa: F401  (download re-exported for the CLI)
 
 TASKS = ("binary", "multiclass", "regression", "unlabelled")
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from dlexp.errors import UsageError
+from dlexp import UsageError
 
 LINESTYLES = ["-", "--", "-.", ":"]
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "h", "<"]
@@ -172,7 +172,7 @@ def draw_runs(rows: list, labels: list[str], log_scale: bool = False):
 def mean_curve(runs: list, band: str = "std") -> list[tuple[float, float, float, float]]:
     """(epoch, mean, lower, upper) over the runs at every epoch they all evaluated; the band is mean ± std
     (sample std; none for one run) or the runs' min and max."""
-    from dlexp.evidence import describe
+    from dlexp.read.evidence import describe
 
     per_run = [dict(run.curve) for run in runs]
     epochs = sorted(set.intersection(*(set(c) for c in per_run))) if per_run else []

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlexp.errors import DataError
+from dlexp import DataError
 
 # The four standard files, in the order (train images, train labels, test images, test labels).
 FILES = (

@@ -5,7 +5,7 @@ One seed cannot tell a real difference from run-to-run noise: the same configura
 ends somewhere else. Welch's t-test compares two groups' means without assuming equal spreads. Runs that diverged
 or failed are counted in their group, never averaged: their last numbers are not results of the same kind.
 
-Everything here reads run directories (via dlexp.compare's RunRow), nothing imports torch; scipy is imported only
+Everything here reads run directories (via dlexp.read.compare's RunRow), nothing imports torch; scipy is imported only
 when a p-value is computed.
 """
 
@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dlexp.errors import UsageError
-from dlexp.runs import lower_is_better, ranked
+from dlexp import UsageError
+from dlexp.read.runs import lower_is_better, ranked
 
 if TYPE_CHECKING:
-    from dlexp.compare import RunRow
+    from dlexp.read.compare import RunRow
 
 SIGNIFICANCE = 0.05           # a p-value below this is called a clear difference (the usual 5% convention)
 VARIES_WITHIN = ("seed",)     # what runs of one group may differ in

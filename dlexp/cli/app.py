@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperCommand
 
-from dlexp.errors import DlexpError
+from dlexp import DlexpError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,  # plain help renders without loading rich.markdown
                   pretty_exceptions_show_locals=False,
@@ -41,7 +41,7 @@ class Command(TyperCommand):
 
 def _print_version(value: bool) -> None:
     if value:
-        from dlexp.entry import print_version  # the console script answers --version itself; this is for --help
+        from dlexp.cli.entry import print_version  # the console script answers --version itself; this is for --help
 
         raise typer.Exit(print_version())
 
@@ -77,7 +77,7 @@ def train(ctx: typer.Context) -> None:
 @app.command("list", cls=Command)
 def list_options(group: Optional[str] = typer.Argument(None, metavar="GROUP", help="Only this group, e.g. optimizer.")) -> None:
     """Every config group and its options, with a one-line description; * marks the default."""
-    from dlexp.listing import print_options
+    from dlexp.cli.listing import print_options
 
     raise typer.Exit(print_options(group, console, err_console))
 
@@ -89,7 +89,7 @@ def show(ctx: typer.Context) -> None:
     from rich.syntax import Syntax
 
     from dlexp.config import compose as composer
-    from dlexp.errors import ConfigError
+    from dlexp import ConfigError
 
     try:
         inv = composer.parse_command_line(list(ctx.args))
@@ -105,7 +105,7 @@ def validate(ctx: typer.Context) -> None:
     """Report every problem with these overrides at once, without training (exit 2 if any); -m checks a sweep."""
     from dlexp.config import compose as composer
     from dlexp.config.preflight import check_jobs
-    from dlexp.errors import ConfigError
+    from dlexp import ConfigError
 
     try:
         inv = composer.parse_command_line(list(ctx.args))
@@ -144,7 +144,7 @@ def compare(paths: List[Path] = typer.Argument(..., metavar="PATHS", help="Sweep
     Runs that differ only in seed become one row per group (mean ± std) with a verdict: is the best group's
     lead larger than the noise between seeds?
     """
-    from dlexp import compare as comparing
+    from dlexp.read import compare as comparing
 
     try:
         code = comparing.main(paths, sort=sort, csv_path=csv, markdown_path=markdown, plot_path=plot,
@@ -160,7 +160,7 @@ def compare(paths: List[Path] = typer.Argument(..., metavar="PATHS", help="Sweep
 def diff(run_a: Path = typer.Argument(..., metavar="RUN_A", help="A run directory."),
          run_b: Path = typer.Argument(..., metavar="RUN_B", help="Another run directory.")) -> None:
     """What differs between two runs: config keys, config group options, final metrics side by side."""
-    from dlexp import diff as differ
+    from dlexp.read import diff as differ
 
     try:
         code = differ.main(run_a, run_b, console)
@@ -174,7 +174,7 @@ def board(path: Path = typer.Argument(Path("runs"), metavar="PATH", help="Folder
           host: str = typer.Option("127.0.0.1", help="Interface to bind; give 0.0.0.0 explicitly to expose it."),
           port: int = typer.Option(6006, help="Port (0 = a free one).")) -> None:
     """Start TensorBoard on a runs folder, bound to localhost, and print the address of the page to read first."""
-    from dlexp.observe import board as boarding
+    from dlexp.read import board as boarding
 
     try:
         code = boarding.serve(path, host=host, port=port, console=console)
@@ -195,7 +195,7 @@ def resume(ctx: typer.Context,
     records it under `resumes`). Only trainer.epochs, trainer.checkpoint_*, guard.* and log.* may change.
     A sweep directory: its unfinished jobs run (continued or started), the finished ones are left untouched.
     """
-    from dlexp import resume as resuming
+    from dlexp.run import resume as resuming
 
     try:
         code = resuming.main(run_dir, list(ctx.args), console)
@@ -209,7 +209,7 @@ def data_download(name: str = typer.Argument(..., metavar="NAME", help="mnist or
                   root: Optional[Path] = typer.Option(None, help="Folder for the IDX files."),
                   mirror: Optional[str] = typer.Option(None, help="Base URL to download from.")) -> None:
     """Fetch a dataset's IDX files and verify their checksums."""
-    from dlexp import idx  # numpy only: no torch for a download
+    from dlexp.parts import idx  # numpy only: no torch for a download
 
     try:
         files = idx.download(name, root=root, mirror=mirror, report=lambda m: console.print(m))

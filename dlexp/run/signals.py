@@ -21,7 +21,7 @@ import threading
 import time
 from pathlib import Path
 
-from dlexp import runs
+from dlexp.run import record
 
 STOP = "STOP"                      # in a sweep directory: the sweep was asked to stop (and why)
 REASONS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
@@ -38,7 +38,7 @@ def request_stop(reason: str) -> None:
     _requested = _requested or reason
     if _sweep_dir is not None and _sweep_dir.is_dir():
         with contextlib.suppress(OSError):  # a full disk: this process still stops
-            with runs.replacing(_sweep_dir / STOP) as tmp:
+            with record.replacing(_sweep_dir / STOP) as tmp:
                 tmp.write_text(_requested + "\n")
 
 

@@ -2,7 +2,7 @@
 
 * `boundaries_figure`: one panel per run (or per list of runs, e.g. the seeds of one configuration, whose
   predicted probabilities are averaged) from the `boundary.npz` each run saved at its end, in the colours of
-  its TensorBoard images (dlexp/render.py) and over one extent shared by every panel.
+  its TensorBoard images (dlexp/observe/render.py) and over one extent shared by every panel.
 * `histograms_figure`: the init study's classic figure: activation histograms read from the event files, one
   row per run, one column per layer, at one step, the x-range shared by every panel of an activation kind
   (sigmoid 0..1, tanh -1..1; for the others the median panel's range, so that one exploding run does not
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dlexp import render
-from dlexp.errors import UsageError
+from dlexp.observe import render
+from dlexp import UsageError
 
 FILE = "boundary.npz"                 # written by the pictures observer (dlexp/observe/pictures.py)
 COLUMNS = 4                           # boundary panels per row

@@ -16,8 +16,8 @@ from typing import Annotated, Any
 import torch
 from torch import nn
 
-from dlexp.errors import ConfigError
-from dlexp.params import Range
+from dlexp import ConfigError
+from dlexp.parts.params import Range
 
 Rate = Annotated[float, Range(0, low_open=True)]       # a step size: > 0
 NonNegative = Annotated[float, Range(0)]

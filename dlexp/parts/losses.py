@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dlexp.models import output_activation
-from dlexp.params import Range
+from dlexp.parts.models import output_activation
+from dlexp.parts.params import Range
 
 CLASSIFICATION = ("binary", "multiclass")
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dlexp import runs
-from dlexp.compare import METRICS, fmt, load_run
-from dlexp.errors import UsageError
+from dlexp.read import runs
+from dlexp.read.compare import METRICS, fmt, load_run
+from dlexp import UsageError
 
 MISSING = "(absent)"
 

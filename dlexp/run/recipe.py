@@ -15,7 +15,8 @@ from typing import Any, Callable
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
-from dlexp import runs
+from dlexp.read import runs
+from dlexp.run.record import Run, now
 
 log = logging.getLogger("dlexp")
 
@@ -28,7 +29,7 @@ class Job:
     overrides: list[str] = field(default_factory=list)
     choices: dict[str, str] = field(default_factory=dict)
     compact: bool = False  # one summary line, no progress (jobs of a parallel launcher share one terminal)
-    sweep_dir: Path | None = None  # a sweep job: it stops when its sweep is asked to (dlexp.signals)
+    sweep_dir: Path | None = None  # a sweep job: it stops when its sweep is asked to (dlexp.run.signals)
     num: int | None = None         # its job number in the sweep (status.json's sweep_job)
 
 
@@ -40,7 +41,7 @@ class Started:
     job: Job
     console: Console
     exp: Any                                   # build.Experiment
-    record: runs.Run
+    record: Run
     resume: dict | None                        # the checkpoint it continues from, if any
     state: Any                                 # loop.TrainState
     board: Any = None                          # observe.tensorboard.Board
@@ -55,7 +56,7 @@ class Started:
         the last checkpoint intact) or a failure (the traceback to the run's log)."""
         from rich.markup import escape
 
-        from dlexp.errors import cannot_write
+        from dlexp import cannot_write
         from dlexp.observe.guard import Diverged
 
         if isinstance(err, Diverged):
@@ -102,18 +103,18 @@ def start(cfg: DictConfig, job: Job, console: Console, resume: dict | None = Non
     `exp`: the job's experiment when it was already built from this very `cfg` (the vectorized launcher builds
     every job of a sweep before any starts).
     """
-    from dlexp import build, checkpoint, loop
-    from dlexp.errors import StorageError, cannot_write
+    from dlexp.run import build, checkpoint, loop
+    from dlexp import StorageError, cannot_write
     from dlexp.observe.tensorboard import Board
 
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
     exp = exp if exp is not None else build.assemble(cfg)  # the run's one build (a ConfigError: nothing written)
     try:
         if resume is None:
-            record = runs.Run.create(job.run_dir, config_yaml, job.overrides, job.choices, sweep_job=job.num)
+            record = Run.create(job.run_dir, config_yaml, job.overrides, job.choices, sweep_job=job.num)
         else:
-            record = runs.Run.open(job.run_dir)
-            entry = {"at": runs.now(), "epoch": resume["state"]["epoch"], "step": resume["state"]["step"],
+            record = Run.open(job.run_dir)
+            entry = {"at": now(), "epoch": resume["state"]["epoch"], "step": resume["state"]["step"],
                      **(resumed_from or {})}
             record.update(status="running", wall_time_before=record.status.get("wall_time", 0.0),
                           resumes=[*record.status.get("resumes", []), entry])
@@ -144,8 +145,8 @@ def start(cfg: DictConfig, job: Job, console: Console, resume: dict | None = Non
 
 def fit(started: Started) -> None:
     """The single-run training loop, from the fresh (or restored) network to the end or a stop."""
-    from dlexp import loop
-    from dlexp.signals import stop_on_signals
+    from dlexp.run import loop
+    from dlexp.run.signals import stop_on_signals
 
     if not started.ready:
         return
@@ -170,7 +171,7 @@ def end(started: Started) -> None:
     """
     from rich.markup import escape
 
-    from dlexp.errors import cannot_write
+    from dlexp import cannot_write
 
     state, record, status, console = started.state, started.record, started.status, started.console
     problem = None
@@ -199,7 +200,7 @@ def end(started: Started) -> None:
     summarize(console, record, status, compact=started.job.compact)
 
 
-def summarize(console: Console, record: runs.Run, status: str, compact: bool = False) -> None:
+def summarize(console: Console, record: Run, status: str, compact: bool = False) -> None:
     s = record.status
     colour = runs.status_style(status)
     metrics = "  ".join(f"{k} {v:.4g}" for k, v in (s.get("metrics") or {}).items()

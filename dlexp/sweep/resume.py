@@ -17,7 +17,7 @@ through `app.task`; a launcher that trains jobs its own way, many at once in one
     stopped sweep starts no job, and a job not started leaves no status.json (`app.discard` its directory);
     while training, a job stops when `stop_on_signals` sets its state's `stop` or when `stop_requested()` says
     so (`signals.SweepStop` reads it once a second), and ends as train.run ends it (a checkpoint, the status);
-  * records: each job is a run directory like any other: `runs.Run.create(..., sweep_job=number)` (its lock,
+  * records: each job is a run directory like any other: `record.Run.create(..., sweep_job=number)` (its lock,
     its number), the observers of `build.observers(..., record=...)` (checkpoints by time, the heartbeat, the
     guard), `train.end`;
   * resuming: a job whose directory holds a status.json is continued (`resume.started`, `resume.continue_job`:
@@ -32,9 +32,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from dlexp import runs
+from dlexp.read import runs
 from dlexp.config import compose as composer
-from dlexp.errors import UsageError
+from dlexp import UsageError
 
 MULTIRUN = "multirun.yaml"   # Hydra's record of a sweep, in its directory
 
@@ -85,7 +85,7 @@ def register_sweeper() -> None:
 
 
 def main(sweep_dir: Path, overrides: list[str], console) -> int:
-    from dlexp import signals
+    from dlexp.run import signals
     from dlexp.config.app import train_command
 
     sweep_dir = Path(sweep_dir)

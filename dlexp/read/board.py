@@ -11,7 +11,7 @@ import signal
 import threading
 from pathlib import Path
 
-from dlexp.errors import UsageError
+from dlexp import UsageError
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 # Images TensorBoard keeps (and shows) per tag: it samples 10 by default, so a boundary picture captured every
@@ -27,7 +27,7 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 def first_page(path: Path) -> str:
     """Where a learner should look first: the curves when some run under `path` trains, else the histograms."""
-    from dlexp import runs
+    from dlexp.read import runs
 
     return CURVES_PAGE if any((run / runs.METRICS).exists() for run in runs.find_runs(path)) else HISTOGRAMS_PAGE
 

@@ -25,7 +25,7 @@ def _dispatch(argv: list[str]) -> None:
     if argv[:1] == ["list"] and len(argv) <= 2 and not any(a.startswith("-") for a in argv[1:]):
         from rich.console import Console
 
-        from dlexp.listing import print_options
+        from dlexp.cli.listing import print_options
 
         raise SystemExit(print_options(argv[1] if len(argv) == 2 else None, Console(highlight=False),
                                        Console(stderr=True, highlight=False)))
@@ -33,14 +33,14 @@ def _dispatch(argv: list[str]) -> None:
         from dlexp.config.app import train_command
 
         raise SystemExit(train_command(argv[1:]))
-    from dlexp.cli import app
+    from dlexp.cli.app import app
 
     app(prog_name="dlexp")  # also under `python -m dlexp`: the usage lines name the command a user types
 
 
 def print_version() -> int:
     """`dlexp --version`: dlexp's version, then Python's and the libraries' (from their metadata, no import)."""
-    from dlexp.runs import installed_versions
+    from dlexp.run.record import installed_versions
 
     found = installed_versions()
     print(f"dlexp {found.pop('dlexp')}")

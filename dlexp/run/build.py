@@ -11,10 +11,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from dlexp.batching import Batches
+from dlexp.parts.batching import Batches
 from dlexp.config.objects import instantiate
-from dlexp.errors import ConfigError
-from dlexp.optim import build_optimizer
+from dlexp import ConfigError
+from dlexp.parts.optim import build_optimizer
 
 # What the builder passes to each group's target; never set by a user (validation refuses these keys).
 # The optimizer gets `params` always, and `model`, `init`, `steps_per_epoch` only if its __init__ names them.
@@ -30,8 +30,8 @@ INJECTED = {
 
 @dataclass
 class Experiment:
-    data: Any                 # dlexp.data.Dataset, on the device
-    loss: Any                 # a loss adapter (dlexp.losses), resolved for this data
+    data: Any                 # dlexp.parts.data.Dataset, on the device
+    loss: Any                 # a loss adapter (dlexp.parts.losses), resolved for this data
     model: nn.Module
     init: Callable            # re-draws a module's parameters (random search uses it)
     optimizer: torch.optim.Optimizer
@@ -150,7 +150,7 @@ def evaluator(exp: Experiment) -> Callable[[Any], dict[str, float]]:
 
 def schedule(cfg: DictConfig, exp: Experiment):
     """How long the loop runs, when it evaluates and which steps it captures (histograms)."""
-    from dlexp.loop import Schedule
+    from dlexp.run.loop import Schedule
 
     return Schedule(epochs=exp.epochs, steps_per_epoch=len(exp.batches), eval_every=int(cfg.log.epoch_every),
                     capture_every=int(cfg.log.hist_every))
@@ -159,10 +159,11 @@ def schedule(cfg: DictConfig, exp: Experiment):
 def observers(cfg: DictConfig, exp: Experiment, job, console, board, config_yaml: str, record=None) -> list:
     """Every observer a run's config asks for, in the order they are notified: the one place they are wired.
 
-    `record` (the run's runs.Run) gets the progress each checkpoint keeps; a sweep job also watches for its
-    sweep being stopped (dlexp.signals).
+    `record` (the run's record.Run) gets the progress each checkpoint keeps; a sweep job also watches for its
+    sweep being stopped (dlexp.run.signals).
     """
-    from dlexp import checkpoint, runs
+    from dlexp.run import checkpoint
+    from dlexp.read import runs
     from dlexp.observe import pictures
     from dlexp.observe.guard import DivergenceGuard
     from dlexp.observe.histograms import Histograms, probe_batch
@@ -170,7 +171,7 @@ def observers(cfg: DictConfig, exp: Experiment, job, console, board, config_yaml
     from dlexp.observe.metrics import MetricsCSV
     from dlexp.observe.progress import ProgressBar, ProgressLines
     from dlexp.observe.tensorboard import ScalarLogger
-    from dlexp.signals import SweepStop
+    from dlexp.run.signals import SweepStop
 
     log, guard = cfg.log, cfg.guard
     chosen = [DivergenceGuard(exp.model, exp.device, int(log.every), explode_factor=guard.explode_factor,
