@@ -367,3 +367,31 @@ def test_a_sweep_without_m_says_how_to_sweep(cli, tmp_path):
     assert result.returncode == 2
     assert "'optimizer=sgd,adam' sweeps over several values: add -m" in result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("flags, named", [
+    (["-m", "--cfg", "job"], "-m/--multirun and --cfg"),
+    (["--cfg", "job", "-m"], "-m/--multirun and --cfg"),
+    (["--run", "-m"], "--run and -m/--multirun"),
+    (["--info", "-m"], "-m/--multirun and --info"),
+    (["--cfg", "job", "--info"], "--cfg and --info"),
+    (["--run", "--cfg", "job"], "--run and --cfg"),
+    (["-sc", "-m"], "-m/--multirun and --shell-completion"),
+])
+def test_flags_that_cannot_go_together_are_one_sentence(cli, tmp_path, flags, named):
+    """Hydra does one of --run, --multirun, --cfg, --info, --shell-completion: two of them are refused in dlexp's
+    words, exit 2, before anything is composed."""
+    result = cli("train", *flags, "optimizer=sgd,adam" if "-m" in flags else "optimizer=sgd")
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert result.stderr.strip() == (f"configuration error: {named} cannot be given together: a command does one "
+                                     "of --run, -m/--multirun, --cfg, --info and --shell-completion."), result.stderr
+    assert result.stdout == "" and not (tmp_path / "runs").exists()
+
+
+def test_resolve_without_cfg_is_one_sentence(cli, tmp_path):
+    result = cli("train", "-m", "--resolve", "optimizer=sgd,adam")
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert result.stderr.strip() == ("configuration error: --resolve goes with --cfg (dlexp train --cfg job "
+                                     "--resolve): it resolves the interpolations of the config --cfg prints."), \
+        result.stderr
+    assert not (tmp_path / "runs").exists()
