@@ -84,16 +84,19 @@ def list_options(group: Optional[str] = typer.Argument(None, metavar="GROUP", he
 
 @app.command(cls=Command, context_settings=PASS_THROUGH)
 def show(ctx: typer.Context) -> None:
-    """The composed config for these overrides, syntax-highlighted (nothing is trained)."""
+    """The composed config for these overrides, syntax-highlighted (nothing is trained); a config that cannot
+    run is refused as validate refuses it (exit 2)."""
     from omegaconf import OmegaConf
     from rich.syntax import Syntax
 
     from dlexp.config import compose as composer
+    from dlexp.config.preflight import check_jobs
     from dlexp.errors import ConfigError
 
     try:
         inv = composer.parse_command_line(list(ctx.args))
-        cfg = composer.load(inv.overrides, inv.config_dirs, inv.config_name)
+        with composer.standalone(inv.config_dirs, inv.config_name) as session:
+            (cfg,) = check_jobs([inv.overrides], session)
     except ConfigError as err:
         _fail(err)
     text = OmegaConf.to_yaml(composer.without_hydra(cfg))
@@ -111,7 +114,7 @@ def validate(ctx: typer.Context) -> None:
         inv = composer.parse_command_line(list(ctx.args))
         jobs = composer.sweep_jobs(inv.overrides) if inv.multirun else [inv.overrides]
         with composer.standalone(inv.config_dirs, inv.config_name) as session:
-            checked = check_jobs(jobs, session)
+            checked = len(check_jobs(jobs, session))
     except ConfigError as err:
         _fail(err)
     console.print(f"[green]ok[/]: {checked} configuration{'s' if checked > 1 else ''} can run.")

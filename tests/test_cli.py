@@ -109,6 +109,16 @@ def test_show_composes(cli):
     assert "torch.optim.SGD" in result.stdout and "lr: 0.5" in result.stdout
 
 
+@pytest.mark.parametrize("overrides", [["optimizer.lr=fast"], ["batch.size=0", "optimizer.lr=-1", "loss=bce"]],
+                         ids=["one", "several"])
+def test_show_refuses_what_validate_refuses_in_the_same_words(cli, overrides):
+    validated = cli("validate", *overrides)
+    shown = cli("show", *overrides)
+    assert validated.returncode == 2 and shown.returncode == 2, (shown.stdout, shown.stderr)
+    assert shown.stderr == validated.stderr and shown.stdout == ""
+    assert "Traceback" not in shown.stderr
+
+
 def test_train_writes_a_complete_run(cli, tmp_path):
     result = cli("train", "trainer.epochs=1", "log.progress=lines")
     assert result.returncode == 0, result.stderr
