@@ -58,6 +58,12 @@ class RunRow:
     config: dict[str, Any] = field(default_factory=dict)           # the composed config, dotted keys
     stopped_at_step: int | None = None              # where a diverged run stopped
     job: int | None = None                          # its number in its sweep
+    no_final: set[str] = field(default_factory=set)  # epoch metrics it logged but has no final value of (it
+                                                     # diverged before its next evaluated epoch): never an older one
+
+    def logged(self, tag: str) -> bool:
+        """Did this run log `tag` (it has a final value, or has none because it diverged first)?"""
+        return tag in self.metrics or tag in self.no_final
 
 
 @dataclass
@@ -114,16 +120,18 @@ def parse_overrides(overrides: list[str]) -> dict[str, str]:
 def load_run(path: Path) -> RunRow:
     status = runs.read_status(path)
     rows = read_metrics_csv(path / runs.METRICS)
-    metrics = {k: v for k, v in ((k, _float(v)) for k, v in (status.get("metrics") or {}).items()) if v is not None}
-    if not metrics and rows:                        # a run still going, or killed: its last logged epoch
+    final = status.get("metrics")                   # written when the run ended, however it ended
+    metrics = {k: v for k, v in ((k, _float(v)) for k, v in (final or {}).items()) if v is not None}
+    if final is None and rows:                      # a run still going, or killed: its last logged epoch
         metrics = {k: v for k, v in ((k, _float(v)) for k, v in rows[-1].items())
                    if v is not None and "/" in k}
-    columns = rows[0].keys() if rows else []
-    for column in columns:  # metrics.csv holds every evaluated epoch (a resumed run appends to it)
-        if ranked(column):
-            values = [v for v in (_float(r.get(column)) for r in rows) if v is not None]
-            if values:
-                metrics[f"best/{column}"] = best_of(column, values)
+    logged = set()
+    for column in rows[0].keys() if rows else []:  # metrics.csv holds every evaluated epoch (a resumed run appends)
+        values = [v for v in (_float(r.get(column)) for r in rows) if v is not None]
+        if values and "/" in column:
+            logged.add(column)
+        if values and ranked(column):
+            metrics[f"best/{column}"] = best_of(column, values)
     curve = [(e, v) for e, v in ((_float(r.get("epoch")), _float(r.get("val/loss"))) for r in rows)
              if e is not None and v is not None]
     name = path.name  # made unique by collect() when two sweeps hold the same job name
@@ -135,7 +143,7 @@ def load_run(path: Path) -> RunRow:
                   epochs=epochs, wall_time=_float(status.get("wall_time")), curve=curve,
                   choices={str(k): str(v) for k, v in (status.get("choices") or {}).items()},
                   config=read_config(path), stopped_at_step=status.get("diverged_at_step"),
-                  job=runs.job_number(path, status))
+                  job=runs.job_number(path, status), no_final=logged - metrics.keys())
 
 
 def collect(paths: list[Path]) -> list[RunRow]:
@@ -183,22 +191,21 @@ def add_columns(rows: list[RunRow], tags: list[str]) -> None:
     hold it, otherwise the last value of that TensorBoard scalar in the run's event files (epochs, wall_time
     and status are the table's own columns)."""
     tags = [t for t in tags if t not in TAIL]
-    missing = [t for t in tags if any(t not in row.metrics for row in rows)]
-    if not missing:
-        return
-    from dlexp.observe.tensorboard import read_scalars
-
+    missing = [t for t in tags if not all(row.logged(t) for row in rows)]
     logged: set[str] = set()
-    for row in rows:
-        if all(t in row.metrics for t in missing):
-            continue
-        scalars = read_scalars(row.path)
-        logged.update(scalars)
-        for tag in missing:
-            points = [v for _, v in scalars.get(tag, []) if math.isfinite(v)]
-            if tag not in row.metrics and points:
-                row.metrics[tag] = points[-1]
-    unknown = [t for t in tags if all(t not in row.metrics for row in rows)]
+    if missing:
+        from dlexp.observe.tensorboard import read_scalars
+
+        for row in rows:
+            if all(row.logged(t) for t in missing):
+                continue
+            scalars = read_scalars(row.path)
+            logged.update(scalars)
+            for tag in missing:
+                points = [v for _, v in scalars.get(tag, []) if math.isfinite(v)]
+                if not row.logged(tag) and points:
+                    row.metrics[tag] = points[-1]
+    unknown = [t for t in tags if not any(row.logged(t) for row in rows)]
     if unknown:
         known = sorted(logged | {k for row in rows for k in row.metrics})
         raise UsageError(f"--columns: no run logged {', '.join(unknown)}; these runs have: {', '.join(known)} "
@@ -208,7 +215,7 @@ def add_columns(rows: list[RunRow], tags: list[str]) -> None:
 def metric_columns(rows: list[RunRow], requested: list[str] | None = None) -> list[str]:
     """The metric columns: the requested tags (each with its best/ partner when runs have one), or every metric
     the runs have, in reading order."""
-    present = {k for row in rows for k in row.metrics}
+    present = {k for row in rows for k in (*row.metrics, *row.no_final)}
     if requested:
         return [m for tag in requested if tag not in TAIL for m in (tag, f"best/{tag}") if m == tag or m in present]
     metrics = [m for m in METRICS if m in present]

@@ -178,6 +178,39 @@ def test_columns_name_any_logged_scalar(tmp_path):
         rows_of(root, columns=["weight/2_linear"])
 
 
+def early_divergence(root: Path, name: str, overrides: list[str], metrics: dict) -> Path:
+    """A run as dlexp train leaves one that diverged before its first evaluated epoch: metrics.csv holds the fresh
+    network's row (epoch 0, no train/loss), the event file val/loss at step 0, status.json no last train/loss or
+    val/loss (`metrics`: what it does hold)."""
+    from dlexp.observe.tensorboard import write_scalars
+
+    run = make_run(root, name, overrides, "diverged", [(None, 0.26, 0.5)])
+    status = json.loads((run / "status.json").read_text())
+    (run / "status.json").write_text(json.dumps({**status, "metrics": metrics, "diverged_at_step": 8}))
+    write_scalars(run, {"val/loss": [(0, 0.26)], "val/acc": [(0, 0.5)], "train/step_loss": [(8, 3.5e12)]})
+    return run
+
+
+@pytest.mark.parametrize("metrics", [{"best/val/loss": 0.26, "hist/saturated": 0.99}, {}],
+                         ids=["best-kept", "no-metrics"])
+@pytest.mark.parametrize("columns", [None, "train/loss,val/loss,val/acc,epochs"], ids=["default", "columns"])
+def test_a_diverged_run_never_shows_its_fresh_networks_loss_as_its_last(tmp_path, metrics, columns):
+    """Its last train/loss, val/loss, val/acc read "—" on the screen and are empty in the CSV, as in summary.csv;
+    its best/ values stay (they are what it reached)."""
+    root = tmp_path / "lr"
+    make_run(root, "lr=0.1_0", ["optimizer.lr=0.1"], "completed", [(None, 0.26, 0.5), (0.05, 0.04, 0.9)])
+    early_divergence(root, "lr=1.0_1", ["optimizer.lr=1.0"], metrics)
+    out = io.StringIO()
+    compare.main([root], columns=columns, csv_path=tmp_path / "t.csv", console=Console(file=out, width=200))
+    with (tmp_path / "t.csv").open() as f:
+        diverged = list(csv.DictReader(f))[1]
+    assert diverged["status"] == "diverged"
+    assert diverged["train/loss"] == diverged["val/loss"] == diverged["val/acc"] == "", diverged
+    assert float(diverged["best/val/loss"]) == pytest.approx(0.26)
+    (row,) = [line for line in out.getvalue().splitlines() if line.startswith("1.0 ")]
+    assert "0.26" not in row and row.split()[1:4] == ["—", "—", "—"], out.getvalue()
+
+
 def test_columns_every_run_has_never_need_the_event_files(sweep, monkeypatch):
     from dlexp.observe import tensorboard
 
