@@ -73,6 +73,7 @@ class Table:
     labels: list[str]                               # the columns that name a row: the overrides that set it apart
     groups: list[Group] | None = None               # set when the rows are groups of seeds
     by: list[str] | None = None                     # the keys that formed the groups (--by), if any
+    left_out: list[str] = field(default_factory=list)  # --columns that no run logged
 
     def caption(self, markdown: bool = False) -> str | None:
         if self.groups is not None:
@@ -186,11 +187,12 @@ def differing_overrides(rows: list[RunRow]) -> list[str]:
 
 # --- columns ------------------------------------------------------------------------------------------------
 
-def add_columns(rows: list[RunRow], tags: list[str]) -> None:
+def add_columns(rows: list[RunRow], requested: list[str]) -> list[str]:
     """Make each requested tag a metric of every run that logged it: from status.json / metrics.csv when they
     hold it, otherwise the last value of that TensorBoard scalar in the run's event files (epochs, wall_time
-    and status are the table's own columns)."""
-    tags = [t for t in tags if t not in TAIL]
+    and status are the table's own columns). Returns the tags no run logged (left out of the table); when no
+    requested column was logged at all, that is the user's error."""
+    tags = [t for t in requested if t not in TAIL]
     missing = [t for t in tags if not all(row.logged(t) for row in rows)]
     logged: set[str] = set()
     if missing:
@@ -206,10 +208,11 @@ def add_columns(rows: list[RunRow], tags: list[str]) -> None:
                 if not row.logged(tag) and points:
                     row.metrics[tag] = points[-1]
     unknown = [t for t in tags if not any(row.logged(t) for row in rows)]
-    if unknown:
+    if unknown and len(unknown) == len(requested):
         known = sorted(logged | {k for row in rows for k in row.metrics})
         raise UsageError(f"--columns: no run logged {', '.join(unknown)}; these runs have: {', '.join(known)} "
                          f"(and {', '.join(TAIL)}).")
+    return unknown
 
 
 def metric_columns(rows: list[RunRow], requested: list[str] | None = None) -> list[str]:
@@ -454,11 +457,14 @@ def _split(text: str | None) -> list[str]:
 def build_table(rows: list[RunRow], by: list[str] | None = None, group: bool = True,
                 requested: list[str] | None = None) -> Table:
     """Groups when --by is given, or when some runs differ only in seed (unless --no-group); single runs else."""
-    if requested:
-        add_columns(rows, requested)
+    left_out = add_columns(rows, requested) if requested else []
+    requested = [c for c in requested or [] if c not in left_out]
     if by or (group and evidence.differs_in_seed_only(rows)):
-        return group_table(evidence.seed_groups(rows, by), requested, by)
-    return table(rows, requested)
+        found = group_table(evidence.seed_groups(rows, by), requested, by)
+    else:
+        found = table(rows, requested)
+    found.left_out = left_out
+    return found
 
 
 def verdict_for(t: Table, rows: list[RunRow], sort: str | None) -> evidence.Verdict | None:
@@ -495,6 +501,8 @@ def main(paths: list[Path], sort: str | None = None, csv_path: Path | None = Non
         title += f" in {len(t.groups)} group{'s' if len(t.groups) != 1 else ''}"
     title += f", sorted by {sort}" if sort else ""
     render(console, t, title)
+    if t.left_out:
+        console.print(f"[dim]--columns: no run logged {', '.join(t.left_out)}; left out.[/]", highlight=False)
     found = verdict_for(t, rows, sort)
     notes = found.lines if found else []
     for line in notes:

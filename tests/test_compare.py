@@ -211,6 +211,24 @@ def test_a_diverged_run_never_shows_its_fresh_networks_loss_as_its_last(tmp_path
     assert "0.26" not in row and row.split()[1:4] == ["—", "—", "—"], out.getvalue()
 
 
+def test_columns_no_run_logged_are_left_out_and_said_so(tmp_path, cli):
+    """A sweep whose one job diverged before any train/loss (scripts/learning_rate.sh optimizer.lr=0.5): the table
+    prints without that column; only when no asked column was logged is it an error."""
+    root = tmp_path / "lr"
+    early_divergence(root, "lr=0.5_0", ["optimizer.lr=0.5"], {"best/val/loss": 0.26, "hist/saturated": 0.99})
+    result = cli("compare", str(root), "--columns", "train/loss,val/loss,hist/saturated,epochs",
+                 "--csv", str(tmp_path / "t.csv"))
+    assert result.returncode == 0, result.stderr
+    assert "diverged" in result.stdout and "saturated" in result.stdout
+    assert "--columns: no run logged train/loss; left out." in result.stdout
+    with (tmp_path / "t.csv").open() as f:
+        assert next(csv.reader(f)) == ["run", "optimizer.lr", "val/loss", "best/val/loss", "hist/saturated", "epochs",
+                                       "status", "path"]
+    nothing = cli("compare", str(root), "--columns", "train/loss,weight/9_linear")
+    assert nothing.returncode == 2 and "Traceback" not in nothing.stderr
+    assert "--columns: no run logged train/loss, weight/9_linear; these runs have: " in nothing.stderr
+
+
 def test_columns_every_run_has_never_need_the_event_files(sweep, monkeypatch):
     from dlexp.observe import tensorboard
 

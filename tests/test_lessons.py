@@ -605,6 +605,16 @@ def test_script_learning_rate_prints_the_table_despite_the_divergence(tmp_path):
     assert "lr=1.0_4 diverged at step 7: log10 of its loss until then" in titles
 
 
+def test_script_learning_rate_of_one_diverging_lr_prints_its_table(tmp_path):
+    """scripts/learning_rate.sh optimizer.lr=0.5: a sweep of one job, which diverges at step 8, before any train/loss
+    was logged: the table leaves that column out (and says so), and the run reads as diverged."""
+    result = run_script("learning_rate", tmp_path, "optimizer.lr=0.5", "trainer.epochs=20")
+    assert result.returncode == 0, result.stderr
+    assert "--columns: no run logged train/loss; left out." in result.stdout
+    (row,) = [line.split() for line in result.stdout.splitlines() if line.startswith("learning_rate ")]
+    assert row[-1] == "diverged" and row[3] == "—", result.stdout     # val/loss (after the lr, the epochs): no last value
+
+
 @pytest.mark.slow
 def test_script_optimizer_race(tmp_path):
     result = run_script("optimizer_race", tmp_path)
