@@ -376,8 +376,10 @@ def render(console, t: Table, title: str | None = None) -> None:
     """The table on the terminal: best/<metric> goes under its final value, in the same (dimmed) cell.
 
     The run name is left out when the overrides that set the runs apart name every row. Numbers and statuses
-    never wrap; the naming columns give up their width first, widest first, so a sweep reads on an 80-column
-    terminal. A table that cannot fit even then is printed at its natural width.
+    are never cut. A table wider than the terminal first folds its mean±std cells (each ±std goes under its
+    mean), then narrows the run name, and the columns that name the rows (the groups, the overrides) last, widest
+    first, down to 6 characters: a sweep reads on an 80-column terminal. A table that cannot fit even then is
+    printed at its natural width.
     """
     from rich import box
     from rich.markup import render as markup
@@ -388,29 +390,29 @@ def render(console, t: Table, title: str | None = None) -> None:
     shown = [c for c in columns if not (c.startswith("best/") and c[5:] in columns)]
     if "run" in shown and t.labels and len({tuple(r.get(k) for k in t.labels) for r in records}) == len(records):
         shown.remove("run")
-    headers, cells = {}, []
+    headers = {}
     for column in shown:
         headers[column] = column.replace("/", "/\n").replace("_", "_\n") if column in right else column
         values = max((len(fmt(column, r.get(column))) for r in records), default=0)
         if column in t.labels and len(column) > values:  # model.activation over "relu": two header lines
             headers[column] = column.replace(".", ".\n")
-    for record in records:
-        row = {}
-        for column in shown:
-            text = fmt(column, record.get(column))
-            if f"best/{column}" in columns:
-                text += f"\n[dim]{fmt(column, record.get(f'best/{column}'))}[/]"
-            if column == "status":
-                text = f"[{runs.status_style(text)}]{text}[/]"
-            if column == "completed":
-                group: Group = record["_group"]
-                others = ", ".join(f"{n} {s}" for s, n in group.others.items())
-                text = f"[green]{text}[/]" if not others else f"[bold red]{text}[/]\n[dim]{others}[/]"
-            row[column] = text
-        cells.append(row)
+    folded: set[str] = set()  # columns whose mean±std cells hold each ±std under its mean
+
+    def cell(record: dict[str, Any], column: str) -> str:
+        pm = "\n±" if column in folded else "±"
+        text = fmt(column, record.get(column), pm)
+        if f"best/{column}" in columns:
+            text += f"\n[dim]{fmt(column, record.get(f'best/{column}'), pm)}[/]"
+        if column == "status":
+            text = f"[{runs.status_style(text)}]{text}[/]"
+        if column == "completed":
+            group: Group = record["_group"]
+            others = ", ".join(f"{n} {s}" for s, n in group.others.items())
+            text = f"[green]{text}[/]" if not others else f"[bold red]{text}[/]\n[dim]{others}[/]"
+        return text
 
     def natural(column: str) -> int:
-        texts = [headers[column]] + [row[column] for row in cells]
+        texts = [headers[column]] + [cell(record, column) for record in records]
         return max(len(line) for text in texts for line in markup(text).plain.split("\n"))
 
     widths = {c: natural(c) for c in shown}
@@ -421,22 +423,27 @@ def render(console, t: Table, title: str | None = None) -> None:
         for column in shown:
             view.add_column(headers[column], justify="right" if column in right else "left", no_wrap=True,
                             overflow="ellipsis", width=widths[column], style="cyan" if column == "run" else None)
-        for row in cells:
-            view.add_row(*(row[c] for c in shown))
+        for record in records:
+            view.add_row(*(cell(record, c) for c in shown))
         return view
 
     def measure(view) -> int:
         return console.measure(view, options=console.options.update(width=10_000)).maximum
 
-    view = build()
-    excess = measure(view) - console.width
+    excess = measure(build()) - console.width
+    if excess > 0:  # every mean±std column at once: the rows keep one shape
+        folded.update(c for c in shown if c in right)
+        narrower = {c: natural(c) for c in folded}
+        excess -= sum(widths[c] - narrower[c] for c in folded)
+        widths.update(narrower)
     names = [c for c in shown if c not in right and c not in ("status", "completed")]
-    while excess > 0:  # the widest naming column gives up one character at a time, down to 6
-        widest = max(names, key=lambda c: widths[c], default=None)
-        if widest is None or widths[widest] <= 6:
-            break
-        widths[widest] -= 1
-        excess -= 1
+    for giving in ([c for c in names if c == "run"], [c for c in names if c != "run"]):
+        while excess > 0:  # the widest column gives up one character at a time, down to 6
+            widest = max(giving, key=lambda c: widths[c], default=None)
+            if widest is None or widths[widest] <= 6:
+                break
+            widths[widest] -= 1
+            excess -= 1
     view = build()
     width = console.width
     try:  # what still does not fit is printed whole: the terminal wraps it, nothing is cut
@@ -505,8 +512,10 @@ def main(paths: list[Path], sort: str | None = None, csv_path: Path | None = Non
         console.print(f"[dim]--columns: no run logged {', '.join(t.left_out)}; left out.[/]", highlight=False)
     found = verdict_for(t, rows, sort)
     notes = found.lines if found else []
-    for line in notes:
-        console.print(line, highlight=False, soft_wrap=True)
+    for line in notes:  # wrapped at the terminal's width, under its own indentation
+        indent = " " * (len(line) - len(line.lstrip()))
+        console.print(textwrap.fill(line, max(console.width, 40), subsequent_indent=indent + "  ",
+                                    break_long_words=False, break_on_hyphens=False), highlight=False, soft_wrap=True)
     written = []
     if csv_path is not None:
         written.append(to_csv(Path(csv_path), t))

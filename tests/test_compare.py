@@ -160,6 +160,28 @@ def test_80_columns_through_the_cli_keep_the_overrides_readable(tmp_path, cli):
     assert "experiment=" not in result.stdout and "diverged" in result.stdout
 
 
+@pytest.mark.parametrize("width", [80, 100, 120])
+def test_a_grouped_sweep_fits_the_terminal_and_keeps_its_group_names_whole(tmp_path, cli, width):
+    """optimizer=sgd,momentum optimizer.lr=0.01,0.1 seed=0,1,2: the mean±std cells give up their width first (the
+    ± goes under the mean), the columns that name the groups last."""
+    root = tmp_path / "sweep"
+    for job, (optimizer, lr, seed) in enumerate((o, lr, seed) for o in ("sgd", "momentum") for lr in ("0.01", "0.1")
+                                                for seed in range(3)):
+        spread = 0.0123 * seed + 0.00071 * job
+        make_run(root, f"optimizer={optimizer},lr={lr},seed={seed}_{job}",
+                 [f"optimizer={optimizer}", f"optimizer.lr={lr}", f"seed={seed}"], "completed",
+                 [(2.3, 2.3, 0.1), (2.2071 - spread, 2.1713 - spread, 0.5478 + spread)],
+                 {"train/acc": 0.5515 + spread, "hist/dead": 0.04948 + spread / 10})
+    result = cli("compare", str(root), env={"COLUMNS": str(width)})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= width, result.stdout
+    assert "…" not in result.stdout, result.stdout                    # nothing cut: group names, headers
+    names = [line.split()[0] for line in lines if line.startswith(("sgd ", "momentum "))]
+    assert sorted(names) == ["momentum", "momentum", "sgd", "sgd"], result.stdout
+    assert "±" in result.stdout and "in 4 groups" in result.stdout
+
+
 def test_columns_name_any_logged_scalar(tmp_path):
     """--columns: metrics from status.json / metrics.csv, and scalars only the event files hold (last value)."""
     from torch.utils.tensorboard import SummaryWriter
