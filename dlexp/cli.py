@@ -12,6 +12,7 @@ from rich.console import Console
 from typer.core import TyperCommand
 
 from dlexp.errors import DlexpError
+from dlexp.resume import may_change  # the help of `resume` says it (a light import: no torch)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,  # plain help renders without loading rich.markdown
                   pretty_exceptions_show_locals=False,
@@ -186,18 +187,21 @@ def board(path: Path = typer.Argument(Path("runs"), metavar="PATH", help="Folder
     raise typer.Exit(code)
 
 
-@app.command(cls=Command, context_settings=PASS_THROUGH)
-def resume(ctx: typer.Context,
-           run_dir: Path = typer.Argument(..., metavar="RUN_DIR",
-                                          help="The run (or sweep) directory to continue.")) -> None:
-    """Continue a stopped run from its checkpoint, exactly; or finish a stopped sweep.
+# resume's help, not a docstring: what may change is resume.MAY_CHANGE's sentence
+RESUME_HELP = f"""Continue a stopped run from its checkpoint, exactly; or finish a stopped sweep.
 
     A run that was interrupted (Ctrl-C), terminated (SIGTERM), crashed (killed without warning) or failed
     (a full disk) continues from its last checkpoint. A completed run has nothing to do, unless an override
     extends it: `dlexp resume RUN trainer.epochs=210` trains a 200-epoch run 10 epochs more (status.json
-    records it under `resumes`). Only trainer.epochs, trainer.checkpoint_*, guard.* and log.* may change.
+    records it under `resumes`). Only {may_change()}.
     A sweep directory: its unfinished jobs run (continued or started), the finished ones are left untouched.
     """
+
+
+@app.command(cls=Command, context_settings=PASS_THROUGH, help=RESUME_HELP)
+def resume(ctx: typer.Context,
+           run_dir: Path = typer.Argument(..., metavar="RUN_DIR",
+                                          help="The run (or sweep) directory to continue.")) -> None:
     from dlexp import resume as resuming
 
     try:
