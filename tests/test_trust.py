@@ -318,6 +318,19 @@ def test_a_stalled_run_is_named_once_and_still_completes(cli, tmp_path):
     assert len(notices) == 1 and "every gradient has been exactly 0 for 100 steps" in notices[0]
 
 
+def test_a_stall_notice_in_a_sweep_names_its_job(cli, tmp_path):
+    """Jobs trained as one stacked model share one terminal: each notice starts with its job's directory name; a
+    single run's does not need one."""
+    result = cli("train", "-m", "hydra/launcher=vectorized", "experiment=symmetry", "seed=0,1", "trainer.epochs=110",
+                 "log.progress=none", "hydra.sweep.dir=sweep")
+    assert result.returncode == 0, result.stdout + result.stderr
+    notices = sorted(line for line in result.stdout.splitlines() if "stalled at step" in line)
+    assert [line.partition(": stalled at step 1: ")[0] for line in notices] == ["seed=0_0", "seed=1_1"], notices
+    alone = cli("train", "experiment=symmetry", "trainer.epochs=110", "log.progress=none", "hydra.run.dir=alone")
+    assert alone.returncode == 0, alone.stdout + alone.stderr
+    assert [line for line in alone.stdout.splitlines() if "stalled" in line][0].startswith("stalled at step 1: ")
+
+
 # --- crashes, one writer, resume ---------------------------------------------------------------------------------
 
 
