@@ -103,6 +103,16 @@ def test_list_one_group_and_unknown_group(cli):
     assert bad.returncode == 2 and "Did you mean 'optimizer'" in bad.stderr and "Traceback" not in bad.stderr
 
 
+@pytest.mark.parametrize("width", ["80", "200"])
+def test_list_lines_end_without_spaces(cli, width):
+    for args in (["list"], ["list", "optimizer"]):
+        result = cli(*args, env={"COLUMNS": width})
+        assert result.returncode == 0, result.stderr
+        padded = [line for line in result.stdout.splitlines() if line != line.rstrip()]
+        assert not padded, padded[:3]
+        assert max(len(line) for line in result.stdout.splitlines()) <= int(width)
+
+
 def test_show_composes(cli):
     result = cli("show", "optimizer=sgd", "optimizer.lr=0.5")
     assert result.returncode == 0
