@@ -76,11 +76,14 @@ def train(ctx: typer.Context) -> None:
 
 
 @app.command("list", cls=Command)
-def list_options(group: Optional[str] = typer.Argument(None, metavar="GROUP", help="Only this group, e.g. optimizer.")) -> None:
-    """Every config group and its options, with a one-line description; * marks the default."""
+def list_options(group: Optional[str] = typer.Argument(None, metavar="GROUP", help="Only this group, e.g. optimizer."),
+                 config_dir: List[Path] = typer.Option([], "--config-dir", "-cd", metavar="DIR",
+                                                       help="Your own options too (marked +), as train reads them.")
+                 ) -> None:
+    """Every config group and its options, with a one-line description; * marks the default, + your own."""
     from dlexp.listing import print_options
 
-    raise typer.Exit(print_options(group, console, err_console))
+    raise typer.Exit(print_options(group, console, err_console, config_dir))
 
 
 @app.command(cls=Command, context_settings=PASS_THROUGH)

@@ -113,6 +113,28 @@ def test_list_lines_end_without_spaces(cli, width):
         assert max(len(line) for line in result.stdout.splitlines()) <= int(width)
 
 
+def test_list_shows_your_own_options_from_a_config_dir(cli, tmp_path):
+    conf = tmp_path / "myconf" / "optimizer"
+    conf.mkdir(parents=True)
+    (conf / "slow_sgd.yaml").write_text("# dlexp train optimizer=slow_sgd\n# SGD, slowly.\n"
+                                        "_target_: torch.optim.SGD\n_partial_: true\nlr: 0.001\n")
+    for args in (["list", "--config-dir", "myconf"], ["list", "optimizer", "--config-dir", "myconf"],
+                 ["list", "--config-dir", "myconf", "optimizer"]):
+        result = cli(*args)
+        assert result.returncode == 0, (args, result.stderr)
+        mine = [line for line in result.stdout.splitlines() if "slow_sgd" in line]
+        assert len(mine) == 1 and "+ slow_sgd" in mine[0] and "SGD, slowly." in mine[0], result.stdout
+        assert "* adam" in result.stdout and "random_search" in result.stdout  # dlexp's own options too
+        assert f"+ yours (from {tmp_path / 'myconf'})" in " ".join(result.stdout.split())
+
+
+def test_list_with_a_missing_config_dir_is_one_sentence(cli, tmp_path):
+    result = cli("list", "--config-dir", "nope")
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert result.stderr.strip() == f"error: The config directory {tmp_path / 'nope'} does not exist."
+    assert result.stdout == ""
+
+
 def test_show_composes(cli):
     result = cli("show", "optimizer=sgd", "optimizer.lr=0.5")
     assert result.returncode == 0

@@ -123,12 +123,9 @@ def standalone(config_dirs=(), config_name: str = CONFIG_NAME):
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    missing = [str(d) for d in config_dirs if not Path(d).is_dir()]
-    if missing:
-        raise ConfigError(f"The config directory {missing[0]} does not exist.")
+    dirs = catalog.config_dirs(config_dirs)
     resolvers.register()
     GlobalHydra.instance().clear()
-    dirs = tuple(Path(d) for d in config_dirs)
     extra = (f"hydra.searchpath=[{','.join(f'file://{d}' for d in dirs)}]",) if dirs else ()
     with initialize_config_dir(config_dir=str(catalog.conf_dir()), version_base="1.3", job_name="dlexp"):
         yield Session(dirs, config_name, extra)
