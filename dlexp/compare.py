@@ -297,12 +297,12 @@ def fmt(column: str, value: Any, pm: str = "±") -> str:
 
 
 def numeric(columns: list[str], records: list[dict[str, Any]]) -> set[str]:
-    """Columns whose values are all numbers: right-aligned."""
+    """Columns whose values are all numbers, or none (a metric only runs that diverged early logged): right-aligned.
+    The columns that name rows hold strings."""
     def number(v):
         return isinstance(v, (int, float, Stat))
 
-    return {c for c in columns
-            if any(number(r.get(c)) for r in records) and all(r.get(c) is None or number(r.get(c)) for r in records)}
+    return {c for c in columns if records and all(r.get(c) is None or number(r.get(c)) for r in records)}
 
 
 def _csv_header(t: Table) -> list[str]:

@@ -242,6 +242,7 @@ def test_columns_no_run_logged_are_left_out_and_said_so(tmp_path, cli):
                  "--csv", str(tmp_path / "t.csv"))
     assert result.returncode == 0, result.stderr
     assert "diverged" in result.stdout and "saturated" in result.stdout
+    assert "val/loss" not in result.stdout.partition("─")[0]           # a number column's header, split at "/"
     assert "--columns: no run logged train/loss; left out." in result.stdout
     with (tmp_path / "t.csv").open() as f:
         assert next(csv.reader(f)) == ["run", "optimizer.lr", "val/loss", "best/val/loss", "hist/saturated", "epochs",
