@@ -59,10 +59,10 @@ class RunRow:
     stopped_at_step: int | None = None              # where a diverged run stopped
     job: int | None = None                          # its number in its sweep
     no_final: set[str] = field(default_factory=set)  # epoch metrics it logged but has no final value of (it
-                                                     # diverged before its next evaluated epoch): never an older one
+                                                     # ended, diverged say, before its next evaluated epoch)
 
     def logged(self, tag: str) -> bool:
-        """Did this run log `tag` (it has a final value, or has none because it diverged first)?"""
+        """Did this run log `tag` (it has a final value, or has none because it ended first)?"""
         return tag in self.metrics or tag in self.no_final
 
 
@@ -123,9 +123,11 @@ def load_run(path: Path) -> RunRow:
     rows = read_metrics_csv(path / runs.METRICS)
     final = status.get("metrics")                   # written when the run ended, however it ended
     metrics = {k: v for k, v in ((k, _float(v)) for k, v in (final or {}).items()) if v is not None}
-    if final is None and rows:                      # a run still going, or killed: its last logged epoch
-        metrics = {k: v for k, v in ((k, _float(v)) for k, v in rows[-1].items())
-                   if v is not None and "/" in k}
+    if rows and (final is None or status.get("status") == "completed"):
+        # a run still going, or killed: its last logged epoch; a completed one ended on its last row (an untrained
+        # run on epoch 0, which status.json leaves out)
+        metrics = {**{k: v for k, v in ((k, _float(v)) for k, v in rows[-1].items()) if v is not None and "/" in k},
+                   **metrics}
     logged = set()
     for column in rows[0].keys() if rows else []:  # metrics.csv holds every evaluated epoch (a resumed run appends)
         values = [v for v in (_float(r.get(column)) for r in rows) if v is not None]

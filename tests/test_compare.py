@@ -233,6 +233,15 @@ def test_a_diverged_run_never_shows_its_fresh_networks_loss_as_its_last(tmp_path
     assert "0.26" not in row and row.split()[1:4] == ["—", "—", "—"], out.getvalue()
 
 
+def test_an_untrained_run_ends_on_its_fresh_networks_numbers(tmp_path):
+    """trainer.epochs=0: status.json holds no val/loss (only epoch 0 was evaluated), and epoch 0 is its last epoch."""
+    run = make_run(tmp_path, "untrained", ["trainer.epochs=0"], "completed", [(None, 0.69, 0.5)])
+    status = json.loads((run / "status.json").read_text())
+    (run / "status.json").write_text(json.dumps({**status, "metrics": {"best/val/loss": 0.69, "hist/dead": 0.27}}))
+    _, (record,) = rows_of(tmp_path)
+    assert record["val/loss"] == pytest.approx(0.69) and record["val/acc"] == pytest.approx(0.5)
+
+
 def test_columns_no_run_logged_are_left_out_and_said_so(tmp_path, cli):
     """A sweep whose one job diverged before any train/loss (scripts/learning_rate.sh optimizer.lr=0.5): the table
     prints without that column; only when no asked column was logged is it an error."""
