@@ -103,10 +103,52 @@ def test_list_one_group_and_unknown_group(cli):
     assert bad.returncode == 2 and "Did you mean 'optimizer'" in bad.stderr and "Traceback" not in bad.stderr
 
 
+@pytest.mark.parametrize("width", ["80", "200"])
+def test_list_lines_end_without_spaces(cli, width):
+    for args in (["list"], ["list", "optimizer"]):
+        result = cli(*args, env={"COLUMNS": width})
+        assert result.returncode == 0, result.stderr
+        padded = [line for line in result.stdout.splitlines() if line != line.rstrip()]
+        assert not padded, padded[:3]
+        assert max(len(line) for line in result.stdout.splitlines()) <= int(width)
+
+
+def test_list_shows_your_own_options_from_a_config_dir(cli, tmp_path):
+    conf = tmp_path / "myconf" / "optimizer"
+    conf.mkdir(parents=True)
+    (conf / "slow_sgd.yaml").write_text("# dlexp train optimizer=slow_sgd\n# SGD, slowly.\n"
+                                        "_target_: torch.optim.SGD\n_partial_: true\nlr: 0.001\n")
+    for args in (["list", "--config-dir", "myconf"], ["list", "optimizer", "--config-dir", "myconf"],
+                 ["list", "--config-dir", "myconf", "optimizer"]):
+        result = cli(*args)
+        assert result.returncode == 0, (args, result.stderr)
+        mine = [line for line in result.stdout.splitlines() if "slow_sgd" in line]
+        assert len(mine) == 1 and "+ slow_sgd" in mine[0] and "SGD, slowly." in mine[0], result.stdout
+        assert "* adam" in result.stdout and "random_search" in result.stdout  # dlexp's own options too
+        assert f"+ yours (from {tmp_path / 'myconf'})" in " ".join(result.stdout.split())
+
+
+def test_list_with_a_missing_config_dir_is_one_sentence(cli, tmp_path):
+    result = cli("list", "--config-dir", "nope")
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert result.stderr.strip() == f"error: The config directory {tmp_path / 'nope'} does not exist."
+    assert result.stdout == ""
+
+
 def test_show_composes(cli):
     result = cli("show", "optimizer=sgd", "optimizer.lr=0.5")
     assert result.returncode == 0
     assert "torch.optim.SGD" in result.stdout and "lr: 0.5" in result.stdout
+
+
+@pytest.mark.parametrize("overrides", [["optimizer.lr=fast"], ["batch.size=0", "optimizer.lr=-1", "loss=bce"]],
+                         ids=["one", "several"])
+def test_show_refuses_what_validate_refuses_in_the_same_words(cli, overrides):
+    validated = cli("validate", *overrides)
+    shown = cli("show", *overrides)
+    assert validated.returncode == 2 and shown.returncode == 2, (shown.stdout, shown.stderr)
+    assert shown.stderr == validated.stderr and shown.stdout == ""
+    assert "Traceback" not in shown.stderr
 
 
 def test_train_writes_a_complete_run(cli, tmp_path):
@@ -366,4 +408,32 @@ def test_a_sweep_without_m_says_how_to_sweep(cli, tmp_path):
     result = cli("train", "optimizer=sgd,adam")
     assert result.returncode == 2
     assert "'optimizer=sgd,adam' sweeps over several values: add -m" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("flags, named", [
+    (["-m", "--cfg", "job"], "-m/--multirun and --cfg"),
+    (["--cfg", "job", "-m"], "-m/--multirun and --cfg"),
+    (["--run", "-m"], "--run and -m/--multirun"),
+    (["--info", "-m"], "-m/--multirun and --info"),
+    (["--cfg", "job", "--info"], "--cfg and --info"),
+    (["--run", "--cfg", "job"], "--run and --cfg"),
+    (["-sc", "-m"], "-m/--multirun and --shell-completion"),
+])
+def test_flags_that_cannot_go_together_are_one_sentence(cli, tmp_path, flags, named):
+    """Hydra does one of --run, --multirun, --cfg, --info, --shell-completion: two of them are refused in dlexp's
+    words, exit 2, before anything is composed."""
+    result = cli("train", *flags, "optimizer=sgd,adam" if "-m" in flags else "optimizer=sgd")
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert result.stderr.strip() == (f"configuration error: {named} cannot be given together: a command does one "
+                                     "of --run, -m/--multirun, --cfg, --info and --shell-completion."), result.stderr
+    assert result.stdout == "" and not (tmp_path / "runs").exists()
+
+
+def test_resolve_without_cfg_is_one_sentence(cli, tmp_path):
+    result = cli("train", "-m", "--resolve", "optimizer=sgd,adam")
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert result.stderr.strip() == ("configuration error: --resolve goes with --cfg (dlexp train --cfg job "
+                                     "--resolve): it resolves the interpolations of the config --cfg prints."), \
+        result.stderr
     assert not (tmp_path / "runs").exists()

@@ -160,6 +160,28 @@ def test_80_columns_through_the_cli_keep_the_overrides_readable(tmp_path, cli):
     assert "experiment=" not in result.stdout and "diverged" in result.stdout
 
 
+@pytest.mark.parametrize("width", [80, 100, 120])
+def test_a_grouped_sweep_fits_the_terminal_and_keeps_its_group_names_whole(tmp_path, cli, width):
+    """optimizer=sgd,momentum optimizer.lr=0.01,0.1 seed=0,1,2: the mean±std cells give up their width first (the
+    ± goes under the mean), the columns that name the groups last."""
+    root = tmp_path / "sweep"
+    for job, (optimizer, lr, seed) in enumerate((o, lr, seed) for o in ("sgd", "momentum") for lr in ("0.01", "0.1")
+                                                for seed in range(3)):
+        spread = 0.0123 * seed + 0.00071 * job
+        make_run(root, f"optimizer={optimizer},lr={lr},seed={seed}_{job}",
+                 [f"optimizer={optimizer}", f"optimizer.lr={lr}", f"seed={seed}"], "completed",
+                 [(2.3, 2.3, 0.1), (2.2071 - spread, 2.1713 - spread, 0.5478 + spread)],
+                 {"train/acc": 0.5515 + spread, "hist/dead": 0.04948 + spread / 10})
+    result = cli("compare", str(root), env={"COLUMNS": str(width)})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= width, result.stdout
+    assert "…" not in result.stdout, result.stdout                    # nothing cut: group names, headers
+    names = [line.split()[0] for line in lines if line.startswith(("sgd ", "momentum "))]
+    assert sorted(names) == ["momentum", "momentum", "sgd", "sgd"], result.stdout
+    assert "±" in result.stdout and "in 4 groups" in result.stdout
+
+
 def test_columns_name_any_logged_scalar(tmp_path):
     """--columns: metrics from status.json / metrics.csv, and scalars only the event files hold (last value)."""
     from torch.utils.tensorboard import SummaryWriter
@@ -176,6 +198,67 @@ def test_columns_name_any_logged_scalar(tmp_path):
     assert [r["weight/1_linear"] for r in records] == [pytest.approx(3.36), pytest.approx(1.98)]
     with pytest.raises(DlexpError, match=r"no run logged weight/2_linear; these runs have: .*weight/1_linear"):
         rows_of(root, columns=["weight/2_linear"])
+
+
+def early_divergence(root: Path, name: str, overrides: list[str], metrics: dict) -> Path:
+    """A run as dlexp train leaves one that diverged before its first evaluated epoch: metrics.csv holds the fresh
+    network's row (epoch 0, no train/loss), the event file val/loss at step 0, status.json no last train/loss or
+    val/loss (`metrics`: what it does hold)."""
+    from dlexp.observe.tensorboard import write_scalars
+
+    run = make_run(root, name, overrides, "diverged", [(None, 0.26, 0.5)])
+    status = json.loads((run / "status.json").read_text())
+    (run / "status.json").write_text(json.dumps({**status, "metrics": metrics, "diverged_at_step": 8}))
+    write_scalars(run, {"val/loss": [(0, 0.26)], "val/acc": [(0, 0.5)], "train/step_loss": [(8, 3.5e12)]})
+    return run
+
+
+@pytest.mark.parametrize("metrics", [{"best/val/loss": 0.26, "hist/saturated": 0.99}, {}],
+                         ids=["best-kept", "no-metrics"])
+@pytest.mark.parametrize("columns", [None, "train/loss,val/loss,val/acc,epochs"], ids=["default", "columns"])
+def test_a_diverged_run_never_shows_its_fresh_networks_loss_as_its_last(tmp_path, metrics, columns):
+    """Its last train/loss, val/loss, val/acc read "—" on the screen and are empty in the CSV, as in summary.csv;
+    its best/ values stay (they are what it reached)."""
+    root = tmp_path / "lr"
+    make_run(root, "lr=0.1_0", ["optimizer.lr=0.1"], "completed", [(None, 0.26, 0.5), (0.05, 0.04, 0.9)])
+    early_divergence(root, "lr=1.0_1", ["optimizer.lr=1.0"], metrics)
+    out = io.StringIO()
+    compare.main([root], columns=columns, csv_path=tmp_path / "t.csv", console=Console(file=out, width=200))
+    with (tmp_path / "t.csv").open() as f:
+        diverged = list(csv.DictReader(f))[1]
+    assert diverged["status"] == "diverged"
+    assert diverged["train/loss"] == diverged["val/loss"] == diverged["val/acc"] == "", diverged
+    assert float(diverged["best/val/loss"]) == pytest.approx(0.26)
+    (row,) = [line for line in out.getvalue().splitlines() if line.startswith("1.0 ")]
+    assert "0.26" not in row and row.split()[1:4] == ["—", "—", "—"], out.getvalue()
+
+
+def test_an_untrained_run_ends_on_its_fresh_networks_numbers(tmp_path):
+    """trainer.epochs=0: status.json holds no val/loss (only epoch 0 was evaluated), and epoch 0 is its last epoch."""
+    run = make_run(tmp_path, "untrained", ["trainer.epochs=0"], "completed", [(None, 0.69, 0.5)])
+    status = json.loads((run / "status.json").read_text())
+    (run / "status.json").write_text(json.dumps({**status, "metrics": {"best/val/loss": 0.69, "hist/dead": 0.27}}))
+    _, (record,) = rows_of(tmp_path)
+    assert record["val/loss"] == pytest.approx(0.69) and record["val/acc"] == pytest.approx(0.5)
+
+
+def test_columns_no_run_logged_are_left_out_and_said_so(tmp_path, cli):
+    """A sweep whose one job diverged before any train/loss (scripts/learning_rate.sh optimizer.lr=0.5): the table
+    prints without that column; only when no asked column was logged is it an error."""
+    root = tmp_path / "lr"
+    early_divergence(root, "lr=0.5_0", ["optimizer.lr=0.5"], {"best/val/loss": 0.26, "hist/saturated": 0.99})
+    result = cli("compare", str(root), "--columns", "train/loss,val/loss,hist/saturated,epochs",
+                 "--csv", str(tmp_path / "t.csv"))
+    assert result.returncode == 0, result.stderr
+    assert "diverged" in result.stdout and "saturated" in result.stdout
+    assert "val/loss" not in result.stdout.partition("─")[0]           # a number column's header, split at "/"
+    assert "--columns: no run logged train/loss; left out." in result.stdout
+    with (tmp_path / "t.csv").open() as f:
+        assert next(csv.reader(f)) == ["run", "optimizer.lr", "val/loss", "best/val/loss", "hist/saturated", "epochs",
+                                       "status", "path"]
+    nothing = cli("compare", str(root), "--columns", "train/loss,weight/9_linear")
+    assert nothing.returncode == 2 and "Traceback" not in nothing.stderr
+    assert "--columns: no run logged train/loss, weight/9_linear; these runs have: " in nothing.stderr
 
 
 def test_columns_every_run_has_never_need_the_event_files(sweep, monkeypatch):

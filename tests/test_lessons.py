@@ -509,6 +509,40 @@ def run_script(name: str, tmp_path: Path, *args: str, timeout: float = 900) -> s
                           capture_output=True, text=True, timeout=timeout, env=env)
 
 
+def bare_checkout(tmp_path: Path, venv: bool) -> Path:
+    """A checkout's scripts/ (xor.sh and _lesson.sh, copied) with, if `venv`, a .venv/bin/dlexp beside them that
+    runs this dlexp: the layout `make run` leaves."""
+    checkout = tmp_path / "checkout"
+    (checkout / "scripts").mkdir(parents=True)
+    for name in ("_lesson.sh", "xor.sh"):
+        (checkout / "scripts" / name).write_text((REPO / "scripts" / name).read_text())
+    if venv:
+        (checkout / ".venv" / "bin").mkdir(parents=True)
+        command = checkout / ".venv" / "bin" / "dlexp"
+        command.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m dlexp "$@"\n')
+        command.chmod(0o755)
+    return checkout
+
+
+@pytest.mark.parametrize("venv", [True, False], ids=["venv", "no-venv"])
+def test_a_script_finds_the_checkouts_venv_when_dlexp_is_not_on_path(tmp_path, venv):
+    """`bash scripts/xor.sh` with the venv not activated (PATH without dlexp, as `env -i PATH=/usr/bin:/bin`)."""
+    checkout = bare_checkout(tmp_path, venv)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "RUNS": str(tmp_path / "runs"), "COLUMNS": "200",
+           "PYTHONWARNINGS": "ignore"}
+    result = subprocess.run(["bash", str(checkout / "scripts" / "xor.sh"), "log.progress=none", "trainer.epochs=2"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    if venv:
+        assert result.returncode == 0, result.stderr
+        assert "xor_perceptron" in result.stdout and "xor_mlp" in result.stdout  # the compare table
+    else:
+        assert result.returncode == 127, (result.stdout, result.stderr)
+        assert result.stderr.strip() == (f"xor.sh: dlexp is not on PATH and {checkout}/.venv/bin/dlexp does not "
+                                         "exist: run make run in the dlexp folder, or source .venv/bin/activate."), \
+            result.stderr
+        assert not (tmp_path / "runs").exists()
+
+
 def sweep_runs(tmp_path: Path, lesson: str) -> dict[str, dict]:
     """{job directory name: status.json} of the script's single sweep."""
     (sweep_dir,) = (tmp_path / "runs" / "lessons" / lesson).iterdir()
@@ -569,6 +603,16 @@ def test_script_learning_rate_prints_the_table_despite_the_divergence(tmp_path):
                                                            "lr=1.0_4"]
     titles = [chart.title for category in layout(sweep_dir / "lr=1.0_4").category for chart in category.chart]
     assert "lr=1.0_4 diverged at step 7: log10 of its loss until then" in titles
+
+
+def test_script_learning_rate_of_one_diverging_lr_prints_its_table(tmp_path):
+    """scripts/learning_rate.sh optimizer.lr=0.5: a sweep of one job, which diverges at step 8, before any train/loss
+    was logged: the table leaves that column out (and says so), and the run reads as diverged."""
+    result = run_script("learning_rate", tmp_path, "optimizer.lr=0.5", "trainer.epochs=20")
+    assert result.returncode == 0, result.stderr
+    assert "--columns: no run logged train/loss; left out." in result.stdout
+    (row,) = [line.split() for line in result.stdout.splitlines() if line.startswith("learning_rate ")]
+    assert row[-1] == "diverged" and row[3] == "—", result.stdout     # val/loss (after the lr, the epochs): no last value
 
 
 @pytest.mark.slow

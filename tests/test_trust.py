@@ -191,6 +191,26 @@ def test_resume_refuses_another_architecture_and_allows_more_epochs(cli, tmp_pat
     assert changed.returncode == 4 and "data._target_" in changed.stderr
 
 
+def test_what_may_change_on_resume_is_one_list_said_the_same_everywhere(cli, tmp_path):
+    """resume.MAY_CHANGE: its sentence is the refusal's, the help's and the README's, and each key in it may change."""
+    from conftest import README
+    from dlexp.run.resume import MAY_CHANGE, may_change
+
+    sentence = may_change()
+    assert all(key.rstrip("._") in sentence for key in MAY_CHANGE)
+    assert cli("train", "data=xor", "trainer.epochs=1", "log.progress=none", "hydra.run.dir=a").returncode == 0
+    refused = cli("resume", "a", "optimizer.lr=0.5")
+    assert refused.returncode == 4, refused.stderr
+    assert f"(optimizer.lr); only {sentence}." in " ".join(refused.stderr.split()), refused.stderr
+    helped = cli("resume", "--help")
+    assert f"Only {sentence}." in " ".join(helped.stdout.split()), helped.stdout
+    assert f"Only {sentence}" in " ".join(README.read_text().replace("`", "").split())
+    allowed = cli("resume", "a", "trainer.epochs=2", "trainer.checkpoint_secs=10", "guard.stall_steps=50",
+                  "log.every=5", "device.threads=1", "log.progress=none")
+    assert allowed.returncode == 0, allowed.stderr
+    assert status_of(tmp_path / "a")["epoch"] == 2
+
+
 def test_a_crafted_pickle_is_refused_and_never_runs(cli, tmp_path):
     assert cli("train", "data=xor", "trainer.epochs=1", "log.progress=none", "hydra.run.dir=r").returncode == 0
     marker = tmp_path / "code-ran"
@@ -298,6 +318,19 @@ def test_a_stalled_run_is_named_once_and_still_completes(cli, tmp_path):
     assert len(notices) == 1 and "every gradient has been exactly 0 for 100 steps" in notices[0]
 
 
+def test_a_stall_notice_in_a_sweep_names_its_job(cli, tmp_path):
+    """Jobs trained as one stacked model share one terminal: each notice starts with its job's directory name; a
+    single run's does not need one."""
+    result = cli("train", "-m", "hydra/launcher=vectorized", "experiment=symmetry", "seed=0,1", "trainer.epochs=110",
+                 "log.progress=none", "hydra.sweep.dir=sweep")
+    assert result.returncode == 0, result.stdout + result.stderr
+    notices = sorted(line for line in result.stdout.splitlines() if "stalled at step" in line)
+    assert [line.partition(": stalled at step 1: ")[0] for line in notices] == ["seed=0_0", "seed=1_1"], notices
+    alone = cli("train", "experiment=symmetry", "trainer.epochs=110", "log.progress=none", "hydra.run.dir=alone")
+    assert alone.returncode == 0, alone.stdout + alone.stderr
+    assert [line for line in alone.stdout.splitlines() if "stalled" in line][0].startswith("stalled at step 1: ")
+
+
 # --- crashes, one writer, resume ---------------------------------------------------------------------------------
 
 
@@ -389,9 +422,9 @@ def test_resume_of_a_completed_run_writes_nothing_and_more_epochs_extend_it(cli,
 
 def test_resume_help_says_that_overrides_extend_a_run(cli):
     result = cli("resume", "--help")
-    assert result.returncode == 0 and "resume RUN trainer.epochs=210` trains a 200-epoch run 10 epochs more" in \
-        " ".join(result.stdout.split())
-    assert "crashed" in result.stdout and "sweep directory" in result.stdout
+    text = " ".join(result.stdout.split())  # as the help wraps it
+    assert result.returncode == 0 and "resume RUN trainer.epochs=210` trains a 200-epoch run 10 epochs more" in text
+    assert "crashed" in text and "sweep directory" in text
 
 
 # --- a full disk -------------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from rich.console import Console
 from typer.core import TyperCommand
 
 from dlexp import DlexpError
+from dlexp.run.resume import may_change  # the help of `resume` says it (a light import: no torch)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,  # plain help renders without loading rich.markdown
                   pretty_exceptions_show_locals=False,
@@ -75,25 +76,31 @@ def train(ctx: typer.Context) -> None:
 
 
 @app.command("list", cls=Command)
-def list_options(group: Optional[str] = typer.Argument(None, metavar="GROUP", help="Only this group, e.g. optimizer.")) -> None:
-    """Every config group and its options, with a one-line description; * marks the default."""
+def list_options(group: Optional[str] = typer.Argument(None, metavar="GROUP", help="Only this group, e.g. optimizer."),
+                 config_dir: List[Path] = typer.Option([], "--config-dir", "-cd", metavar="DIR",
+                                                       help="Your own options too (marked +), as train reads them.")
+                 ) -> None:
+    """Every config group and its options, with a one-line description; * marks the default, + your own."""
     from dlexp.cli.listing import print_options
 
-    raise typer.Exit(print_options(group, console, err_console))
+    raise typer.Exit(print_options(group, console, err_console, config_dir))
 
 
 @app.command(cls=Command, context_settings=PASS_THROUGH)
 def show(ctx: typer.Context) -> None:
-    """The composed config for these overrides, syntax-highlighted (nothing is trained)."""
+    """The composed config for these overrides, syntax-highlighted (nothing is trained); a config that cannot
+    run is refused as validate refuses it (exit 2)."""
     from omegaconf import OmegaConf
     from rich.syntax import Syntax
 
     from dlexp.config import compose as composer
+    from dlexp.config.preflight import check_jobs
     from dlexp import ConfigError
 
     try:
         inv = composer.parse_command_line(list(ctx.args))
-        cfg = composer.load(inv.overrides, inv.config_dirs, inv.config_name)
+        with composer.standalone(inv.config_dirs, inv.config_name) as session:
+            (cfg,) = check_jobs([inv.overrides], session)
     except ConfigError as err:
         _fail(err)
     text = OmegaConf.to_yaml(composer.without_hydra(cfg))
@@ -111,7 +118,7 @@ def validate(ctx: typer.Context) -> None:
         inv = composer.parse_command_line(list(ctx.args))
         jobs = composer.sweep_jobs(inv.overrides) if inv.multirun else [inv.overrides]
         with composer.standalone(inv.config_dirs, inv.config_name) as session:
-            checked = check_jobs(jobs, session)
+            checked = len(check_jobs(jobs, session))
     except ConfigError as err:
         _fail(err)
     console.print(f"[green]ok[/]: {checked} configuration{'s' if checked > 1 else ''} can run.")
@@ -183,18 +190,21 @@ def board(path: Path = typer.Argument(Path("runs"), metavar="PATH", help="Folder
     raise typer.Exit(code)
 
 
-@app.command(cls=Command, context_settings=PASS_THROUGH)
-def resume(ctx: typer.Context,
-           run_dir: Path = typer.Argument(..., metavar="RUN_DIR",
-                                          help="The run (or sweep) directory to continue.")) -> None:
-    """Continue a stopped run from its checkpoint, exactly; or finish a stopped sweep.
+# resume's help, not a docstring: what may change is resume.MAY_CHANGE's sentence
+RESUME_HELP = f"""Continue a stopped run from its checkpoint, exactly; or finish a stopped sweep.
 
     A run that was interrupted (Ctrl-C), terminated (SIGTERM), crashed (killed without warning) or failed
     (a full disk) continues from its last checkpoint. A completed run has nothing to do, unless an override
     extends it: `dlexp resume RUN trainer.epochs=210` trains a 200-epoch run 10 epochs more (status.json
-    records it under `resumes`). Only trainer.epochs, trainer.checkpoint_*, guard.* and log.* may change.
+    records it under `resumes`). Only {may_change()}.
     A sweep directory: its unfinished jobs run (continued or started), the finished ones are left untouched.
     """
+
+
+@app.command(cls=Command, context_settings=PASS_THROUGH, help=RESUME_HELP)
+def resume(ctx: typer.Context,
+           run_dir: Path = typer.Argument(..., metavar="RUN_DIR",
+                                          help="The run (or sweep) directory to continue.")) -> None:
     from dlexp.run import resume as resuming
 
     try:

@@ -22,13 +22,15 @@ def main() -> None:
 def _dispatch(argv: list[str]) -> None:
     if argv in (["--version"], ["-V"]):
         raise SystemExit(print_version())
-    if argv[:1] == ["list"] and len(argv) <= 2 and not any(a.startswith("-") for a in argv[1:]):
-        from rich.console import Console
+    if argv[:1] == ["list"]:
+        from dlexp.cli.listing import fast_arguments, print_options
 
-        from dlexp.cli.listing import print_options
+        found = fast_arguments(argv[1:])
+        if found is not None:
+            from rich.console import Console
 
-        raise SystemExit(print_options(argv[1] if len(argv) == 2 else None, Console(highlight=False),
-                                       Console(stderr=True, highlight=False)))
+            raise SystemExit(print_options(found[0], Console(highlight=False), Console(stderr=True, highlight=False),
+                                           found[1]))
     if argv[:1] == ["train"] and "--help" not in argv[1:]:  # everything after `train` goes to Hydra
         from dlexp.config.app import train_command
 

@@ -45,6 +45,17 @@ def _describe(path: Path) -> tuple[str, str]:
     return command, (lines[0] if lines else "")
 
 
+def config_dirs(dirs) -> tuple[Path, ...]:
+    """`--config-dir` folders as absolute paths; one that does not exist is a ConfigError sentence."""
+    from dlexp import ConfigError
+
+    found = tuple(Path(d).expanduser().resolve() for d in dirs)
+    missing = [str(d) for d in found if not d.is_dir()]
+    if missing:
+        raise ConfigError(f"The config directory {missing[0]} does not exist.")
+    return found
+
+
 def options(group: str, extra_dirs: tuple[Path, ...] = ()) -> dict[str, Option]:
     """Every option of a group, from the packaged configs and any `--config-dir` folders (later ones win)."""
     found: dict[str, Option] = {}

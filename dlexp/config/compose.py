@@ -59,6 +59,15 @@ def parse_command_line(argv: list[str]) -> Invocation:
     if unknown:
         raise ConfigError(f"Unknown flag '{unknown[0]}'. Flags: -m/--multirun, --config-dir DIR, --config-name NAME, "
                           "--cfg job; everything else is an override such as key=value.")
+    exclusive = [flag for flag, given in (("--run", args.run), ("-m/--multirun", args.multirun),
+                                          ("--cfg", args.cfg is not None), ("--info", args.info is not None),
+                                          ("--shell-completion", args.shell_completion)) if given]
+    if len(exclusive) > 1:  # Hydra would stop at a ValueError
+        raise ConfigError(f"{', '.join(exclusive[:-1])} and {exclusive[-1]} cannot be given together: a command does "
+                          "one of --run, -m/--multirun, --cfg, --info and --shell-completion.")
+    if args.resolve and args.cfg is None:
+        raise ConfigError("--resolve goes with --cfg (dlexp train --cfg job --resolve): it resolves the "
+                          "interpolations of the config --cfg prints.")
     problems = malformed(args.overrides)
     if problems:
         raise ConfigError(problems)
@@ -114,12 +123,9 @@ def standalone(config_dirs=(), config_name: str = CONFIG_NAME):
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    missing = [str(d) for d in config_dirs if not Path(d).is_dir()]
-    if missing:
-        raise ConfigError(f"The config directory {missing[0]} does not exist.")
+    dirs = catalog.config_dirs(config_dirs)
     resolvers.register()
     GlobalHydra.instance().clear()
-    dirs = tuple(Path(d) for d in config_dirs)
     extra = (f"hydra.searchpath=[{','.join(f'file://{d}' for d in dirs)}]",) if dirs else ()
     with initialize_config_dir(config_dir=str(catalog.conf_dir()), version_base="1.3", job_name="dlexp"):
         yield Session(dirs, config_name, extra)

@@ -66,24 +66,26 @@ def _missing_extra(cfg) -> list[str]:
     return []
 
 
-def check_jobs(jobs: list[list[str]], session: composer.Session, dry_build: bool = True) -> int:
+def check_jobs(jobs: list[list[str]], session: composer.Session, dry_build: bool = True) -> list[DictConfig]:
     """Compose and check every job; raise ConfigError with all problems, each prefixed by its job in a sweep.
 
     Where jobs share overrides, a job is named by what sets it apart (not by the overrides they all share).
     With `dry_build`, each valid job is also built once on the CPU: its run happens later, elsewhere.
-    Returns the number of jobs checked.
+    Returns the jobs' composed configs (with their hydra node), checked.
     """
     jobs = jobs[:MAX_JOBS_CHECKED]
     each: list[list[str]] = []
+    composed: list[DictConfig] = []
     for overrides in jobs:
         cfg, found = composer.compose(overrides, session)
         if cfg is not None:  # with composition problems only the structure is checked: a build would trip on them
             found += validate(composer.without_hydra(cfg), composer.choices(cfg), dry_build=dry_build and not found)
+            composed.append(cfg)
         each.append(found)
     problems = named(jobs, each) + (_missing_extra(cfg) if cfg is not None else [])
     if problems:
         raise ConfigError(problems)
-    return len(jobs)
+    return composed
 
 
 def named(jobs: list[list[str]], problems: list[list[str]]) -> list[str]:

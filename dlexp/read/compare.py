@@ -58,6 +58,12 @@ class RunRow:
     config: dict[str, Any] = field(default_factory=dict)           # the composed config, dotted keys
     stopped_at_step: int | None = None              # where a diverged run stopped
     job: int | None = None                          # its number in its sweep
+    no_final: set[str] = field(default_factory=set)  # epoch metrics it logged but has no final value of (it
+                                                     # ended, diverged say, before its next evaluated epoch)
+
+    def logged(self, tag: str) -> bool:
+        """Did this run log `tag` (it has a final value, or has none because it ended first)?"""
+        return tag in self.metrics or tag in self.no_final
 
 
 @dataclass
@@ -67,6 +73,7 @@ class Table:
     labels: list[str]                               # the columns that name a row: the overrides that set it apart
     groups: list[Group] | None = None               # set when the rows are groups of seeds
     by: list[str] | None = None                     # the keys that formed the groups (--by), if any
+    left_out: list[str] = field(default_factory=list)  # --columns that no run logged
 
     def caption(self, markdown: bool = False) -> str | None:
         if self.groups is not None:
@@ -114,16 +121,20 @@ def parse_overrides(overrides: list[str]) -> dict[str, str]:
 def load_run(path: Path) -> RunRow:
     status = runs.read_status(path)
     rows = read_metrics_csv(path / runs.METRICS)
-    metrics = {k: v for k, v in ((k, _float(v)) for k, v in (status.get("metrics") or {}).items()) if v is not None}
-    if not metrics and rows:                        # a run still going, or killed: its last logged epoch
-        metrics = {k: v for k, v in ((k, _float(v)) for k, v in rows[-1].items())
-                   if v is not None and "/" in k}
-    columns = rows[0].keys() if rows else []
-    for column in columns:  # metrics.csv holds every evaluated epoch (a resumed run appends to it)
-        if ranked(column):
-            values = [v for v in (_float(r.get(column)) for r in rows) if v is not None]
-            if values:
-                metrics[f"best/{column}"] = best_of(column, values)
+    final = status.get("metrics")                   # written when the run ended, however it ended
+    metrics = {k: v for k, v in ((k, _float(v)) for k, v in (final or {}).items()) if v is not None}
+    if rows and (final is None or status.get("status") == "completed"):
+        # a run still going, or killed: its last logged epoch; a completed one ended on its last row (an untrained
+        # run on epoch 0, which status.json leaves out)
+        metrics = {**{k: v for k, v in ((k, _float(v)) for k, v in rows[-1].items()) if v is not None and "/" in k},
+                   **metrics}
+    logged = set()
+    for column in rows[0].keys() if rows else []:  # metrics.csv holds every evaluated epoch (a resumed run appends)
+        values = [v for v in (_float(r.get(column)) for r in rows) if v is not None]
+        if values and "/" in column:
+            logged.add(column)
+        if values and ranked(column):
+            metrics[f"best/{column}"] = best_of(column, values)
     curve = [(e, v) for e, v in ((_float(r.get("epoch")), _float(r.get("val/loss"))) for r in rows)
              if e is not None and v is not None]
     name = path.name  # made unique by collect() when two sweeps hold the same job name
@@ -135,7 +146,7 @@ def load_run(path: Path) -> RunRow:
                   epochs=epochs, wall_time=_float(status.get("wall_time")), curve=curve,
                   choices={str(k): str(v) for k, v in (status.get("choices") or {}).items()},
                   config=read_config(path), stopped_at_step=status.get("diverged_at_step"),
-                  job=runs.job_number(path, status))
+                  job=runs.job_number(path, status), no_final=logged - metrics.keys())
 
 
 def collect(paths: list[Path]) -> list[RunRow]:
@@ -178,37 +189,38 @@ def differing_overrides(rows: list[RunRow]) -> list[str]:
 
 # --- columns ------------------------------------------------------------------------------------------------
 
-def add_columns(rows: list[RunRow], tags: list[str]) -> None:
+def add_columns(rows: list[RunRow], requested: list[str]) -> list[str]:
     """Make each requested tag a metric of every run that logged it: from status.json / metrics.csv when they
     hold it, otherwise the last value of that TensorBoard scalar in the run's event files (epochs, wall_time
-    and status are the table's own columns)."""
-    tags = [t for t in tags if t not in TAIL]
-    missing = [t for t in tags if any(t not in row.metrics for row in rows)]
-    if not missing:
-        return
-    from dlexp.observe.tensorboard import read_scalars
-
+    and status are the table's own columns). Returns the tags no run logged (left out of the table); when no
+    requested column was logged at all, that is the user's error."""
+    tags = [t for t in requested if t not in TAIL]
+    missing = [t for t in tags if not all(row.logged(t) for row in rows)]
     logged: set[str] = set()
-    for row in rows:
-        if all(t in row.metrics for t in missing):
-            continue
-        scalars = read_scalars(row.path)
-        logged.update(scalars)
-        for tag in missing:
-            points = [v for _, v in scalars.get(tag, []) if math.isfinite(v)]
-            if tag not in row.metrics and points:
-                row.metrics[tag] = points[-1]
-    unknown = [t for t in tags if all(t not in row.metrics for row in rows)]
-    if unknown:
+    if missing:
+        from dlexp.observe.tensorboard import read_scalars
+
+        for row in rows:
+            if all(row.logged(t) for t in missing):
+                continue
+            scalars = read_scalars(row.path)
+            logged.update(scalars)
+            for tag in missing:
+                points = [v for _, v in scalars.get(tag, []) if math.isfinite(v)]
+                if not row.logged(tag) and points:
+                    row.metrics[tag] = points[-1]
+    unknown = [t for t in tags if not any(row.logged(t) for row in rows)]
+    if unknown and len(unknown) == len(requested):
         known = sorted(logged | {k for row in rows for k in row.metrics})
         raise UsageError(f"--columns: no run logged {', '.join(unknown)}; these runs have: {', '.join(known)} "
                          f"(and {', '.join(TAIL)}).")
+    return unknown
 
 
 def metric_columns(rows: list[RunRow], requested: list[str] | None = None) -> list[str]:
     """The metric columns: the requested tags (each with its best/ partner when runs have one), or every metric
     the runs have, in reading order."""
-    present = {k for row in rows for k in row.metrics}
+    present = {k for row in rows for k in (*row.metrics, *row.no_final)}
     if requested:
         return [m for tag in requested if tag not in TAIL for m in (tag, f"best/{tag}") if m == tag or m in present]
     metrics = [m for m in METRICS if m in present]
@@ -287,12 +299,12 @@ def fmt(column: str, value: Any, pm: str = "±") -> str:
 
 
 def numeric(columns: list[str], records: list[dict[str, Any]]) -> set[str]:
-    """Columns whose values are all numbers: right-aligned."""
+    """Columns whose values are all numbers, or none (a metric only runs that diverged early logged): right-aligned.
+    The columns that name rows hold strings."""
     def number(v):
         return isinstance(v, (int, float, Stat))
 
-    return {c for c in columns
-            if any(number(r.get(c)) for r in records) and all(r.get(c) is None or number(r.get(c)) for r in records)}
+    return {c for c in columns if records and all(r.get(c) is None or number(r.get(c)) for r in records)}
 
 
 def _csv_header(t: Table) -> list[str]:
@@ -366,8 +378,10 @@ def render(console, t: Table, title: str | None = None) -> None:
     """The table on the terminal: best/<metric> goes under its final value, in the same (dimmed) cell.
 
     The run name is left out when the overrides that set the runs apart name every row. Numbers and statuses
-    never wrap; the naming columns give up their width first, widest first, so a sweep reads on an 80-column
-    terminal. A table that cannot fit even then is printed at its natural width.
+    are never cut. A table wider than the terminal first folds its mean±std cells (each ±std goes under its
+    mean), then narrows the run name, and the columns that name the rows (the groups, the overrides) last, widest
+    first, down to 6 characters: a sweep reads on an 80-column terminal. A table that cannot fit even then is
+    printed at its natural width.
     """
     from rich import box
     from rich.markup import render as markup
@@ -378,29 +392,29 @@ def render(console, t: Table, title: str | None = None) -> None:
     shown = [c for c in columns if not (c.startswith("best/") and c[5:] in columns)]
     if "run" in shown and t.labels and len({tuple(r.get(k) for k in t.labels) for r in records}) == len(records):
         shown.remove("run")
-    headers, cells = {}, []
+    headers = {}
     for column in shown:
         headers[column] = column.replace("/", "/\n").replace("_", "_\n") if column in right else column
         values = max((len(fmt(column, r.get(column))) for r in records), default=0)
         if column in t.labels and len(column) > values:  # model.activation over "relu": two header lines
             headers[column] = column.replace(".", ".\n")
-    for record in records:
-        row = {}
-        for column in shown:
-            text = fmt(column, record.get(column))
-            if f"best/{column}" in columns:
-                text += f"\n[dim]{fmt(column, record.get(f'best/{column}'))}[/]"
-            if column == "status":
-                text = f"[{runs.status_style(text)}]{text}[/]"
-            if column == "completed":
-                group: Group = record["_group"]
-                others = ", ".join(f"{n} {s}" for s, n in group.others.items())
-                text = f"[green]{text}[/]" if not others else f"[bold red]{text}[/]\n[dim]{others}[/]"
-            row[column] = text
-        cells.append(row)
+    folded: set[str] = set()  # columns whose mean±std cells hold each ±std under its mean
+
+    def cell(record: dict[str, Any], column: str) -> str:
+        pm = "\n±" if column in folded else "±"
+        text = fmt(column, record.get(column), pm)
+        if f"best/{column}" in columns:
+            text += f"\n[dim]{fmt(column, record.get(f'best/{column}'), pm)}[/]"
+        if column == "status":
+            text = f"[{runs.status_style(text)}]{text}[/]"
+        if column == "completed":
+            group: Group = record["_group"]
+            others = ", ".join(f"{n} {s}" for s, n in group.others.items())
+            text = f"[green]{text}[/]" if not others else f"[bold red]{text}[/]\n[dim]{others}[/]"
+        return text
 
     def natural(column: str) -> int:
-        texts = [headers[column]] + [row[column] for row in cells]
+        texts = [headers[column]] + [cell(record, column) for record in records]
         return max(len(line) for text in texts for line in markup(text).plain.split("\n"))
 
     widths = {c: natural(c) for c in shown}
@@ -411,22 +425,27 @@ def render(console, t: Table, title: str | None = None) -> None:
         for column in shown:
             view.add_column(headers[column], justify="right" if column in right else "left", no_wrap=True,
                             overflow="ellipsis", width=widths[column], style="cyan" if column == "run" else None)
-        for row in cells:
-            view.add_row(*(row[c] for c in shown))
+        for record in records:
+            view.add_row(*(cell(record, c) for c in shown))
         return view
 
     def measure(view) -> int:
         return console.measure(view, options=console.options.update(width=10_000)).maximum
 
-    view = build()
-    excess = measure(view) - console.width
+    excess = measure(build()) - console.width
+    if excess > 0:  # every mean±std column at once: the rows keep one shape
+        folded.update(c for c in shown if c in right)
+        narrower = {c: natural(c) for c in folded}
+        excess -= sum(widths[c] - narrower[c] for c in folded)
+        widths.update(narrower)
     names = [c for c in shown if c not in right and c not in ("status", "completed")]
-    while excess > 0:  # the widest naming column gives up one character at a time, down to 6
-        widest = max(names, key=lambda c: widths[c], default=None)
-        if widest is None or widths[widest] <= 6:
-            break
-        widths[widest] -= 1
-        excess -= 1
+    for giving in ([c for c in names if c == "run"], [c for c in names if c != "run"]):
+        while excess > 0:  # the widest column gives up one character at a time, down to 6
+            widest = max(giving, key=lambda c: widths[c], default=None)
+            if widest is None or widths[widest] <= 6:
+                break
+            widths[widest] -= 1
+            excess -= 1
     view = build()
     width = console.width
     try:  # what still does not fit is printed whole: the terminal wraps it, nothing is cut
@@ -447,11 +466,14 @@ def _split(text: str | None) -> list[str]:
 def build_table(rows: list[RunRow], by: list[str] | None = None, group: bool = True,
                 requested: list[str] | None = None) -> Table:
     """Groups when --by is given, or when some runs differ only in seed (unless --no-group); single runs else."""
-    if requested:
-        add_columns(rows, requested)
+    left_out = add_columns(rows, requested) if requested else []
+    requested = [c for c in requested or [] if c not in left_out]
     if by or (group and evidence.differs_in_seed_only(rows)):
-        return group_table(evidence.seed_groups(rows, by), requested, by)
-    return table(rows, requested)
+        found = group_table(evidence.seed_groups(rows, by), requested, by)
+    else:
+        found = table(rows, requested)
+    found.left_out = left_out
+    return found
 
 
 def verdict_for(t: Table, rows: list[RunRow], sort: str | None) -> evidence.Verdict | None:
@@ -488,10 +510,14 @@ def main(paths: list[Path], sort: str | None = None, csv_path: Path | None = Non
         title += f" in {len(t.groups)} group{'s' if len(t.groups) != 1 else ''}"
     title += f", sorted by {sort}" if sort else ""
     render(console, t, title)
+    if t.left_out:
+        console.print(f"[dim]--columns: no run logged {', '.join(t.left_out)}; left out.[/]", highlight=False)
     found = verdict_for(t, rows, sort)
     notes = found.lines if found else []
-    for line in notes:
-        console.print(line, highlight=False, soft_wrap=True)
+    for line in notes:  # wrapped at the terminal's width, under its own indentation
+        indent = " " * (len(line) - len(line.lstrip()))
+        console.print(textwrap.fill(line, max(console.width, 40), subsequent_indent=indent + "  ",
+                                    break_long_words=False, break_on_hyphens=False), highlight=False, soft_wrap=True)
     written = []
     if csv_path is not None:
         written.append(to_csv(Path(csv_path), t))

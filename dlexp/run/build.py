@@ -162,6 +162,8 @@ def observers(cfg: DictConfig, exp: Experiment, job, console, board, config_yaml
     `record` (the run's record.Run) gets the progress each checkpoint keeps; a sweep job also watches for its
     sweep being stopped (dlexp.run.signals).
     """
+    from rich.markup import escape
+
     from dlexp.run import checkpoint
     from dlexp.read import runs
     from dlexp.observe import pictures
@@ -174,10 +176,12 @@ def observers(cfg: DictConfig, exp: Experiment, job, console, board, config_yaml
     from dlexp.run.signals import SweepStop
 
     log, guard = cfg.log, cfg.guard
+    sweep_job = getattr(job, "sweep_dir", None) is not None
+    who = escape(f"{job.run_dir.name}: ") if sweep_job else ""  # a sweep's jobs can share one terminal
     chosen = [DivergenceGuard(exp.model, exp.device, int(log.every), explode_factor=guard.explode_factor,
                               explode_window=int(guard.explode_window), stall_steps=guard.stall_steps,
                               stuck_factor=guard.stuck_factor,
-                              notice=lambda text: console.print(f"[yellow]{text}[/]", soft_wrap=True))]
+                              notice=lambda text: console.print(f"[yellow]{who}{text}[/]", soft_wrap=True))]
     if log.histograms:  # right after the guard: a step it stops (non-finite loss) is never captured
         chosen.append(Histograms(board, exp.model, probe_batch(exp.data), extra=bool(log.extra_histograms)))
     if pictures.wanted(log.boundaries, exp.data, exp.loss):
@@ -194,7 +198,7 @@ def observers(cfg: DictConfig, exp: Experiment, job, console, board, config_yaml
     hparams = hyperparameters(OmegaConf.to_container(cfg, resolve=True), job.choices)
     chosen.append(HParams(board, hparams, sources=[o for o in chosen if isinstance(o, Histograms)],
                           history=job.run_dir / runs.METRICS))
-    if getattr(job, "sweep_dir", None) is not None:
+    if sweep_job:
         chosen.append(SweepStop(job.sweep_dir))
     chosen.append(checkpoint.Checkpointer(job.run_dir / checkpoint.FILE, exp, config_yaml,
                                           int(cfg.trainer.checkpoint_every), float(cfg.trainer.checkpoint_secs),

@@ -6,21 +6,27 @@ What each status gets:
   completed -> nothing to do, nothing written; `trainer.epochs=N` larger than its epochs extends it;
   diverged -> refused (its checkpoint would diverge again); running (a live process writes it) -> refused.
 Every continuation is recorded in status.json's `resumes` list. A sweep directory is finished as a whole
-(dlexp/sweep/resume.py).
+(dlexp/sweep/resume.py). Importing this module is light (torch and omegaconf come with a resume): the
+CLI's help of `resume` says what MAY_CHANGE.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
-from dlexp.run import checkpoint
 from dlexp.read import runs
 from dlexp import CheckpointError, ConfigError, UsageError
 
-# What may change between the interrupted run and its continuation: how long, and how it is watched.
+# What may change between the interrupted run and its continuation: how long, and how it is watched (a key, or
+# a prefix ending in "." or "_": every key under it).
 MAY_CHANGE = ("trainer.epochs", "trainer.checkpoint_", "guard.", "log.", "device.threads")
+
+
+def may_change() -> str:
+    """MAY_CHANGE as the help, the refusal and the README say it: "trainer.epochs, trainer.checkpoint_*, guard.*,
+    log.* and device.threads may change"."""
+    names = [f"{key}*" if key.endswith((".", "_")) else key for key in MAY_CHANGE]
+    return f"{', '.join(names[:-1])} and {names[-1]} may change"
 
 
 def _flat(node, prefix: str = "") -> dict[str, object]:
@@ -35,6 +41,8 @@ def _flat(node, prefix: str = "") -> dict[str, object]:
 
 
 def differing_keys(a, b) -> list[str]:
+    from omegaconf import OmegaConf
+
     fa = _flat(OmegaConf.to_container(a, resolve=True))
     fb = _flat(OmegaConf.to_container(b, resolve=True))
     return sorted(k for k in set(fa) | set(fb) if fa.get(k, "<unset>") != fb.get(k, "<unset>"))
@@ -42,17 +50,23 @@ def differing_keys(a, b) -> list[str]:
 
 def check_same_run(run_dir: Path, payload: dict, wanted) -> None:
     """The checkpoint was made by this configuration, up to what MAY_CHANGE."""
+    from omegaconf import OmegaConf
+
     saved = OmegaConf.create(payload["config"])
     changed = [k for k in differing_keys(saved, wanted) if not k.startswith(MAY_CHANGE)]
     if changed:
         raise CheckpointError(f"Cannot resume {run_dir}: the checkpoint was made with a different configuration "
-                              f"({', '.join(changed)}); only trainer.epochs and logging may change.")
+                              f"({', '.join(changed)}); only {may_change()}.")
 
 
 def prepare(run_dir: Path, overrides: list[str]):
     """(effective config, loaded checkpoint) for a resume, or a CheckpointError / ConfigError sentence."""
-    run_dir = Path(run_dir)
+    from omegaconf import OmegaConf
+
+    from dlexp.run import checkpoint
     from dlexp.config.compose import malformed
+
+    run_dir = Path(run_dir)
 
     problems = malformed(overrides)
     problems += [f"resume takes key=value overrides only (such as trainer.epochs=40), not {o}."
@@ -83,6 +97,8 @@ def refusal(run_dir: Path, status: dict) -> str | None:
 
 
 def main(run_dir: Path, overrides: list[str], console) -> int:
+    from omegaconf import OmegaConf
+
     from dlexp.run import recipe as train
     from dlexp.config.validate import check
 
@@ -126,7 +142,7 @@ def started(run_dir: Path) -> bool:
 def continue_job(cfg, job, console, exp=None):
     """A job of a stopped sweep that had started, started again (`train.start`, not yet trained): from its
     checkpoint; one stopped before its first checkpoint (within a second of its start) starts over."""
-    from dlexp.run import recipe as train
+    from dlexp.run import checkpoint, recipe as train
 
     status = runs.read_status(job.run_dir)
     if not (job.run_dir / checkpoint.FILE).is_file():
