@@ -28,7 +28,6 @@ from pathlib import Path
 import torch
 
 from _timing import recipe
-from dlexp.run import build
 from dlexp.config import compose as composer
 from dlexp.observe import histograms, tensorboard
 from dlexp.observe.histograms import find_layers, probe_batch

@@ -83,7 +83,6 @@ def in_process(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Co
     from dlexp.cli import app as typer_cli
     from dlexp.cli import entry
     from dlexp.run import signals
-    from dlexp.config.callbacks import Preflight
 
     out, err = io.StringIO(), io.StringIO()
     saved_env, saved_argv, saved_cwd = dict(os.environ), sys.argv, os.getcwd()
@@ -128,7 +127,6 @@ def in_process(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Co
         torch.set_num_threads(threads)
         GlobalHydra.instance().clear()
         HydraConfig.instance().cfg = None
-        Preflight.run_dir = Preflight.sweep_dir = None
     return subprocess.CompletedProcess(["dlexp", *args], code, out.getvalue(), err.getvalue())
 
 

@@ -12,7 +12,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
@@ -21,7 +20,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from conftest import dlexp_cmd, run_dirs, status_of
+from conftest import dlexp_cmd, status_of
 from dlexp import DlexpError
 from dlexp.read import board
 

@@ -15,6 +15,9 @@ import pytest
 from rich.console import Console
 
 from dlexp.read import compare
+from dlexp.read.rows import collect
+from dlexp.read.table import RUNS_CAPTION, add_columns, sort_records, table
+from dlexp.sweep.summary import write_summary
 from dlexp import DlexpError
 
 
@@ -49,10 +52,10 @@ def sweep(tmp_path: Path) -> Path:
 
 
 def rows_of(sweep: Path, sort: str | None = None, columns: list[str] | None = None):
-    rows = compare.collect([sweep])
+    rows = collect([sweep])
     if columns:
-        compare.add_columns(rows, columns)
-    t = compare.sort_records(compare.table(rows, columns), sort)
+        add_columns(rows, columns)
+    t = sort_records(table(rows, columns), sort)
     return t.columns, t.records
 
 
@@ -100,9 +103,9 @@ def test_unknown_sort_key_names_the_columns(sweep):
 
 def test_missing_path_and_empty_folder_are_one_sentence(tmp_path):
     with pytest.raises(DlexpError, match="does not exist"):
-        compare.collect([tmp_path / "nope"])
+        collect([tmp_path / "nope"])
     with pytest.raises(DlexpError, match="no runs under"):
-        compare.collect([tmp_path])
+        collect([tmp_path])
 
 
 def test_csv_and_markdown(sweep, tmp_path):
@@ -138,7 +141,7 @@ def test_the_table_says_which_number_is_final_and_which_best(sweep):
     compare.main([sweep], console=Console(file=out, width=120))
     screen = out.getvalue()
     assert "(best)" not in screen
-    assert compare.RUNS_CAPTION.split(";")[0] in " ".join(screen.split())
+    assert RUNS_CAPTION.split(";")[0] in " ".join(screen.split())
 
 
 def test_80_columns_through_the_cli_keep_the_overrides_readable(tmp_path, cli):
@@ -271,11 +274,11 @@ def test_columns_every_run_has_never_need_the_event_files(sweep, monkeypatch):
 
 
 def test_write_summary_into_the_sweep(sweep):
-    written = compare.write_summary(sweep)
+    written = write_summary(sweep)
     assert [p.name for p in written] == ["summary.csv", "summary.md"]
     assert all(p.parent == sweep for p in written)
     assert "1_optimizer=adam" in (sweep / "summary.md").read_text()
-    assert compare.write_summary(sweep / "nothing-here") == []
+    assert write_summary(sweep / "nothing-here") == []
 
 
 def test_cli_compare_and_its_error(sweep, tmp_path):

@@ -12,6 +12,8 @@ from matplotlib.collections import PolyCollection
 from rich.console import Console
 
 from dlexp.read import compare, curves, evidence
+from dlexp.read.rows import collect
+from dlexp.read.table import build_table
 from test_compare import make_run
 
 LR = {"0.0001": 0.15, "0.01": 0.028, "0.1": 0.018}
@@ -31,7 +33,7 @@ def lr_sweep(tmp_path: Path) -> Path:
 
 
 def figure_of(root: Path, log_scale: bool = True):
-    t = compare.build_table(compare.collect([root]))
+    t = build_table(collect([root]))
     return curves.draw_runs([r["_row"] for r in t.records], t.labels, log_scale)
 
 
@@ -77,7 +79,7 @@ def seed_groups(root: Path) -> list[evidence.Group]:
             make_run(root, f"{optimizer}_{seed}", [f"optimizer={optimizer}", f"seed={seed}"], "completed",
                      [(1.0, 1.0, 0.1), (final + 0.1, final + 0.1, 0.5), (final, final, 0.9)])
     make_run(root, "sgd_3", ["optimizer=sgd", "seed=3"], "diverged", [(1.0, 1.0, 0.1), (50.0, 1e9, 0.1)])
-    return evidence.seed_groups(compare.collect([root]))
+    return evidence.seed_groups(collect([root]))
 
 
 @pytest.mark.parametrize("band", ["std", "minmax"])

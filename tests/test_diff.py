@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from dlexp.read import compare, diff
+from dlexp.read import diff
+from dlexp.read.rows import read_config
 
 TINY = ["data=xor", "model=mlp", "trainer.epochs=3", "batch=full", "log.progress=none"]
 
@@ -29,7 +30,7 @@ def test_two_runs_differing_in_one_key_show_that_key_only(cli, tmp_path):
     for name, lr in (("a", "0.1"), ("b", "0.5")):
         result = cli("train", *TINY, f"optimizer.lr={lr}", f"hydra.run.dir={name}")
         assert result.returncode == 0, result.stderr
-    assert diff.differences(compare.read_config(tmp_path / "a"), compare.read_config(tmp_path / "b")) == \
+    assert diff.differences(read_config(tmp_path / "a"), read_config(tmp_path / "b")) == \
         [("optimizer.lr", 0.1, 0.5)]                                # the oracle: config.yaml itself
     result = cli("diff", "a", "b")
     assert result.returncode == 0, result.stderr

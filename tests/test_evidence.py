@@ -8,7 +8,6 @@ import csv
 import io
 import json
 import math
-import os
 import statistics
 import subprocess
 import sys
@@ -20,6 +19,9 @@ from rich.console import Console
 from scipy import stats
 
 from dlexp.read import compare, evidence
+from dlexp.read.rows import collect
+from dlexp.read.table import Table, build_table, sort_records, verdict_for
+from dlexp.sweep.summary import write_summary
 from dlexp import DlexpError
 from test_compare import make_run
 
@@ -49,8 +51,8 @@ def seeds(tmp_path: Path) -> Path:
     return root
 
 
-def grouped(root: Path, **kwargs) -> compare.Table:
-    return compare.build_table(compare.collect([root]), **kwargs)
+def grouped(root: Path, **kwargs) -> Table:
+    return build_table(collect([root]), **kwargs)
 
 
 def status_values(root: Path, optimizer: str, metric: str) -> list[float]:
@@ -99,7 +101,7 @@ def test_welch_p_value_equals_scipy():
 
 def test_verdict_on_the_groups_is_scipys_p_value_and_says_clear(seeds):
     t = grouped(seeds)
-    found = compare.verdict_for(t, compare.collect([seeds]), None)
+    found = verdict_for(t, collect([seeds]), None)
     assert found.metric == "val/loss"
     oracle = stats.ttest_ind(status_values(seeds, "adam", "val/loss"), status_values(seeds, "sgd", "val/loss"),
                              equal_var=False)
@@ -112,8 +114,8 @@ def test_verdict_on_the_groups_is_scipys_p_value_and_says_clear(seeds):
 
 
 def test_verdict_follows_the_sort_metric_and_its_direction(seeds):
-    t = compare.sort_records(grouped(seeds), "-val/acc")
-    found = compare.verdict_for(t, compare.collect([seeds]), "-val/acc")
+    t = sort_records(grouped(seeds), "-val/acc")
+    found = verdict_for(t, collect([seeds]), "-val/acc")
     assert found.metric == "val/acc" and "higher is better" in found.lines[0]
     assert "best       optimizer=adam" in found.lines[1]                 # higher accuracy: adam's lower loss
 
@@ -123,7 +125,7 @@ def test_overlapping_groups_are_within_noise(tmp_path):
     for seed, (a, b) in enumerate([(0.30, 0.31), (0.34, 0.29), (0.28, 0.33), (0.33, 0.30)]):
         for optimizer, final in (("adam", a), ("adamw", b)):
             make_run(root, f"{optimizer}_{seed}", [f"optimizer={optimizer}", f"seed={seed}"], "completed", curve(final))
-    found = compare.verdict_for(grouped(root), compare.collect([root]), None)
+    found = verdict_for(grouped(root), collect([root]), None)
     oracle = stats.ttest_ind([0.30, 0.34, 0.28, 0.33], [0.31, 0.29, 0.33, 0.30], equal_var=False)
     assert found.p == pytest.approx(oracle.pvalue, rel=1e-9) and found.p > 0.5
     assert found.clear is False and "within noise, run more seeds" in found.lines[0]
@@ -136,7 +138,7 @@ def test_one_run_per_group_gives_no_verdict(tmp_path):
     t = grouped(root, by=["optimizer"])
     assert [r["completed"] for r in t.records] == ["1/1", "1/1"]
     assert t.records[0]["val/loss"].std is None                      # no spread from one run
-    found = compare.verdict_for(t, compare.collect([root]), None)
+    found = verdict_for(t, collect([root]), None)
     assert found.clear is None and found.p is None
     assert "no verdict possible" in found.lines[0]
     assert grouped(root).groups is None                              # nothing differs only in seed: single runs
@@ -207,7 +209,7 @@ def test_sweep_summary_groups_and_writes_one_aggregate_run_per_group(tmp_path):
         for seed, values in enumerate(runs_):
             scalar_run(root, f"{optimizer}_{seed}", [f"optimizer={optimizer}", f"seed={seed}"], "completed", values)
     scalar_run(root, "sgd_2", ["optimizer=sgd", "seed=2"], "diverged", [1.0, 1e20])
-    written = compare.write_summary(root)
+    written = write_summary(root)
     assert [p.name for p in written] == ["summary.csv", "summary.md", "aggregate"]
     assert "verdict on val/loss" in (root / "summary.md").read_text()
     with (root / "summary.csv").open() as f:
@@ -222,7 +224,7 @@ def test_sweep_summary_groups_and_writes_one_aggregate_run_per_group(tmp_path):
             expected = [(10 * i, reduce([r[i] for r in runs_])) for i in range(3)]   # the diverged run is left out
             assert [s for s, _ in got] == [s for s, _ in expected]
             assert [v for _, v in got] == pytest.approx([v for _, v in expected], rel=1e-6)   # float32 in the file
-    compare.write_summary(root)                                   # written again: replaced, not appended to
+    write_summary(root)                                   # written again: replaced, not appended to
     assert len(list((root / "aggregate" / "optimizer=adam").glob("events.out.tfevents.*"))) == 1
 
 
@@ -275,7 +277,7 @@ def test_clear_means_p_below_the_readmes_threshold(tmp_path):
             for optimizer, final in (("adam", 1 + base / 10), ("sgd", 1 + (base + shift) / 10)):
                 make_run(root, f"{optimizer}_{seed}", [f"optimizer={optimizer}", f"seed={seed}"], "completed",
                          curve(final))
-        found = compare.verdict_for(grouped(root), compare.collect([root]), None)
+        found = verdict_for(grouped(root), collect([root]), None)
         p = stats.ttest_ind([0, 1, 2], [shift, shift + 1, shift + 2], equal_var=False).pvalue
         assert found.p == pytest.approx(p, rel=1e-6)
         assert found.clear is bool(p < 0.05) and found.lines[0].endswith("clear.") is bool(p < 0.05)

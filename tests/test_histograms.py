@@ -21,7 +21,8 @@ from conftest import histogram_tags
 from dlexp.observe.tensorboard import histogram_buckets
 from dlexp.observe.histograms import (Histograms, find_layers, histogram_proto_fields, histogram_stats, moments,
                                       span_buckets)
-from dlexp.observe.hparams import HParams, flatten, hyperparameters
+from dlexp.observe.hparams import SKIP_KEYS, SKIP_TOP, HParams, hyperparameters
+from dlexp.read.rows import flatten
 
 
 class Recorder:
@@ -271,8 +272,10 @@ def test_flatten_config_to_scalars_and_strings():
     config = {"seed": 0, "model": {"_target_": "dlexp.parts.models.mlp", "hidden": [64, 64], "batchnorm": False},
               "optimizer": {"lr": 0.001, "betas": [0.9, 0.999], "foreach": None}, "log": {"every": 50},
               "allow_targets": []}
-    assert flatten(config) == {"seed": 0, "model.hidden": "[64, 64]", "model.batchnorm": False,
-                               "optimizer.lr": 0.001, "optimizer.betas": "[0.9, 0.999]", "optimizer.foreach": "null"}
+    assert flatten(config, skip_keys=SKIP_KEYS, skip_top=SKIP_TOP) == {
+        "seed": 0, "model.hidden": "[64, 64]", "model.batchnorm": False, "optimizer.lr": 0.001,
+        "optimizer.betas": "[0.9, 0.999]", "optimizer.foreach": "null"}
+    assert flatten(config)["model._target_"] == "dlexp.parts.models.mlp" and flatten(config)["log.every"] == 50
     assert hyperparameters({"seed": 1}, {"optimizer": "adam"}) == {"optimizer": "adam", "seed": 1}
 
 

@@ -388,7 +388,8 @@ def readme_fit(what: str, truth: str) -> dict[str, float]:
 
 
 def test_robust_losses_recover_the_true_slope(train_keep, tmp_path):
-    from dlexp.read import compare
+    from dlexp.read.rows import collect
+    from dlexp.read.table import add_columns
 
     slopes, biases = {}, {}
     for loss in ("mse", "mae", "huber"):
@@ -397,8 +398,8 @@ def test_robust_losses_recover_the_true_slope(train_keep, tmp_path):
         slopes[loss], biases[loss] = exp.model[-1].weight.item(), exp.model[-1].bias.item()
     # the lesson's table: `dlexp compare --columns weight/1_linear` shows each trained model's slope,
     # and the README states them to two decimals
-    rows = compare.collect([tmp_path / loss for loss in slopes])
-    compare.add_columns(rows, ["weight/1_linear", "bias/1_linear"])
+    rows = collect([tmp_path / loss for loss in slopes])
+    add_columns(rows, ["weight/1_linear", "bias/1_linear"])
     column = {row.overrides["loss"]: row.metrics["weight/1_linear"] for row in rows}
     assert column == pytest.approx(slopes, abs=1e-6)
     assert column == pytest.approx(readme_fit("slope", "2.0"), abs=0.005)           # stated to two decimals

@@ -377,11 +377,13 @@ def test_gates_sweep_and_and_or_are_straight_lines_xor_is_undecided(gates):
 
 
 def test_compare_panels_are_titled_by_overrides_and_accuracy(gates):
-    from dlexp.read import compare
+    from dlexp.read.evidence import differing_overrides
+    from dlexp.read.rows import collect
+    from dlexp.read.table import panel_title
 
-    rows = compare.collect([gates])
-    keys = compare.differing_overrides(rows)
-    titles = [compare.panel_title(row, keys) for row in rows]
+    rows = collect([gates])
+    keys = differing_overrides(rows)
+    titles = [panel_title(row, keys) for row in rows]
     assert titles[:2] == ["data=and\nval/acc 1", "data=or\nval/acc 1"]
     assert re.fullmatch(r"data=xor\nval/acc 0\.\d+", titles[2])                # at most 0.75: never 1
 

@@ -26,7 +26,7 @@ def test_no_module_reaches_into_hydras_private_modules():
 def test_a_single_run_builds_its_experiment_once(tmp_path):
     code = textwrap.dedent("""
         from dlexp.run import build
-        from dlexp.config.app import train_command
+        from dlexp.cli.commands import train_command
         calls = []
         assemble = build.assemble
         build.assemble = lambda *a, **k: (calls.append(k.get("dry", False)), assemble(*a, **k))[1]

@@ -8,7 +8,6 @@ on either side of it.
 from __future__ import annotations
 
 import pytest
-import torch
 
 from conftest import compose_cfg
 from dlexp.run import build

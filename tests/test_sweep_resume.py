@@ -21,7 +21,7 @@ from conftest import dlexp_cmd, run_dirs, status_of
 from dlexp.read import runs
 from dlexp.run import record
 from dlexp.config import compose as composer
-from test_sweeps import joblib_plugin, sweep_dir
+from test_sweeps import joblib_plugin
 from test_trust import files_of, model_tensors, val_losses, wait_for_checkpoint_past_start
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200", "PYTHONWARNINGS": "ignore"}

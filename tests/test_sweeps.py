@@ -22,6 +22,7 @@ from conftest import dlexp_cmd, run_dirs, status_of
 from dlexp.read import runs
 from dlexp.run import record as records
 from dlexp.config import callbacks, catalog
+from dlexp.sweep import summary
 from dlexp.config import compose as composer
 
 TINY = ["data=xor", "trainer.epochs=3", "log.histograms=false", "log.progress=none"]
@@ -130,11 +131,11 @@ def fake_sweep(root: Path, statuses: list[str], legacy_names: bool = True) -> Pa
 
 @pytest.fixture
 def recorded_summaries(monkeypatch):
-    """dlexp.read.compare.write_summary replaced by a recorder: these tests are about the callback, not the table."""
-    from dlexp.read import compare
+    """dlexp.sweep.summary.write_summary replaced by a recorder: these tests are about the callback, not the table."""
+    from dlexp.sweep import summary
 
     calls = []
-    monkeypatch.setattr(compare, "write_summary", lambda sweep: calls.append(Path(sweep)) or [])
+    monkeypatch.setattr(summary, "write_summary", lambda sweep: calls.append(Path(sweep)) or [])
     return calls
 
 
@@ -207,11 +208,11 @@ def test_the_most_serious_outcome_decides_the_exit_code(statuses, code):
 
 
 def test_best_trial_reads_the_optuna_results_file(tmp_path):
-    assert callbacks.best_trial(tmp_path) is None
+    assert summary.best_trial(tmp_path) is None
     OmegaConf.save(OmegaConf.create({"name": "optuna", "best_value": 0.0123456,
                                      "best_params": {"optimizer": "adam", "optimizer.lr": 0.00314159}}),
-                   tmp_path / callbacks.OPTUNA_RESULTS)
-    line = callbacks.best_trial(tmp_path)
+                   tmp_path / summary.OPTUNA_RESULTS)
+    line = summary.best_trial(tmp_path)
     assert line.startswith("val/loss 0.01235 with optimizer=adam optimizer.lr=0.003142")
 
 
@@ -226,7 +227,7 @@ def test_optuna_search_runs_a_handful_of_trials_and_reports_the_best(cli, tmp_pa
     found = run_dirs(sweep)
     statuses = [status_of(p) for p in found]
     assert len(found) == 4 and all(s["status"] == "completed" for s in statuses)
-    results = yaml.safe_load((sweep / callbacks.OPTUNA_RESULTS).read_text())
+    results = yaml.safe_load((sweep / summary.OPTUNA_RESULTS).read_text())
     best = min(statuses, key=lambda s: s["metrics"]["val/loss"])  # oracle: the runs' own final val/loss
     assert results["best_value"] == pytest.approx(best["metrics"]["val/loss"])
     assert f"optimizer={results['best_params']['optimizer']}" in best["overrides"]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import signal
 import subprocess
 import time

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 from typing import List, Optional
 
@@ -42,7 +40,7 @@ class Command(TyperCommand):
 
 def _print_version(value: bool) -> None:
     if value:
-        from dlexp.cli.entry import print_version  # the console script answers --version itself; this is for --help
+        from dlexp.cli.commands import print_version  # the console script answers --version itself; this is for --help
 
         raise typer.Exit(print_version())
 
@@ -54,9 +52,9 @@ def main(version: bool = typer.Option(False, "--version", "-V", is_eager=True, c
 
 
 def _fail(err: DlexpError) -> None:
-    from dlexp.config.app import report_error
+    from dlexp.run.console import report
 
-    raise typer.Exit(report_error(err_console, err))
+    raise typer.Exit(report(err_console, err))
 
 
 @app.command(cls=Command, context_settings=PASS_THROUGH)
@@ -70,7 +68,7 @@ def train(ctx: typer.Context) -> None:
 
     The config a command line makes, without training: `dlexp show model=mlp optimizer=adam`.
     """
-    from dlexp.config.app import train_command
+    from dlexp.cli.commands import train_command
 
     raise typer.Exit(train_command(ctx.args))
 
@@ -205,10 +203,10 @@ RESUME_HELP = f"""Continue a stopped run from its checkpoint, exactly; or finish
 def resume(ctx: typer.Context,
            run_dir: Path = typer.Argument(..., metavar="RUN_DIR",
                                           help="The run (or sweep) directory to continue.")) -> None:
-    from dlexp.run import resume as resuming
+    from dlexp.config import app as application
 
     try:
-        code = resuming.main(run_dir, list(ctx.args), console)
+        code = application.resume(run_dir, list(ctx.args), console)
     except DlexpError as err:
         _fail(err)
     raise typer.Exit(code)

@@ -20,6 +20,8 @@ def main() -> None:
 
 
 def _dispatch(argv: list[str]) -> None:
+    from dlexp.cli.commands import print_version, train_command
+
     if argv in (["--version"], ["-V"]):
         raise SystemExit(print_version())
     if argv[:1] == ["list"]:
@@ -32,22 +34,10 @@ def _dispatch(argv: list[str]) -> None:
             raise SystemExit(print_options(found[0], Console(highlight=False), Console(stderr=True, highlight=False),
                                            found[1]))
     if argv[:1] == ["train"] and "--help" not in argv[1:]:  # everything after `train` goes to Hydra
-        from dlexp.config.app import train_command
-
         raise SystemExit(train_command(argv[1:]))
     from dlexp.cli.app import app
 
     app(prog_name="dlexp")  # also under `python -m dlexp`: the usage lines name the command a user types
-
-
-def print_version() -> int:
-    """`dlexp --version`: dlexp's version, then Python's and the libraries' (from their metadata, no import)."""
-    from dlexp.run.record import installed_versions
-
-    found = installed_versions()
-    print(f"dlexp {found.pop('dlexp')}")
-    print(", ".join(f"{name} {version}" for name, version in found.items()))
-    return 0
 
 
 def _end(code) -> None:

@@ -4,7 +4,6 @@ typer, no torch), your own `--config-dir` options among them."""
 from __future__ import annotations
 
 import textwrap
-from pathlib import Path
 
 from dlexp.config import catalog
 

@@ -20,15 +20,11 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from dlexp.read import runs
+from dlexp import ConfigError, DlexpError
 from dlexp.config import catalog, resolvers
 from dlexp.config import compose as composer
-from dlexp import ConfigError, DlexpError
-
-
-
-MULTIRUN = "multirun.yaml"   # Hydra's record of a sweep, in its directory
-SWEEP_RECORDS = (MULTIRUN, runs.LOCK)  # what a sweep directory holds before its first job: its record, its lock
+from dlexp.read.runs import SWEEP_RECORDS
+from dlexp.run.console import console, report
 
 
 class Outcome(float):
@@ -48,34 +44,27 @@ class Outcome(float):
         return cls(metrics.get("val/loss", math.inf) if status == "completed" else math.inf, status)
 
 
-def _console(stderr: bool = False):
-    from rich.console import Console
-
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)  # a pipe or a log file gets whole lines
-
-
 def task(cfg: DictConfig) -> Outcome:
     """One Hydra job, whichever launcher runs it."""
-    from dlexp.run import recipe as train
+    from dlexp.run import recipe
 
-    started = prepare(cfg)
+    started = start_job(cfg)
     if isinstance(started, Outcome):  # refused, or not started (its sweep was stopped)
         return started
-    return Outcome.of(*train.complete(started))
+    return Outcome.of(*recipe.complete(started))
 
 
-def prepare(cfg: DictConfig, exp=None):
-    """The job Hydra set up, started but not trained (`train.start`: its run directory, its build, its observers),
-    or the Outcome of its refusal. `task` trains it at once; the vectorized launcher trains many started jobs
-    together. `exp`: the job's experiment, already checked and built from this config by the launcher."""
+def start_job(cfg: DictConfig, exp=None):
+    """The job Hydra set up, started but not trained (`recipe.start`: its run directory, its build, its
+    observers), or the Outcome of its refusal. `task` trains it at once; the vectorized launcher trains many started
+    jobs together. `exp`: the job's experiment, already checked and built from this config by the launcher."""
     from hydra.core.hydra_config import HydraConfig
 
-    from dlexp.run import resume, signals, recipe as train
-    from dlexp.config.validate import check
+    from dlexp.config import preflight
+    from dlexp.run import recipe, resume, signals
 
     hc = HydraConfig.get()
     job = job_of(hc)
-    console = _console()
     if job.sweep_dir is not None:
         signals.join_sweep(job.sweep_dir)
         if signals.stop_requested():  # the sweep was stopped: no new job starts (dlexp resume runs it later)
@@ -83,36 +72,26 @@ def prepare(cfg: DictConfig, exp=None):
             return Outcome(math.inf, "not started")
     try:
         if exp is None and not prechecked(hc):  # a sweeper (Optuna) sampled values the pre-flight never saw
-            check(cfg, job.choices)
+            preflight.check(cfg, job.choices)
         if composer.targets(hc.sweeper, "ResumeSweeper") and resume.started(job.run_dir):
-            return resume.continue_job(cfg, job, console, exp=exp)
-        return train.start(cfg, job, console, exp=exp)
+            return resume.continue_job(cfg, job, console(), exp=exp)
+        return recipe.start(cfg, job, console(), exp=exp)
     except ConfigError as err:
         return refuse(job, err, keep_record=hc.mode.name == "MULTIRUN")
     except DlexpError as err:  # a disk that takes nothing, a checkpoint that cannot be used: one sentence
-        report_error(_console(stderr=True), err)
+        report(console(stderr=True), err)
         return Outcome(math.inf, "failed")
-
-
-def check_job(config: DictConfig):
-    """A sweep job's composed config (with its hydra node) checked and built once, before anything of it is
-    written: (its Experiment, []) or (None, its problems)."""
-    from dlexp.config.validate import built, validate
-
-    task_cfg = composer.without_hydra(config)
-    problems = validate(task_cfg, composer.choices(config))
-    return (None, problems) if problems else built(task_cfg)
 
 
 def job_of(hc):
     """The job Hydra set up: where it writes, which overrides made it, the option chosen in each group."""
-    from dlexp.run import recipe as train
+    from dlexp.run import recipe
 
     choices = {k: str(v) for k, v in hc.runtime.choices.items() if k in catalog.GROUPS}
     sweep = hc.mode.name == "MULTIRUN"
     # jobs of a parallel launcher (joblib, submitit, Ray) share a terminal: no bars or epoch lines, one line each
     parallel = sweep and not composer.targets(hc.launcher, "BasicLauncher")
-    return train.Job(run_dir=Path(hc.runtime.output_dir), overrides=list(hc.overrides.task), choices=choices,
+    return recipe.Job(run_dir=Path(hc.runtime.output_dir), overrides=list(hc.overrides.task), choices=choices,
                      compact=parallel, sweep_dir=Path(hc.sweep.dir) if sweep else None,
                      num=int(hc.job.num) if sweep else None)
 
@@ -129,7 +108,7 @@ def refuse(job, err: ConfigError, keep_record: bool) -> Outcome:
     status.json saying why, so the sweep's table and exit code account for it."""
     from dlexp.run import record
 
-    report(_console(stderr=True), err, prefix=" ".join(job.overrides) if keep_record else "")
+    report(console(stderr=True), err, prefix=" ".join(job.overrides) if keep_record else "")
     if keep_record:
         record.Run.refused(job.run_dir, job.overrides, job.choices, err.problems, sweep_job=job.num)
     else:
@@ -154,65 +133,64 @@ def discard(run_dir: Path, records: tuple[str, ...] = (".hydra",)) -> None:
                 break
 
 
-def report(console, err: ConfigError, prefix: str = "") -> None:
-    from rich.markup import escape  # a problem names a sweep job as [key=value]: text, not a style
-
-    head = f"[bold red]configuration error{' in ' + escape(prefix) if prefix else ''}:[/]"
-    if len(err.problems) == 1:
-        console.print(f"{head} {escape(err.problems[0])}", soft_wrap=True)
-    else:
-        console.print(head)
-        for problem in err.problems:
-            console.print(f"  - {escape(problem)}", soft_wrap=True)
-
-
-def report_error(console, err: DlexpError) -> int:
-    """A DlexpError for the user: its sentence(s), no traceback; returns its exit code."""
-    if isinstance(err, ConfigError):
-        report(console, err)
-    else:
-        from rich.markup import escape
-
-        console.print(f"[bold red]error:[/] {escape(str(err))}", soft_wrap=True)
-    return err.exit_code
-
-
-def train_command(argv: list[str]) -> int:
-    """`dlexp train ARGS`: run the Hydra application; returns the exit code.
-
-    The console script calls this without building typer's command tree (0.2 s of pydantic for one argument
-    list that goes to Hydra untouched anyway); `dlexp train --help` still goes through typer.
-    """
+def train(argv: list[str]) -> int:
+    """`dlexp train ARGS` (and a sweep's resume): the Hydra application on this command line; returns the command's
+    exit code, from its runs' statuses. What keeps it from running at all is raised as a DlexpError, every
+    problem in it (ConfigError: exit code 2, nothing written)."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from dlexp import StorageError, cannot_write
+    from dlexp.config import preflight
+    from dlexp.config.preflight import Refused
+    from dlexp.run import signals
+    from dlexp.sweep import summary
+
+    composer.parse_command_line(argv)  # an unknown flag or an unreadable override: one sentence, before Hydra
     try:
-        composer.parse_command_line(argv)  # an unknown flag or an unreadable override: one sentence, before Hydra
         run_hydra(argv)
     except SystemExit as done:  # the Summary callback ends the command with its exit code; Hydra's --help too
         return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
-    except DlexpError as err:
-        return report_error(_console(stderr=True), err)
+    except Refused as refusal:  # a callback refused the command before anything was written
+        raise refusal.error from None
     except (HydraException, OmegaConfBaseException) as err:  # Hydra could not compose: say what, all of it
-        from dlexp.config.callbacks import Preflight
-
-        if Preflight.sweep_dir is not None:  # a sweeper that composes its jobs after writing its record
-            discard(Preflight.sweep_dir, records=SWEEP_RECORDS)
-        return report_error(_console(stderr=True), diagnose(argv, err))
+        sweep_dir = signals.watched_sweep()  # a sweeper that composes its jobs after writing its record
+        if sweep_dir is not None:
+            signals.unwatch_sweep()
+            discard(sweep_dir, records=SWEEP_RECORDS)
+        raise diagnose(argv, err) from None
     except OSError as err:  # Hydra writing its own record (.hydra/) on a full disk (after: a missing config is one)
-        from dlexp.config.callbacks import Preflight
-        from dlexp import StorageError, cannot_write
-
-        where = Preflight.run_dir or "the run directory"
-        return report_error(_console(stderr=True), StorageError(cannot_write(err, where) + "."))
+        raise StorageError(cannot_write(err, preflight.checked_run_dir() or "the run directory") + ".") from None
+    except DlexpError:
+        raise
     except Exception as err:  # a sweep's launcher failing (a worker the system killed): a sentence and the summary
-        from dlexp.config.callbacks import launcher_failed
-
-        code = launcher_failed(err)
+        code = summary.launcher_failed(err, console(stderr=True))
         if code is None:
             raise
         return code
     return 0
+
+
+def resume(path: Path, overrides: list[str], out) -> int:
+    """`dlexp resume PATH`: a run directory continues from its checkpoint (run/resume.py); a sweep directory is
+    finished: its unfinished jobs run through `train`, with the launcher and settings it was started with
+    (sweep/resume.py). Returns the exit code; what cannot be resumed is raised as a DlexpError."""
+    from dlexp.run import resume as run_resume
+    from dlexp.sweep import resume as sweep_resume
+
+    path = Path(path)
+    if not sweep_resume.is_sweep(path):
+        return run_resume.main(path, overrides, out)
+    found = sweep_resume.command(path, overrides, out)
+    if found is None:
+        return 0
+    argv, where = found
+    here = os.getcwd()
+    os.chdir(where)
+    try:
+        return train(argv)
+    finally:
+        os.chdir(here)
 
 
 def run_hydra(argv: list[str]) -> None:

@@ -1,7 +1,10 @@
-"""Checking the jobs of a command before any of them starts: nothing is written for a run that cannot start.
+"""Checking jobs before any of them starts: nothing is written for a run that cannot start, every problem is said
+at once. The one entry for every check, in two forms: a composed configuration (`check`, `check_job`), and the
+override lists of a command's jobs, composed here (`check_jobs`).
 
-Called by the Preflight callback inside `dlexp train` (a single run's composed config, or every job of a sweep
-composed with `hydra.compose`) and by `dlexp validate` / the diagnosis of a command Hydra could not compose.
+Who checks: the Preflight callback inside `dlexp train` (a single run's composed config, or every job of a sweep
+composed with `hydra.compose`), `dlexp validate`, `dlexp show` and the diagnosis of a command Hydra could not
+compose; the vectorized launcher (each job checked and built once); a job a sampling sweeper drew; `dlexp resume`.
 """
 
 from __future__ import annotations
@@ -12,8 +15,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from dlexp.config import compose as composer
-from dlexp.config.validate import validate
-from dlexp import ConfigError
+from dlexp import ConfigError, DlexpError
+from dlexp.config.validate import built, validate
 
 MAX_JOBS_CHECKED = 256
 # dlexp's launchers that need an optional extra: launcher class -> the extra (and hydra/launcher preset, and
@@ -24,9 +27,44 @@ OPTIONAL_LAUNCHERS = {"hydra_plugins.dlexp_launchers.ray_launcher.RayLauncher": 
 SELF_CHECKING_LAUNCHERS = ("hydra_plugins.dlexp_launchers.vectorized_launcher.VectorizedLauncher",)
 
 
+class Refused(BaseException):
+    """A command refused by a Hydra callback: Hydra turns an Exception raised by a callback into a warning and goes
+    on, so a refusal travels as a BaseException, as SystemExit does, carrying its error to the front door."""
+
+    def __init__(self, error: DlexpError):
+        super().__init__(str(error))
+        self.error = error
+
+
+def check(cfg: DictConfig, choices: dict[str, str] | None = None) -> None:
+    """One composed configuration (without its hydra node): every problem at once, as one ConfigError."""
+    problems = validate(cfg, choices)
+    if problems:
+        raise ConfigError(problems)
+
+
+def check_job(config: DictConfig):
+    """A sweep job's composed config (with its hydra node) checked and built once, before anything of it is
+    written: (its Experiment, []) or (None, its problems)."""
+    task_cfg = composer.without_hydra(config)
+    problems = validate(task_cfg, composer.choices(config))
+    return (None, problems) if problems else built(task_cfg)
+
+
+_checked_run_dir: Path | None = None  # the single run's directory check_run last checked (see checked_run_dir)
+
+
+def checked_run_dir() -> Path | None:
+    """The directory of the single run this process checked last: where Hydra then writes its own record (.hydra/),
+    whose OSError names no file."""
+    return _checked_run_dir
+
+
 def check_run(cfg: DictConfig) -> None:
-    """A single run's composed config (with its hydra node). Its own build is the last check (train.run)."""
-    problems = output_problems(Path(str(OmegaConf.select(cfg, "hydra.run.dir"))), single=True)
+    """A single run's composed config (with its hydra node). Its own build is the last check (recipe.run)."""
+    global _checked_run_dir
+    _checked_run_dir = Path(str(OmegaConf.select(cfg, "hydra.run.dir")))
+    problems = output_problems(_checked_run_dir, single=True)
     problems += validate(composer.without_hydra(cfg), composer.choices(cfg))
     if problems:
         raise ConfigError(problems)

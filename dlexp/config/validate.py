@@ -67,12 +67,6 @@ def validate(cfg: DictConfig, choices: dict[str, str] | None = None, dry_build: 
     return problems
 
 
-def check(cfg: DictConfig, choices: dict[str, str] | None = None, dry_build: bool = False) -> None:
-    problems = validate(cfg, choices, dry_build)
-    if problems:
-        raise ConfigError(problems)
-
-
 def problems_with(problems: list[str], *keys: str) -> bool:
     return any(p.startswith(keys) for p in problems)
 

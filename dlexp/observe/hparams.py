@@ -9,14 +9,13 @@ five metrics: the swept keys and `status`, then the metrics in COLUMNS' order.
 from __future__ import annotations
 
 import csv
-import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
 
+from dlexp.read.rows import Scalar, flatten
 from dlexp.read.runs import is_better, ranked
 
-Scalar = bool | int | float | str
 SKIP_KEYS = {"_target_", "_partial_", "_convert_", "_recursive_"}   # how objects are built, not what they are
 SKIP_TOP = {"log", "allow_targets"}         # logging knobs and the import allow-list are not hyper-parameters
 # The metric columns of a sweep's HParams table, in order (TensorBoard shows the first five); those no run has are
@@ -26,33 +25,12 @@ COLUMNS = ("val/loss", "val/acc", "best/val/loss", "best/val/acc", "train/loss",
 STATUS = "status"                           # the hyper-parameter saying how the run ended
 
 
-def flatten(config: Mapping, prefix: str = "", skip_keys=SKIP_KEYS, skip_top=SKIP_TOP) -> dict[str, Scalar]:
-    """{"model": {"hidden": [64, 64]}} -> {"model.hidden": "[64, 64]"}: scalars stay, the rest becomes text.
-
-    `skip_keys` are left out at any depth, `skip_top` at the top level (`dlexp diff` keeps everything).
-    """
-    flat: dict[str, Scalar] = {}
-    for key, value in config.items():
-        key = str(key)
-        if key in skip_keys or (not prefix and key in skip_top):
-            continue
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, name + ".", skip_keys, skip_top))
-        elif isinstance(value, (bool, int, float, str)):
-            flat[name] = value
-        elif value is None:
-            flat[name] = "null"
-        else:                                    # lists, tuples: one readable string, e.g. "[100, 100]"
-            flat[name] = json.dumps(value, default=str)
-    return flat
-
-
 def hyperparameters(config: Mapping, choices: Mapping[str, str] | None = None) -> dict[str, Scalar]:
     """The option chosen in each config group (optimizer: adam) plus every flattened config value, except a
     group's key that only repeats its option's name (initializer.scheme: xavier_normal, device.type: cpu)."""
     chosen = {str(k): str(v) for k, v in (choices or {}).items()}
-    flat = {k: v for k, v in flatten(config).items() if chosen.get(k.split(".")[0]) != v}
+    flat = {k: v for k, v in flatten(config, skip_keys=SKIP_KEYS, skip_top=SKIP_TOP).items()
+            if chosen.get(k.split(".")[0]) != v}
     return {**chosen, **flat}
 
 

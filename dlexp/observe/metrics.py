@@ -6,7 +6,6 @@ import csv
 import time
 from pathlib import Path
 
-from dlexp.read import runs
 from dlexp.run import record
 
 

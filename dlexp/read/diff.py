@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from dlexp.read import runs
-from dlexp.read.compare import METRICS, fmt, load_run
+from dlexp.read.rows import differences, load_run
+from dlexp.read.table import METRICS, fmt
 from dlexp import UsageError
 
-MISSING = "(absent)"
 
 
 def _run_dir(path: Path) -> Path:
@@ -23,12 +23,6 @@ def _run_dir(path: Path) -> Path:
     if not (path / runs.STATUS).is_file():
         raise UsageError(f"{path} is not a run directory: it holds no {runs.STATUS} written by dlexp train.")
     return path
-
-
-def differences(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    """(key, value in a, value in b) for every key whose values differ, a key missing on one side included."""
-    keys = list(a) + [k for k in b if k not in a]
-    return [(k, a.get(k, MISSING), b.get(k, MISSING)) for k in keys if a.get(k, MISSING) != b.get(k, MISSING)]
 
 
 def main(run_a: Path, run_b: Path, console) -> int:

@@ -5,7 +5,7 @@ One seed cannot tell a real difference from run-to-run noise: the same configura
 ends somewhere else. Welch's t-test compares two groups' means without assuming equal spreads. Runs that diverged
 or failed are counted in their group, never averaged: their last numbers are not results of the same kind.
 
-Everything here reads run directories (via dlexp.read.compare's RunRow), nothing imports torch; scipy is imported only
+Everything here reads run directories (as dlexp/read/rows.py's RunRow), nothing imports torch; scipy is imported only
 when a p-value is computed.
 """
 
@@ -23,7 +23,7 @@ from dlexp import UsageError
 from dlexp.read.runs import lower_is_better, ranked
 
 if TYPE_CHECKING:
-    from dlexp.read.compare import RunRow
+    from dlexp.read.rows import RunRow
 
 SIGNIFICANCE = 0.05           # a p-value below this is called a clear difference (the usual 5% convention)
 VARIES_WITHIN = ("seed",)     # what runs of one group may differ in
@@ -136,7 +136,10 @@ def _gather(keyed: list[tuple[Any, RunRow]], keys: list[str]) -> list[Group]:
 
 
 def differing_overrides(rows: list[RunRow]) -> list[str]:
-    """Override keys whose value is not the same in every run, in the order the runs name them."""
+    """Override keys whose value is not the same in every run, in the order the runs name them (of a single run,
+    all but the logging knobs: what sets it apart from the defaults)."""
+    if len(rows) == 1:
+        return [k for k in rows[0].overrides if not logging_knob(k)]
     keys: list[str] = []
     for row in rows:
         keys += [k for k in row.overrides if k not in keys]

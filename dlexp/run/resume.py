@@ -29,23 +29,14 @@ def may_change() -> str:
     return f"{', '.join(names[:-1])} and {names[-1]} may change"
 
 
-def _flat(node, prefix: str = "") -> dict[str, object]:
-    out: dict[str, object] = {}
-    for key, value in node.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(_flat(value, path + "."))
-        else:
-            out[path] = value
-    return out
-
-
-def differing_keys(a, b) -> list[str]:
+def changed_keys(a, b) -> list[str]:
+    """The dotted keys whose values differ between two configs (a key only one has included)."""
     from omegaconf import OmegaConf
 
-    fa = _flat(OmegaConf.to_container(a, resolve=True))
-    fb = _flat(OmegaConf.to_container(b, resolve=True))
-    return sorted(k for k in set(fa) | set(fb) if fa.get(k, "<unset>") != fb.get(k, "<unset>"))
+    from dlexp.read.rows import differences, flatten
+
+    found = differences(*(flatten(OmegaConf.to_container(c, resolve=True)) for c in (a, b)))
+    return sorted(key for key, _, _ in found)
 
 
 def check_same_run(run_dir: Path, payload: dict, wanted) -> None:
@@ -53,13 +44,13 @@ def check_same_run(run_dir: Path, payload: dict, wanted) -> None:
     from omegaconf import OmegaConf
 
     saved = OmegaConf.create(payload["config"])
-    changed = [k for k in differing_keys(saved, wanted) if not k.startswith(MAY_CHANGE)]
+    changed = [k for k in changed_keys(saved, wanted) if not k.startswith(MAY_CHANGE)]
     if changed:
         raise CheckpointError(f"Cannot resume {run_dir}: the checkpoint was made with a different configuration "
                               f"({', '.join(changed)}); only {may_change()}.")
 
 
-def prepare(run_dir: Path, overrides: list[str]):
+def resume_point(run_dir: Path, overrides: list[str]):
     """(effective config, loaded checkpoint) for a resume, or a CheckpointError / ConfigError sentence."""
     from omegaconf import OmegaConf
 
@@ -97,21 +88,18 @@ def refusal(run_dir: Path, status: dict) -> str | None:
 
 
 def main(run_dir: Path, overrides: list[str], console) -> int:
+    """`dlexp resume RUN_DIR [trainer.epochs=N ...]`: continue one run; returns the exit code of its end."""
     from omegaconf import OmegaConf
 
-    from dlexp.run import recipe as train
-    from dlexp.config.validate import check
+    from dlexp.config.preflight import check
+    from dlexp.run import recipe
 
     run_dir = Path(run_dir)
-    from dlexp.sweep import resume as sweep_resume
-
-    if sweep_resume.is_sweep(run_dir):
-        return sweep_resume.main(run_dir, overrides, console)
     status = runs.read_status(run_dir)
     reason = refusal(run_dir, status)
     if reason:
         raise UsageError(reason)
-    cfg, payload = prepare(run_dir, overrides)
+    cfg, payload = resume_point(run_dir, overrides)
     done, target = int(payload["state"]["epoch"]), int(cfg.trainer.epochs)
     if target < done:
         raise ConfigError(f"trainer.epochs={target} is fewer than the {done} epochs {run_dir} has already done.")
@@ -120,8 +108,8 @@ def main(run_dir: Path, overrides: list[str], console) -> int:
                       f"dlexp resume {run_dir} trainer.epochs={done + max(done // 10, 1)}",
                       highlight=False, soft_wrap=True)
         return 0
-    check(cfg, status.get("choices"))  # the run's own build (train.run) is the last check
-    job = train.Job(run_dir=run_dir, overrides=list(status.get("overrides", [])) + list(overrides),
+    check(cfg, status.get("choices"))  # the run's own build (recipe.run) is the last check
+    job = recipe.Job(run_dir=run_dir, overrides=list(status.get("overrides", [])) + list(overrides),
                     choices=status.get("choices", {}))
     before = int(OmegaConf.create(payload["config"]).trainer.epochs)
     resumed_from = {"from": status.get("status"), "overrides": list(overrides)}
@@ -130,7 +118,7 @@ def main(run_dir: Path, overrides: list[str], console) -> int:
     extending = f" to epoch {target}" if status.get("status") == "completed" else ""
     console.print(f"resuming {run_dir} ({status.get('status')}) at epoch {done}, step {payload['state']['step']}"
                   f"{extending}", highlight=False, soft_wrap=True)
-    result, _ = train.run(cfg, job, console, resume=payload, resumed_from=resumed_from)
+    result, _ = recipe.run(cfg, job, console, resume=payload, resumed_from=resumed_from)
     return runs.EXIT_CODES.get(result, 1)
 
 

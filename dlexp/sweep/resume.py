@@ -26,7 +26,6 @@ through `app.task`; a launcher that trains jobs its own way, many at once in one
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -36,11 +35,10 @@ from dlexp.read import runs
 from dlexp.config import compose as composer
 from dlexp import UsageError
 
-MULTIRUN = "multirun.yaml"   # Hydra's record of a sweep, in its directory
 
 
 def is_sweep(path: Path) -> bool:
-    return (Path(path) / MULTIRUN).is_file()
+    return (Path(path) / runs.MULTIRUN).is_file()
 
 
 def plan(sweep_dir: Path, count: int) -> dict[int, tuple[str, Path | None]]:
@@ -55,7 +53,7 @@ def plan(sweep_dir: Path, count: int) -> dict[int, tuple[str, Path | None]]:
 
 
 def recorded(sweep_dir: Path) -> DictConfig:
-    record = OmegaConf.load(Path(sweep_dir) / MULTIRUN)
+    record = OmegaConf.load(Path(sweep_dir) / runs.MULTIRUN)
     sweeper = record.hydra.sweeper
     if not composer.targets(sweeper, "BasicSweeper"):
         raise UsageError(f"{sweep_dir} was made by {sweeper.get('_target_')}; dlexp resume finishes sweeps that list "
@@ -84,9 +82,11 @@ def register_sweeper() -> None:
     Plugins.instance().register(ResumeSweeper)
 
 
-def main(sweep_dir: Path, overrides: list[str], console) -> int:
+def command(sweep_dir: Path, overrides: list[str], console) -> tuple[list[str], Path] | None:
+    """The `dlexp train` command line that finishes a stopped sweep, and the folder to run it from (the sweep's
+    own working directory: relative paths in its overrides, data.root=..., mean what they meant); None when every
+    job has finished (said on `console`). The sweep's STOP file goes; the resume sweeper is made known to Hydra."""
     from dlexp.run import signals
-    from dlexp.config.app import train_command
 
     sweep_dir = Path(sweep_dir)
     if overrides:
@@ -107,16 +107,10 @@ def main(sweep_dir: Path, overrides: list[str], console) -> int:
     if not todo:
         console.print(f"{sweep_dir}: every one of its {len(jobs)} jobs has finished ({counts}): nothing to do.",
                       highlight=False, soft_wrap=True)
-        return 0
+        return None
     console.print(f"resuming the sweep {sweep_dir}: {counts}; running {len(todo)} of {len(jobs)} jobs "
                   f"({', '.join(map(str, todo))})", highlight=False, soft_wrap=True)
     signals.clear(sweep_dir)
     register_sweeper()
-    argv = command_line(sweep_dir, record, todo)
-    cwd, here = Path(str(record.hydra.runtime.cwd)), os.getcwd()
-    if cwd.is_dir():
-        os.chdir(cwd)  # relative paths in the overrides (data.root=...) mean what they meant
-    try:
-        return train_command(argv)
-    finally:
-        os.chdir(here)
+    cwd = Path(str(record.hydra.runtime.cwd))
+    return command_line(sweep_dir, record, todo), cwd if cwd.is_dir() else Path.cwd()

@@ -4,13 +4,13 @@ model in this process (dlexp/stacked), each job writing exactly what it writes a
 For dlexp's own task, `launch`:
   1. composes every job as Hydra's basic launcher does (`load_sweep_config`, job id and number; `Siblings` below
      shares the composition of jobs that differ only in plain values), then checks and builds each one
-     (`app.check_job`: validation and the job's one build) before anything of any job is written: under the basic
+     (`preflight.check_job`: validation and the job's one build) before anything of any job is written: under the basic
      sweeper, problems refuse the sweep at once (every one of them, exit code 2), as dlexp's pre-flight does for
      other launchers; jobs a sampling sweeper (Optuna) drew are refused one by one;
   2. groups the built jobs (`stacked.plan_groups`, at most `max_group` a stack), one log line per stack and one
      per job that runs alone, saying why ("batch.size differs");
   3. per stack (or lone job), in job order: Hydra's own `run_job` for each job, with a task that starts the job
-     (`app.prepare`: run directory, .hydra/, status.json, observers, as for a job alone) and hands it back;
+     (`app.start_job`: run directory, .hydra/, status.json, observers, as for a job alone) and hands it back;
      then trains the stack (`stacked.jobs.fit_together`) or the lone job (the single-run loop), and ends each job
      as a single run ends; its JobReturn carries its Outcome (the val/loss an Optuna sweeper minimises).
 Ctrl-C / SIGTERM stops the stack being trained (each job checkpointed, interrupted / terminated) and the jobs not
@@ -99,7 +99,7 @@ class VectorizedLauncher(Launcher):
                 if stop.stop:  # the sweep was stopped: the jobs not started yet never start
                     break
                 for k in unit:  # each job started as it starts alone: run directory, .hydra/, observers
-                    task = functools.partial(app.prepare, exp=built[k][0]) if built[k][0] is not None else app.prepare
+                    task = functools.partial(app.start_job, exp=built[k][0]) if built[k][0] is not None else app.start_job
                     returns[k] = self._run(configs[k], task)
                 started = {k: returns[k].return_value for k in unit if _started(returns[k])}
                 ready = [k for k in started if started[k].ready]
@@ -123,17 +123,18 @@ class VectorizedLauncher(Launcher):
                ) -> tuple[list, list]:
         """Every job checked and built before any is written: (Experiment or None, problems) per job, and the random
         state each build left (its single run's, restored before its checkpoints are saved)."""
+        from dlexp import ConfigError
         from dlexp.config import app, preflight
         from dlexp.config import compose as composer
-        from dlexp import ConfigError
+        from dlexp.read.runs import SWEEP_RECORDS
         from dlexp.stacked import jobs as stacked_jobs
 
         built, rng = [], []
         for config in configs:
-            built.append(app.check_job(config))
+            built.append(preflight.check_job(config))
             rng.append(stacked_jobs.rng_state())
         if any(problems for _, problems in built) and composer.targets(self.config.hydra.sweeper, "BasicSweeper"):
-            app.discard(sweep_dir, records=app.SWEEP_RECORDS)   # the record of a sweep that never started
+            app.discard(sweep_dir, records=SWEEP_RECORDS)   # the record of a sweep that never started
             raise ConfigError(preflight.named([overrides for _, overrides in jobs], [p for _, p in built]))
         return built, rng
 
@@ -144,7 +145,7 @@ class VectorizedLauncher(Launcher):
         ok = [k for k, (exp, _) in enumerate(built) if exp is not None]
         plan = plan_groups([built[k][0] for k in ok], max_group=self.max_group)
         units = [[ok[i] for i in group] for group in plan.groups] + [[ok[i]] for i in plan.alone]
-        units += [[k] for k, (exp, _) in enumerate(built) if exp is None]   # refused when started (app.prepare)
+        units += [[k] for k, (exp, _) in enumerate(built) if exp is None]   # refused when started (app.start_job)
         units.sort(key=lambda unit: unit[0])
         for unit in units:
             if len(unit) > 1:
@@ -157,7 +158,7 @@ class VectorizedLauncher(Launcher):
 
 
 def _started(ret: JobReturn) -> bool:
-    """Did `app.prepare` start the job (rather than refuse it, or fail)?"""
+    """Did `app.start_job` start the job (rather than refuse it, or fail)?"""
     from dlexp.config import app
 
     return ret.status == JobStatus.COMPLETED and not isinstance(ret.return_value, app.Outcome)
