@@ -39,6 +39,11 @@ class Recorder:
         return self.captures[step][1]
 
 
+
+def stats_of(x: torch.Tensor, bins: int = 30) -> list[float]:
+    """histogram_stats of one network's tensor, read back as `Histograms.write` reads it."""
+    return torch.cat(histogram_stats(x.unsqueeze(0), bins), dim=1)[0].tolist()
+
 def hooks(model: nn.Module) -> int:
     return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
 
@@ -64,7 +69,7 @@ def test_layers_are_named_by_position_and_type():
 
 def test_histogram_matches_numpy():
     x = torch.randn(10_000, generator=torch.Generator().manual_seed(0)) * 3 + 1
-    values = torch.cat(histogram_stats(x, 30)).tolist()
+    values = stats_of(x, 30)
     xs = x.double().numpy()
     counts, _ = np.histogram(xs, bins=30, range=(xs.min(), xs.max()))
     assert values[:2] == [xs.min(), xs.max()]
@@ -78,7 +83,7 @@ def test_histogram_matches_numpy():
 
 def test_the_spread_of_a_narrow_spike_far_from_zero_survives_float32():
     x = 0.5 + 1e-4 * torch.randn(50_000, generator=torch.Generator().manual_seed(1))   # float32, std 1e-4
-    mean, std = moments(torch.cat(histogram_stats(x)).tolist(), x.numel())
+    mean, std = moments(stats_of(x), x.numel())
     assert mean == pytest.approx(x.double().mean().item(), abs=1e-7)
     assert std == pytest.approx(x.double().std(unbiased=False).item(), rel=1e-3)
 
@@ -91,7 +96,7 @@ SEEDED = torch.Generator().manual_seed(0)
 def test_a_bounded_activation_is_re_binned_over_its_whole_range(x):
     """Buckets over 0..1 (every one written) from the capture's buckets over min..max: the same total, and each
     bucket within one source bucket's count of numpy's exact histogram over 0..1."""
-    stats = torch.cat(histogram_stats(x, 30)).tolist()
+    stats = stats_of(x, 30)
     buckets = span_buckets(stats, 30, (0.0, 1.0))["buckets"]
     assert len(buckets) == 30 and (buckets[0][0], buckets[-1][1]) == (0.0, 1.0)
     exact, _ = np.histogram(x.double().numpy(), bins=30, range=(0.0, 1.0))
@@ -101,10 +106,10 @@ def test_a_bounded_activation_is_re_binned_over_its_whole_range(x):
 
 
 def test_constant_and_non_finite_tensors():
-    values = torch.cat(histogram_stats(torch.full((7,), 0.25), 30)).tolist()
+    values = stats_of(torch.full((7,), 0.25), 30)
     fields = histogram_proto_fields(values, 7, 30)
     assert fields["bucket_counts"] == [7] and fields["min"] == fields["max"] == 0.25
-    values = torch.cat(histogram_stats(torch.tensor([1.0, float("nan")]), 30)).tolist()
+    values = stats_of(torch.tensor([1.0, float("nan")]), 30)
     assert histogram_proto_fields(values, 2, 30) is None        # skipped, not a crash
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import compose_cfg
 from dlexp.run import build
-from dlexp.observe.histograms import BINS, EXTRA, Histograms, probe_batch
+from dlexp.observe.histograms import BINS, EXTRA, Histograms, capture_values, find_layers, probe_batch
 from dlexp.stacked import StackedGroup
 from dlexp.stacked import histograms as stacked_histograms
 
@@ -41,8 +41,8 @@ def test_stacked_capture_equals_each_jobs_own_capture(activation, extra):
     before = stacked_histograms.snapshot(group)
     group.train_step(*group.batches.batch(3))                 # the step whose update ratio is captured
     ratios = stacked_histograms.update_ratios(group, before)
-    uses, values = stacked_histograms.capture(group, stacked_histograms.probe(group), ratios=ratios,
-                                              skipped=() if extra else EXTRA)
+    measured = stacked_histograms.layer_tensors(group, stacked_histograms.probe(group), ratios)
+    uses, values = capture_values(find_layers(exps[0].model), measured, group.size, () if extra else EXTRA)
 
     for row, exp in enumerate(exps):
         old = [w[row].clone() for w in before]

@@ -4,7 +4,8 @@ exactly zero (`stalled`: a notice, the run goes on).
 
 The rules and their numbers live in the config (`guard:` in conf/config.yaml); README "How a run can end" says
 them in words. The checks are split from the observer protocol so that a loop training many jobs at once can apply
-them to each job's numbers: `check_loss(step, value)`, `wants_grads(step)`, `check_grads(step, total)`.
+them to each job's numbers: `check_loss(step, value)`, `wants_grads(step)`, `check_grads(step, total)`; a stack of
+networks calls them through `stack_step`.
 """
 
 from __future__ import annotations
@@ -71,6 +72,27 @@ class DivergenceGuard:
             grads = [p.grad.abs().sum() for p in self.params if p.grad is not None]
             if grads:  # gradient-free optimizers have none
                 self.check_grads(step, torch.stack(grads).sum().item())
+
+    @staticmethod
+    def stack_step(members: list, stack) -> dict:
+        """on_step for many networks trained as one stack ((row, state, guard) each): the losses read from the
+        device once for all, the gradients summed in one reduction when a guard asks; each guard judges its own.
+        Returns {row: Diverged} for the networks to stop at this step."""
+        values = stack.losses()
+        sums = None
+        stopped = {}
+        for row, state, guard in members:
+            step = state.step
+            if step % guard.every:
+                continue
+            try:
+                guard.check_loss(step, values[row])
+                if guard.wants_grads(step):
+                    sums = sums if sums is not None else stack.grad_sums()
+                    guard.check_grads(step, sums[row])
+            except Diverged as err:
+                stopped[row] = err
+        return stopped
 
     def state_dict(self) -> dict:
         return {"reference": self.reference, "above": list(self.above), "zero_since": self.zero_since,

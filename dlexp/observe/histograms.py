@@ -24,6 +24,7 @@ How a capture is written (`_write`, also fed captures computed elsewhere, many m
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import torch
@@ -92,21 +93,102 @@ def find_layers(model: nn.Module) -> list[Layer]:
 
 
 def histogram_stats(x: Tensor, bins: int = BINS) -> list[Tensor]:
-    """[(4,) min, max, Σ(x - min), Σ(x - min)²; (bins,) counts of `bins` equal buckets over min..max].
+    """Per network of x (N, ...) (one alone: N = 1): [(N, 4) min, max, Σ(x - min), Σ(x - min)²; (N, bins) counts
+    of `bins` equal buckets over min..max].
 
-    On x's device. Sums are taken from the minimum so that the variance of a narrow spike far from zero
-    (sigmoids at 0.5 ± 0.001) does not drown in float32 rounding. Two pieces, so that one torch.cat per
-    capture joins everything (it promotes the int64 counts).
+    On x's device, one bincount for all networks. Sums are taken from the minimum so that the variance of a narrow
+    spike far from zero (sigmoids at 0.5 ± 0.001) does not drown in float32 rounding. Two pieces, so that one
+    torch.cat per capture joins everything (it promotes the int64 counts).
     """
-    x = x.detach().reshape(-1)                                           # (N,)
+    n = x.shape[0]
+    x = x.detach().reshape(n, -1)                                          # (N, M)
     if x.dtype != torch.float32:
         x = x.float()
-    lo, hi = torch.aminmax(x)
-    shifted = x - lo                                                     # (N,) in [0, hi - lo]
-    sums = torch.stack([lo, hi, shifted.sum(), torch.dot(shifted, shifted)])
-    # (N,) bucket of each value; a constant tensor (hi == lo) lands wholly in bucket 0
-    index = shifted.mul_(bins).div_((hi - lo).clamp_min_(1e-30)).int().clamp_(0, bins - 1)
-    return [sums, torch.bincount(index, minlength=bins)]
+    lo, hi = torch.aminmax(x, dim=1)                                       # (N,) each
+    shifted = x - lo.unsqueeze(1)                                          # (N, M) in [0, hi - lo]
+    sums = torch.stack([lo, hi, shifted.sum(1), (shifted * shifted).sum(1)], dim=1)  # (N, 4)
+    # (N, M) bucket of each value; a constant row (hi == lo) lands wholly in bucket 0; network r: buckets r*bins...
+    index = shifted.mul_(bins).div_((hi - lo).clamp_min_(1e-30).unsqueeze(1)).int().clamp_(0, bins - 1)
+    index += torch.arange(n, device=x.device, dtype=index.dtype).unsqueeze(1) * bins
+    return [sums, torch.bincount(index.reshape(-1), minlength=n * bins).view(n, bins)]
+
+
+Uses = list[tuple[str, str, int]]   # (kind, tag, numel) per piece of a capture
+
+
+@dataclass
+class LayerTensors:
+    """What a capture measures of one layer of N networks (one alone: N = 1), each tensor (N, ...)."""
+
+    pre: Tensor | None                              # its output before the activation, on the probe batch
+    act: Tensor | None                              # the activation after it, on the probe batch
+    params: list[tuple[str, str, Tensor]]           # (kind, tag name, parameter): weights/biases, norms' too
+    grads: dict[int, Tensor] = field(default_factory=dict)   # id(parameter) -> its gradient
+    weight: Tensor | None = None                    # the layer's own weight (its gradient gets a histogram)
+    ratio: Tensor | None = None                     # (N,) ||W - W_before|| / ||W||, when kept before the step
+
+
+@torch.no_grad()
+def capture_values(layers: list[Layer], measured: dict[str, LayerTensors], networks: int,
+                   skipped: Collection[str] = (), bins: int = BINS) -> tuple[Uses, list[list[float]]]:
+    """Every histogram and number of a capture of N networks that share `layers`' shape: (uses, one list of numbers
+    per network), read back from the device ONCE. `uses` says what each piece is, in the order `Histograms.write`
+    consumes them; the kinds in `skipped` are not computed (nothing writes them)."""
+    pieces: list[Tensor] = []                                              # (N, k) device tensors
+    uses: Uses = []
+
+    def hist(tag: str, t: Tensor) -> None:
+        if t[0].numel() and tag.split("/", 1)[0] not in skipped:
+            pieces.extend(histogram_stats(t, bins))
+            uses.append(("hist", tag, t[0].numel()))
+
+    def value(kind: str, tag: str, t: Tensor, n: int = 1) -> None:         # t: (N,)
+        pieces.append(t.reshape(-1, 1))
+        uses.append((kind, tag, n))
+
+    for layer in layers:
+        found = measured.get(layer.name)
+        if found is None:
+            continue
+        if found.pre is not None:
+            hist(f"preactivations/{layer.name}", found.pre)
+        if found.act is not None and found.act[0].numel():
+            name = layer.act_name
+            hist(f"activations/{name}", found.act)        # its sum / sum of squares give act_mean / act_std
+            health = unit_health(layer.activation, found.act)
+            if health is not None:
+                kind, prefix, count, out_of = health
+                value(kind, f"{prefix}/{name}", count, out_of)
+        norms = []
+        for kind, name, p in found.params:
+            hist(f"{kind}/{name}", p)
+            if p[0].numel() == 1:  # a lone weight is a number to read (y = w x + b: the fitted slope), not a spread
+                value("scalar", f"{SINGULAR[kind]}/{name}", p.detach().reshape(-1))
+            grad = found.grads.get(id(p))
+            if grad is not None:
+                norms.append(grad.float().flatten(1).norm(dim=1))          # (N,)
+                if p is found.weight:
+                    hist(f"grads/{layer.name}", grad)
+        if norms:  # the norm of the layer's whole gradient, without copying it into one tensor
+            value("scalar", f"grad_norm/{layer.name}", torch.stack(norms).norm(dim=0))
+        if found.ratio is not None:
+            value("scalar", f"update_ratio/{layer.name}", found.ratio)
+    if not pieces:
+        return uses, [[] for _ in range(networks)]
+    return uses, torch.cat([p.float() for p in pieces], dim=1).tolist()    # (N, total): the one host read
+
+
+def without(uses: Uses, values: list[float], prefix: str, bins: int = BINS) -> tuple[Uses, list[float]]:
+    """One network's capture without the pieces whose tag starts with `prefix` (a network with no update ratio at
+    this step while others captured with it have one)."""
+    kept_uses, kept, at = [], [], 0
+    for use in uses:
+        width = 4 + bins if use[0] == "hist" else 1
+        if not use[1].startswith(prefix):
+            kept_uses.append(use)
+            kept += values[at:at + width]
+        at += width
+    return kept_uses, kept
 
 
 def unit_health(activation: nn.Module, act: Tensor) -> tuple[str, str, Tensor, int] | None:
@@ -193,6 +275,31 @@ class Histograms:
     def on_capture(self, state) -> None:
         self.capture(state.step)
 
+    # --- the same for a stack of networks, all captured in one pass (dlexp/stacked/loop.py) ----------
+    @staticmethod
+    def stack_capture_next(members: list, stack) -> dict:
+        """The step about to be taken is captured for these members ((row, state, observer) of the stack's
+        networks): the stack keeps its weights before it, for their update ratios."""
+        stack.keep_weights([row for row, _, _ in members])
+        return {}
+
+    @staticmethod
+    def stack_capture(members: list, stack) -> dict:
+        """A captured step: every member's histograms and numbers from one pass over the stack and one host read,
+        each written by its own observer. Returns {row: error} for members whose writing failed."""
+        rows = [row for row, _, _ in members]
+        skipped = set.intersection(*(set(observer.skipped) for _, _, observer in members))  # written by none
+        measured, with_ratios = stack.layer_tensors(rows)
+        uses, values = capture_values(find_layers(stack.model_of(rows[0])), measured, stack.size, skipped)
+        failed = {}
+        for row, state, observer in members:
+            own = (uses, values[row]) if row in with_ratios else without(uses, values[row], "update_ratio/")
+            try:
+                observer.write(own[1], own[0], state.step)
+            except Exception as err:  # noqa: BLE001  (one network's writing ends only that network's run)
+                failed[row] = err
+        return failed
+
     def _snapshot(self, step: int) -> None:
         with torch.no_grad():
             for layer in self.layers:
@@ -205,18 +312,6 @@ class Histograms:
                         saved.copy_(w)               # reuse the buffer: no allocation per snapshot
         self.before_step = step
 
-    def _ratios(self, step: int) -> dict[str, Tensor]:
-        """||W_step - W_step-1|| / ||W_step|| per layer (device tensors), when the weights before `step` were kept."""
-        if self.before_step != step:
-            return {}
-        ratios = {}
-        with torch.no_grad():
-            for layer in self.layers:
-                w = getattr(layer.module, "weight", None)
-                if isinstance(w, nn.Parameter) and id(w) in self.before:
-                    ratios[layer.name] = (w - self.before[id(w)]).norm() / w.norm().clamp_min(1e-12)
-        return ratios
-
     # --- the capture -------------------------------------------------------------------------------
     def activations(self) -> dict[str, tuple[Tensor, Tensor | None]]:
         """layer name -> (pre-activation, activation or None), from one hooked forward pass on the probe."""
@@ -226,46 +321,26 @@ class Histograms:
         """Compute every histogram and number on the device, read them back once, write them."""
         if not self.layers:
             return
-        ratios = self._ratios(step)
-        pieces: list[Tensor] = []                # 1-D device tensors, joined for the one host read
-        uses: list[tuple[str, str, int]] = []    # (kind, tag, numel) telling the host what each piece is
-
-        def hist(tag: str, x: Tensor) -> None:
-            if x.numel() and tag.split("/", 1)[0] not in self.skipped:       # a kind not written is not computed
-                pieces.extend(histogram_stats(x, self.bins))
-                uses.append(("hist", tag, x.numel()))
-
-        def value(kind: str, tag: str, x: Tensor, n: int = 1) -> None:
-            pieces.append(x.reshape(1))
-            uses.append((kind, tag, n))
-
         seen = self.activations()
-        for layer in self.layers:
-            pre, act = seen.get(layer.name, (None, None))
-            if pre is not None:
-                hist(f"preactivations/{layer.name}", pre)
-            if act is not None and act.numel():
-                name = layer.act_name
-                hist(f"activations/{name}", act)           # its sum / sum of squares give act_mean / act_std
-                health = unit_health(layer.activation, act.unsqueeze(0))
-                if health is not None:
-                    kind, prefix, count, out_of = health
-                    value(kind, f"{prefix}/{name}", count, out_of)
-            grads = []
-            for kind, name, p in layer.parameters():
-                hist(f"{kind}/{name}", p)
-                if p.numel() == 1:  # a lone weight is a number to read (y = w x + b: the fitted slope), not a spread
-                    value("scalar", f"{SINGULAR[kind]}/{name}", p.detach())
-                if p.grad is not None:
-                    grads.append(p.grad)
-                    if p is getattr(layer.module, "weight", None):
-                        hist(f"grads/{layer.name}", p.grad)
-            if grads:  # the norm of the layer's whole gradient, without copying it into one tensor
-                value("scalar", f"grad_norm/{layer.name}", torch.stack([g.float().norm() for g in grads]).norm())
-            if layer.name in ratios:
-                value("scalar", f"update_ratio/{layer.name}", ratios[layer.name])
-        if pieces:
-            self.write(torch.cat(pieces).tolist(), uses, step)  # the one host read of this capture
+        measured = {}
+        with torch.no_grad():
+            for layer in self.layers:
+                pre, act = seen.get(layer.name, (None, None))
+                weight = getattr(layer.module, "weight", None)
+                found = measured[layer.name] = LayerTensors(pre=None if pre is None else pre.unsqueeze(0),
+                                                            act=None if act is None else act.unsqueeze(0), params=[])
+                for kind, name, p in layer.parameters():
+                    one = p.unsqueeze(0)                                    # (1, ...): one network
+                    found.params.append((kind, name, one))
+                    if p.grad is not None:
+                        found.grads[id(one)] = p.grad.unsqueeze(0)
+                    if p is weight:
+                        found.weight = one
+                if self.before_step == step and isinstance(weight, nn.Parameter) and id(weight) in self.before:
+                    found.ratio = ((weight - self.before[id(weight)]).norm() / weight.norm().clamp_min(1e-12)).reshape(1)
+        uses, values = capture_values(self.layers, measured, 1, self.skipped, self.bins)
+        if uses:
+            self.write(values[0], uses, step)
 
     def write(self, values: list[float], uses: list[tuple[str, str, int]], step: int) -> None:
         """Write one capture from its numbers read back: `uses` says what each piece is (kind, tag, numel), `values`

@@ -121,6 +121,32 @@ class Pictures:
             log.exception("pictures: the final picture could not be drawn")
         log.info("pictures: %d captures drawn in %.0f ms", self.drawn, self.seconds * 1000)
 
+    # --- the same for a stack of networks, all evaluated over their grids in one pass (dlexp/stacked/loop.py) --
+    @staticmethod
+    def stack_capture(members: list, stack) -> dict:
+        """A captured step for these members ((row, state, observer) of the stack's networks): the stack evaluated
+        over every member's grid in one batched pass (and over its unit grid, layer by layer), then each member
+        paints its own pictures from its rows. Returns {row: error} for the members whose painting failed."""
+        failed = {}
+        by_step: dict[int, list] = {}
+        for row, state, pictures in members:
+            by_step.setdefault(state.step, []).append((row, pictures))
+        for step, painters in by_step.items():
+            mine = dict(painters)
+            out, _ = stack.over([mine[r].grid if r in mine else None for r in range(stack.size)])   # (N, G, out)
+            units: list = []
+            if any(p.hidden for p in mine.values()):
+                grids = [mine[r].unit_grid if r in mine and mine[r].hidden else None for r in range(stack.size)]
+                units = stack.over(grids, layers=True)[1]              # per Linear: (N, U, width) each
+            for row, pictures in painters:
+                seen = {layer.name: (pre[row], None if act is None else act[row])
+                        for layer, (pre, act) in zip(pictures.hidden, units)}
+                try:
+                    pictures.paint(step, out[row], seen)
+                except Exception as err:  # noqa: BLE001  (a network's own failure ends only its run)
+                    failed[row] = err
+        return failed
+
     # --- drawing -----------------------------------------------------------------------------------------
     def draw(self, step: int) -> None:
         if step == self.last_step:
@@ -131,7 +157,7 @@ class Pictures:
     def paint(self, step: int, out: Tensor, seen: dict[str, tuple[Tensor, Tensor | None]]) -> None:
         """The pictures of `step` from the model's raw outputs over `grid` (G, out) and, per hidden layer, its
         (pre-activation, activation) over `unit_grid`, as `layer_outputs` gives them. A stack of jobs computes these
-        for all its jobs in one pass (dlexp/stacked/pictures.py) and each job paints its own."""
+        for all its jobs in one pass (`stack_capture`) and each job paints its own."""
         if step == self.last_step:
             return
         started = time.perf_counter()

@@ -237,15 +237,28 @@ class ScalarLogger:
         self.board, self.optimizer, self.every = board, optimizer, every
         self.steps_per_epoch = steps_per_epoch
         self.step_losses: Curve = []             # what train/step_loss logged
-        self.last: tuple[int, Tensor] | None = None  # the latest step's loss (read only if the run diverges)
+        # the latest step's loss, read only if the run diverges: (step, a 0-d loss) alone, (step, a stack's (N,)
+        # losses, its row) in a stack
+        self.last: tuple | None = None
 
     def on_start(self, state) -> None:
         self.board.scalar("data/steps_per_epoch", self.steps_per_epoch, state.step)
 
     def on_step(self, state, loss: Tensor) -> None:
-        self.last = (state.step, loss)
+        self.last = (state.step, loss, None)
         if state.step % self.every == 0:
             self.step_loss(state.step, loss.item())  # the one host read per interval
+
+    @staticmethod
+    def stack_step(members: list, stack) -> dict:
+        """on_step for many networks trained as one stack ((row, state, logger) each): every logger due at this
+        step logs its network's loss, read from the device once for all."""
+        losses = stack.losses_tensor()
+        for row, state, logger in members:
+            logger.last = (state.step, losses, row)
+            if state.step % logger.every == 0:
+                logger.step_loss(state.step, stack.losses()[row])
+        return {}
 
     def step_loss(self, step: int, value: float) -> None:
         """train/step_loss at `step` (a stack of jobs reads every job's loss at once and calls this for each)."""
@@ -268,7 +281,8 @@ class ScalarLogger:
         if status == "diverged":
             points = list(self.step_losses)
             if self.last is not None and self.last[0] not in dict(points):
-                points.append((self.last[0], self.last[1].item()))
+                step, loss, row = self.last
+                points.append((step, (loss if row is None else loss[row]).item()))
             points = [(step, value) for step, value in points if math.isfinite(value)]
             positive = all(value > 0 for _, value in points)
             for step, value in points:

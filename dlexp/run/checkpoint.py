@@ -133,11 +133,31 @@ class Checkpointer:
             self.due = time.monotonic() + self.secs if self.secs > 0 else math.inf
 
     def on_step(self, state, loss) -> None:
-        if time.monotonic() < self.due:
-            return
-        if state.batch >= self.schedule.steps_per_epoch or self.schedule.captures_step(state.step):
-            return  # this step still logs after us (its capture, its epoch's end): take the next one
-        self.save(state)
+        if self.due_now(state, time.monotonic()):
+            self.save(state)
+
+    def due_now(self, state, now: float) -> bool:
+        """Is a save by time due after this step? Not at a step that still logs after us (its capture, its epoch's
+        end): then at the next one."""
+        if now < self.due:
+            return False
+        return state.batch < self.schedule.steps_per_epoch and not self.schedule.captures_step(state.step)
+
+    @staticmethod
+    def stack_step(members: list, stack) -> dict:
+        """on_step for many networks trained as one stack ((row, state, checkpointer) each): one clock read for
+        all; a network due for a save has its own model, optimizer, loss sum and random state brought up to date
+        from the stack first (`stack.sync`). Returns {row: error} for the saves that failed."""
+        now = time.monotonic()
+        failed = {}
+        for row, state, saver in members:
+            if saver.due_now(state, now):
+                try:
+                    stack.sync(row)
+                    saver.save(state)
+                except Exception as err:  # noqa: BLE001  (a save that fails ends only its network's run)
+                    failed[row] = err
+        return failed
 
     def on_epoch(self, state, metrics) -> None:
         if state.epoch > 0 and ((self.every and state.epoch % self.every == 0) or time.monotonic() >= self.due):

@@ -57,7 +57,15 @@ class Stop(Exception):
 
 
 class Observer(Protocol):
-    """Small objects the loop notifies; adding one never edits the loop. All methods are optional."""
+    """Small objects the loop notifies; adding one never edits the loop. All methods are optional.
+
+    What an observer carries across a resume it says with `state_dict()` / `load_state_dict(saved)` (the checkpoint
+    keeps it). Many networks trained as one stack (dlexp/stacked/loop.py) call the same methods per network, except
+    where the observer's class offers a form for many networks at once, which the stack calls once with all its
+    members, (row, state, observer) each, and its view of the stack (`StackView`), and which returns {row: error}
+    for the networks to stop: `stack_step` for on_step, `stack_capture_next`, `stack_capture`. Both loops know only
+    these names, never an observer's class or fields.
+    """
 
     def on_start(self, state: TrainState) -> None: ...
     def on_step(self, state: TrainState, loss: Tensor) -> None: ...

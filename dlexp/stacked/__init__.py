@@ -3,10 +3,10 @@ optimizer update with per-job hyper-parameters, each job's numbers equal to its 
 
     plan = plan_groups(exps)                 # which jobs can share a stack; why the others cannot
     group = StackedGroup([exps[i] for i in plan.groups[0]])
-    outcomes = fit_stacked(group, states, observers, schedules)    # loop.fit for every job of the group
+    endings = fit_stacked(group, states, observers, schedules)     # loop.fit for every job of the group
 """
 
 from dlexp.stacked.group import MAX_GROUP, Plan, StackedGroup, job_problem, plan_groups
-from dlexp.stacked.loop import Outcome, fit_stacked
+from dlexp.stacked.loop import Ending, fit_stacked
 
-__all__ = ["MAX_GROUP", "Outcome", "Plan", "StackedGroup", "fit_stacked", "job_problem", "plan_groups"]
+__all__ = ["Ending", "MAX_GROUP", "Plan", "StackedGroup", "fit_stacked", "job_problem", "plan_groups"]

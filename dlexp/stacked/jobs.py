@@ -20,8 +20,8 @@ from dlexp.stacked.group import StackedGroup
 from dlexp.stacked.loop import fit_stacked
 
 
-class Stop:
-    """Set by `signals.stop_on_signals(stop)`: every job of the stack stops at its next step."""
+class StopFlag:
+    """Set by `signals.stop_on_signals(flag)`: every job of the stack stops at its next step."""
 
     stop: str | None = None
 
@@ -52,7 +52,7 @@ class OwnRng:
     on_epoch = on_end = restore
 
 
-def fit_together(runs: Sequence[train.Started], stop: Stop, rng_states: Sequence[tuple] | None = None) -> None:
+def fit_together(runs: Sequence[train.Started], stop: StopFlag, rng_states: Sequence[tuple] | None = None) -> None:
     """Train started runs (ready, stackable, at the same batch of their epoch) as one stack, then end each one.
 
     rng_states: per run, the global random state its build left (`rng_state()` right after it).
@@ -69,7 +69,7 @@ def fit_together(runs: Sequence[train.Started], stop: Stop, rng_states: Sequence
             for r in fresh:
                 loop.notify(runs[r].observers, "on_epoch", runs[r].state, metrics[r])
         outcomes = fit_stacked(group, [run.state for run in runs], [run.observers for run in runs],
-                               [run.schedule for run in runs], stop=stop)
+                               [run.schedule for run in runs], stop=stop, rng_states=rng_states)
     except Exception as err:  # the stack itself failed (not one job's observer): each of its jobs failed with it
         for run in runs:
             run.record.attach_log()
@@ -86,7 +86,7 @@ def fit_together(runs: Sequence[train.Started], stop: Stop, rng_states: Sequence
         train.end(run)
 
 
-def fit_alone(run: train.Started, stop: Stop) -> None:
+def fit_alone(run: train.Started, stop: StopFlag) -> None:
     """A job that cannot join a stack: the single-run loop, then its end. A stop of the sweep stops it too, and
     its own Ctrl-C stops the sweep."""
     run.record.attach_log()

@@ -2,54 +2,41 @@
 
 Per job, the bookkeeping and the notifications are those of `loop.fit` with that job's own `Schedule`: one
 `TrainState` and one observer list per job, on_start, a capture at the start, on_capture_next before a step its
-schedule captures, on_step(state, that job's 0-d loss), on_capture after a captured step, on_epoch(state, metrics)
-at its evaluated epochs followed by the epoch's capture, the job's own scheduler stepped at each epoch end (on_end
-is the caller's). A job leaves the stack when it has done its epochs, when its loss or gradients stop being finite
-(the DivergenceGuard's rule, applied once for the whole stack: the job ends with `Diverged` at its own step), when
-an observer raises, or when its `state.stop` is set; it is written back into its own model and optimizer as it
-leaves, and the others carry on unchanged. A job stopped by its guard is captured at that step first, as
-`loop.fit` captures a run that diverges.
+schedule captures, on_step after each step, on_capture after a captured step, on_epoch(state, metrics) at its
+evaluated epochs followed by the epoch's capture, the job's own scheduler stepped at each epoch end (on_end is the
+caller's). A job leaves the stack when it has done its epochs, when an observer stops it (`loop.Stop`: the guard's
+`Diverged`, at its own step, captured at that step first as `loop.fit` captures a run that stops) or raises, or
+when its `state.stop` is set; it is written back into its own model and optimizer as it leaves, and the others
+carry on unchanged.
 
-Some observers' work is done once for the whole stack (`SHARED`), each job still getting its own numbers: the
-guard's rules (the losses read once, each job's own guard judging its own); a checkpoint by time (the job's weights,
-optimizer state and loss sum written back first); the histogram capture (one pass over the stack, one host read, each job's `Histograms.write`); the
-step-loss scalar (one host read, each job's `ScalarLogger.step_loss`); the model over the pictures' grids (one
-batched pass, each job's `Pictures.paint`). Any other observer is called per job; one that reads the model at a
-capture finds the job's own parameters written back first.
-
-The per-step work that is not the stack's tensors is a few attribute updates per job; decisions that depend on a
-job's step (guard, scalars, captures) are taken once when the jobs' steps and schedules agree, as they do in a
-fresh sweep; the losses are read from the device once per step for the whole group, and only when something
-looks at them.
+The observer protocol (dlexp/run/loop.py) lets an observer class do its work for many jobs at once: a class that
+defines `stack_step`, `stack_capture_next` or `stack_capture` is called once per step (or capture) with all its
+members, (row, state, observer) each, and the stack's `StackView` (losses read once, gradients summed in one
+reduction, histograms and pictures from one batched pass, a job's own numbers synced before a save). Every other
+observer method is called per job, as alone; one that reads the model at a capture finds the job's own parameters
+written back first. This loop names no observer class and reads no observer's fields.
 """
 
 from __future__ import annotations
 
 import contextlib
-import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+from torch import Tensor
 
-from dlexp.run.checkpoint import Checkpointer
 from dlexp.run.loop import Schedule, Stop, TrainState, notify
-from dlexp.observe.guard import DivergenceGuard
-from dlexp.observe.histograms import Histograms
-from dlexp.observe.pictures import Pictures
-from dlexp.observe.tensorboard import ScalarLogger
 from dlexp.stacked import histograms as stacked_histograms
 from dlexp.stacked import pictures as stacked_pictures
 from dlexp.stacked.group import StackedGroup
 
-# Observers whose work the stack does once for all its jobs: class -> the methods never called per job.
-SHARED = {DivergenceGuard: ("on_step",), Histograms: ("on_capture_next", "on_capture"), ScalarLogger: ("on_step",),
-          Pictures: ("on_capture",), Checkpointer: ("on_step",)}
+STACK_FORMS = {"on_step": "stack_step", "on_capture_next": "stack_capture_next", "on_capture": "stack_capture"}
 
 
 @dataclass
-class Outcome:
+class Ending:
     """How a job's training ended: its state, and what stopped it early (None: completed, or `state.stop`)."""
 
     state: TrainState
@@ -58,56 +45,119 @@ class Outcome:
 
 def fit_stacked(group: StackedGroup, states: Sequence[TrainState] | None = None,
                 observers: Sequence[Sequence] | None = None, schedules: Sequence[Schedule] | None = None,
-                stop=None, sync_on_epoch: bool = True) -> list[Outcome]:
-    """Train every job of `group` until it has done its schedule's epochs or stops; one Outcome per job.
+                stop=None, sync_on_epoch: bool = True, rng_states: Sequence[tuple] | None = None) -> list[Ending]:
+    """Train every job of `group` until it has done its schedule's epochs or stops; one Ending per job.
 
     states / observers / schedules: per job, in job order (as `loop.fit` takes them for one run); without
     schedules, each job trains `exp.epochs` epochs, evaluated after each one, captured at the start and the end.
     stop: an object whose `.stop` (set by `signals.stop_on_signals(stop)`) stops every job at its next step.
     sync_on_epoch: write a job's parameters and optimizer state into its own model and optimizer before its
     on_epoch observers run (they may save a checkpoint or read the weights); its gradients are written as it leaves.
+    rng_states: per job, the global random state its single run holds while it trains (`StackView.sync` sets it).
     All jobs still training must stand at the same batch of their epoch (`plan_groups(states=...)` keys on it).
     """
-    return _Fit(group, states, observers, schedules, stop, sync_on_epoch).run()
+    return _Fit(group, states, observers, schedules, stop, sync_on_epoch, rng_states).run()
 
 
-def _own(observer, method: str) -> bool:
-    """Does the job's loop call this method of the observer (rather than the stack, once for all)?"""
-    return hasattr(observer, method) and method not in SHARED.get(type(observer), ())
+def stack_form(observer, event: str):
+    """The observer's class's form of `event` for many jobs at once, or None."""
+    return getattr(type(observer), STACK_FORMS[event], None)
 
 
-def _first(observers, kind):
-    return next((o for o in observers if type(o) is kind), None)
+class StackView:
+    """What the stack offers its jobs' observers at a step, each a job's own numbers from the stack's tensors:
+    rows are stack rows (`group.jobs[row]` is the job)."""
+
+    def __init__(self, fit: _Fit):
+        self.fit, self.group = fit, fit.group
+        self.step_losses: Tensor | None = None   # (N,) this step's losses on the device
+        self.values: list[float] | None = None   # the same, read back (once, when asked)
+        self.sums: list[float] | None = None     # each row's sum of |gradient|, this step (once, when asked)
+        self.before: list[Tensor] | None = None  # the stacked weights before a captured step (update ratios)
+        self.before_step: dict[int, int] = {}    # job -> the step `before` precedes
+        self.probe: Tensor | None = None         # (N, P, F) the histograms' probe batch of every row
+
+    @property
+    def size(self) -> int:
+        return self.group.size
+
+    def new_step(self, losses: Tensor) -> None:
+        self.step_losses, self.values, self.sums = losses, None, None
+
+    def losses_tensor(self) -> Tensor:
+        """(N,) this step's losses on the device."""
+        return self.step_losses
+
+    def losses(self) -> list[float]:
+        """This step's losses, one per row: one host read for the stack."""
+        if self.values is None:
+            self.values = self.step_losses.tolist()
+        return self.values
+
+    def grad_sums(self) -> list[float]:
+        """Each row's sum of |gradient| over every parameter: one fused reduction for the stack."""
+        if self.sums is None:
+            self.sums = self.group.grad_sums().tolist()
+        return self.sums
+
+    def sync(self, row: int) -> None:
+        """The job in `row` gets its own numbers: its model's parameters and its optimizer's state, its epoch's
+        loss sum so far, and the global random state its single run would hold (what a checkpoint saves)."""
+        fit, j = self.fit, self.group.jobs[row]
+        self.group.write_back(row, grads=False)
+        fit.states[j].loss_sum = fit.sums[row].clone()
+        fit.set_rng(j)
+
+    def model_of(self, row: int):
+        """The job's own model (its architecture and names; its parameters are the stack's until synced)."""
+        return self.group.exps[self.group.jobs[row]].model
+
+    def keep_weights(self, rows: list[int]) -> None:
+        """Keep the stacked weights before the step about to be taken, for these rows' update ratios."""
+        self.before = stacked_histograms.snapshot(self.group)
+        for row in rows:
+            j = self.group.jobs[row]
+            self.before_step[j] = self.fit.states[j].step + 1
+
+    def layer_tensors(self, rows: list[int]):
+        """What a histogram capture measures of every row, (N, ...) tensors per layer, and the rows among `rows`
+        whose weights were kept before this step (their update ratios are in it)."""
+        jobs = self.group.jobs
+        with_ratios = {r for r in rows if self.before_step.get(jobs[r]) == self.fit.states[jobs[r]].step}
+        ratios = stacked_histograms.update_ratios(self.group, self.before) if with_ratios else None
+        if self.probe is None:
+            self.probe = stacked_histograms.probe(self.group)
+        return stacked_histograms.layer_tensors(self.group, self.probe, ratios), with_ratios
+
+    def over(self, grids: list[Tensor | None], layers: bool = False) -> tuple[Tensor, list]:
+        """The stack over many points: row r's grid for the rows that have one (G, F) each, the first grid for the
+        others (their outputs unused): (N, G, out) and, with `layers`, each Linear's (output, activation)."""
+        return stacked_pictures.columns(self.group, stacked_pictures._inputs(grids, self.size), layers=layers)
+
+    def leave(self, index: Tensor | None) -> None:
+        """Rows left the stack: keep what is kept per row in step with the rows that stay."""
+        if self.before is not None and index is not None:
+            self.before = [b.index_select(0, index) for b in self.before]
+        self.probe = None
 
 
 class _Fit:
-    def __init__(self, group, states, observers, schedules, stop, sync):
+    def __init__(self, group, states, observers, schedules, stop, sync, rng_states):
         n = len(group.exps)
         self.group, self.stop, self.sync = group, stop, sync
         self.states = list(states) if states is not None else [TrainState() for _ in range(n)]
         self.observers = [list(o) for o in observers] if observers is not None else [[] for _ in range(n)]
         self.schedules = list(schedules) if schedules is not None else \
             [Schedule(int(e.epochs), len(e.batches)) for e in group.exps]
+        self.rng_states = list(rng_states) if rng_states is not None else None
         self.epochs = [s.epochs for s in self.schedules]
-        self.outcomes = [Outcome(s) for s in self.states]
-        # each job's guard judges its own losses, read once for the stack; its `every` says how often
-        self.guards = [_first(obs, DivergenceGuard) for obs in self.observers]
-        self.checkpointers = [_first(obs, Checkpointer) for obs in self.observers]
-        self.own_rng = [next((o for o in obs if type(o).__name__ == "OwnRng"), None) for obs in self.observers]
-        self.hist = [_first(obs, Histograms) for obs in self.observers]
-        self.pictures = [_first(obs, Pictures) for obs in self.observers]
-        self.logger = [_first(obs, ScalarLogger) for obs in self.observers]
-        self.on_step = [[o.on_step for o in obs if _own(o, "on_step")] for obs in self.observers]
-        self.ahead = [[o for o in obs if _own(o, "on_capture_next")] for obs in self.observers]
-        self.capturing = [[o for o in obs if _own(o, "on_capture")] for obs in self.observers]
+        self.outcomes = [Ending(s) for s in self.states]
         self.on_epoch = [any(hasattr(o, "on_epoch") for o in obs) for obs in self.observers]
         self.captured = [-1] * n                 # per job: the step last captured (never twice at one step)
-        self.previous: tuple[list[int], list[float]] | None = None  # the last step's jobs and losses (the guard's)
-        self.before: list | None = None          # stacked weights kept before a captured step (update ratios)
-        self.before_step = [-1] * n              # per job: the step whose result `before` precedes
         self.sums = torch.zeros(0)
+        self.view = StackView(self)
 
-    def run(self) -> list[Outcome]:
+    def run(self) -> list[Ending]:
         group, states = self.group, self.states
         for j, state in enumerate(states):
             try:
@@ -140,8 +190,16 @@ class _Fit:
     def done(self, j: int) -> bool:
         return self.outcomes[j].error is not None or bool(self.states[j].stop) or self.states[j].epoch >= self.epochs[j]
 
+    def set_rng(self, j: int) -> None:
+        """The global random state job j's single run holds while it trains (its checkpoints record it)."""
+        if self.rng_states is not None:
+            cpu, cuda = self.rng_states[j]
+            torch.set_rng_state(cpu)
+            if cuda:
+                torch.cuda.set_rng_state_all(cuda)
+
     def rows(self) -> None:
-        """Per-row facts of the jobs still in the stack (rebuilt when it changes)."""
+        """Per-row facts of the jobs still in the stack (rebuilt when it changes): who is called for what."""
         group, states = self.group, self.states
         jobs = group.jobs
         self.row_states = [states[j] for j in jobs]
@@ -149,26 +207,34 @@ class _Fit:
         lockstep = len({(s.step, s.epoch) for s in self.row_states}) == 1
         # the same schedule for every job: one decision per step and per epoch for all
         self.same = lockstep and len({(self.schedules[j], self.epochs[j]) for j in jobs}) == 1
-        self.guarded = [(r, j, self.guards[j]) for r, j in enumerate(jobs) if self.guards[j] is not None]
-        self.saving = [(r, j, self.checkpointers[j]) for r, j in enumerate(jobs) if self.checkpointers[j] is not None]
-        self.logged = [(r, self.logger[j]) for r, j in enumerate(jobs) if self.logger[j] is not None]
-        self.same_logged = lockstep and len({lg.every for _, lg in self.logged}) == 1
-        self.watched = [r for r, j in enumerate(jobs)
-                        if self.hist[j] is not None or self.pictures[j] is not None or self.capturing[j]]
-        self.looking_ahead = [r for r, j in enumerate(jobs) if self.hist[j] is not None or self.ahead[j]]
-        self.probe = stacked_histograms.probe(group) if any(self.hist[j] is not None for j in jobs) else None
+        self.forms = {event: self.stack_forms(event) for event in STACK_FORMS}
+        self.own = {event: [[getattr(o, event) for o in self.observers[j] if hasattr(o, event)
+                             and stack_form(o, event) is None] for j in jobs] for event in STACK_FORMS}
+        self.stepped = [r for r in range(len(jobs)) if self.own["on_step"][r]]
+        self.watched = [r for r, j in enumerate(jobs) if any(hasattr(o, "on_capture") for o in self.observers[j])]
+        self.looking_ahead = [r for r, j in enumerate(jobs)
+                              if any(hasattr(o, "on_capture_next") for o in self.observers[j])]
         self.schedulers = [group.exps[j].scheduler for j in jobs if group.exps[j].scheduler is not None]
-        self.observed = [(r, j) for r, j in enumerate(jobs) if self.on_step[j]]
         # only a job's own observers (or a signal) set its state.stop while it trains
-        self.may_stop = any(self.on_step[j] or self.ahead[j] or self.capturing[j] for j in jobs)
+        self.may_stop = any(self.observers[j] for j in jobs)
         if self.row_states[0].batch:
             self.point_sums()
 
+    def stack_forms(self, event: str) -> list[tuple]:
+        """(the class's form of `event` for many jobs, its members (row, observer)), one per observer class that
+        has one, in the order the jobs' observer lists name the classes."""
+        forms: dict[type, list] = {}
+        for r, j in enumerate(self.group.jobs):
+            for observer in self.observers[j]:
+                if hasattr(observer, event) and stack_form(observer, event) is not None:
+                    forms.setdefault(type(observer), []).append((r, observer))
+        return [(getattr(kind, STACK_FORMS[event]), members) for kind, members in forms.items()]
+
     def point_sums(self) -> None:
-        """state.loss_sum of the jobs whose observers may look at it: views that follow the sums in place.
+        """state.loss_sum of the jobs whose own observers may look at it: views that follow the sums in place.
         The others get theirs when they leave the stack (the sum is what a checkpoint saves mid-epoch)."""
         views = self.sums.unbind(0)
-        for r, _ in self.observed:
+        for r in self.stepped:
             self.row_states[r].loss_sum = views[r]
 
     def due(self, rows: list[int], when) -> list[int]:
@@ -180,6 +246,22 @@ class _Fit:
             return list(rows) if when(self.schedules[self.group.jobs[r]], self.row_states[r]) else []
         jobs = self.group.jobs
         return [r for r in rows if when(self.schedules[jobs[r]], self.row_states[r])]
+
+    def call_forms(self, event: str, rows: list[int] | None, leaving: dict) -> None:
+        """The observer classes' forms of `event` for the members in `rows` (all rows: None) that are not leaving;
+        a member whose observer failed or stopped its job leaves, its later observers not told of this step."""
+        jobs = self.group.jobs
+        for form, members in self.forms[event]:
+            chosen = [(r, self.row_states[r], o) for r, o in members
+                      if jobs[r] not in leaving and (rows is None or r in rows)]
+            if not chosen:
+                continue
+            try:
+                failed = form(chosen, self.view)
+            except Exception as err:  # noqa: BLE001  (the form failed as a whole: every member's job with it)
+                failed = {r: err for r, _, _ in chosen}
+            for r, err in failed.items():
+                self.fail(jobs[r], err, leaving)
 
     def step(self, x, y) -> None:
         group, rows = self.group, self.row_states
@@ -194,27 +276,28 @@ class _Fit:
                 leaving, rows = {}, self.row_states
         losses = group.train_step(x, y)                            # (N,)
         self.sums.add_(losses)                                     # 0 + l1 + l2 ...: the single run's sum
-        if rows[0].batch == 0 and self.observed:                   # the epoch's first step: loss_sum starts
+        if rows[0].batch == 0 and self.stepped:                    # the epoch's first step: loss_sum starts
             self.point_sums()
         for state in rows:
             state.step += 1
             state.batch += 1
-        values = self.guard(losses, leaving) if self.guarded else None
-        if self.saving:
-            self.checkpoint(leaving)
-        if self.observed:
+        self.view.new_step(losses)
+        self.call_forms("on_step", None, leaving)
+        stopped = [r for r, j in enumerate(group.jobs) if isinstance(self.outcomes[j].error, Stop)]
+        if stopped:  # a job an observer stopped (its guard: diverged) is captured at that step, as alone
+            with contextlib.suppress(Exception):  # a capture tripping over wrecked weights must not hide the stop
+                self.capture(stopped)
+        if self.stepped:
             per_job = losses.unbind(0)                             # 0-d views, one call for all
-            for r, j in self.observed:
+            for r in self.stepped:
+                j = group.jobs[r]
                 if j in leaving:
                     continue
                 try:
-                    for observe in self.on_step[j]:
+                    for observe in self.own["on_step"][r]:
                         observe(rows[r], per_job[r])
                 except Exception as err:  # noqa: BLE001
-                    self.outcomes[j].error = err
-                    leaving[j] = None
-        if self.logged:
-            self.step_scalars(losses, values, leaving)
+                    self.fail(j, err, leaving)
         if self.watched:
             self.capture([r for r in self.due(self.watched, lambda s, st: s.captures_step(st.step))
                           if group.jobs[r] not in leaving], leaving)
@@ -228,124 +311,30 @@ class _Fit:
         if leaving:
             self.leave(list(leaving))
 
-    def guard(self, losses, leaving: dict) -> list[float]:
-        """DivergenceGuard.on_step for every guarded job: each job's own guard judges its loss (read back once for
-        the stack) and, when it asks, its gradients (one reduction for the stack). A job it stops is captured at
-        that step, then leaves. Returns the losses read back."""
-        rows, jobs = self.row_states, self.group.jobs
-        values = losses.tolist()                                   # the one host read of this step's losses
-        sums = None
-        stopped = []
-        previous, self.previous = self.previous, (list(jobs), values)
-        for r, j, guard in self.guarded:
-            step = rows[r].step
-            if step % guard.every:
-                continue
-            try:
-                guard.check_loss(step, values[r])
-                if guard.wants_grads(step):
-                    if sums is None:
-                        sums = self.group.grad_sums().tolist()
-                    guard.check_grads(step, sums[r])
-            except Stop as err:
-                self.outcomes[j].error = err
-                stopped.append(r)
-        if stopped:
-            with contextlib.suppress(Exception):  # a capture tripping over wrecked weights must not hide the stop
-                self.capture(stopped)
-            for r in stopped:
-                j = jobs[r]
-                leaving[j] = None
-                if self.logger[j] is not None and previous is not None and j in previous[0]:
-                    # what its ScalarLogger saw last alone: the loss of the step before the guard stopped it
-                    self.logger[j].last = (rows[r].step - 1, torch.tensor(previous[1][previous[0].index(j)]))
-        return values
-
-    def checkpoint(self, leaving: dict) -> None:
-        """Checkpointer.on_step for every job whose save by time is due (one clock read a step): the job's
-        weights, optimizer state and loss sum so far written back into its own objects first."""
-        now = time.monotonic()
-        due = [(r, j, saver) for r, j, saver in self.saving if now >= saver.due and j not in leaving]
-        for r, j, saver in due:
-            state = self.row_states[r]
-            self.group.write_back(r, grads=False)
-            state.loss_sum = self.sums[r].clone()
-            if self.own_rng[j] is not None:
-                self.own_rng[j].restore()
-            self.call(j, lambda: saver.on_step(state, None), leaving)
-
-    def step_scalars(self, losses, values: list[float] | None, leaving: dict) -> None:
-        """ScalarLogger.on_step for every job: train/step_loss every `every` steps, one host read for all."""
-        rows = self.row_states
-        if self.same_logged:
-            r0, logger0 = self.logged[0]
-            due = self.logged if rows[r0].step % logger0.every == 0 else []
-        else:
-            due = [(r, lg) for r, lg in self.logged if rows[r].step % lg.every == 0]
-        jobs = self.group.jobs
-        for r, logger in due:
-            j = jobs[r]
-            if j in leaving:
-                continue
-            if values is None:
-                values = losses.tolist()
-            try:
-                logger.step_loss(rows[r].step, values[r])
-            except Exception as err:  # noqa: BLE001
-                self.outcomes[j].error = err
-                leaving[j] = None
-
     def capture_next(self, rows: list[int], leaving: dict) -> None:
-        """The step about to be taken is captured for these rows: keep the weights before it (update ratios) and
-        tell the jobs' own on_capture_next observers."""
-        jobs = self.group.jobs
-        kept = [r for r in rows if self.hist[jobs[r]] is not None]
-        if kept:
-            self.before = stacked_histograms.snapshot(self.group)
-            for r in kept:
-                self.before_step[jobs[r]] = self.row_states[r].step + 1
+        """The step about to be taken is captured for these rows: their observers' on_capture_next."""
+        self.call_forms("on_capture_next", rows, leaving)
         for r in rows:
-            j = jobs[r]
-            if self.ahead[j]:
-                try:
-                    notify(self.ahead[j], "on_capture_next", self.row_states[r])
-                except Exception as err:  # noqa: BLE001
-                    self.outcomes[j].error = err
-                    leaving[j] = None
+            j = self.group.jobs[r]
+            if self.own["on_capture_next"][r] and j not in leaving:
+                self.call(j, lambda: [observe(self.row_states[r]) for observe in self.own["on_capture_next"][r]],
+                          leaving)
 
     def capture(self, rows: list[int], leaving: dict | None = None) -> None:
-        """A captured step for these rows: every job's histograms from one pass over the stack (one host read),
-        every job's pictures from one pass over the grids, then each job's other capture observers, which find the
-        job's own parameters written back."""
+        """A captured step for these rows: the observer classes' forms for many jobs (one pass over the stack),
+        then each job's own capture observers, which find the job's own parameters written back."""
         group, jobs = self.group, self.group.jobs
         rows = [r for r in rows if self.captured[jobs[r]] != self.row_states[r].step]
         if not rows:
             return
         for r in rows:
             self.captured[jobs[r]] = self.row_states[r].step
-        hist_rows = [r for r in rows if self.hist[jobs[r]] is not None]
-        if hist_rows:
-            with_ratios = [r for r in hist_rows if self.before_step[jobs[r]] == self.row_states[r].step]
-            ratios = stacked_histograms.update_ratios(group, self.before) if with_ratios else None
-            skipped = set.intersection(*(set(self.hist[jobs[r]].skipped) for r in hist_rows))  # no row writes
-            uses, values = stacked_histograms.capture(group, self.probe, ratios=ratios, skipped=skipped)
-            for r in hist_rows:
-                j = jobs[r]
-                own_uses, own = (uses, values[r]) if ratios is None or r in with_ratios else \
-                    stacked_histograms.without(uses, values[r], "update_ratio/")
-                self.call(j, lambda: self.hist[j].write(own, own_uses, self.row_states[r].step), leaving)
-        by_step: dict[int, list] = {}
-        for r in rows:
-            if self.pictures[jobs[r]] is not None:
-                by_step.setdefault(self.row_states[r].step, []).append((r, self.pictures[jobs[r]]))
-        for step, painters in by_step.items():
-            for r, err in stacked_pictures.paint(group, painters, step).items():
-                self.fail(jobs[r], err, leaving)
+        self.call_forms("on_capture", rows, leaving if leaving is not None else {})
         for r in rows:
             j = jobs[r]
-            if self.capturing[j] and self.outcomes[j].error is None:
+            if self.own["on_capture"][r] and self.outcomes[j].error is None:
                 group.write_back(r, optimizer=False)
-                self.call(j, lambda: notify(self.capturing[j], "on_capture", self.row_states[r]), leaving)
+                self.call(j, lambda: [observe(self.row_states[r]) for observe in self.own["on_capture"][r]], leaving)
 
     def call(self, j: int, fn, leaving: dict | None) -> None:
         """An observer call for job j: what it raises ends that job alone."""
@@ -355,7 +344,8 @@ class _Fit:
             self.fail(j, err, leaving)
 
     def fail(self, j: int, err: BaseException, leaving: dict | None) -> None:
-        self.outcomes[j].error = err
+        if self.outcomes[j].error is None:
+            self.outcomes[j].error = err
         if leaving is not None:
             leaving[j] = None
 
@@ -413,7 +403,6 @@ class _Fit:
             state.loss_sum = self.sums[self.group.jobs.index(j)].clone() if state.batch else None
         index = self.group.leave(jobs)
         self.sums = self.sums.index_select(0, index) if index is not None else self.sums[:0]
-        if self.before is not None and index is not None:
-            self.before = [b.index_select(0, index) for b in self.before]
+        self.view.leave(index)
         if self.group.jobs:
             self.rows()

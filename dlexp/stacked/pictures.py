@@ -1,6 +1,5 @@
-"""Pictures of a whole stack at a capture: the stacked model evaluated over every job's grid in one batched pass
-(and over its unit grid, layer by layer), then each job's `Pictures.paint` draws and writes its own images from
-its rows, as its own forward passes would have given them."""
+"""A whole stack over many points at once (the pictures' grids): the stacked model evaluated over every job's grid
+in one batched pass, and, layer by layer, over its unit grid, as each job's own forward passes would give them."""
 
 from __future__ import annotations
 
@@ -9,7 +8,6 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from dlexp.observe.pictures import Pictures
 from dlexp.stacked.group import StackedGroup
 
 BUDGET = 1 << 22           # floats of one layer's activations for all jobs at once (16 MB): wider layers, fewer points
@@ -58,23 +56,3 @@ def _columns(model, h: Tensor, layers: bool) -> tuple[Tensor, list]:
             if layers and seen and seen[-1][1] is None:
                 seen[-1] = [pre, h]
     return h, seen
-
-
-def paint(group: StackedGroup, painters: Sequence[tuple[int, Pictures]], step: int) -> dict[int, BaseException]:
-    """Each (stack row, its Pictures) draws the pictures of `step`; returns the errors of the rows that failed."""
-    n = group.size
-    rows = dict(painters)
-    out, _ = columns(group, _inputs([rows[r].grid if r in rows else None for r in range(n)], n))  # (N, G, out)
-    units: list = []
-    if any(p.hidden for p in rows.values()):
-        unit_grid = _inputs([rows[r].unit_grid if r in rows and rows[r].hidden else None for r in range(n)], n)
-        units = columns(group, unit_grid, layers=True)[1]                     # per Linear: (N, U, width) each
-    errors = {}
-    for r, pictures in painters:
-        seen = {layer.name: (pre[r], None if act is None else act[r])
-                for layer, (pre, act) in zip(pictures.hidden, units)}
-        try:
-            pictures.paint(step, out[r], seen)
-        except Exception as err:  # noqa: BLE001  (a job's own failure ends only that job)
-            errors[r] = err
-    return errors

@@ -93,7 +93,7 @@ class VectorizedLauncher(Launcher):
         built, rng = self._build(jobs, configs, sweep_dir)
         units = self._units(jobs, built)
         returns: dict[int, JobReturn] = {}
-        stop = stacked_jobs.Stop()
+        stop = stacked_jobs.StopFlag()
         with stop_on_signals(stop):
             for unit in units:
                 if stop.stop:  # the sweep was stopped: the jobs not started yet never start
