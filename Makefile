@@ -10,7 +10,7 @@ PY     := $(VENV)/bin/python
 STAMP      := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: install run test test-fast bench clean
+.PHONY: install run lint test test-fast bench clean
 
 # setuptools prints a notice on every editable install of this layout (conf/ ships as the package dlexp.conf):
 # "Editable installation. Please be careful with folders ...". It is information, not a problem; not shown.
@@ -44,6 +44,13 @@ XDIST := -n auto --dist loadscope
 test: $(TEST_STAMP)
 	$(PY) -m pytest -q -m '' $(XDIST)
 	DLEXP_TEST_ROUNDING=ulp ATEN_CPU_CAPABILITY=default $(PY) -m pytest -q -m kernels $(XDIST)
+
+# Lint, format and types, configured in pyproject.toml ([tool.ruff], [tool.mypy]). `ruff format .` and
+# `ruff check --fix .` repair most of what the first two find.
+lint: $(TEST_STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 # While working: without the tests marked slow.
 test-fast: $(TEST_STAMP)

@@ -172,7 +172,7 @@ class Stated(float):
     """A number as the README writes it ("0.080", "1,000", "3.5e+35"); `tolerance` is half a unit of its last
     written digit: the precision the README claims."""
 
-    def __new__(cls, text: str) -> "Stated":
+    def __new__(cls, text: str) -> Stated:
         number = super().__new__(cls, float(text.replace(",", "")))
         number.text = text
         mantissa, _, exponent = text.replace(",", "").lower().partition("e")

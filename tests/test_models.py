@@ -138,7 +138,7 @@ def test_model_constraints_are_declared_and_reported_by_key():
 def test_mlp_yaml_documents_every_activation():
     """The option's comment lists what model.activation accepts: the same list as dlexp.parts.models.ACTIVATIONS."""
     for name in ("mlp.yaml", "cnn.yaml"):
-        line = next(l for l in (CONF / name).read_text().splitlines() if l.startswith("activation:"))
+        line = next(text for text in (CONF / name).read_text().splitlines() if text.startswith("activation:"))
         assert line.split("#", 1)[1].split() == " | ".join(ACTIVATIONS).split(), name
 
 

@@ -261,7 +261,7 @@ def test_units_show_at_most_32_panels_per_hidden_layer(cli, tmp_path):
 def test_regression_draws_the_fitted_line(cli, tmp_path):
     run_dir = trained(cli, tmp_path, "linear", "data=linear", "model=perceptron", "batch=full", "optimizer=sgd",
                       "optimizer.lr=0.5", "trainer.epochs=300")
-    assert [t for t in image_tags(run_dir)] == [pictures.TAG]            # a curve, and no units: no hidden layer
+    assert list(image_tags(run_dir)) == [pictures.TAG]            # a curve, and no units: no hidden layer
     shots = images(run_dir, pictures.TAG)
     assert min(shots) == 0 and max(shots) == 300
     saved = figures.load_boundary(run_dir)

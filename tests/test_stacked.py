@@ -272,7 +272,7 @@ def test_single_runs_checkpoints_continue_as_one_stack(tmp_path):
     assert plan_groups(exps, states=states).groups == [[0, 1]]
     records = [Record() for _ in exps]
     outcomes = fit_stacked(StackedGroup(exps, states), states, observers=[[r] for r in records])
-    for job, exp, record, outcome in zip(RESUME_JOBS, exps, records, outcomes):
+    for job, record, outcome in zip(RESUME_JOBS, records, outcomes):
         full = _uninterrupted(job)
         assert outcome.state.step == 100 and outcome.error is None
         assert_close_losses(full.losses[37:], record.losses)

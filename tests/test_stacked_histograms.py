@@ -60,7 +60,7 @@ def test_stacked_capture_equals_each_jobs_own_capture(activation, extra):
         assert any(tag.startswith(("preactivations/", "biases/")) for _, tag, _ in uses) == extra
         assert len(values[row]) == len(own_values)
         at = 0
-        for kind, tag, n in uses:                           # min, max, sums to float rounding; counts nearly
+        for kind, tag, _ in uses:                           # min, max, sums to float rounding; counts nearly
             width = 4 + BINS if kind == "hist" else 1
             mine, theirs = values[row][at:at + width], own_values[at:at + width]
             if kind == "hist":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 from rich.console import Console
@@ -74,8 +73,8 @@ def train(ctx: typer.Context) -> None:
 
 
 @app.command("list", cls=Command)
-def list_options(group: Optional[str] = typer.Argument(None, metavar="GROUP", help="Only this group, e.g. optimizer."),
-                 config_dir: List[Path] = typer.Option([], "--config-dir", "-cd", metavar="DIR",
+def list_options(group: str | None = typer.Argument(None, metavar="GROUP", help="Only this group, e.g. optimizer."),
+                 config_dir: list[Path] = typer.Option([], "--config-dir", "-cd", metavar="DIR",
                                                        help="Your own options too (marked +), as train reads them.")
                  ) -> None:
     """Every config group and its options, with a one-line description; * marks the default, + your own."""
@@ -123,25 +122,25 @@ def validate(ctx: typer.Context) -> None:
 
 
 @app.command(cls=Command)
-def compare(paths: List[Path] = typer.Argument(..., metavar="PATHS", help="Sweep directories, run directories or folders of runs."),
-            sort: Optional[str] = typer.Option(None, help="Sort by a metric, e.g. val/loss (ascending) or -val/acc; "
+def compare(paths: list[Path] = typer.Argument(..., metavar="PATHS", help="Sweep directories, run directories or folders of runs."),
+            sort: str | None = typer.Option(None, help="Sort by a metric, e.g. val/loss (ascending) or -val/acc; "
                                                           "the verdict is on this metric."),
-            columns: Optional[str] = typer.Option(None, "--columns", help="The columns, e.g. val/acc,"
+            columns: str | None = typer.Option(None, "--columns", help="The columns, e.g. val/acc,"
                                                   "weight/1_linear,epochs: any scalar the runs logged, epochs, "
                                                   "wall_time."),
-            by: Optional[str] = typer.Option(None, "--by", help="Group the runs by these keys, e.g. optimizer "
+            by: str | None = typer.Option(None, "--by", help="Group the runs by these keys, e.g. optimizer "
                                              "or optimizer,optimizer.lr (default: runs that differ only in seed)."),
             group: bool = typer.Option(True, "--group/--no-group", help="--no-group: one row per run, never groups."),
-            csv: Optional[Path] = typer.Option(None, "--csv", help="Also write the table as CSV."),
-            markdown: Optional[Path] = typer.Option(None, "--markdown", help="Also write the table as Markdown."),
-            plot: Optional[Path] = typer.Option(None, "--plot", help="Draw validation-loss curves into this PNG."),
+            csv: Path | None = typer.Option(None, "--csv", help="Also write the table as CSV."),
+            markdown: Path | None = typer.Option(None, "--markdown", help="Also write the table as Markdown."),
+            plot: Path | None = typer.Option(None, "--plot", help="Draw validation-loss curves into this PNG."),
             band: str = typer.Option("std", "--band", help="Band around a group's mean curve: std or minmax."),
             log_scale: bool = typer.Option(False, "--log", help="Log-scale y axis for --plot."),
-            boundaries: Optional[Path] = typer.Option(
+            boundaries: Path | None = typer.Option(
                 None, "--boundaries", help="Draw each run's final decision boundary (or fitted curve) into this PNG."),
-            histograms: Optional[Path] = typer.Option(
+            histograms: Path | None = typer.Option(
                 None, "--histograms", help="Draw activation histograms into this PNG (row: run, column: layer)."),
-            step: Optional[int] = typer.Option(
+            step: int | None = typer.Option(
                 None, "--step", help="The step --histograms shows (default 0, the fresh network; else the nearest).")
             ) -> None:
     """The runs under a sweep (or any folder) as one table: differing overrides, final/best metrics, status.
@@ -214,8 +213,8 @@ def resume(ctx: typer.Context,
 
 @data_app.command("download", cls=Command)
 def data_download(name: str = typer.Argument(..., metavar="NAME", help="mnist or fashion_mnist"),
-                  root: Optional[Path] = typer.Option(None, help="Folder for the IDX files."),
-                  mirror: Optional[str] = typer.Option(None, help="Base URL to download from.")) -> None:
+                  root: Path | None = typer.Option(None, help="Folder for the IDX files."),
+                  mirror: str | None = typer.Option(None, help="Base URL to download from.")) -> None:
     """Fetch a dataset's IDX files and verify their checksums."""
     from dlexp.parts import idx  # numpy only: no torch for a download
 

@@ -31,7 +31,7 @@ class Outcome(float):
     """What a job returns: the objective a sweeper minimises (the final val/loss; inf unless the run completed),
     carrying the job's status, from which the command's exit code is decided."""
 
-    def __new__(cls, value: float, status: str) -> "Outcome":
+    def __new__(cls, value: float, status: str) -> Outcome:
         outcome = super().__new__(cls, value)
         outcome.status = status
         return outcome
@@ -40,7 +40,7 @@ class Outcome(float):
         return float(self), self.status
 
     @classmethod
-    def of(cls, status: str, metrics: dict[str, float]) -> "Outcome":
+    def of(cls, status: str, metrics: dict[str, float]) -> Outcome:
         return cls(metrics.get("val/loss", math.inf) if status == "completed" else math.inf, status)
 
 

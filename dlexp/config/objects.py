@@ -5,7 +5,8 @@ The allow-list is checked on the *string* before anything is imported, so `_targ
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from omegaconf import DictConfig, OmegaConf
 

@@ -296,7 +296,7 @@ class Histograms:
             own = (uses, values[row]) if row in with_ratios else without(uses, values[row], "update_ratio/")
             try:
                 observer.write(own[1], own[0], state.step)
-            except Exception as err:  # noqa: BLE001  (one network's writing ends only that network's run)
+            except Exception as err:
                 failed[row] = err
         return failed
 

@@ -143,7 +143,7 @@ class Pictures:
                         for layer, (pre, act) in zip(pictures.hidden, units)}
                 try:
                     pictures.paint(step, out[row], seen)
-                except Exception as err:  # noqa: BLE001  (a network's own failure ends only its run)
+                except Exception as err:
                     failed[row] = err
         return failed
 

@@ -82,7 +82,7 @@ class _Pointwise:
     tasks = ("binary", "multiclass", "regression")
     task: str | None = None
 
-    def resolve(self, data) -> "_Pointwise":
+    def resolve(self, data) -> _Pointwise:
         self.task = data.task
         return self
 
@@ -163,7 +163,7 @@ class BCE:
     tasks = ("binary",)
     task: str | None = None
 
-    def resolve(self, data) -> "BCE":
+    def resolve(self, data) -> BCE:
         self.task = data.task
         return self
 
@@ -288,7 +288,7 @@ class GaussianNLL:
         self.eps = float(eps)
         self.full = bool(full)
 
-    def resolve(self, data) -> "GaussianNLL":
+    def resolve(self, data) -> GaussianNLL:
         self.task = data.task
         return self
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import typing
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 
 @dataclass(frozen=True)

@@ -155,7 +155,7 @@ class Checkpointer:
                 try:
                     stack.sync(row)
                     saver.save(state)
-                except Exception as err:  # noqa: BLE001  (a save that fails ends only its network's run)
+                except Exception as err:
                     failed[row] = err
         return failed
 

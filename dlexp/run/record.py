@@ -20,7 +20,8 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 from dlexp import ConfigError, UsageError
 from dlexp.read.runs import CONFIG, LOCK, LOG, STATUS, holder, read_status
@@ -130,7 +131,7 @@ class Run:
 
     @classmethod
     def create(cls, path: Path, config_yaml: str, overrides: list[str], choices: dict[str, str],
-               sweep_job: int | None = None) -> "Run":
+               sweep_job: int | None = None) -> Run:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         if (path / STATUS).exists():
@@ -151,7 +152,7 @@ class Run:
 
     @classmethod
     def refused(cls, path: Path, overrides: list[str], choices: dict[str, str], problems: list[str],
-                sweep_job: int | None = None) -> "Run":
+                sweep_job: int | None = None) -> Run:
         """The record of a sweep job whose configuration could not run (values a sweeper sampled)."""
         run = cls(path)
         run.status = {"status": "refused", "name": Path(path).name, "overrides": list(overrides),
@@ -162,7 +163,7 @@ class Run:
         return run
 
     @classmethod
-    def open(cls, path: Path) -> "Run":
+    def open(cls, path: Path) -> Run:
         """An existing run, to be continued by this process (which takes its lock: one writer per run)."""
         run = cls(path)
         run.claim()

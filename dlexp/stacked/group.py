@@ -73,7 +73,7 @@ def plan_groups(exps: Sequence, max_group: int = MAX_GROUP, states: Sequence | N
             plan.alone[jobs[0]] = _difference(key, others[0]) if others else "no other job to stack it with"
             continue
         if max_group < 2:
-            plan.alone.update({j: f"max_group={max_group} leaves no room to stack" for j in jobs})
+            plan.alone.update(dict.fromkeys(jobs, f"max_group={max_group} leaves no room to stack"))
             continue
         parts = math.ceil(len(jobs) / max_group)
         size, extra = divmod(len(jobs), parts)               # near-equal parts: sizes differ by one at most

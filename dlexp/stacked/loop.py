@@ -162,7 +162,7 @@ class _Fit:
         for j, state in enumerate(states):
             try:
                 notify(self.observers[j], "on_start", state)
-            except Exception as err:  # noqa: BLE001  (the job ends; the caller reports it as a single run would)
+            except Exception as err:
                 self.outcomes[j].error = err
         self.sums = torch.zeros(group.size, device=group.device)   # (N,) each job's loss sum of this epoch
         for r, j in enumerate(group.jobs):                         # restored mid-epoch: its sum so far
@@ -258,7 +258,7 @@ class _Fit:
                 continue
             try:
                 failed = form(chosen, self.view)
-            except Exception as err:  # noqa: BLE001  (the form failed as a whole: every member's job with it)
+            except Exception as err:
                 failed = {r: err for r, _, _ in chosen}
             for r, err in failed.items():
                 self.fail(jobs[r], err, leaving)
@@ -296,7 +296,7 @@ class _Fit:
                 try:
                     for observe in self.own["on_step"][r]:
                         observe(rows[r], per_job[r])
-                except Exception as err:  # noqa: BLE001
+                except Exception as err:
                     self.fail(j, err, leaving)
         if self.watched:
             self.capture([r for r in self.due(self.watched, lambda s, st: s.captures_step(st.step))
@@ -340,7 +340,7 @@ class _Fit:
         """An observer call for job j: what it raises ends that job alone."""
         try:
             fn()
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             self.fail(j, err, leaving)
 
     def fail(self, j: int, err: BaseException, leaving: dict | None) -> None:

@@ -43,7 +43,7 @@ def is_sweep(path: Path) -> bool:
 
 def plan(sweep_dir: Path, count: int) -> dict[int, tuple[str, Path | None]]:
     """Job number -> (how it stands: a run status, or "not started"; its directory)."""
-    found: dict[int, tuple[str, Path | None]] = {n: ("not started", None) for n in range(count)}
+    found: dict[int, tuple[str, Path | None]] = dict.fromkeys(range(count), ("not started", None))
     for path in runs.find_runs(sweep_dir):
         status = runs.read_status(path)
         number = runs.job_number(path, status)

@@ -21,7 +21,8 @@ import os
 import signal
 import socket
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.singleton import Singleton
@@ -118,7 +119,7 @@ def _start(init: dict[str, Any]) -> None:
         lines = str(err.__cause__ or err).strip().splitlines() or [type(err).__name__]
         given = ", ".join(f"{key}={value}" for key, value in init.items())
         raise CompactHydraException(f"Ray could not start or connect: {lines[-1]}\n"
-                                    f"Check hydra.launcher.ray.init ({given}).")
+                                    f"Check hydra.launcher.ray.init ({given}).") from err
     atexit.register(_shutdown)  # runs before Ray's own exit handler (last registered, first run)
 
 

@@ -29,7 +29,7 @@ import functools
 import logging
 import re
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 from hydra.core.config_loader import ConfigLoader
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals

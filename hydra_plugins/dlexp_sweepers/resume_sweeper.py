@@ -9,7 +9,7 @@ It leaves multirun.yaml, the sweep's record, as the sweep's first launch wrote i
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
@@ -31,7 +31,7 @@ def runs_of(numbers: list[int]) -> list[list[int]]:
 
 
 class ResumeSweeper(Sweeper):
-    def __init__(self, jobs: list[int], max_batch_size: Optional[int] = None, params: Optional[dict] = None):
+    def __init__(self, jobs: list[int], max_batch_size: int | None = None, params: dict | None = None):
         super().__init__()
         self.jobs = [int(j) for j in jobs]
         self.params = OmegaConf.to_container(params) if isinstance(params, DictConfig) else dict(params or {})
