@@ -15,13 +15,14 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
-from collections.abc import Callable
+
 
 class Sample(NamedTuple):
     wall: float  # seconds from start to end
-    cpu: float   # seconds of CPU (user + system) used meanwhile, by this process or the child it waited for
+    cpu: float  # seconds of CPU (user + system) used meanwhile, by this process or the child it waited for
 
 
 def timed(fn: Callable[[], object]) -> Sample:
@@ -36,8 +37,9 @@ def run(cmd: list[str], cwd: Path | None = None, env: dict | None = None, expect
     `expect` says."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    done = subprocess.run(cmd, cwd=cwd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
+    done = subprocess.run(
+        cmd, cwd=cwd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode not in expect:
@@ -54,16 +56,20 @@ def recipe(overrides: list[str], run_dir: Path, observers: Callable | None = Non
     """
     from rich.console import Console
 
-    from dlexp.run import build, recipe as train
     from dlexp.config import compose as composer
+    from dlexp.run import build
+    from dlexp.run import recipe as train
 
     cfg = composer.without_hydra(composer.load(overrides))
     original, ended = build.observers, []
     if observers is not None:
         build.observers = lambda *args, **kwargs: observers(original(*args, **kwargs), *args)
     try:
-        sample = timed(lambda: ended.append(train.run(cfg, train.Job(run_dir=run_dir, overrides=overrides),
-                                                      Console(quiet=True))[0]))
+        sample = timed(
+            lambda: ended.append(
+                train.run(cfg, train.Job(run_dir=run_dir, overrides=overrides), Console(quiet=True))[0]
+            )
+        )
     finally:
         build.observers = original
     if ended != ["completed"]:
@@ -105,6 +111,7 @@ def verdict(label: str, value: float, target: float, unit: str = "x") -> bool:
 def ratios(label: str, num: list[Sample], den: list[Sample], target: float) -> bool:
     """The ratio of the two sides against its target, as the median of the per-round ratios (the two sides of
     a round ran back to back, so they saw the same machine): wall time decides, CPU time is shown beside it."""
+
     def paired(field: str) -> float:
         return statistics.median(getattr(n, field) / getattr(d, field) for n, d in zip(num, den))
 

@@ -21,11 +21,11 @@ import argparse
 import warnings
 
 import torch
+from _timing import check, interleaved, machine, median, ratios, show, timed
 from torch.utils.data import DataLoader, TensorDataset
 
-from _timing import check, interleaved, machine, median, ratios, show, timed
-from dlexp.run import build, loop
 from dlexp.config import compose as composer
+from dlexp.run import build, loop
 
 CASES = {  # label: (batch overrides, target ratio)
     "batch 32": (["batch=mini", "batch.size=32"], 0.65),
@@ -54,8 +54,16 @@ def experiment(batch: list[str], device: str, overrides: list[str]):
 
 
 def one_epoch(exp, batches) -> None:
-    loop.fit(exp.model, exp.loss, exp.optimizer, batches, loop.Schedule(1, len(batches)),
-             evaluate=lambda state: {}, observers=(), state=loop.TrainState())  # ends with one .item(): the epoch's work is done when it returns
+    loop.fit(
+        exp.model,
+        exp.loss,
+        exp.optimizer,
+        batches,
+        loop.Schedule(1, len(batches)),
+        evaluate=lambda state: {},
+        observers=(),
+        state=loop.TrainState(),
+    )  # ends with one .item(): the epoch's work is done when it returns
 
 
 def feed_only(batches) -> None:
@@ -100,15 +108,19 @@ def main() -> int:
         sides = {"dlexp": exp.batches, "DataLoader": dataloader_for(exp)}
         for batches in sides.values():
             one_epoch(exp, batches)  # warm-up: allocator, autograd graph caches, lazy imports
-        times = interleaved({name: (lambda b=b: timed(lambda: one_epoch(exp, b))) for name, b in sides.items()},
-                            args.repeats)
+        times = interleaved(
+            {name: (lambda b=b: timed(lambda: one_epoch(exp, b))) for name, b in sides.items()}, args.repeats
+        )
         rows.update({f"{label}, {name}": t for name, t in times.items()})
         results[label] = (times["dlexp"], times["DataLoader"], target)
-        feeding[label] = interleaved({name: (lambda b=b: timed(lambda: feed_only(b))) for name, b in sides.items()},
-                                     args.repeats)
-    print(f"one digits epoch ({exp.data.n_train:,} samples, the default MLP and Adam"
-          f"{', ' + ' '.join(args.overrides) if args.overrides else ''}) on {exp.device}, {args.repeats} interleaved "
-          f"repeats, torch threads {torch.get_num_threads()}; {machine()}")
+        feeding[label] = interleaved(
+            {name: (lambda b=b: timed(lambda: feed_only(b))) for name, b in sides.items()}, args.repeats
+        )
+    print(
+        f"one digits epoch ({exp.data.n_train:,} samples, the default MLP and Adam"
+        f"{', ' + ' '.join(args.overrides) if args.overrides else ''}) on {exp.device}, {args.repeats} interleaved "
+        f"repeats, torch threads {torch.get_num_threads()}; {machine()}"
+    )
     show(rows)
     for label, (dlexp, loader, target) in results.items():
         ratios(f"{label}: dlexp / DataLoader", dlexp, loader, target)

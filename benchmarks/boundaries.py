@@ -20,8 +20,10 @@ from pathlib import Path
 from _timing import dlexp_exe, interleaved, machine, ratios, run, show
 
 TARGET = 1.05
-CASES = {"pictures (log.boundaries=auto)": "log.boundaries=auto", "no pictures (log.boundaries=false)":
-         "log.boundaries=false"}
+CASES = {
+    "pictures (log.boundaries=auto)": "log.boundaries=auto",
+    "no pictures (log.boundaries=false)": "log.boundaries=false",
+}
 
 
 def observer_times(root: Path) -> list[tuple[int, float]]:
@@ -42,15 +44,20 @@ def main() -> int:
         root = Path(tmp)
 
         def case(setting: str):
-            return lambda: run([*dlexp_exe(), "train", "experiment=xor_mlp", setting, "log.progress=none",
-                                f"log.dir={root / 'runs'}"], cwd=root)
+            return lambda: run(
+                [*dlexp_exe(), "train", "experiment=xor_mlp", setting, "log.progress=none", f"log.dir={root / 'runs'}"],
+                cwd=root,
+            )
 
-        run([*dlexp_exe(), "train", "experiment=xor_mlp", "trainer.epochs=10", f"log.dir={root / 'warm'}"],
-            cwd=root)  # warm the file cache so the first timed process is not penalised
+        run(
+            [*dlexp_exe(), "train", "experiment=xor_mlp", "trainer.epochs=10", f"log.dir={root / 'warm'}"], cwd=root
+        )  # warm the file cache so the first timed process is not penalised
         times = interleaved({name: case(setting) for name, setting in CASES.items()}, args.repeats)
         inside = observer_times(root / "runs")
-    print(f"XOR 2-10-10-10-1 sigmoid MLP, 10,001 full-batch steps, whole processes, {args.repeats} interleaved "
-          f"repeats; {machine()}")
+    print(
+        f"XOR 2-10-10-10-1 sigmoid MLP, 10,001 full-batch steps, whole processes, {args.repeats} interleaved "
+        f"repeats; {machine()}"
+    )
     show(times)
     with_pictures, without = times.values()
     ok = ratios("with pictures / without", with_pictures, without, TARGET)
@@ -58,8 +65,10 @@ def main() -> int:
         captures = statistics.median(c for c, _ in inside)
         ms = statistics.median(t for _, t in inside)
         share = ms / 1000 / statistics.median(s.wall for s in without)
-        print(f"      inside the pictures observer: {ms:.0f} ms per run ({captures:.0f} captures, "
-              f"{ms / captures:.1f} ms each), {share:.1%} of a run without pictures")
+        print(
+            f"      inside the pictures observer: {ms:.0f} ms per run ({captures:.0f} captures, "
+            f"{ms / captures:.1f} ms each), {share:.1%} of a run without pictures"
+        )
     return 0 if ok else 1
 
 

@@ -27,16 +27,26 @@ import time
 from pathlib import Path
 
 import torch
-
 from _timing import machine, recipe
-from dlexp.run import build, checkpoint, loop
+
 from dlexp.config import compose as composer
+from dlexp.run import build, checkpoint, loop
 
 BUDGET = 0.02
-RUN = ["data=digits", "batch=stochastic", "model.hidden=[64]", "optimizer=adam", "log.progress=none",
-       "log.histograms=false", "device=cpu"]
-MODELS = {"mnist MLP 784-256-10": ["data=mnist_5k", "model.hidden=[256]"],
-          "cnn on mnist": ["data=mnist_5k", "model=cnn"], "digits MLP": ["data=digits"]}
+RUN = [
+    "data=digits",
+    "batch=stochastic",
+    "model.hidden=[64]",
+    "optimizer=adam",
+    "log.progress=none",
+    "log.histograms=false",
+    "device=cpu",
+]
+MODELS = {
+    "mnist MLP 784-256-10": ["data=mnist_5k", "model.hidden=[256]"],
+    "cnn on mnist": ["data=mnist_5k", "model=cnn"],
+    "digits MLP": ["data=digits"],
+}
 
 
 class Clocked:
@@ -56,6 +66,7 @@ class Clocked:
                 return method(observer, *args)
             finally:
                 self.seconds += time.perf_counter() - started
+
         return timed
 
 
@@ -66,8 +77,9 @@ def saver(overrides: list[str], folder: Path) -> checkpoint.Checkpointer:
     xb, yb = next(iter(exp.batches.epoch(0)))
     exp.loss(exp.model(xb), yb).backward()
     exp.optimizer.step()
-    return checkpoint.Checkpointer(folder / checkpoint.FILE, exp, "config", every=0, secs=30,
-                                   schedule=build.schedule(cfg, exp))
+    return checkpoint.Checkpointer(
+        folder / checkpoint.FILE, exp, "config", every=0, secs=30, schedule=build.schedule(cfg, exp)
+    )
 
 
 def save_seconds(overrides: list[str], folder: Path, saves: int = 20) -> tuple[float, int]:
@@ -109,8 +121,10 @@ def main() -> int:
             folder.mkdir()
             seconds, size = save_seconds(overrides, folder)
             shares[label] = seconds / 30.0
-            print(f"one save, {label:<22} {seconds * 1000:7.2f} ms ({size / 1e6:.2f} MB): "
-                  f"{shares[label]:.4%} of the 30 s between two saves")
+            print(
+                f"one save, {label:<22} {seconds * 1000:7.2f} ms ({size / 1e6:.2f} MB): "
+                f"{shares[label]:.4%} of the 30 s between two saves"
+            )
         check = step_check_seconds(Path(tmp) / "digits_MLP")
         recipe([*RUN, "trainer.epochs=1"], Path(tmp) / "warmup")  # imports, data cache
         clock = Clocked()
@@ -118,12 +132,14 @@ def main() -> int:
         for i in range(args.repeats):
             shift = i % len(names)
             for name in names[shift:] + names[:shift]:  # rotate the order: no variant always first
+
                 def without(chosen, *rest):
                     return [o for o in chosen if not isinstance(o, checkpoint.Checkpointer)]
 
                 clock.seconds, clock.active = 0.0, True
-                sample = recipe(variants[name], Path(tmp) / f"{name.replace(' ', '_')}{i}",
-                                without if name == "none" else None)
+                sample = recipe(
+                    variants[name], Path(tmp) / f"{name.replace(' ', '_')}{i}", without if name == "none" else None
+                )
                 clock.active = False
                 walls[name].append(sample.wall)
                 inside[name].append(clock.seconds / sample.wall)
@@ -133,16 +149,20 @@ def main() -> int:
     print(f"the clock read a step: {check * 1e9:.0f} ns, {per_step:.3%} of a batch-1 digits step ({step * 1e6:.0f} us)")
     print(f"digits, batch size 1, {args.epochs} epochs ({steps} steps), {args.repeats} repeats:")
     for name in names:
-        print(f"  {name:<13} median wall {statistics.median(walls[name]):.3f}s  inside the checkpointer "
-              f"{statistics.median(inside[name]):.2%}   (wall {', '.join(f'{w:.2f}' for w in walls[name])})")
+        print(
+            f"  {name:<13} median wall {statistics.median(walls[name]):.3f}s  inside the checkpointer "
+            f"{statistics.median(inside[name]):.2%}   (wall {', '.join(f'{w:.2f}' for w in walls[name])})"
+        )
     ratio = statistics.median(d / n for d, n in zip(walls["default"], walls["none"]))
     print(f"whole runs, default cadence / none: {ratio:.3f}x (median of paired ratios; shared-machine noise)")
     long_run = per_step + max(shares.values())
     short_run = statistics.median(inside["default"])
     ok = long_run <= BUDGET and short_run <= BUDGET
-    print(f"{'PASS' if ok else 'MISS'}  the default cadence: {long_run:.2%} of a long run (the clock read a step + "
-          f"the largest save every 30 s), {short_run:.2%} of these short runs (start and end saves included) "
-          f"(target <= {BUDGET:.0%})")
+    print(
+        f"{'PASS' if ok else 'MISS'}  the default cadence: {long_run:.2%} of a long run (the clock read a step + "
+        f"the largest save every 30 s), {short_run:.2%} of these short runs (start and end saves included) "
+        f"(target <= {BUDGET:.0%})"
+    )
     return 0 if ok else 1
 
 

@@ -26,15 +26,19 @@ import time
 from pathlib import Path
 
 import torch
-
 from _timing import recipe
+
 from dlexp.config import compose as composer
 from dlexp.observe import histograms, tensorboard
 from dlexp.observe.histograms import find_layers, probe_batch
 
 BUDGET = 1.10  # at most 10 % slower than no histograms
-VARIANTS = {"none": "log.histograms=false", "dlexp": "log.histograms=true", "dlexp-stock": "log.histograms=true",
-            "reference": "log.histograms=false"}
+VARIANTS = {
+    "none": "log.histograms=false",
+    "dlexp": "log.histograms=true",
+    "dlexp-stock": "log.histograms=true",
+    "reference": "log.histograms=false",
+}
 
 
 class AddHistogramEvery:
@@ -50,8 +54,9 @@ class AddHistogramEvery:
         outputs, handles = {}, []
         for layer in self.layers:
             target = layer.activation or layer.module
-            handles.append(target.register_forward_hook(
-                lambda m, i, o, name=layer.name: outputs.__setitem__(name, (i[0], o))))
+            handles.append(
+                target.register_forward_hook(lambda m, i, o, name=layer.name: outputs.__setitem__(name, (i[0], o)))
+            )
         self.model.eval()
         with torch.no_grad():
             self.model(self.probe)
@@ -82,9 +87,10 @@ class ObserverClock:
             try:
                 return method(observer, *args)
             finally:
-                if self.active:                                    # only the "dlexp" variant is counted
+                if self.active:  # only the "dlexp" variant is counted
                     self.seconds += time.perf_counter() - started
                     self.captures += observer.captures - before
+
         return timed
 
 
@@ -95,7 +101,7 @@ def stock_checksums():
     from tensorboard.summary.writer import record_writer
 
     installed, install = record_writer.masked_crc32c, tensorboard.fast_checksums
-    own = getattr(installed, "reference", stub.masked_crc32c)   # TensorBoard's own, kept by the fast checksum
+    own = getattr(installed, "reference", stub.masked_crc32c)  # TensorBoard's own, kept by the fast checksum
     record_writer.masked_crc32c, tensorboard.fast_checksums = own, lambda: False
     try:
         yield
@@ -105,6 +111,7 @@ def stock_checksums():
 
 def timed_run(overrides: list[str], run_dir: Path, reference: bool, stock: bool) -> tuple[float, float]:
     """(wall seconds, CPU seconds of this process: all its threads, blind to other processes on the machine)."""
+
     def with_reference(chosen, cfg, exp, job, console, board, *rest):
         return [*chosen, AddHistogramEvery(board, exp.model, probe_batch(exp.data))]
 
@@ -116,8 +123,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7, help="runs per variant (medians taken)")
     parser.add_argument("--epochs", type=int, default=20, help="epochs per run (default: the config's 20)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads; 1 keeps a tiny MLP fast and the timing steady on a shared machine")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads; 1 keeps a tiny MLP fast and the timing steady on a shared machine",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     base = ["data=digits", "model=mlp", "batch=mini", "batch.size=32", f"trainer.epochs={args.epochs}", "device=cpu"]
@@ -128,32 +139,50 @@ def main() -> int:
         clock = ObserverClock()
         for i in range(args.repeats):
             shift = i % len(names)
-            for name in names[shift:] + names[:shift]:              # rotate the order: no variant always first
+            for name in names[shift:] + names[:shift]:  # rotate the order: no variant always first
                 if name == "dlexp":
                     clock.active = True
-                times[name].append(timed_run([*base, VARIANTS[name]], Path(tmp) / f"{name}{i}",
-                                             reference=name == "reference", stock=name != "dlexp"))
+                times[name].append(
+                    timed_run(
+                        [*base, VARIANTS[name]],
+                        Path(tmp) / f"{name}{i}",
+                        reference=name == "reference",
+                        stock=name != "dlexp",
+                    )
+                )
                 clock.active = False
 
-    def ratio(name: str, which: int) -> float:                   # median of the paired, per-repeat ratios
+    def ratio(name: str, which: int) -> float:  # median of the paired, per-repeat ratios
         return statistics.median(t[which] / n[which] for t, n in zip(times[name], times["none"]))
 
     cfg = composer.without_hydra(composer.load(base))
-    print(f"digits MLP, batch 32, {args.epochs} epochs, {args.repeats} repeats, torch threads {args.threads}, "
-          f"log.hist_every={cfg.log.hist_every} (+ every evaluated epoch)")
+    print(
+        f"digits MLP, batch 32, {args.epochs} epochs, {args.repeats} repeats, torch threads {args.threads}, "
+        f"log.hist_every={cfg.log.hist_every} (+ every evaluated epoch)"
+    )
     for name, t in times.items():
-        print(f"  {name:<10} median wall {statistics.median(w for w, _ in t):.3f}s  "
-              f"cpu {statistics.median(c for _, c in t):.3f}s   (wall {', '.join(f'{w:.2f}' for w, _ in t)})")
-    print(f"histograms (dlexp default) / none:                  wall {ratio('dlexp', 0):.3f}x  "
-          f"cpu {ratio('dlexp', 1):.3f}x   (budget {BUDGET:.2f}x)")
-    print(f"  the same with TensorBoard's own checksum / none:  wall {ratio('dlexp-stock', 0):.3f}x  "
-          f"cpu {ratio('dlexp-stock', 1):.3f}x")
-    print(f"SummaryWriter.add_histogram every 50 steps / none:  wall {ratio('reference', 0):.3f}x  "
-          f"cpu {ratio('reference', 1):.3f}x")
+        print(
+            f"  {name:<10} median wall {statistics.median(w for w, _ in t):.3f}s  "
+            f"cpu {statistics.median(c for _, c in t):.3f}s   (wall {', '.join(f'{w:.2f}' for w, _ in t)})"
+        )
+    print(
+        f"histograms (dlexp default) / none:                  wall {ratio('dlexp', 0):.3f}x  "
+        f"cpu {ratio('dlexp', 1):.3f}x   (budget {BUDGET:.2f}x)"
+    )
+    print(
+        f"  the same with TensorBoard's own checksum / none:  wall {ratio('dlexp-stock', 0):.3f}x  "
+        f"cpu {ratio('dlexp-stock', 1):.3f}x"
+    )
+    print(
+        f"SummaryWriter.add_histogram every 50 steps / none:  wall {ratio('reference', 0):.3f}x  "
+        f"cpu {ratio('reference', 1):.3f}x"
+    )
     per_run = clock.seconds / args.repeats
     none_wall = statistics.median(w for w, _ in times["none"])
-    print(f"inside the histogram observer: {per_run * 1000:.0f} ms per run ({per_run / none_wall:.1%} of a run), "
-          f"{clock.captures // args.repeats} captures of {clock.seconds / max(clock.captures, 1) * 1000:.2f} ms")
+    print(
+        f"inside the histogram observer: {per_run * 1000:.0f} ms per run ({per_run / none_wall:.1%} of a run), "
+        f"{clock.captures // args.repeats} captures of {clock.seconds / max(clock.captures, 1) * 1000:.2f} ms"
+    )
     return 0 if ratio("dlexp", 0) <= BUDGET else 1
 
 

@@ -32,8 +32,13 @@ SWEEP = ["optimizer=sgd,momentum,adam,rmsprop"]
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="sweeps per launcher (median taken)")
-    parser.add_argument("--epochs", type=int, nargs="+", default=[20, 100],
-                        help="epochs per job, one sweep length each (20: the default config's, ~1 s a job here)")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        nargs="+",
+        default=[20, 100],
+        help="epochs per job, one sweep length each (20: the default config's, ~1 s a job here)",
+    )
     parser.add_argument("--n-jobs", type=int, default=2, help="joblib workers (hydra.launcher.n_jobs)")
     args = parser.parse_args()
     py = sys.executable
@@ -55,28 +60,52 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         for epochs in args.epochs:
-            common = ["train", "-m", *SWEEP, f"trainer.epochs={epochs}", "log.progress=none",
-                      f"log.dir={root / 'runs'}"]
-            launchers = {f"basic launcher, {epochs} epochs": [],
-                         f"joblib launcher, n_jobs={args.n_jobs}, {epochs} epochs": [
-                             "hydra/launcher=joblib", f"hydra.launcher.n_jobs={args.n_jobs}"]}
-            results[epochs] = interleaved({name: (lambda extra=extra: run([*dlexp_exe(), *common, *extra], cwd=root))
-                                           for name, extra in launchers.items()}, args.repeats)
+            common = [
+                "train",
+                "-m",
+                *SWEEP,
+                f"trainer.epochs={epochs}",
+                "log.progress=none",
+                f"log.dir={root / 'runs'}",
+            ]
+            launchers = {
+                f"basic launcher, {epochs} epochs": [],
+                f"joblib launcher, n_jobs={args.n_jobs}, {epochs} epochs": [
+                    "hydra/launcher=joblib",
+                    f"hydra.launcher.n_jobs={args.n_jobs}",
+                ],
+            }
+            results[epochs] = interleaved(
+                {
+                    name: (lambda extra=extra: run([*dlexp_exe(), *common, *extra], cwd=root))
+                    for name, extra in launchers.items()
+                },
+                args.repeats,
+            )
     print(f"4-job sweep ({SWEEP[0]}), whole processes, {args.repeats} interleaved repeats; {machine()}")
     show({f"CPU-bound probe x{args.n_jobs}, {k}": v for k, v in ceiling.items()})
     for times in results.values():
         show(times)
-    machine_best = statistics.median(a.wall / s.wall for a, s in zip(ceiling["at once"], ceiling["one after the other"]))
-    print(f"      this machine's ceiling: {args.n_jobs} CPU-bound processes at once / one after the other: "
-          f"{machine_best:.3f}x (no launcher can do better)")
+    machine_best = statistics.median(
+        a.wall / s.wall for a, s in zip(ceiling["at once"], ceiling["one after the other"])
+    )
+    print(
+        f"      this machine's ceiling: {args.n_jobs} CPU-bound processes at once / one after the other: "
+        f"{machine_best:.3f}x (no launcher can do better)"
+    )
     for epochs, times in results.items():
         basic, joblib = times.values()
         paired = statistics.median(j.wall / b.wall for j, b in zip(joblib, basic))  # rounds ran back to back
-        verdict(f"joblib / basic launcher, {epochs}-epoch jobs (basic sweep {median(basic):.0f} s), wall time",
-                paired, TARGET)
+        verdict(
+            f"joblib / basic launcher, {epochs}-epoch jobs (basic sweep {median(basic):.0f} s), wall time",
+            paired,
+            TARGET,
+        )
         cpu = statistics.median(j.cpu / b.cpu for j, b in zip(joblib, basic))  # workers' start-up shows up here
-        print(f"      joblib / basic launcher, {epochs}-epoch jobs, CPU time of the whole sweep (workers included): "
-              f"{cpu:.3f}x")
+        print(
+            f"      joblib / basic launcher, {epochs}-epoch jobs, CPU time of the whole sweep (workers included): "
+            f"{cpu:.3f}x"
+        )
     return 0
 
 

@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def jobs(n: int):
-    from dlexp.run import build
     from dlexp.config import compose as composer
+    from dlexp.run import build
 
     out = []
     for seed in range(n):
@@ -38,6 +38,7 @@ def loop_steps(exps, steps: int) -> None:
     for _ in range(steps):
         for exp in exps:
             for xb, yb in exp.batches.epoch(0):
+
                 def closure():
                     loss = exp.loss(exp.model(xb), yb)
                     clear_grads(exp.optimizer)
@@ -72,25 +73,30 @@ def main() -> int:
     for n in args.sizes:
         loop_jobs = jobs(n)
         group = StackedGroup(jobs(n))
-        loop_steps(loop_jobs, 5)                       # warm up both (first optimizer step imports torch._dynamo)
+        loop_steps(loop_jobs, 5)  # warm up both (first optimizer step imports torch._dynamo)
         stacked_steps(group, 5)
         samples: dict[str, list] = {"loop": [], "stacked": []}
         for r in range(args.repeats):
-            order = [("loop", lambda: loop_steps(loop_jobs, args.steps)),
-                     ("stacked", lambda: stacked_steps(group, args.steps))]
-            for name, fn in (order if r % 2 == 0 else order[::-1]):
+            order = [
+                ("loop", lambda: loop_steps(loop_jobs, args.steps)),
+                ("stacked", lambda: stacked_steps(group, args.steps)),
+            ]
+            for name, fn in order if r % 2 == 0 else order[::-1]:
                 samples[name].append(timed(fn))
 
         def us(name: str, field: str) -> float:
             return statistics.median(getattr(s, field) for s in samples[name]) / args.steps * 1e6
 
-        def ratio(field: str) -> float:          # per round: both sides ran back to back
-            return statistics.median(getattr(a, field) / getattr(b, field)
-                                     for a, b in zip(samples["stacked"], samples["loop"]))
+        def ratio(field: str) -> float:  # per round: both sides ran back to back
+            return statistics.median(
+                getattr(a, field) / getattr(b, field) for a, b in zip(samples["stacked"], samples["loop"])
+            )
 
-        print(f"{n:>5}  {us('loop', 'wall'):>9,.0f} us ({us('loop', 'cpu'):>7,.0f})"
-              f"  {us('stacked', 'wall'):>7,.0f} us ({us('stacked', 'cpu'):>7,.0f})"
-              f"  {ratio('wall'):>9.3f}x ({ratio('cpu'):.3f}x)")
+        print(
+            f"{n:>5}  {us('loop', 'wall'):>9,.0f} us ({us('loop', 'cpu'):>7,.0f})"
+            f"  {us('stacked', 'wall'):>7,.0f} us ({us('stacked', 'cpu'):>7,.0f})"
+            f"  {ratio('wall'):>9.3f}x ({ratio('cpu'):.3f}x)"
+        )
     return 0
 
 

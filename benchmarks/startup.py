@@ -17,12 +17,14 @@ from _timing import check, dlexp_exe, interleaved, machine, median, run, show, v
 
 TARGET_S = 0.35
 # Runs the CLI in-process and reports, at exit, whether torch (or other heavy modules) got imported.
-PROBE = ("import atexit, sys\n"
-         "atexit.register(lambda: sys.stderr.write('HEAVY=' + ','.join(m for m in ('torch', 'hydra', 'sklearn', "
-         "'tensorboard', 'matplotlib') if m in sys.modules) + '\\n'))\n"
-         "sys.argv = ['dlexp', *sys.argv[1:]]\n"
-         "from dlexp.cli.entry import main\n"
-         "main()\n")
+PROBE = (
+    "import atexit, sys\n"
+    "atexit.register(lambda: sys.stderr.write('HEAVY=' + ','.join(m for m in ('torch', 'hydra', 'sklearn', "
+    "'tensorboard', 'matplotlib') if m in sys.modules) + '\\n'))\n"
+    "sys.argv = ['dlexp', *sys.argv[1:]]\n"
+    "from dlexp.cli.entry import main\n"
+    "main()\n"
+)
 
 
 def heavy_imports(args: list[str]) -> str:
@@ -47,10 +49,12 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=9, help="runs per command (median taken)")
     args = parser.parse_args()
     exe = dlexp_exe()
-    commands = {"python -c pass": [sys.executable, "-c", "pass"],
-                "dlexp --help": [*exe, "--help"],
-                "dlexp list": [*exe, "list"],
-                "dlexp --version": [*exe, "--version"]}
+    commands = {
+        "python -c pass": [sys.executable, "-c", "pass"],
+        "dlexp --help": [*exe, "--help"],
+        "dlexp list": [*exe, "list"],
+        "dlexp --version": [*exe, "--version"],
+    }
     run(commands["dlexp list"])  # warm the file cache once
     times = interleaved({name: (lambda cmd=cmd: run(cmd)) for name, cmd in commands.items()}, args.repeats)
     print(f"startup, {args.repeats} interleaved repeats; {machine()}")

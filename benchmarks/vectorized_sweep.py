@@ -23,21 +23,42 @@ from pathlib import Path
 from _timing import dlexp_exe, interleaved, machine, ratios, run, show
 
 SEEDS = ["experiment=xor_mlp", "seed=range(16)"]
-DIGITS = ["optimizer=adam", "batch.size=32", "trainer.epochs=20",
-          "optimizer.lr=0.0001,0.0003,0.001,0.003,0.01,0.03,0.1,1e20"]
+DIGITS = [
+    "optimizer=adam",
+    "batch.size=32",
+    "trainer.epochs=20",
+    "optimizer.lr=0.0001,0.0003,0.001,0.003,0.01,0.03,0.1,1e20",
+]
 VECTORIZED = ["hydra/launcher=vectorized"]
 # name: (what it measures, {side: dlexp train arguments}, target or None, the exit code the command ends with)
 CASES = {
-    "seeds": ("16-seed xor_mlp sweep, vectorized / basic launcher",
-              {"vectorized": ["-m", *VECTORIZED, *SEEDS], "basic": ["-m", *SEEDS]}, 0.15, 0),
-    "digits": ("8-lr Adam sweep on digits (one diverges), vectorized / basic launcher",
-               {"vectorized": ["-m", *VECTORIZED, *DIGITS], "basic": ["-m", *DIGITS]}, 0.40, 3),
-    "scale": ("64 seeds of xor_mlp, vectorized / one xor_mlp run",
-              {"64 seeds": ["-m", *VECTORIZED, "experiment=xor_mlp", "seed=range(64)"],
-               "1 run": ["experiment=xor_mlp"]}, None, 0),
-    "histograms": ("16-seed xor_mlp sweep, vectorized, histograms on / off",
-                   {"on": ["-m", *VECTORIZED, *SEEDS, "log.histograms=true"],
-                    "off": ["-m", *VECTORIZED, *SEEDS, "log.histograms=false"]}, 1.10, 0),
+    "seeds": (
+        "16-seed xor_mlp sweep, vectorized / basic launcher",
+        {"vectorized": ["-m", *VECTORIZED, *SEEDS], "basic": ["-m", *SEEDS]},
+        0.15,
+        0,
+    ),
+    "digits": (
+        "8-lr Adam sweep on digits (one diverges), vectorized / basic launcher",
+        {"vectorized": ["-m", *VECTORIZED, *DIGITS], "basic": ["-m", *DIGITS]},
+        0.40,
+        3,
+    ),
+    "scale": (
+        "64 seeds of xor_mlp, vectorized / one xor_mlp run",
+        {"64 seeds": ["-m", *VECTORIZED, "experiment=xor_mlp", "seed=range(64)"], "1 run": ["experiment=xor_mlp"]},
+        None,
+        0,
+    ),
+    "histograms": (
+        "16-seed xor_mlp sweep, vectorized, histograms on / off",
+        {
+            "on": ["-m", *VECTORIZED, *SEEDS, "log.histograms=true"],
+            "off": ["-m", *VECTORIZED, *SEEDS, "log.histograms=false"],
+        },
+        1.10,
+        0,
+    ),
 }
 
 
@@ -52,9 +73,14 @@ def main() -> int:
         root = Path(tmp)
         for name in args.only:
             label, sides, target, code = CASES[name]
-            cases = {side: (lambda a=arguments: run([*dlexp_exe(), "train", *a, f"log.dir={root / 'runs'}"],
-                                                    cwd=root, expect=(code,)))
-                     for side, arguments in sides.items()}
+            cases = {
+                side: (
+                    lambda a=arguments: run(
+                        [*dlexp_exe(), "train", *a, f"log.dir={root / 'runs'}"], cwd=root, expect=(code,)
+                    )
+                )
+                for side, arguments in sides.items()
+            }
             samples = interleaved(cases, args.repeats)
             print(f"{label}:")
             show(samples)

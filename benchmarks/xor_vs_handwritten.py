@@ -87,22 +87,27 @@ def main() -> int:
         cases = {
             "hand-written script": lambda: run([py, "-c", HANDWRITTEN.format(threads="")]),
             "hand-written, 1 thread": lambda: run([py, "-c", HANDWRITTEN.format(threads="torch.set_num_threads(1)")]),
-            "dlexp train experiment=xor_mlp": lambda: run([*dlexp_exe(), "train", "experiment=xor_mlp",
-                                                           f"log.dir={root / 'runs'}"], cwd=root),
+            "dlexp train experiment=xor_mlp": lambda: run(
+                [*dlexp_exe(), "train", "experiment=xor_mlp", f"log.dir={root / 'runs'}"], cwd=root
+            ),
         }
         if importlib.util.find_spec("lightning") is not None:
             cases["pytorch lightning"] = lambda: run([py, "-c", LIGHTNING], cwd=root)
         run([py, "-c", "import torch"])  # warm the file cache so the first timed process is not penalised
         times = interleaved(cases, args.repeats)
-    print(f"XOR 2-10-10-10-1 sigmoid MLP, 10,001 full-batch SGD steps, whole processes, "
-          f"{args.repeats} interleaved repeats; {machine()}")
+    print(
+        f"XOR 2-10-10-10-1 sigmoid MLP, 10,001 full-batch SGD steps, whole processes, "
+        f"{args.repeats} interleaved repeats; {machine()}"
+    )
     show(times)
     dlexp = times["dlexp train experiment=xor_mlp"]
     ratios("dlexp / hand-written script", dlexp, times["hand-written script"], TARGET)
     ratios("dlexp / hand-written, 1 thread (dlexp's count)", dlexp, times["hand-written, 1 thread"], TARGET)
     if "pytorch lightning" in times:
-        print(f"      pytorch lightning / hand-written script: "
-              f"{median(times['pytorch lightning']) / median(times['hand-written script']):.3f}x wall")
+        print(
+            f"      pytorch lightning / hand-written script: "
+            f"{median(times['pytorch lightning']) / median(times['hand-written script']):.3f}x wall"
+        )
     else:
         print("      pytorch lightning: not installed here, not timed (the issue quotes about 2.4x the script)")
     return 0

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from dlexp.read import runs
-from dlexp.run import recipe as train
 from dlexp.config import compose as composer
 from dlexp.config.validate import validate
+from dlexp.read import runs
+from dlexp.run import recipe as train
 
 QUIET = ["log.progress=none"]
 
@@ -36,7 +36,7 @@ if ROUNDING:
     _here = Path(__file__).parent / "rounding"
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(_here), os.environ.get("PYTHONPATH")) if p)
     _spec = importlib.util.spec_from_file_location("dlexp_test_rounding", _here / "sitecustomize.py")
-    _spec.loader.exec_module(importlib.util.module_from_spec(_spec))   # this process too
+    _spec.loader.exec_module(importlib.util.module_from_spec(_spec))  # this process too
 
 
 # Launchers whose jobs run in other processes (forks of this one, Ray's workers, submitit's): a real `dlexp` process.
@@ -54,13 +54,26 @@ def cli(tmp_path):
     and kills are sent to real processes by the tests that need them (tests/test_trust.py).
     """
 
-    def run(*args: str, timeout: float = 600, cwd: Path | None = None, env: dict | None = None,
-            process: bool = False, **kwargs) -> subprocess.CompletedProcess:
+    def run(
+        *args: str,
+        timeout: float = 600,
+        cwd: Path | None = None,
+        env: dict | None = None,
+        process: bool = False,
+        **kwargs,
+    ) -> subprocess.CompletedProcess:
         starting = set(env or {}) - {"COLUMNS"}  # PYTHONPATH and the like are read when a process starts
         env = {"COLUMNS": "200", **(env or {})}
         if process or kwargs or starting or any(a.startswith(OTHER_PROCESSES) for a in args):
-            return subprocess.run([*dlexp_cmd(), *args], cwd=cwd or tmp_path, capture_output=True, text=True,
-                                  timeout=timeout, env={**os.environ, "PYTHONWARNINGS": "ignore", **env}, **kwargs)
+            return subprocess.run(
+                [*dlexp_cmd(), *args],
+                cwd=cwd or tmp_path,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env={**os.environ, "PYTHONWARNINGS": "ignore", **env},
+                **kwargs,
+            )
         return in_process(list(args), cwd or tmp_path, env)
 
     return run
@@ -156,8 +169,9 @@ def train_inprocess(tmp_path: Path, *overrides: str, name: str = "run"):
     assert not problems, problems
     out = io.StringIO()
     run_dir = tmp_path / name
-    status, metrics = train.run(cfg, train.Job(run_dir=run_dir, overrides=list(overrides), choices=choices),
-                                Console(file=out, width=200))
+    status, metrics = train.run(
+        cfg, train.Job(run_dir=run_dir, overrides=list(overrides), choices=choices), Console(file=out, width=200)
+    )
     return status, metrics, run_dir, out.getvalue()
 
 
@@ -195,4 +209,3 @@ def as_stated(measured: float, stated: Stated, tolerance: float | None = None) -
     """Does a run's number read as the README's, within the precision it is written with (or `tolerance`)?"""
     allowed = stated.tolerance if tolerance is None else tolerance
     return abs(measured - stated) <= allowed * (1 + 1e-9) + 1e-12
-

@@ -18,17 +18,17 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import dlexp_cmd, status_of
 from rich.console import Console
 
-from conftest import dlexp_cmd, status_of
 from dlexp import DlexpError
 from dlexp.read import board
 
 QUIET = ["log.progress=none"]
 SWEEPS = {  # name -> the sweep's overrides (each runs in a few seconds)
     "optimizers": ["data=xor", "model.hidden=[8]", "optimizer=sgd,adam", "trainer.epochs=3", "log.every=1"],
-    "lr": ["experiment=learning_rate", "optimizer.lr=0.01,1.0", "trainer.epochs=30"],   # lr=1.0 diverges at step 16
-    "init": ["experiment=init_study", "initializer=normal,normal_small"],                # fresh networks, no training
+    "lr": ["experiment=learning_rate", "optimizer.lr=0.01,1.0", "trainer.epochs=30"],  # lr=1.0 diverges at step 16
+    "init": ["experiment=init_study", "initializer=normal,normal_small"],  # fresh networks, no training
 }
 
 
@@ -38,9 +38,15 @@ def sweeps(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("boards")
     env = {**os.environ, "COLUMNS": "200", "PYTHONWARNINGS": "ignore"}
     for name, overrides in SWEEPS.items():
-        result = subprocess.run([*dlexp_cmd(), "train", "-m", *overrides, *QUIET, f"hydra.sweep.dir=runs/{name}"],
-                                cwd=root, capture_output=True, text=True, timeout=600, env=env)
-        assert result.returncode in (0, 3), result.stderr[-2000:]        # 3: a run diverged (lr=1.0)
+        result = subprocess.run(
+            [*dlexp_cmd(), "train", "-m", *overrides, *QUIET, f"hydra.sweep.dir=runs/{name}"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=env,
+        )
+        assert result.returncode in (0, 3), result.stderr[-2000:]  # 3: a run diverged (lr=1.0)
     return {name: root / "runs" / name for name in SWEEPS}
 
 
@@ -70,9 +76,14 @@ def serving(folder: Path, stop: int = signal.SIGINT, sigint_ignored: bool = Fals
     """`dlexp board FOLDER --port 0` in a subprocess; yields (the server's root URL, the lines it printed first).
     Stopped with the signal `stop`; `sigint_ignored`: started as a shell starts a background job, SIGINT ignored."""
     ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None
-    process = subprocess.Popen([*dlexp_cmd(), "board", str(folder), "--port", "0"], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "300"},
-                               preexec_fn=ignore)
+    process = subprocess.Popen(
+        [*dlexp_cmd(), "board", str(folder), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "300"},
+        preexec_fn=ignore,
+    )
     try:
         first = process.stdout.readline()
         match = re.search(r"(http://127\.0\.0\.1:\d+/)(#\w+)", first)
@@ -94,16 +105,26 @@ def experiment(url: str) -> dict:
 
 
 def session_groups(url: str) -> dict[str, dict]:
-    groups = get(url + "data/plugin/hparams/session_groups", {
-        "experimentName": "", "startIndex": 0, "sliceSize": 100, "colParams": [],
-        "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"]})
+    groups = get(
+        url + "data/plugin/hparams/session_groups",
+        {
+            "experimentName": "",
+            "startIndex": 0,
+            "sliceSize": 100,
+            "colParams": [],
+            "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"],
+        },
+    )
     return {g["name"]: g for g in groups["sessionGroups"]}
 
 
 def charts(layout: dict) -> list[tuple[str, str, list[str]]]:
     """(category, chart title, tag regexes) of a Custom Scalars layout, in order."""
-    return [(c["title"], chart["title"], chart["multiline"]["tag"]) for c in layout["category"]
-            for chart in c.get("chart", [])]
+    return [
+        (c["title"], chart["title"], chart["multiline"]["tag"])
+        for c in layout["category"]
+        for chart in c.get("chart", [])
+    ]
 
 
 def test_a_sweep_opens_on_its_curves_with_readable_names_and_an_hparams_table_that_compares(sweeps):
@@ -111,45 +132,65 @@ def test_a_sweep_opens_on_its_curves_with_readable_names_and_an_hparams_table_th
     with serving(sweep) as (url, printed):
         assert f"{url}#custom_scalars" in printed and f"{url}#hparams" in printed
         runs = wait_for(lambda: get(url + "data/runs") if len(get(url + "data/runs")) == 2 else None)
-        assert sorted(runs) == ["optimizer=adam_1", "optimizer=sgd_0"]   # what sets the jobs apart, first
+        assert sorted(runs) == ["optimizer=adam_1", "optimizer=sgd_0"]  # what sets the jobs apart, first
 
         scalars = wait_for(lambda: get(url + "data/plugin/scalars/tags"))
         histograms = get(url + "data/plugin/histograms/tags")
         for run in runs:
             assert {"val/loss", "val/acc", "train/loss", "dead/1_relu", "update_ratio/1_linear"} <= set(scalars[run])
-            assert set(histograms[run]) == {"activations/1_relu", "weights/1_linear", "weights/2_linear",
-                                            "grads/1_linear", "grads/2_linear"}   # no pre-activations or biases
+            assert set(histograms[run]) == {
+                "activations/1_relu",
+                "weights/1_linear",
+                "weights/2_linear",
+                "grads/1_linear",
+                "grads/2_linear",
+            }  # no pre-activations or biases
 
         # the page it opens on: loss train vs val in one chart, accuracy, learning rate, then the per-layer numbers
         layout = wait_for(lambda: get(url + "data/plugin/custom_scalars/layout"))
         assert [c["title"] for c in layout["category"]] == ["Loss, accuracy, learning rate", "Per layer"]
         found = charts(layout)
         assert [title for _, title, _ in found] == [
-            "loss: train (each epoch's mean) and val", "accuracy: train and val", "learning rate",
-            "loss at every logged step", "activations: spread (std over the probe batch)",
-            "dead ReLUs (share of units that never fire)", "gradient norm", "update / weight ratio of a step",
-            "activations: mean", "a layer's single weight or bias"]
-        for _, title, (regex,) in found:                                  # each chart draws tags the runs have
+            "loss: train (each epoch's mean) and val",
+            "accuracy: train and val",
+            "learning rate",
+            "loss at every logged step",
+            "activations: spread (std over the probe batch)",
+            "dead ReLUs (share of units that never fire)",
+            "gradient norm",
+            "update / weight ratio of a step",
+            "activations: mean",
+            "a layer's single weight or bias",
+        ]
+        for _, title, (regex,) in found:  # each chart draws tags the runs have
             shown = {tag for tag in scalars["optimizer=sgd_0"] if re.match(regex, tag)}
             assert shown, title
         assert {t for t in scalars["optimizer=sgd_0"] if re.match(found[0][2][0], t)} == {"train/loss", "val/loss"}
-        curve = get(url + "data/plugin/custom_scalars/scalars?" +
-                    urllib.parse.urlencode({"run": "optimizer=sgd_0", "tag": found[0][2][0]}))
+        curve = get(
+            url
+            + "data/plugin/custom_scalars/scalars?"
+            + urllib.parse.urlencode({"run": "optimizer=sgd_0", "tag": found[0][2][0]})
+        )
         assert set(curve["tag_to_events"]) == {"train/loss", "val/loss"}
 
         # HParams: the swept key and status first, then the key metrics; rows named like the runs
         info = experiment(url)
         assert [(h["name"], h["differs"]) for h in info["hparamInfos"]] == [("optimizer", True), ("status", True)]
         assert sorted(info["hparamInfos"][0]["domainDiscrete"]) == ["adam", "sgd"]
-        assert [m["name"]["tag"] for m in info["metricInfos"]][:5] == \
-            ["val/loss", "val/acc", "best/val/loss", "best/val/acc", "train/loss"]
+        assert [m["name"]["tag"] for m in info["metricInfos"]][:5] == [
+            "val/loss",
+            "val/acc",
+            "best/val/loss",
+            "best/val/acc",
+            "train/loss",
+        ]
         rows = session_groups(url)
-        assert sorted(rows) == sorted(runs)                               # one row per job
+        assert sorted(rows) == sorted(runs)  # one row per job
         for name, row in rows.items():
             status = status_of(sweep / name)
             assert row["hparams"]["optimizer"] == status["choices"]["optimizer"]
             assert row["hparams"]["status"] == "completed"
-            assert "initializer.scheme" not in row["hparams"]              # it only repeats `initializer`
+            assert "initializer.scheme" not in row["hparams"]  # it only repeats `initializer`
             values = {m["name"]["tag"]: m["value"] for m in row["metricValues"]}
             assert values["val/loss"] == pytest.approx(status["metrics"]["val/loss"], rel=1e-6)
 
@@ -161,41 +202,62 @@ def test_a_diverged_run_is_named_with_its_step_beside_the_loss_charts(sweeps):
     with serving(sweep) as (url, _):
         wait_for(lambda: len(get(url + "data/runs")) == 2)
         layout = wait_for(lambda: get(url + "data/plugin/custom_scalars/layout"))
-        first = [(title, regexes) for category, title, regexes in charts(layout)
-                 if category == "Loss, accuracy, learning rate"]
+        first = [
+            (title, regexes)
+            for category, title, regexes in charts(layout)
+            if category == "Loss, accuracy, learning rate"
+        ]
         assert first[-1] == ("lr=1.0_1 diverged at step 7: log10 of its loss until then", ["^diverged/log10_loss$"])
-        points = get(url + "data/plugin/scalars/scalars?" +
-                     urllib.parse.urlencode({"run": "lr=1.0_1", "tag": "diverged/log10_loss"}))
+        points = get(
+            url
+            + "data/plugin/scalars/scalars?"
+            + urllib.parse.urlencode({"run": "lr=1.0_1", "tag": "diverged/log10_loss"})
+        )
         steps, values = [p[1] for p in points], [p[2] for p in points]
-        assert steps == list(range(1, 7))                                 # every step until the one that diverged
-        losses = {p[1]: p[2] for p in get(url + "data/plugin/scalars/scalars?" +
-                                          urllib.parse.urlencode({"run": "lr=1.0_1", "tag": "train/step_loss"}))}
+        assert steps == list(range(1, 7))  # every step until the one that diverged
+        losses = {
+            p[1]: p[2]
+            for p in get(
+                url
+                + "data/plugin/scalars/scalars?"
+                + urllib.parse.urlencode({"run": "lr=1.0_1", "tag": "train/step_loss"})
+            )
+        }
         for step, value in zip(steps, values):
-            if step in losses:                                            # the same losses, as powers of ten
+            if step in losses:  # the same losses, as powers of ten
                 assert value == pytest.approx(math.log10(losses[step]), rel=1e-5)
-        assert values[-1] - values[0] > 9                                 # it exploded: 10^9 times larger
+        assert values[-1] - values[0] > 9  # it exploded: 10^9 times larger
         assert "diverged/log10_loss" not in get(url + "data/plugin/scalars/tags")["lr=0.01_0"]
 
         info = experiment(url)
         assert [h["name"] for h in info["hparamInfos"]] == ["optimizer.lr", "status"]
         assert sorted(info["hparamInfos"][1]["domainDiscrete"]) == ["completed", "diverged"]
-        assert [m["name"]["tag"] for m in info["metricInfos"]][:4] == \
-            ["val/loss", "best/val/loss", "train/loss", "best/train/loss"]   # regression: no accuracy
+        assert [m["name"]["tag"] for m in info["metricInfos"]][:4] == [
+            "val/loss",
+            "best/val/loss",
+            "train/loss",
+            "best/train/loss",
+        ]  # regression: no accuracy
         rows = session_groups(url)
-        assert {name: row["hparams"]["status"] for name, row in rows.items()} == \
-            {"lr=0.01_0": "completed", "lr=1.0_1": "diverged"}
+        assert {name: row["hparams"]["status"] for name, row in rows.items()} == {
+            "lr=0.01_0": "completed",
+            "lr=1.0_1": "diverged",
+        }
 
 
 def test_fresh_networks_open_on_histograms_drawn_over_the_whole_sigmoid_range(sweeps):
-    with serving(sweeps["init"], stop=signal.SIGTERM) as (url, printed):       # SIGTERM stops it cleanly too
+    with serving(sweeps["init"], stop=signal.SIGTERM) as (url, printed):  # SIGTERM stops it cleanly too
         assert f"{url}#histograms" in printed
         wait_for(lambda: len(get(url + "data/runs")) == 2)
         for run in ("init=normal_0", "init=normal_small_1"):
-            series = get(url + "data/plugin/histograms/histograms?" +
-                         urllib.parse.urlencode({"run": run, "tag": "activations/5_sigmoid"}))
+            series = get(
+                url
+                + "data/plugin/histograms/histograms?"
+                + urllib.parse.urlencode({"run": run, "tag": "activations/5_sigmoid"})
+            )
             ((_, step, buckets),) = series
             assert step == 0 and (buckets[0][0], buckets[-1][1]) == (0.0, 1.0) and len(buckets) == 30
-        filled = [(left, right) for left, right, count in buckets if count]   # N(0, 0.01): a needle at 0.5
+        filled = [(left, right) for left, right, count in buckets if count]  # N(0, 0.01): a needle at 0.5
         assert 0.42 < filled[0][0] and filled[-1][1] < 0.58
         info = experiment(url)
         assert [h["name"] for h in info["hparamInfos"]] == ["initializer", "status"]
@@ -204,12 +266,12 @@ def test_fresh_networks_open_on_histograms_drawn_over_the_whole_sigmoid_range(sw
 
 def test_a_folder_of_sweeps_says_which_columns_hparams_shows(sweeps):
     folder = sweeps["lr"].parent
-    with serving(folder, sigint_ignored=True) as (url, printed):    # Ctrl-C stops a board started with & too
-        assert f"{url}#custom_scalars" in printed                          # some runs there train
+    with serving(folder, sigint_ignored=True) as (url, printed):  # Ctrl-C stops a board started with & too
+        assert f"{url}#custom_scalars" in printed  # some runs there train
         assert "note: 3 sweeps under" in printed and "dlexp board" in printed
         names = wait_for(lambda: get(url + "data/runs") if len(get(url + "data/runs")) == 6 else None)
         assert {name.split("/", 1)[0] for name in names} == set(SWEEPS)
-        assert len({name[:24] for name in names}) == 6                  # their first 24 characters tell them apart
+        assert len({name[:24] for name in names}) == 6  # their first 24 characters tell them apart
 
 
 def test_missing_folder_is_one_sentence(tmp_path):

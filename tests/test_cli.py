@@ -8,7 +8,6 @@ import sys
 import textwrap
 
 import pytest
-
 from conftest import run_dirs, status_of
 
 
@@ -33,12 +32,19 @@ def test_version_names_dlexp_and_what_it_runs_on(cli):
     assert "--version" in cli("--help").stdout
 
 
-@pytest.mark.parametrize("command, usage", [
-    ("compare", "dlexp compare [OPTIONS] PATHS..."), ("diff", "dlexp diff [OPTIONS] RUN_A RUN_B"),
-    ("board", "dlexp board [OPTIONS] [PATH]"), ("resume", "dlexp resume [OPTIONS] RUN_DIR [OVERRIDES]..."),
-    ("data download", "dlexp data download [OPTIONS] NAME"), ("list", "dlexp list [OPTIONS] [GROUP]"),
-    ("train", "dlexp train [OPTIONS] [OVERRIDES]..."), ("show", "dlexp show [OPTIONS] [OVERRIDES]..."),
-])
+@pytest.mark.parametrize(
+    "command, usage",
+    [
+        ("compare", "dlexp compare [OPTIONS] PATHS..."),
+        ("diff", "dlexp diff [OPTIONS] RUN_A RUN_B"),
+        ("board", "dlexp board [OPTIONS] [PATH]"),
+        ("resume", "dlexp resume [OPTIONS] RUN_DIR [OVERRIDES]..."),
+        ("data download", "dlexp data download [OPTIONS] NAME"),
+        ("list", "dlexp list [OPTIONS] [GROUP]"),
+        ("train", "dlexp train [OPTIONS] [OVERRIDES]..."),
+        ("show", "dlexp show [OPTIONS] [OVERRIDES]..."),
+    ],
+)
 def test_usage_lines_name_the_arguments_in_capitals(cli, command, usage):
     result = cli(*command.split(), "--help")
     assert result.returncode == 0, result.stderr
@@ -116,10 +122,14 @@ def test_list_lines_end_without_spaces(cli, width):
 def test_list_shows_your_own_options_from_a_config_dir(cli, tmp_path):
     conf = tmp_path / "myconf" / "optimizer"
     conf.mkdir(parents=True)
-    (conf / "slow_sgd.yaml").write_text("# dlexp train optimizer=slow_sgd\n# SGD, slowly.\n"
-                                        "_target_: torch.optim.SGD\n_partial_: true\nlr: 0.001\n")
-    for args in (["list", "--config-dir", "myconf"], ["list", "optimizer", "--config-dir", "myconf"],
-                 ["list", "--config-dir", "myconf", "optimizer"]):
+    (conf / "slow_sgd.yaml").write_text(
+        "# dlexp train optimizer=slow_sgd\n# SGD, slowly.\n_target_: torch.optim.SGD\n_partial_: true\nlr: 0.001\n"
+    )
+    for args in (
+        ["list", "--config-dir", "myconf"],
+        ["list", "optimizer", "--config-dir", "myconf"],
+        ["list", "--config-dir", "myconf", "optimizer"],
+    ):
         result = cli(*args)
         assert result.returncode == 0, (args, result.stderr)
         mine = [line for line in result.stdout.splitlines() if "slow_sgd" in line]
@@ -141,8 +151,9 @@ def test_show_composes(cli):
     assert "torch.optim.SGD" in result.stdout and "lr: 0.5" in result.stdout
 
 
-@pytest.mark.parametrize("overrides", [["optimizer.lr=fast"], ["batch.size=0", "optimizer.lr=-1", "loss=bce"]],
-                         ids=["one", "several"])
+@pytest.mark.parametrize(
+    "overrides", [["optimizer.lr=fast"], ["batch.size=0", "optimizer.lr=-1", "loss=bce"]], ids=["one", "several"]
+)
 def test_show_refuses_what_validate_refuses_in_the_same_words(cli, overrides):
     validated = cli("validate", *overrides)
     shown = cli("show", *overrides)
@@ -155,7 +166,7 @@ def test_train_writes_a_complete_run(cli, tmp_path):
     result = cli("train", "trainer.epochs=1", "log.progress=lines")
     assert result.returncode == 0, result.stderr
     (run,) = run_dirs(tmp_path / "runs")
-    assert run.name.endswith("_epochs=1")          # short keys in the name (log.progress is never part of it) ...
+    assert run.name.endswith("_epochs=1")  # short keys in the name (log.progress is never part of it) ...
     assert status_of(run)["overrides"] == ["trainer.epochs=1", "log.progress=lines"]  # ... the full ones kept
     names = {p.name for p in run.iterdir()}
     assert {"status.json", "config.yaml", "metrics.csv", "train.log"} <= names
@@ -169,16 +180,32 @@ def test_train_writes_a_complete_run(cli, tmp_path):
 def test_multirun_jobs_are_named_by_what_sets_them_apart(cli, tmp_path):
     """TensorBoard shows a job's directory name as its run name, cut after ~30 characters: it starts with the
     values that differ between the jobs (short keys), then the job's number; the full overrides stay recorded."""
-    result = cli("train", "-m", "data=xor", "optimizer.lr=0.1,1.0", "model.activation=tanh,relu",
-                 "trainer.epochs=1", "log.progress=none")
+    result = cli(
+        "train",
+        "-m",
+        "data=xor",
+        "optimizer.lr=0.1,1.0",
+        "model.activation=tanh,relu",
+        "trainer.epochs=1",
+        "log.progress=none",
+    )
     assert result.returncode == 0, result.stderr
     found = sorted(run_dirs(tmp_path / "runs" / "multirun"), key=lambda p: status_of(p)["sweep_job"])
-    assert [p.name for p in found] == ["lr=0.1,act=tanh_0", "lr=0.1,act=relu_1", "lr=1.0,act=tanh_2",
-                                       "lr=1.0,act=relu_3"]
-    (sweep,) = {p.parent for p in found}                                 # one sweep directory ...
+    assert [p.name for p in found] == [
+        "lr=0.1,act=tanh_0",
+        "lr=0.1,act=relu_1",
+        "lr=1.0,act=tanh_2",
+        "lr=1.0,act=relu_3",
+    ]
+    (sweep,) = {p.parent for p in found}  # one sweep directory ...
     assert re.fullmatch(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_[0-9a-f]{6}_lr,act", sweep.name)  # ... named by what it varies
-    assert status_of(found[2])["overrides"] == ["data=xor", "optimizer.lr=1.0", "model.activation=tanh",
-                                                "trainer.epochs=1", "log.progress=none"]
+    assert status_of(found[2])["overrides"] == [
+        "data=xor",
+        "optimizer.lr=1.0",
+        "model.activation=tanh",
+        "trainer.epochs=1",
+        "log.progress=none",
+    ]
     assert "optimizer.lr=1.0" in (found[2] / ".hydra" / "overrides.yaml").read_text()
     assert all(status_of(p)["status"] == "completed" for p in found)
 
@@ -186,25 +213,39 @@ def test_multirun_jobs_are_named_by_what_sets_them_apart(cli, tmp_path):
 def test_a_sweep_carries_its_experiment_and_names_jobs_even_in_a_directory_of_your_choice(cli, tmp_path):
     """The jobs learn what the sweep varies from the launching process (Hydra's resolver cache), also when
     hydra.sweep.dir is given, as the lesson scripts do."""
-    result = cli("train", "-m", "experiment=xor_mlp", "optimizer=sgd,adam", "trainer.epochs=1",
-                 "log.progress=none")
+    result = cli("train", "-m", "experiment=xor_mlp", "optimizer=sgd,adam", "trainer.epochs=1", "log.progress=none")
     assert result.returncode == 0, result.stderr
     (sweep,) = (tmp_path / "runs" / "multirun").iterdir()
     assert sweep.name.endswith("_xor_mlp")
     assert sorted(p.name for p in run_dirs(sweep)) == ["optimizer=adam_1", "optimizer=sgd_0"]
-    result = cli("train", "-m", "experiment=xor_mlp", "optimizer.lr=0.5,1", "seed=1,2", "trainer.epochs=1",
-                 "log.progress=none", "hydra.sweep.dir=mine")
+    result = cli(
+        "train",
+        "-m",
+        "experiment=xor_mlp",
+        "optimizer.lr=0.5,1",
+        "seed=1,2",
+        "trainer.epochs=1",
+        "log.progress=none",
+        "hydra.sweep.dir=mine",
+    )
     assert result.returncode == 0, result.stderr
-    assert [p.name for p in sorted(run_dirs(tmp_path / "mine"), key=lambda p: status_of(p)["sweep_job"])] == \
-        ["lr=0.5,seed=1_0", "lr=0.5,seed=2_1", "lr=1,seed=1_2", "lr=1,seed=2_3"]
+    assert [p.name for p in sorted(run_dirs(tmp_path / "mine"), key=lambda p: status_of(p)["sweep_job"])] == [
+        "lr=0.5,seed=1_0",
+        "lr=0.5,seed=2_1",
+        "lr=1,seed=1_2",
+        "lr=1,seed=2_3",
+    ]
 
 
-@pytest.mark.parametrize("overrides, exclude, name", [
-    (["optimizer.lr=0.1", "initializer=he_normal"], [], "lr=0.1,init=he_normal"),
-    (["optimizer.lr=0.1", "scheduler.lr=0.2", "+model.extra=1"], [], "optimizer.lr=0.1,scheduler.lr=0.2,extra=1"),
-    (["model.hidden=[32,32]", "log.dir=/tmp/x y"], ["log.dir"], "hidden=[32,32]"),
-    (["data.root=/home/me/my data"], [], "root=_home_me_my_data"),
-])
+@pytest.mark.parametrize(
+    "overrides, exclude, name",
+    [
+        (["optimizer.lr=0.1", "initializer=he_normal"], [], "lr=0.1,init=he_normal"),
+        (["optimizer.lr=0.1", "scheduler.lr=0.2", "+model.extra=1"], [], "optimizer.lr=0.1,scheduler.lr=0.2,extra=1"),
+        (["model.hidden=[32,32]", "log.dir=/tmp/x y"], ["log.dir"], "hidden=[32,32]"),
+        (["data.root=/home/me/my data"], [], "root=_home_me_my_data"),
+    ],
+)
 def test_labels_shorten_keys_keep_them_apart_and_are_safe_in_a_path(overrides, exclude, name):
     from dlexp.config.resolvers import label
 
@@ -228,25 +269,30 @@ def test_cfg_job_prints_without_training(cli, tmp_path):
 def test_user_config_dir_adds_an_option(cli, tmp_path):
     conf = tmp_path / "myconf" / "optimizer"
     conf.mkdir(parents=True)
-    (conf / "slow_sgd.yaml").write_text("# dlexp train optimizer=slow_sgd\n# SGD, slowly.\n"
-                                        "_target_: torch.optim.SGD\n_partial_: true\nlr: 0.001\n")
-    listed = cli("train", "--config-dir", str(tmp_path / "myconf"), "optimizer=slow_sgd", "trainer.epochs=1",
-                 "log.progress=none")
+    (conf / "slow_sgd.yaml").write_text(
+        "# dlexp train optimizer=slow_sgd\n# SGD, slowly.\n_target_: torch.optim.SGD\n_partial_: true\nlr: 0.001\n"
+    )
+    listed = cli(
+        "train", "--config-dir", str(tmp_path / "myconf"), "optimizer=slow_sgd", "trainer.epochs=1", "log.progress=none"
+    )
     assert listed.returncode == 0, listed.stderr
     (run,) = run_dirs(tmp_path / "runs")
     assert status_of(run)["choices"]["optimizer"] == "slow_sgd"
 
 
-@pytest.mark.parametrize("override, expected", [
-    ("optimizer=adamm", "Unknown optimizer 'adamm'. Did you mean 'adam'?"),
-    ("optimizer.lrr=0.1", "Unknown key 'optimizer.lrr'. Did you mean 'lr'?"),
-    ("+optimizer.lrr=0.1", "Unknown key 'optimizer.lrr' for optimizer=adam (torch.optim.Adam). Did you mean 'lr'?"),
-    ("batch.size=abc", "batch.size=abc must be a whole number or null"),
-    ("batch.size=0", "batch.size=0 is out of range: it must be at least 1"),
-    ("optimizer.lr=-1", "optimizer.lr=-1 is out of range: it must be > 0."),
-    ("loss=bce", "loss=bce needs a binary dataset"),
-    ("trainer.epochs=-3", "trainer.epochs=-3 is out of range"),
-])
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("optimizer=adamm", "Unknown optimizer 'adamm'. Did you mean 'adam'?"),
+        ("optimizer.lrr=0.1", "Unknown key 'optimizer.lrr'. Did you mean 'lr'?"),
+        ("+optimizer.lrr=0.1", "Unknown key 'optimizer.lrr' for optimizer=adam (torch.optim.Adam). Did you mean 'lr'?"),
+        ("batch.size=abc", "batch.size=abc must be a whole number or null"),
+        ("batch.size=0", "batch.size=0 is out of range: it must be at least 1"),
+        ("optimizer.lr=-1", "optimizer.lr=-1 is out of range: it must be > 0."),
+        ("loss=bce", "loss=bce needs a binary dataset"),
+        ("trainer.epochs=-3", "trainer.epochs=-3 is out of range"),
+    ],
+)
 def test_bad_input_one_sentence_exit_2_nothing_written(cli, tmp_path, override, expected):
     result = cli("train", override)
     assert result.returncode == 2, (result.stdout, result.stderr)
@@ -275,22 +321,27 @@ def test_a_loss_that_does_not_fit_the_models_output_is_refused(cli, tmp_path):
     """bce_probs takes probabilities, bce raw scores: the other kind of output is one sentence, exit 2, nothing written."""
     raw = cli("train", "data=xor", "loss=bce_probs")
     assert raw.returncode == 2, (raw.stdout, raw.stderr)
-    assert ("loss=bce_probs takes probabilities, but the model's output is raw scores; "
-            "set model.output_activation=sigmoid, or use loss=bce (on raw scores).") in raw.stderr.replace("\n", " ")
+    assert (
+        "loss=bce_probs takes probabilities, but the model's output is raw scores; "
+        "set model.output_activation=sigmoid, or use loss=bce (on raw scores)."
+    ) in raw.stderr.replace("\n", " ")
     assert "Traceback" not in raw.stderr + raw.stdout
     assert not (tmp_path / "runs").exists()
     assert tmp_path.is_dir()  # the run's own build refused it: its folders are removed, the (empty) cwd stays
     twice = cli("train", "-m", "experiment=xor_mlp", "loss=bce,bce_probs", "trainer.epochs=1")
     assert twice.returncode == 2, (twice.stdout, twice.stderr)
-    assert ("[loss=bce] loss=bce applies the sigmoid itself and takes raw scores, but the model's output already "
-            "goes through a sigmoid; use loss=bce_probs") in twice.stderr.replace("\n", " ")
-    assert "[loss=bce_probs]" not in twice.stderr                       # the preset's own loss fits its model
+    assert (
+        "[loss=bce] loss=bce applies the sigmoid itself and takes raw scores, but the model's output already "
+        "goes through a sigmoid; use loss=bce_probs"
+    ) in twice.stderr.replace("\n", " ")
+    assert "[loss=bce_probs]" not in twice.stderr  # the preset's own loss fits its model
     assert not (tmp_path / "runs").exists()
 
 
 def test_a_loss_adapter_of_ones_own_needs_no_model_check(cli, tmp_path):
     """An adapter written without check_model (the protocol's optional part) trains: any output is taken."""
-    (tmp_path / "myloss.py").write_text(textwrap.dedent("""
+    (tmp_path / "myloss.py").write_text(
+        textwrap.dedent("""
         import torch.nn.functional as F
 
         class Squared:
@@ -314,11 +365,21 @@ def test_a_loss_adapter_of_ones_own_needs_no_model_check(cli, tmp_path):
 
             def predict(self, output):
                 return None
-    """))
+    """)
+    )
     (tmp_path / "mine" / "loss").mkdir(parents=True)
     (tmp_path / "mine" / "loss" / "squared.yaml").write_text("_target_: myloss.Squared\n")
-    result = cli("train", "--config-dir", str(tmp_path / "mine"), "loss=squared", "data=sine", "allow_targets=[myloss]",
-                 "trainer.epochs=1", "log.progress=none", env={"PYTHONPATH": str(tmp_path)})
+    result = cli(
+        "train",
+        "--config-dir",
+        str(tmp_path / "mine"),
+        "loss=squared",
+        "data=sine",
+        "allow_targets=[myloss]",
+        "trainer.epochs=1",
+        "log.progress=none",
+        env={"PYTHONPATH": str(tmp_path)},
+    )
     assert result.returncode == 0, result.stderr
     (run_dir,) = run_dirs(tmp_path / "runs")
     assert status_of(run_dir)["status"] == "completed"
@@ -354,16 +415,22 @@ def test_validate_reports_structure_ranges_and_the_pairing_together(cli, tmp_pat
     result = cli("validate", "batch.size=0", "optimizer.lr=-1", "loss=bce", "trainer.epochs=-3")
     assert result.returncode == 2
     lines = [line.strip("- ").strip() for line in result.stderr.splitlines()[1:]]
-    assert lines == ["trainer.epochs=-3 is out of range: it must be at least 0.",
-                     "batch.size=0 is out of range: it must be at least 1.",
-                     "optimizer.lr=-1 is out of range: it must be > 0.",
-                     "loss=bce needs a binary dataset, but data=digits has 10 classes; "
-                     "use loss=ce, loss=sparse_ce, loss=mse, loss=mae or loss=huber."], result.stderr
+    assert lines == [
+        "trainer.epochs=-3 is out of range: it must be at least 0.",
+        "batch.size=0 is out of range: it must be at least 1.",
+        "optimizer.lr=-1 is out of range: it must be > 0.",
+        "loss=bce needs a binary dataset, but data=digits has 10 classes; "
+        "use loss=ce, loss=sparse_ce, loss=mse, loss=mae or loss=huber.",
+    ], result.stderr
 
 
 INCOMPLETE = "its value is not complete (an unclosed bracket or quote?)"
-MALFORMED = [("optimizer", "it has no '='"), ("model.hidden=[32,", INCOMPLETE),
-             ("=adam", "it has no key before '='"), ("optimizer.lr='0.1", INCOMPLETE)]
+MALFORMED = [
+    ("optimizer", "it has no '='"),
+    ("model.hidden=[32,", INCOMPLETE),
+    ("=adam", "it has no key before '='"),
+    ("optimizer.lr='0.1", INCOMPLETE),
+]
 
 
 @pytest.mark.parametrize("command", ["train", "show", "validate", "resume"])
@@ -372,9 +439,10 @@ def test_a_malformed_override_is_one_sentence_naming_it(cli, tmp_path, command, 
     args = [command, *(["some-run"] if command == "resume" else []), token]
     result = cli(*args)
     assert result.returncode == 2, (result.stdout, result.stderr)
-    assert result.stderr.strip() == (f"configuration error: Cannot read the override '{token}': {why}; write each "
-                                     "override as key=value, e.g. optimizer=adam or model.hidden=[32,32]."), \
-        result.stderr
+    assert result.stderr.strip() == (
+        f"configuration error: Cannot read the override '{token}': {why}; write each "
+        "override as key=value, e.g. optimizer=adam or model.hidden=[32,32]."
+    ), result.stderr
     assert result.stdout == "" and not (tmp_path / "runs").exists()
 
 
@@ -386,8 +454,10 @@ def test_an_unknown_flag_is_one_sentence(cli, tmp_path):
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")
 def test_a_missing_device_is_refused_by_validate_and_train(cli, tmp_path):
-    expected = ("configuration error: device=cuda was asked for, but this machine has no CUDA device; "
-                "use device=cpu or device=auto.")
+    expected = (
+        "configuration error: device=cuda was asked for, but this machine has no CUDA device; "
+        "use device=cpu or device=auto."
+    )
     for command in ("validate", "train"):
         result = cli(command, "device=cuda")
         assert result.returncode == 2, (command, result.stderr)
@@ -411,29 +481,35 @@ def test_a_sweep_without_m_says_how_to_sweep(cli, tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-@pytest.mark.parametrize("flags, named", [
-    (["-m", "--cfg", "job"], "-m/--multirun and --cfg"),
-    (["--cfg", "job", "-m"], "-m/--multirun and --cfg"),
-    (["--run", "-m"], "--run and -m/--multirun"),
-    (["--info", "-m"], "-m/--multirun and --info"),
-    (["--cfg", "job", "--info"], "--cfg and --info"),
-    (["--run", "--cfg", "job"], "--run and --cfg"),
-    (["-sc", "-m"], "-m/--multirun and --shell-completion"),
-])
+@pytest.mark.parametrize(
+    "flags, named",
+    [
+        (["-m", "--cfg", "job"], "-m/--multirun and --cfg"),
+        (["--cfg", "job", "-m"], "-m/--multirun and --cfg"),
+        (["--run", "-m"], "--run and -m/--multirun"),
+        (["--info", "-m"], "-m/--multirun and --info"),
+        (["--cfg", "job", "--info"], "--cfg and --info"),
+        (["--run", "--cfg", "job"], "--run and --cfg"),
+        (["-sc", "-m"], "-m/--multirun and --shell-completion"),
+    ],
+)
 def test_flags_that_cannot_go_together_are_one_sentence(cli, tmp_path, flags, named):
     """Hydra does one of --run, --multirun, --cfg, --info, --shell-completion: two of them are refused in dlexp's
     words, exit 2, before anything is composed."""
     result = cli("train", *flags, "optimizer=sgd,adam" if "-m" in flags else "optimizer=sgd")
     assert result.returncode == 2, (result.stdout, result.stderr)
-    assert result.stderr.strip() == (f"configuration error: {named} cannot be given together: a command does one "
-                                     "of --run, -m/--multirun, --cfg, --info and --shell-completion."), result.stderr
+    assert result.stderr.strip() == (
+        f"configuration error: {named} cannot be given together: a command does one "
+        "of --run, -m/--multirun, --cfg, --info and --shell-completion."
+    ), result.stderr
     assert result.stdout == "" and not (tmp_path / "runs").exists()
 
 
 def test_resolve_without_cfg_is_one_sentence(cli, tmp_path):
     result = cli("train", "-m", "--resolve", "optimizer=sgd,adam")
     assert result.returncode == 2, (result.stdout, result.stderr)
-    assert result.stderr.strip() == ("configuration error: --resolve goes with --cfg (dlexp train --cfg job "
-                                     "--resolve): it resolves the interpolations of the config --cfg prints."), \
-        result.stderr
+    assert result.stderr.strip() == (
+        "configuration error: --resolve goes with --cfg (dlexp train --cfg job "
+        "--resolve): it resolves the interpolations of the config --cfg prints."
+    ), result.stderr
     assert not (tmp_path / "runs").exists()

@@ -18,9 +18,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from dlexp import ConfigError, DataError
 from dlexp.parts import data as D
 from dlexp.parts import idx
-from dlexp import ConfigError, DataError
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "data"
 IDX_NAMES = ("mnist", "fashion_mnist")
@@ -496,11 +496,12 @@ def test_download_without_a_network_leaves_no_empty_folder(cli, tmp_path):
     """`dlexp data download` on a machine that cannot reach the mirror: one sentence, and no folder it made."""
     home = tmp_path / "home"
     home.mkdir()
-    result = cli("data", "download", "mnist", "--mirror", "http://127.0.0.1:9/",
-                 env={"HOME": str(home), "DLEXP_DATA": ""})
+    result = cli(
+        "data", "download", "mnist", "--mirror", "http://127.0.0.1:9/", env={"HOME": str(home), "DLEXP_DATA": ""}
+    )
     assert result.returncode != 0 and "could not download train-images-idx3-ubyte.gz" in result.stderr
     assert "Traceback" not in result.stderr
-    assert list(home.iterdir()) == []                       # not even ~/.cache: it did not exist before
+    assert list(home.iterdir()) == []  # not even ~/.cache: it did not exist before
     (home / ".cache").mkdir()
     cli("data", "download", "mnist", "--mirror", "http://127.0.0.1:9/", "--root", str(home / ".cache" / "a" / "b"))
     assert list(home.iterdir()) == [home / ".cache"] and list((home / ".cache").iterdir()) == []  # what was there stays

@@ -19,7 +19,7 @@ def section(stdout: str, title: str) -> list[str]:
     start = next(i for i, line in enumerate(lines) if title in line)
     rule = next(i for i in range(start, len(lines)) if set(lines[i].strip()) == {"─"})
     rows = []
-    for line in lines[rule + 1:]:
+    for line in lines[rule + 1 :]:
         if not line.strip():
             break
         rows.append(line.split())
@@ -30,12 +30,13 @@ def test_two_runs_differing_in_one_key_show_that_key_only(cli, tmp_path):
     for name, lr in (("a", "0.1"), ("b", "0.5")):
         result = cli("train", *TINY, f"optimizer.lr={lr}", f"hydra.run.dir={name}")
         assert result.returncode == 0, result.stderr
-    assert diff.differences(read_config(tmp_path / "a"), read_config(tmp_path / "b")) == \
-        [("optimizer.lr", 0.1, 0.5)]                                # the oracle: config.yaml itself
+    assert diff.differences(read_config(tmp_path / "a"), read_config(tmp_path / "b")) == [
+        ("optimizer.lr", 0.1, 0.5)
+    ]  # the oracle: config.yaml itself
     result = cli("diff", "a", "b")
     assert result.returncode == 0, result.stderr
     assert section(result.stdout, "config keys that differ") == [["optimizer.lr", "0.1", "0.5"]]
-    assert "config groups that differ" not in result.stdout           # the same options were chosen
+    assert "config groups that differ" not in result.stdout  # the same options were chosen
     metrics = {row[0]: row[1:] for row in section(result.stdout, "final metrics")}
     statuses = [json.loads((tmp_path / n / "status.json").read_text()) for n in ("a", "b")]
     assert metrics["status"] == ["completed", "completed"] and metrics["epochs"][:2] == ["3", "3"]
@@ -47,8 +48,16 @@ def fake_run(root: Path, name: str, optimizer: str, lr: float) -> Path:
     path = root / name
     path.mkdir(parents=True)
     (path / "config.yaml").write_text(f"seed: 0\noptimizer:\n  _target_: torch.optim.{optimizer}\n  lr: {lr}\n")
-    (path / "status.json").write_text(json.dumps({"status": "completed", "choices": {"optimizer": optimizer.lower(),
-                                                  "data": "xor"}, "metrics": {"val/loss": lr}, "epoch": 1}))
+    (path / "status.json").write_text(
+        json.dumps(
+            {
+                "status": "completed",
+                "choices": {"optimizer": optimizer.lower(), "data": "xor"},
+                "metrics": {"val/loss": lr},
+                "epoch": 1,
+            }
+        )
+    )
     return path
 
 
@@ -59,7 +68,9 @@ def test_group_choices_and_every_differing_key(cli, tmp_path):
     assert result.returncode == 0, result.stderr
     assert section(result.stdout, "config groups that differ") == [["optimizer", "sgd", "adam"]]
     assert section(result.stdout, "config keys that differ") == [
-        ["optimizer._target_", "torch.optim.SGD", "torch.optim.Adam"], ["optimizer.lr", "0.1", "0.001"]]
+        ["optimizer._target_", "torch.optim.SGD", "torch.optim.Adam"],
+        ["optimizer.lr", "0.1", "0.001"],
+    ]
 
 
 def test_identical_runs_say_so(cli, tmp_path):
@@ -72,8 +83,10 @@ def test_identical_runs_say_so(cli, tmp_path):
 def test_a_missing_path_or_a_folder_that_is_no_run_is_one_sentence(cli, tmp_path):
     fake_run(tmp_path, "run", "SGD", 0.1)
     (tmp_path / "empty").mkdir()
-    for args, message in ((["run", "nope"], "nope does not exist; give two run directories"),
-                          (["empty", "run"], "empty is not a run directory: it holds no status.json")):
+    for args, message in (
+        (["run", "nope"], "nope does not exist; give two run directories"),
+        (["empty", "run"], "empty is not a run directory: it holds no status.json"),
+    ):
         result = cli("diff", *args)
         assert result.returncode == 2
         assert message in result.stderr and "Traceback" not in result.stderr

@@ -17,16 +17,16 @@ import numpy as np
 import pytest
 from rich.console import Console
 from scipy import stats
+from test_compare import make_run
 
+from dlexp import DlexpError
 from dlexp.read import compare, evidence
 from dlexp.read.rows import collect
 from dlexp.read.table import Table, build_table, sort_records, verdict_for
 from dlexp.sweep.summary import write_summary
-from dlexp import DlexpError
-from test_compare import make_run
 
-ADAM = [0.30, 0.32, 0.29, 0.31]      # final val/loss of four seeds
-SGD = [0.45, 0.47, 0.44]             # three completed seeds; a fourth diverges
+ADAM = [0.30, 0.32, 0.29, 0.31]  # final val/loss of four seeds
+SGD = [0.45, 0.47, 0.44]  # three completed seeds; a fourth diverges
 
 
 def curve(final: float) -> list[tuple[float, float, float]]:
@@ -69,8 +69,8 @@ def test_runs_that_differ_only_in_seed_form_one_row_per_group(seeds):
     t = grouped(seeds)
     assert t.groups is not None and t.labels == ["optimizer"]
     assert [r["optimizer"] for r in t.records] == ["adam", "sgd"]
-    assert [r["completed"] for r in t.records] == ["4/4", "3/4"]     # the diverged run is counted ...
-    assert [r["n"] for r in t.records] == [4, 3]                     # ... and not averaged
+    assert [r["completed"] for r in t.records] == ["4/4", "3/4"]  # the diverged run is counted ...
+    assert [r["n"] for r in t.records] == [4, 3]  # ... and not averaged
     assert "seed" not in t.columns and "trainer.epochs" not in t.columns
 
 
@@ -103,8 +103,9 @@ def test_verdict_on_the_groups_is_scipys_p_value_and_says_clear(seeds):
     t = grouped(seeds)
     found = verdict_for(t, collect([seeds]), None)
     assert found.metric == "val/loss"
-    oracle = stats.ttest_ind(status_values(seeds, "adam", "val/loss"), status_values(seeds, "sgd", "val/loss"),
-                             equal_var=False)
+    oracle = stats.ttest_ind(
+        status_values(seeds, "adam", "val/loss"), status_values(seeds, "sgd", "val/loss"), equal_var=False
+    )
     assert found.p == pytest.approx(oracle.pvalue, rel=1e-9) and found.p < evidence.SIGNIFICANCE
     assert found.clear is True
     text = "\n".join(found.lines)
@@ -117,7 +118,7 @@ def test_verdict_follows_the_sort_metric_and_its_direction(seeds):
     t = sort_records(grouped(seeds), "-val/acc")
     found = verdict_for(t, collect([seeds]), "-val/acc")
     assert found.metric == "val/acc" and "higher is better" in found.lines[0]
-    assert "best       optimizer=adam" in found.lines[1]                 # higher accuracy: adam's lower loss
+    assert "best       optimizer=adam" in found.lines[1]  # higher accuracy: adam's lower loss
 
 
 def test_overlapping_groups_are_within_noise(tmp_path):
@@ -137,11 +138,11 @@ def test_one_run_per_group_gives_no_verdict(tmp_path):
         make_run(root, optimizer, [f"optimizer={optimizer}"], "completed", curve(final))
     t = grouped(root, by=["optimizer"])
     assert [r["completed"] for r in t.records] == ["1/1", "1/1"]
-    assert t.records[0]["val/loss"].std is None                      # no spread from one run
+    assert t.records[0]["val/loss"].std is None  # no spread from one run
     found = verdict_for(t, collect([root]), None)
     assert found.clear is None and found.p is None
     assert "no verdict possible" in found.lines[0]
-    assert grouped(root).groups is None                              # nothing differs only in seed: single runs
+    assert grouped(root).groups is None  # nothing differs only in seed: single runs
 
 
 def test_by_groups_across_the_other_keys(tmp_path):
@@ -149,16 +150,28 @@ def test_by_groups_across_the_other_keys(tmp_path):
     for lr in ("0.1", "0.01"):
         for seed in range(2):
             for optimizer in ("adam", "sgd"):
-                make_run(root, f"{optimizer}_{lr}_{seed}", [f"optimizer={optimizer}", f"optimizer.lr={lr}",
-                                                             f"seed={seed}"], "completed", curve(0.3))
-    assert len(grouped(root).groups) == 4                            # default: optimizer x lr
+                make_run(
+                    root,
+                    f"{optimizer}_{lr}_{seed}",
+                    [f"optimizer={optimizer}", f"optimizer.lr={lr}", f"seed={seed}"],
+                    "completed",
+                    curve(0.3),
+                )
+    assert len(grouped(root).groups) == 4  # default: optimizer x lr
     t = grouped(root, by=["optimizer"])
     assert t.labels == ["optimizer"] and [r["completed"] for r in t.records] == ["4/4", "4/4"]
     t = grouped(root, by=["optimizer.lr", "optimizer"])
     assert sorted((r["optimizer.lr"], r["optimizer"], r["completed"]) for r in t.records) == [
-        ("0.01", "adam", "2/2"), ("0.01", "sgd", "2/2"), ("0.1", "adam", "2/2"), ("0.1", "sgd", "2/2")]
-    with pytest.raises(DlexpError, match=r"--by optimiser: no run has a value for optimiser; keys these runs "
-                                         r"differ in: optimizer, optimizer.lr, seed"):
+        ("0.01", "adam", "2/2"),
+        ("0.01", "sgd", "2/2"),
+        ("0.1", "adam", "2/2"),
+        ("0.1", "sgd", "2/2"),
+    ]
+    with pytest.raises(
+        DlexpError,
+        match=r"--by optimiser: no run has a value for optimiser; keys these runs "
+        r"differ in: optimizer, optimizer.lr, seed",
+    ):
         grouped(root, by=["optimiser"])
 
 
@@ -171,8 +184,13 @@ def test_no_group_shows_every_run(seeds):
 
 def test_grouped_csv_has_mean_std_and_n(seeds, tmp_path):
     out = io.StringIO()
-    compare.main([seeds], sort="val/loss", csv_path=tmp_path / "g.csv", markdown_path=tmp_path / "g.md",
-                 console=Console(file=out, width=120))
+    compare.main(
+        [seeds],
+        sort="val/loss",
+        csv_path=tmp_path / "g.csv",
+        markdown_path=tmp_path / "g.md",
+        console=Console(file=out, width=120),
+    )
     with (tmp_path / "g.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert [r["optimizer"] for r in rows] == ["adam", "sgd"]
@@ -213,18 +231,25 @@ def test_sweep_summary_groups_and_writes_one_aggregate_run_per_group(tmp_path):
     assert [p.name for p in written] == ["summary.csv", "summary.md", "aggregate"]
     assert "verdict on val/loss" in (root / "summary.md").read_text()
     with (root / "summary.csv").open() as f:
-        assert [(r["optimizer"], r["n"], r["runs"]) for r in csv.DictReader(f)] == [("adam", "3", "3"), ("sgd", "2", "3")]
+        assert [(r["optimizer"], r["n"], r["runs"]) for r in csv.DictReader(f)] == [
+            ("adam", "3", "3"),
+            ("sgd", "2", "3"),
+        ]
     for optimizer, runs_ in curves.items():
         acc = EventAccumulator(str(root / "aggregate" / f"optimizer={optimizer}"))
         acc.Reload()
         assert {"val/loss", "val/loss/std", "val/loss/min", "val/loss/max", "optim/lr"} <= set(acc.Tags()["scalars"])
-        for tag, reduce in (("val/loss", statistics.fmean), ("val/loss/std", statistics.stdev),
-                            ("val/loss/min", min), ("val/loss/max", max)):
+        for tag, reduce in (
+            ("val/loss", statistics.fmean),
+            ("val/loss/std", statistics.stdev),
+            ("val/loss/min", min),
+            ("val/loss/max", max),
+        ):
             got = [(e.step, e.value) for e in acc.Scalars(tag)]
-            expected = [(10 * i, reduce([r[i] for r in runs_])) for i in range(3)]   # the diverged run is left out
+            expected = [(10 * i, reduce([r[i] for r in runs_])) for i in range(3)]  # the diverged run is left out
             assert [s for s, _ in got] == [s for s, _ in expected]
-            assert [v for _, v in got] == pytest.approx([v for _, v in expected], rel=1e-6)   # float32 in the file
-    write_summary(root)                                   # written again: replaced, not appended to
+            assert [v for _, v in got] == pytest.approx([v for _, v in expected], rel=1e-6)  # float32 in the file
+    write_summary(root)  # written again: replaced, not appended to
     assert len(list((root / "aggregate" / "optimizer=adam").glob("events.out.tfevents.*"))) == 1
 
 
@@ -232,9 +257,11 @@ def test_ungrouped_compare_imports_neither_torch_nor_scipy(tmp_path):
     root = tmp_path / "plain"
     make_run(root, "a", ["optimizer=adam"], "completed", curve(0.3))
     make_run(root, "b", ["optimizer=sgd"], "completed", curve(0.4))
-    code = ("import sys, io; from rich.console import Console; from dlexp.read import compare; "
-            f"compare.main([{str(root)!r}], console=Console(file=io.StringIO())); "
-            "print(sorted(m for m in ('torch', 'scipy', 'tensorboard') if m in sys.modules))")
+    code = (
+        "import sys, io; from rich.console import Console; from dlexp.read import compare; "
+        f"compare.main([{str(root)!r}], console=Console(file=io.StringIO())); "
+        "print(sorted(m for m in ('torch', 'scipy', 'tensorboard') if m in sys.modules))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
@@ -245,8 +272,18 @@ def test_real_seed_sweep_through_the_cli(tmp_path, cli):
     """dlexp train -m over seeds, then dlexp compare at 80 columns, as a user runs them."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    result = cli("train", "-m", "data=xor", "model=mlp", "trainer.epochs=20", "batch=full", "seed=0,1,2",
-                 "optimizer=sgd,adam", "log.progress=none", "hydra.sweep.dir=sweep")
+    result = cli(
+        "train",
+        "-m",
+        "data=xor",
+        "model=mlp",
+        "trainer.epochs=20",
+        "batch=full",
+        "seed=0,1,2",
+        "optimizer=sgd,adam",
+        "log.progress=none",
+        "hydra.sweep.dir=sweep",
+    )
     assert result.returncode == 0, result.stderr
     sweep = tmp_path / "sweep"
     assert (sweep / "aggregate" / "optimizer=sgd").is_dir() and (sweep / "aggregate" / "optimizer=adam").is_dir()
@@ -271,12 +308,13 @@ def test_clear_means_p_below_the_readmes_threshold(tmp_path):
     """The README: `clear` means p < 0.05. Two pairs of groups whose p-values lie either side of it."""
     readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
     assert "`clear` means p < 0.05" in readme and evidence.SIGNIFICANCE == 0.05
-    for shift in (2.2, 2.5):                                        # p = 0.054 and 0.038
+    for shift in (2.2, 2.5):  # p = 0.054 and 0.038
         root = tmp_path / str(shift)
         for seed, base in enumerate((0.0, 1.0, 2.0)):
             for optimizer, final in (("adam", 1 + base / 10), ("sgd", 1 + (base + shift) / 10)):
-                make_run(root, f"{optimizer}_{seed}", [f"optimizer={optimizer}", f"seed={seed}"], "completed",
-                         curve(final))
+                make_run(
+                    root, f"{optimizer}_{seed}", [f"optimizer={optimizer}", f"seed={seed}"], "completed", curve(final)
+                )
         found = verdict_for(grouped(root), collect([root]), None)
         p = stats.ttest_ind([0, 1, 2], [shift, shift + 1, shift + 2], equal_var=False).pvalue
         assert found.p == pytest.approx(p, rel=1e-6)

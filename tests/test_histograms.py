@@ -12,17 +12,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import histogram_tags
 from rich.console import Console
 from torch import nn
 
-from dlexp.run import loop
-from dlexp.parts.batching import Batches
-from conftest import histogram_tags
-from dlexp.observe.tensorboard import histogram_buckets
-from dlexp.observe.histograms import (Histograms, find_layers, histogram_proto_fields, histogram_stats, moments,
-                                      span_buckets)
+from dlexp.observe.histograms import (
+    Histograms,
+    find_layers,
+    histogram_proto_fields,
+    histogram_stats,
+    moments,
+    span_buckets,
+)
 from dlexp.observe.hparams import SKIP_KEYS, SKIP_TOP, HParams, hyperparameters
+from dlexp.observe.tensorboard import histogram_buckets
+from dlexp.parts.batching import Batches
 from dlexp.read.rows import flatten
+from dlexp.run import loop
 
 
 class Recorder:
@@ -39,10 +45,10 @@ class Recorder:
         return self.captures[step][1]
 
 
-
 def stats_of(x: torch.Tensor, bins: int = 30) -> list[float]:
     """histogram_stats of one network's tensor, read back as `Histograms.write` reads it."""
     return torch.cat(histogram_stats(x.unsqueeze(0), bins), dim=1)[0].tolist()
+
 
 def hooks(model: nn.Module) -> int:
     return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
@@ -57,13 +63,21 @@ def capture_once(model: nn.Module, probe: torch.Tensor, extra: bool = True) -> t
 
 # --- the numbers -----------------------------------------------------------------------------------------
 
+
 def test_layers_are_named_by_position_and_type():
-    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Tanh(), nn.Dropout(0.1),
-                          nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
+    model = nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(4, 8),
+        nn.BatchNorm1d(8),
+        nn.Tanh(),
+        nn.Dropout(0.1),
+        nn.Linear(8, 8),
+        nn.ReLU(),
+        nn.Linear(8, 2),
+    )
     layers = find_layers(model)
     assert [layer.name for layer in layers] == ["1_linear", "2_linear", "3_linear"]
-    assert [layer.act_name if layer.activation is not None else None for layer in layers] == \
-        ["1_tanh", "2_relu", None]
+    assert [layer.act_name if layer.activation is not None else None for layer in layers] == ["1_tanh", "2_relu", None]
     assert [tag for _, tag, _ in layers[0].parameters()] == ["1_linear", "1_linear", "1_batchnorm1d", "1_batchnorm1d"]
 
 
@@ -82,7 +96,7 @@ def test_histogram_matches_numpy():
 
 
 def test_the_spread_of_a_narrow_spike_far_from_zero_survives_float32():
-    x = 0.5 + 1e-4 * torch.randn(50_000, generator=torch.Generator().manual_seed(1))   # float32, std 1e-4
+    x = 0.5 + 1e-4 * torch.randn(50_000, generator=torch.Generator().manual_seed(1))  # float32, std 1e-4
     mean, std = moments(stats_of(x), x.numel())
     assert mean == pytest.approx(x.double().mean().item(), abs=1e-7)
     assert std == pytest.approx(x.double().std(unbiased=False).item(), rel=1e-3)
@@ -91,8 +105,14 @@ def test_the_spread_of_a_narrow_spike_far_from_zero_survives_float32():
 SEEDED = torch.Generator().manual_seed(0)
 
 
-@pytest.mark.parametrize("x", [torch.rand(5000, generator=SEEDED) * 0.4 + 0.3,
-                               torch.randn(5000, generator=SEEDED) * 0.012 + 0.5, torch.full((9,), 0.25)])
+@pytest.mark.parametrize(
+    "x",
+    [
+        torch.rand(5000, generator=SEEDED) * 0.4 + 0.3,
+        torch.randn(5000, generator=SEEDED) * 0.012 + 0.5,
+        torch.full((9,), 0.25),
+    ],
+)
 def test_a_bounded_activation_is_re_binned_over_its_whole_range(x):
     """Buckets over 0..1 (every one written) from the capture's buckets over min..max: the same total, and each
     bucket within one source bucket's count of numpy's exact histogram over 0..1."""
@@ -110,12 +130,12 @@ def test_constant_and_non_finite_tensors():
     fields = histogram_proto_fields(values, 7, 30)
     assert fields["bucket_counts"] == [7] and fields["min"] == fields["max"] == 0.25
     values = stats_of(torch.tensor([1.0, float("nan")]), 30)
-    assert histogram_proto_fields(values, 2, 30) is None        # skipped, not a crash
+    assert histogram_proto_fields(values, 2, 30) is None  # skipped, not a crash
 
 
 def test_saturation_of_sigmoid_and_tanh_against_the_formula():
     torch.manual_seed(0)
-    z = torch.randn(64, 50) * 4                                  # pre-activations, many of them saturating
+    z = torch.randn(64, 50) * 4  # pre-activations, many of them saturating
     for act, saturated in ((nn.Sigmoid(), lambda a: (a < 0.01) | (a > 0.99)), (nn.Tanh(), lambda a: a.abs() > 0.99)):
         model = nn.Sequential(nn.Linear(50, 50), act)
         with torch.no_grad():
@@ -150,7 +170,7 @@ def test_dead_conv_filters():
     model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 16, 2))
     with torch.no_grad():
         model[0].weight[3].zero_()
-        model[0].bias[3] = -1.0                                   # filter 3 outputs -1 everywhere: dead
+        model[0].bias[3] = -1.0  # filter 3 outputs -1 everywhere: dead
     _, scalars = capture_once(model, torch.randn(8, 1, 4, 4))
     assert scalars["dead/1_relu"] == pytest.approx(0.25)
 
@@ -158,7 +178,7 @@ def test_dead_conv_filters():
 def test_an_in_place_activation_keeps_its_pre_activations():
     model = nn.Sequential(nn.Linear(3, 16), nn.ReLU(inplace=True), nn.Linear(16, 1))
     hists, _ = capture_once(model, torch.randn(32, 3))
-    assert hists["preactivations/1_linear"]["min"] < 0           # not overwritten by the ReLU
+    assert hists["preactivations/1_linear"]["min"] < 0  # not overwritten by the ReLU
     assert hists["activations/1_relu"]["min"] == 0
     assert hooks(model) == 0
 
@@ -183,15 +203,16 @@ def test_event_checksums_equal_tensorboards_own():
 
     assert fast_checksums()
     fast = record_writer.masked_crc32c
-    assert stub.masked_crc32c is fast                                     # reading event files uses it too
-    own = fast.reference                                                  # TensorBoard's own, kept for short records
+    assert stub.masked_crc32c is fast  # reading event files uses it too
+    own = fast.reference  # TensorBoard's own, kept for short records
     assert own is not fast and own.__module__ == stub.__name__
-    for n in [*range(0, 300, 7), *range(300, 1100), 4096, 5149, 65_537]:   # every block / tail split
+    for n in [*range(0, 300, 7), *range(300, 1100), 4096, 5149, 65_537]:  # every block / tail split
         data = os.urandom(n)
         assert fast(data) == own(data), n
 
 
 # --- in the loop --------------------------------------------------------------------------------------------
+
 
 class Oracle:
     """Notified before Histograms: keeps each step's weights, gradient norm and probe activations."""
@@ -220,8 +241,15 @@ def train_with(observers_for, epochs=7, epoch_every=3, hist_every=5, n=8, batch=
     histograms = Histograms(board, model, probe, extra=extra)
     others = observers_for(model, probe)
     schedule = loop.Schedule(epochs, len(batches), eval_every=epoch_every, capture_every=hist_every)
-    loop.fit(model, nn.functional.mse_loss, optimizer, batches, schedule, lambda state: {"val/loss": 0.0},
-             [*others, histograms])
+    loop.fit(
+        model,
+        nn.functional.mse_loss,
+        optimizer,
+        batches,
+        schedule,
+        lambda state: {"val/loss": 0.0},
+        [*others, histograms],
+    )
     return model, board, histograms, others
 
 
@@ -230,11 +258,16 @@ def test_capture_schedule_start_interval_and_evaluated_epochs():
     # 4 steps per epoch: every 5th step, plus the ends of the evaluated epochs 3, 6 and 7 (the last one)
     assert sorted(board.captures) == [0, 5, 10, 12, 15, 20, 24, 25, 28]
     for step, (hists, scalars) in board.captures.items():
-        assert {"activations/1_tanh", "preactivations/1_linear", "weights/1_linear", "biases/1_linear",
-                "preactivations/2_linear"} <= set(hists)
-        assert ("grads/1_linear" in hists) == (step > 0)            # no gradient before the first step
-        assert ("update_ratio/1_linear" in scalars) == (step > 0)   # the weights before each captured step
-    assert hooks(model) == 0                                        # nothing left over after 28 steps
+        assert {
+            "activations/1_tanh",
+            "preactivations/1_linear",
+            "weights/1_linear",
+            "biases/1_linear",
+            "preactivations/2_linear",
+        } <= set(hists)
+        assert ("grads/1_linear" in hists) == (step > 0)  # no gradient before the first step
+        assert ("update_ratio/1_linear" in scalars) == (step > 0)  # the weights before each captured step
+    assert hooks(model) == 0  # nothing left over after 28 steps
 
 
 def test_pre_activations_and_biases_are_captured_only_on_request():
@@ -246,8 +279,13 @@ def test_pre_activations_and_biases_are_captured_only_on_request():
         assert kinds == ({"activations", "weights", "grads"} if step else {"activations", "weights"}), step
         assert "bias/2_linear" in scalars and "act_std/1_tanh" in scalars
     _, board, _, _ = train_with(lambda m, p: [], extra=True)
-    assert {tag.split("/")[0] for tag in board.captures[5][0]} == \
-        {"activations", "preactivations", "weights", "biases", "grads"}
+    assert {tag.split("/")[0] for tag in board.captures[5][0]} == {
+        "activations",
+        "preactivations",
+        "weights",
+        "biases",
+        "grads",
+    }
 
 
 def test_grad_norm_update_ratio_and_activation_stats_against_an_oracle():
@@ -265,21 +303,30 @@ def test_grad_norm_update_ratio_and_activation_stats_against_an_oracle():
 @pytest.mark.parametrize("hist_every, captured", [(120, [0, 120, 240, 300]), (0, [0, 100, 200, 300])])
 def test_a_full_batch_run_captures_every_hist_every_steps_or_else_at_evaluated_epochs(hist_every, captured):
     # XOR-like: 1 step per epoch (epochs are steps), 300 epochs evaluated every 100; the start and the end always
-    model, board, _, _ = train_with(lambda m, p: [], epochs=300, epoch_every=100, hist_every=hist_every, n=4,
-                                    batch=4)
+    model, board, _, _ = train_with(lambda m, p: [], epochs=300, epoch_every=100, hist_every=hist_every, n=4, batch=4)
     assert sorted(board.captures) == captured
     assert hooks(model) == 0
 
 
 # --- hparams --------------------------------------------------------------------------------------------------
 
+
 def test_flatten_config_to_scalars_and_strings():
-    config = {"seed": 0, "model": {"_target_": "dlexp.parts.models.mlp", "hidden": [64, 64], "batchnorm": False},
-              "optimizer": {"lr": 0.001, "betas": [0.9, 0.999], "foreach": None}, "log": {"every": 50},
-              "allow_targets": []}
+    config = {
+        "seed": 0,
+        "model": {"_target_": "dlexp.parts.models.mlp", "hidden": [64, 64], "batchnorm": False},
+        "optimizer": {"lr": 0.001, "betas": [0.9, 0.999], "foreach": None},
+        "log": {"every": 50},
+        "allow_targets": [],
+    }
     assert flatten(config, skip_keys=SKIP_KEYS, skip_top=SKIP_TOP) == {
-        "seed": 0, "model.hidden": "[64, 64]", "model.batchnorm": False, "optimizer.lr": 0.001,
-        "optimizer.betas": "[0.9, 0.999]", "optimizer.foreach": "null"}
+        "seed": 0,
+        "model.hidden": "[64, 64]",
+        "model.batchnorm": False,
+        "optimizer.lr": 0.001,
+        "optimizer.betas": "[0.9, 0.999]",
+        "optimizer.foreach": "null",
+    }
     assert flatten(config)["model._target_"] == "dlexp.parts.models.mlp" and flatten(config)["log.every"] == 50
     assert hyperparameters({"seed": 1}, {"optimizer": "adam"}) == {"optimizer": "adam", "seed": 1}
 
@@ -299,17 +346,23 @@ def test_hparams_keeps_the_best_and_writes_only_new_curves():
     observer.on_end(state, "completed")
     hparams, metrics, step, written = calls[0]
     assert hparams == {"optimizer": "sgd", "status": "completed"}
-    assert metrics == {"val/loss": 0.9, "val/acc": 0.7, "hist/saturated": 0.7, "best/val/loss": 0.5,
-                       "best/val/acc": 0.8}
+    assert metrics == {
+        "val/loss": 0.9,
+        "val/acc": 0.7,
+        "hist/saturated": 0.7,
+        "best/val/loss": 0.5,
+        "best/val/acc": 0.8,
+    }
     assert observer.final == {"best/val/loss": 0.5, "best/val/acc": 0.8}
     assert step == 40 and "best/val/loss" not in written and {"val/loss", "hist/saturated"} <= written
 
 
 # --- the real recipe: event files read back with TensorBoard's reader ------------------------------------------
 
+
 def train_in_process(run_dir: Path, overrides: list[str]) -> Path:
-    from dlexp.run import recipe as train
     from dlexp.config import compose as composer
+    from dlexp.run import recipe as train
 
     full = composer.load([*overrides, "log.progress=none"])
     job = train.Job(run_dir=run_dir, overrides=overrides, choices=composer.choices(full))
@@ -347,8 +400,10 @@ CLASSIC = ["data=gaussian", "model=mlp", "model.hidden=[100,100,100,100,100]", "
 def classic(tmp_path_factory) -> dict[str, object]:
     """The classic experiment: a 5-layer sigmoid MLP on N(0, 1) inputs, three initialisations, fresh networks."""
     root = tmp_path_factory.mktemp("classic")
-    return {init: read_events(train_in_process(root / init, [*CLASSIC, f"initializer={init}"]))
-            for init in ("normal", "normal_small", "xavier_normal")}
+    return {
+        init: read_events(train_in_process(root / init, [*CLASSIC, f"initializer={init}"]))
+        for init in ("normal", "normal_small", "xavier_normal")
+    }
 
 
 def test_normal_init_saturates_sigmoids(classic):
@@ -358,7 +413,7 @@ def test_normal_init_saturates_sigmoids(classic):
     assert first_values(acc, "hist/")["hist/saturated"] > 0.5
     ((step, buckets),) = histogram_buckets(acc, "activations/5_sigmoid")
     counts = [count for _, _, count in buckets]
-    assert counts[0] + counts[-1] > 0.3 * sum(counts)           # piled up at 0 and at 1
+    assert counts[0] + counts[-1] > 0.3 * sum(counts)  # piled up at 0 and at 1
 
 
 def test_small_init_collapses_to_one_half(classic):
@@ -366,17 +421,20 @@ def test_small_init_collapses_to_one_half(classic):
     assert first_values(acc, "hist/")["hist/saturated"] == 0
     for tag, mean in first_values(acc, "act_mean/").items():
         assert mean == pytest.approx(0.5, abs=0.01), tag
-    assert max(first_values(acc, "act_std/").values()) < 0.03   # a spike at 0.5 ...
-    for i in range(1, 6):                                         # ... drawn on a 0..1 axis, as a needle
+    assert max(first_values(acc, "act_std/").values()) < 0.03  # a spike at 0.5 ...
+    for i in range(1, 6):  # ... drawn on a 0..1 axis, as a needle
         ((_, buckets),) = histogram_buckets(acc, f"activations/{i}_sigmoid")
         assert (buckets[0][0], buckets[-1][1], len(buckets)) == (0.0, 1.0, 30)
         filled = [(left, right) for left, right, count in buckets if count]
         assert 0.35 < filled[0][0] and filled[-1][1] < 0.65, (i, filled)  # a few buckets around 0.5
-    assert 0.42 < filled[0][0] and filled[-1][1] < 0.58, filled       # the last layer: three, a needle
+    assert 0.42 < filled[0][0] and filled[-1][1] < 0.58, filled  # the last layer: three, a needle
 
 
 def test_xavier_init_spreads(classic):
-    spread, spike = first_values(classic["xavier_normal"], "act_std/"), first_values(classic["normal_small"], "act_std/")
+    spread, spike = (
+        first_values(classic["xavier_normal"], "act_std/"),
+        first_values(classic["normal_small"], "act_std/"),
+    )
     assert len(spread) == 5 and min(spread.values()) > 0.1
     assert all(spread[tag] > 4 * spike[tag] for tag in spread)
     assert first_values(classic["xavier_normal"], "hist/")["hist/saturated"] < 0.05
@@ -385,26 +443,39 @@ def test_xavier_init_spreads(classic):
 def test_fresh_network_event_file_has_histograms_and_hparams(classic):
     acc = classic["normal"]
     histograms = histogram_tags(acc)
-    assert histograms == {f"activations/{i}_sigmoid" for i in range(1, 6)} | {f"weights/{i}_linear" for i in range(1, 7)}
+    assert histograms == {f"activations/{i}_sigmoid" for i in range(1, 6)} | {
+        f"weights/{i}_linear" for i in range(1, 7)
+    }
     assert {e.step for e in acc.Histograms("weights/1_linear")} == {0}
     hparams = session_hparams(acc)
     assert hparams["initializer"] == "normal" and hparams["model.activation"] == "sigmoid"
     assert hparams["model.hidden"] == "[100, 100, 100, 100, 100]" and hparams["status"] == "completed"
-    assert "hist/saturated" in acc.Tags()["scalars"]                # the metric column the table reads
+    assert "hist/saturated" in acc.Tags()["scalars"]  # the metric column the table reads
 
 
 def test_training_run_event_file(tmp_path):
     run_dir = train_in_process(tmp_path / "digits", ["trainer.epochs=2", "model.hidden=[32]", "optimizer=sgd"])
     acc = read_events(run_dir)
     histograms = histogram_tags(acc)
-    assert histograms == {"activations/1_relu", "weights/1_linear", "weights/2_linear", "grads/1_linear",
-                          "grads/2_linear"}
+    assert histograms == {
+        "activations/1_relu",
+        "weights/1_linear",
+        "weights/2_linear",
+        "grads/1_linear",
+        "grads/2_linear",
+    }
     steps_per_epoch = acc.Scalars("data/steps_per_epoch")[0].value
     assert [e.step for e in acc.Histograms("weights/1_linear")] == [0, steps_per_epoch, 2 * steps_per_epoch]
     scalars = set(acc.Tags()["scalars"])
-    assert {"dead/1_relu", "grad_norm/1_linear", "update_ratio/1_linear", "act_mean/1_relu", "hist/dead",
-            "best/val/loss"} <= scalars
-    assert len(acc.Scalars("val/loss")) == 3                        # the hparams metrics add no point to it
+    assert {
+        "dead/1_relu",
+        "grad_norm/1_linear",
+        "update_ratio/1_linear",
+        "act_mean/1_relu",
+        "hist/dead",
+        "best/val/loss",
+    } <= scalars
+    assert len(acc.Scalars("val/loss")) == 3  # the hparams metrics add no point to it
     hparams = session_hparams(acc)
     assert hparams["optimizer"] == "sgd" and hparams["trainer.epochs"] == 2 and hparams["model.hidden"] == "[32]"
     assert not any(k.startswith(("log.", "allow_targets")) or k.endswith("_target_") for k in hparams)
@@ -416,25 +487,47 @@ def test_training_run_event_file(tmp_path):
 
 
 def test_extra_histograms_add_pre_activations_and_biases(tmp_path):
-    acc = read_events(train_in_process(tmp_path / "extra", ["trainer.epochs=1", "model.hidden=[8]",
-                                                            "log.extra_histograms=true"]))
-    assert {"preactivations/1_linear", "preactivations/2_linear", "biases/1_linear", "biases/2_linear",
-            "activations/1_relu", "weights/1_linear", "grads/1_linear"} <= histogram_tags(acc)
+    acc = read_events(
+        train_in_process(tmp_path / "extra", ["trainer.epochs=1", "model.hidden=[8]", "log.extra_histograms=true"])
+    )
+    assert {
+        "preactivations/1_linear",
+        "preactivations/2_linear",
+        "biases/1_linear",
+        "biases/2_linear",
+        "activations/1_relu",
+        "weights/1_linear",
+        "grads/1_linear",
+    } <= histogram_tags(acc)
 
 
 def test_histograms_can_be_switched_off(tmp_path):
-    acc = read_events(train_in_process(tmp_path / "off", ["trainer.epochs=1", "model.hidden=[8]",
-                                                          "log.histograms=false"]))
+    acc = read_events(
+        train_in_process(tmp_path / "off", ["trainer.epochs=1", "model.hidden=[8]", "log.histograms=false"])
+    )
     assert histogram_tags(acc) == set()
-    assert session_hparams(acc)["optimizer"] == "adam"               # hparams are logged all the same
+    assert session_hparams(acc)["optimizer"] == "adam"  # hparams are logged all the same
 
 
 @pytest.mark.slow
 def test_classic_experiment_through_the_cli(tmp_path):
     """The issue's command, as a user types it (three initialisations in one sweep)."""
-    result = subprocess.run([sys.executable, "-m", "dlexp", "train", "-m", *CLASSIC,
-                             "initializer=normal,normal_small", "log.progress=lines"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dlexp",
+            "train",
+            "-m",
+            *CLASSIC,
+            "initializer=normal,normal_small",
+            "log.progress=lines",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     runs = sorted((tmp_path / "runs" / "multirun").glob("*/init=*"))
     normal, small = (first_values(read_events(r), "hist/")["hist/saturated"] for r in runs)

@@ -31,14 +31,16 @@ def imports(path: Path, known: set[str]) -> set[str]:
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [f"{node.module}.{alias.name}" if f"{node.module}.{alias.name}" in known else node.module
-                     for alias in node.names]
+            names = [
+                f"{node.module}.{alias.name}" if f"{node.module}.{alias.name}" in known else node.module
+                for alias in node.names
+            ]
         else:
             continue
         for name in names:
             while name and name not in known:
                 name = name.rpartition(".")[0]
-            if name and name != "dlexp":   # the face (its errors, its version) is below everything
+            if name and name != "dlexp":  # the face (its errors, its version) is below everything
                 found.add(name)
     return found
 
@@ -96,7 +98,8 @@ def observer_classes() -> set[str]:
     for path in PACKAGE.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ClassDef) and any(
-                    isinstance(item, ast.FunctionDef) and item.name.startswith("on_") for item in node.body):
+                isinstance(item, ast.FunctionDef) and item.name.startswith("on_") for item in node.body
+            ):
                 found.add(node.name)
     return found
 

@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
-
 from torch import nn
 
 from dlexp.parts.losses import BCE, CE, MAE, MSE, Auto, BCEProbs, GaussianNLL, Huber, SparseCE
@@ -27,7 +26,7 @@ SINE = dataset("regression", target_dim=1, name="sine")
 REG3 = dataset("regression", target_dim=3, name="reg3")
 GAUSSIAN = dataset("unlabelled", name="gaussian")
 ALL_LOSSES = [MSE, MAE, Huber, BCE, BCEProbs, CE, SparseCE, GaussianNLL, Auto]
-RAW = nn.Sequential(nn.Linear(2, 4), nn.Tanh(), nn.Linear(4, 1))      # ends in a Linear: raw scores
+RAW = nn.Sequential(nn.Linear(2, 4), nn.Tanh(), nn.Linear(4, 1))  # ends in a Linear: raw scores
 PROBS = nn.Sequential(nn.Linear(2, 4), nn.Tanh(), nn.Linear(4, 1), nn.Sigmoid())  # outputs probabilities
 
 
@@ -100,7 +99,8 @@ def test_bce_probs_refuses_a_model_without_probabilities_in_one_sentence():
     assert BCEProbs().check_model(PROBS) is None
     assert BCEProbs().check_model(RAW) == (
         "loss=bce_probs takes probabilities, but the model's output is raw scores; "
-        "set model.output_activation=sigmoid, or use loss=bce (on raw scores).")
+        "set model.output_activation=sigmoid, or use loss=bce (on raw scores)."
+    )
     tanh = nn.Sequential(nn.Linear(2, 1), nn.Tanh())
     assert "the output of a tanh, not a probability" in BCEProbs().check_model(tanh)
     assert BCEProbs().check(DIGITS).startswith("loss=bce_probs needs a binary dataset, but data=digits has 10 classes")
@@ -111,8 +111,10 @@ def test_losses_on_raw_scores_refuse_a_model_that_squashes_its_output(adapter, l
     """A second sigmoid (or a softmax of sigmoids) trains, but not what the user meant: refused, with the way out."""
     assert adapter.check_model(RAW) is None
     sentence = adapter.check_model(PROBS)
-    assert sentence.startswith(f"loss={adapter.name} applies the {link} itself and takes raw scores, but the model's "
-                               "output already goes through a sigmoid; ")
+    assert sentence.startswith(
+        f"loss={adapter.name} applies the {link} itself and takes raw scores, but the model's "
+        "output already goes through a sigmoid; "
+    )
     assert sentence.endswith("drop the output activation (model.output_activation=null).")
     assert ("use loss=bce_probs" in sentence) == (adapter.name == "bce")
 
@@ -170,11 +172,21 @@ def test_gaussian_nll_full_is_the_exact_normal_log_density():
 @pytest.mark.parametrize(
     "adapter,data,width",
     [
-        (MSE(), SINE, 1), (MSE(), REG3, 3), (MSE(), BINARY, 1), (MSE(), DIGITS, 10),
-        (MAE(), DIGITS, 10), (Huber(), BINARY, 1), (Huber(), REG3, 3),
-        (BCE(), BINARY, 1), (BCEProbs(), BINARY, 1),
-        (CE(), BINARY, 2), (CE(), DIGITS, 10), (SparseCE(), BINARY, 2), (SparseCE(), DIGITS, 10),
-        (GaussianNLL(), SINE, 2), (GaussianNLL(), REG3, 6),
+        (MSE(), SINE, 1),
+        (MSE(), REG3, 3),
+        (MSE(), BINARY, 1),
+        (MSE(), DIGITS, 10),
+        (MAE(), DIGITS, 10),
+        (Huber(), BINARY, 1),
+        (Huber(), REG3, 3),
+        (BCE(), BINARY, 1),
+        (BCEProbs(), BINARY, 1),
+        (CE(), BINARY, 2),
+        (CE(), DIGITS, 10),
+        (SparseCE(), BINARY, 2),
+        (SparseCE(), DIGITS, 10),
+        (GaussianNLL(), SINE, 2),
+        (GaussianNLL(), REG3, 6),
     ],
 )
 def test_out_features_and_encoding_fit_the_model(adapter, data, width):

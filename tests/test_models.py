@@ -30,8 +30,13 @@ def test_mlp_2_10_10_10_1_sigmoid_equals_hand_written():
     ours = seeded(lambda: mlp((2,), 1, hidden=[10, 10, 10], activation="sigmoid"), seed=3)
     hand = seeded(
         lambda: nn.Sequential(
-            nn.Linear(2, 10), nn.Sigmoid(), nn.Linear(10, 10), nn.Sigmoid(),
-            nn.Linear(10, 10), nn.Sigmoid(), nn.Linear(10, 1),
+            nn.Linear(2, 10),
+            nn.Sigmoid(),
+            nn.Linear(10, 10),
+            nn.Sigmoid(),
+            nn.Linear(10, 10),
+            nn.Sigmoid(),
+            nn.Linear(10, 1),
         ),
         seed=3,
     )
@@ -46,8 +51,14 @@ def test_output_activation_sigmoid_is_the_classic_sequential():
     ours = seeded(lambda: mlp((2,), 1, hidden=[10, 10, 10], activation="sigmoid", output_activation="sigmoid"), 777)
     hand = seeded(
         lambda: nn.Sequential(
-            nn.Linear(2, 10), nn.Sigmoid(), nn.Linear(10, 10), nn.Sigmoid(),
-            nn.Linear(10, 10), nn.Sigmoid(), nn.Linear(10, 1), nn.Sigmoid(),
+            nn.Linear(2, 10),
+            nn.Sigmoid(),
+            nn.Linear(10, 10),
+            nn.Sigmoid(),
+            nn.Linear(10, 10),
+            nn.Sigmoid(),
+            nn.Linear(10, 1),
+            nn.Sigmoid(),
         ),
         seed=777,
     )
@@ -122,10 +133,12 @@ def test_unknown_activation_names_the_choices():
 def test_model_constraints_are_declared_and_reported_by_key():
     """The signature is the schema: validation reads ranges and choices from the factories' annotations."""
     from conftest import compose_cfg
+
     from dlexp.config.validate import validate
 
-    cfg, choices = compose_cfg("model.hidden=[8,0]", "model.dropout=1.5", "model.activation=banana",
-                               "model.output_activation=sigmoidd")
+    cfg, choices = compose_cfg(
+        "model.hidden=[8,0]", "model.dropout=1.5", "model.activation=banana", "model.output_activation=sigmoidd"
+    )
     problems = " ".join(validate(cfg, choices))
     assert "model.hidden=[8, 0] is out of range: it must be >= 1 (each entry)" in problems
     assert "model.dropout=1.5 is out of range: it must be in [0, 1)" in problems
@@ -155,9 +168,18 @@ def test_cnn_equals_hand_written_lenet():
     ours = seeded(lambda: cnn((1, 28, 28), 10), seed=1)
     hand = seeded(
         lambda: nn.Sequential(
-            nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(6, 16, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(16 * 7 * 7, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10),
+            nn.Conv2d(1, 6, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(16 * 7 * 7, 120),
+            nn.ReLU(),
+            nn.Linear(120, 84),
+            nn.ReLU(),
+            nn.Linear(84, 10),
         ),
         seed=1,
     )

@@ -104,8 +104,22 @@ def test_torch_optimizer_yaml_matches_torch_optim_bit_for_bit(name):
 def test_every_optimizer_yaml_has_header_and_commented_keys():
     files = sorted((CONF / "optimizer").glob("*.yaml")) + sorted((CONF / "scheduler").glob("*.yaml"))
     names = {f.stem for f in files}
-    assert {"sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw", "random_search",
-            "random_local_search", "adam_then_sgd", "constant", "step", "exponential", "cosine"} <= names
+    assert {
+        "sgd",
+        "momentum",
+        "nesterov",
+        "adagrad",
+        "rmsprop",
+        "adam",
+        "adamw",
+        "random_search",
+        "random_local_search",
+        "adam_then_sgd",
+        "constant",
+        "step",
+        "exponential",
+        "cosine",
+    } <= names
     for f in files:
         lines = f.read_text().splitlines()
         assert lines[0].startswith(f"# dlexp train {f.parent.name}={f.stem}"), f
@@ -367,8 +381,9 @@ def test_adam_then_sgd_state_dict_round_trip_mid_run(cut):
 
 def test_adam_then_sgd_refuses_bad_settings():
     from conftest import compose_cfg
-    from dlexp.config.validate import validate
+
     from dlexp import ConfigError
+    from dlexp.config.validate import validate
 
     cfg, choices = compose_cfg("optimizer=adam_then_sgd", "optimizer.switch_epoch=-1", "optimizer.sgd_lr=0")
     problems = validate(cfg, choices)

@@ -20,15 +20,17 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import dlexp_cmd, run_dirs, status_of
-from dlexp.read import runs
-from dlexp.config import compose as composer
 from test_sweeps import TINY, summary_rows, sweep_dir
 from test_trust import BROKEN
 
-needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
-                               reason="Ray is not installed (pip install -e '.[ray]'; make test installs it)")
+from dlexp.config import compose as composer
+from dlexp.read import runs
+
+needs_ray = pytest.mark.skipif(
+    importlib.util.find_spec("ray") is None,
+    reason="Ray is not installed (pip install -e '.[ray]'; make test installs it)",
+)
 ENV = {**os.environ, "COLUMNS": "200", "PYTHONWARNINGS": "ignore", "PYTHONUNBUFFERED": "1"}
 
 
@@ -46,7 +48,7 @@ def _processes() -> dict[int, tuple[int, str, str]]:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:  # ended while being read
             continue
-        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) ": state, ppid, ..., starttime (22nd)
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) ": state, ppid, ..., starttime (22nd)
         if fields[0] != "Z":
             found[int(entry.name)] = (int(fields[1]), fields[19], cmdline)
     return found
@@ -70,8 +72,15 @@ class Watched:
     """A command in its own session (as a terminal runs it: its own process group), and the processes it starts."""
 
     def __init__(self, cmd: list[str], cwd: Path, env: dict | None = None):
-        self.proc = subprocess.Popen(cmd, cwd=cwd, env={**ENV, **(env or {})}, text=True, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            env={**ENV, **(env or {})},
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
         self.started: dict[tuple[int, str], str] = {}
 
     def watch_until(self, done, timeout: float) -> None:
@@ -121,17 +130,21 @@ def test_ray_preset_starts_a_local_instance_one_cpu_per_job():
     assert launcher.ray.init.address == "local" and launcher.ray.init.num_cpus is None
     assert (launcher.ray.remote.num_cpus, launcher.ray.remote.max_retries) == (1, 0)
     assert cfg.device.threads == 1  # the preset's comment: each job computes with one torch thread by default
-    joined = composer.load(["hydra/launcher=ray", "hydra.launcher.ray.init.address=10.0.0.7:6379",
-                               "+hydra.launcher.ray.remote.num_gpus=1"])  # the README's commands compose
+    joined = composer.load(
+        ["hydra/launcher=ray", "hydra.launcher.ray.init.address=10.0.0.7:6379", "+hydra.launcher.ray.remote.num_gpus=1"]
+    )  # the README's commands compose
     assert joined.hydra.launcher.ray.init.address == "10.0.0.7:6379" and joined.hydra.launcher.ray.remote.num_gpus == 1
 
 
 def test_without_ray_a_ray_sweep_says_how_to_add_it_and_writes_nothing(tmp_path):
     # sys.modules[name] = None is how Python makes a package unimportable: as if it were not installed
-    code = ("import sys; sys.modules['ray'] = None; from dlexp.cli.entry import main; "
-            "sys.argv = ['dlexp', 'train', '-m', 'hydra/launcher=ray', 'optimizer=sgd,adam', 'data=xor']; main()")
-    result = subprocess.run([dlexp_cmd()[0], "-c", code], cwd=tmp_path, env=ENV, capture_output=True, text=True,
-                            timeout=300)
+    code = (
+        "import sys; sys.modules['ray'] = None; from dlexp.cli.entry import main; "
+        "sys.argv = ['dlexp', 'train', '-m', 'hydra/launcher=ray', 'optimizer=sgd,adam', 'data=xor']; main()"
+    )
+    result = subprocess.run(
+        [dlexp_cmd()[0], "-c", code], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 2, result.stdout + result.stderr
     assert "hydra/launcher=ray needs the optional package ray: pip install -e '.[ray]'" in result.stderr
     assert "Traceback" not in result.stdout + result.stderr
@@ -168,9 +181,18 @@ def test_a_failing_job_fails_the_others_complete_and_the_sweep_exits_1(tmp_path)
     conf.mkdir(parents=True)
     (conf / "broken.yaml").write_text("# dlexp train model=broken\n# A model that fails.\n_target_: mymodels.broken\n")
     # the Ray workers inherit the launching process's environment, PYTHONPATH included
-    sweep = Sweep(tmp_path, "--config-dir", str(tmp_path / "conf"), "model=broken,mlp", "allow_targets=[mymodels]",
-                  "data=digits", "trainer.epochs=1", "log.histograms=false", "log.progress=none",
-                  env={"PYTHONPATH": str(tmp_path)})
+    sweep = Sweep(
+        tmp_path,
+        "--config-dir",
+        str(tmp_path / "conf"),
+        "model=broken,mlp",
+        "allow_targets=[mymodels]",
+        "data=digits",
+        "trainer.epochs=1",
+        "log.histograms=false",
+        "log.progress=none",
+        env={"PYTHONPATH": str(tmp_path)},
+    )
     result = sweep.finish()
     assert result.returncode == runs.EXIT_CODES["failed"], result.stdout[-2000:] + result.stderr[-3000:]
     by_model = {status_of(p)["choices"]["model"]: status_of(p) for p in run_dirs(sweep_dir(tmp_path))}
@@ -186,8 +208,15 @@ def test_a_failing_job_fails_the_others_complete_and_the_sweep_exits_1(tmp_path)
 @pytest.mark.slow
 def test_ctrl_c_stops_the_ray_jobs_with_checkpoints_and_they_resume(tmp_path, cli):
     # long jobs: both are still training when Ctrl-C comes; one metrics row every 200 epochs keeps the files small
-    sweep = Sweep(tmp_path, "optimizer=sgd,adam", "data=xor", "trainer.epochs=100000000", "log.epoch_every=200",
-                  "log.histograms=false", "log.progress=none")
+    sweep = Sweep(
+        tmp_path,
+        "optimizer=sgd,adam",
+        "data=xor",
+        "trainer.epochs=100000000",
+        "log.epoch_every=200",
+        "log.histograms=false",
+        "log.progress=none",
+    )
 
     def training() -> bool:  # the first metrics row is written inside the loop, with its Ctrl-C handler in place
         metrics = list(tmp_path.glob("runs/multirun/*/*/metrics.csv"))
@@ -228,19 +257,38 @@ def test_a_sweep_joins_a_running_cluster_and_its_jobs_write_where_it_was_launche
     port = _free_port()
     home = {"HOME": str(tmp_path)}  # the cluster's token goes to this test's ~/.ray, not to the user's
     ray_cli = str(Path(sys.executable).parent / "ray")
-    subprocess.run([ray_cli, "get-auth-token", "--generate"], env={**ENV, **home}, capture_output=True, check=True,
-                   timeout=120)  # as the README says: a token first, then `ray start` protects the cluster with it
-    head = Watched([ray_cli, "start", "--head", "--block", f"--port={port}",
-                    "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}",
-                    f"--ray-client-server-port={_free_port()}", f"--dashboard-agent-listen-port={_free_port()}"],
-                   cwd=temp, env=home)
+    subprocess.run(
+        [ray_cli, "get-auth-token", "--generate"], env={**ENV, **home}, capture_output=True, check=True, timeout=120
+    )  # as the README says: a token first, then `ray start` protects the cluster with it
+    head = Watched(
+        [
+            ray_cli,
+            "start",
+            "--head",
+            "--block",
+            f"--port={port}",
+            "--num-cpus=2",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+            f"--temp-dir={temp}",
+            f"--ray-client-server-port={_free_port()}",
+            f"--dashboard-agent-listen-port={_free_port()}",
+        ],
+        cwd=temp,
+        env=home,
+    )
     try:
         for line in head.proc.stdout:  # --block: it prints its address, then stays in the foreground
             if "Ray runtime started" in line:
                 break
         head.watch_until(lambda: True, timeout=1)
-        sweep = Sweep(tmp_path, "optimizer=sgd,adam", *TINY, f"hydra.launcher.ray.init.address=127.0.0.1:{port}",
-                      env={**home, "RAY_AUTH_MODE": "token"})
+        sweep = Sweep(
+            tmp_path,
+            "optimizer=sgd,adam",
+            *TINY,
+            f"hydra.launcher.ray.init.address=127.0.0.1:{port}",
+            env={**home, "RAY_AUTH_MODE": "token"},
+        )
         result = sweep.finish()
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
         # the head's workers started in the head's folder; the jobs ran in the launching one

@@ -10,16 +10,19 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from conftest import run_dirs, status_of
+from torch import nn
 
 DLEXP = Path(__file__).resolve().parents[1] / "dlexp"
 
 
 def test_no_module_reaches_into_hydras_private_modules():
-    offenders = [f"{path.relative_to(DLEXP.parent)}:{n}" for path in DLEXP.rglob("*.py")
-                 for n, line in enumerate(path.read_text().splitlines(), 1) if "hydra._internal" in line]
+    offenders = [
+        f"{path.relative_to(DLEXP.parent)}:{n}"
+        for path in DLEXP.rglob("*.py")
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if "hydra._internal" in line
+    ]
     assert offenders == []
 
 
@@ -43,8 +46,10 @@ def test_every_job_of_a_sweep_is_checked_before_the_first_starts(cli, tmp_path):
     """The last job's problem stops the sweep before job 0 writes anything."""
     result = cli("train", "-m", "model.hidden=[4],[0]", "data=xor", "trainer.epochs=1")
     assert result.returncode == 2
-    assert "[model.hidden=[0]] model.hidden=[0] is out of range: it must be >= 1 (each entry)." in \
-        result.stderr.replace("\n", " ")
+    assert (
+        "[model.hidden=[0]] model.hidden=[0] is out of range: it must be >= 1 (each entry)."
+        in result.stderr.replace("\n", " ")
+    )
     assert not (tmp_path / "runs").exists()
 
 
@@ -55,8 +60,14 @@ def test_the_default_recipe_equals_a_hand_written_loop(cli, tmp_path):
     from dlexp.parts.data import digits
 
     epochs = 3
-    result = cli("train", f"trainer.epochs={epochs}", "log.every=1", "log.histograms=false", "log.progress=none",
-                 "hydra.run.dir=run")
+    result = cli(
+        "train",
+        f"trainer.epochs={epochs}",
+        "log.every=1",
+        "log.histograms=false",
+        "log.progress=none",
+        "hydra.run.dir=run",
+    )
     assert result.returncode == 0, result.stderr
     events = EventAccumulator(str(tmp_path / "run"), size_guidance={"scalars": 0}).Reload()
     ours = [e.value for e in events.Scalars("train/step_loss")]
@@ -74,21 +85,22 @@ def test_the_default_recipe_equals_a_hand_written_loop(cli, tmp_path):
         xs, ys = x[order], y[order]
         for i in range(0, len(x), 32):
             optimizer.zero_grad()
-            loss = F.cross_entropy(model(xs[i:i + 32]), ys[i:i + 32])
+            loss = F.cross_entropy(model(xs[i : i + 32]), ys[i : i + 32])
             loss.backward()
             optimizer.step()
             theirs.append(loss.item())
     assert len(ours) == len(theirs) == epochs * 45
-    assert torch.allclose(torch.tensor(ours), torch.tensor(theirs), rtol=1e-6, atol=0), \
-        max(abs(a - b) / b for a, b in zip(ours, theirs))
+    assert torch.allclose(torch.tensor(ours), torch.tensor(theirs), rtol=1e-6, atol=0), max(
+        abs(a - b) / b for a, b in zip(ours, theirs)
+    )
     for name, tensor in model.state_dict().items():
         assert torch.allclose(weights[name], tensor, rtol=1e-6, atol=1e-7), name
 
 
 def test_an_activation_the_model_offers_gets_its_histograms(tmp_path):
     """Mish is in the model's list of activations, so the histograms find it as a layer's activation."""
-    from dlexp.parts.models import mlp
     from dlexp.observe.histograms import find_layers
+    from dlexp.parts.models import mlp
 
     layers = find_layers(mlp((2,), 1, hidden=[4, 4], activation="mish"))
     assert [layer.act_name for layer in layers[:2]] == ["1_mish", "2_mish"]

@@ -8,10 +8,10 @@ on either side of it.
 from __future__ import annotations
 
 import pytest
-
 from conftest import compose_cfg
-from dlexp.run import build
+
 from dlexp.observe.histograms import BINS, EXTRA, Histograms, capture_values, find_layers, probe_batch
+from dlexp.run import build
 from dlexp.stacked import StackedGroup
 from dlexp.stacked import histograms as stacked_histograms
 
@@ -24,8 +24,17 @@ class Written(Histograms):
 
 
 def _group(activation: str):
-    jobs = [["data=moons", "model.hidden=[16,16]", f"model.activation={activation}", f"seed={s}",
-             f"optimizer.lr={lr}", "device=cpu"] for s, lr in ((0, 0.01), (1, 0.1), (2, 0.001))]
+    jobs = [
+        [
+            "data=moons",
+            "model.hidden=[16,16]",
+            f"model.activation={activation}",
+            f"seed={s}",
+            f"optimizer.lr={lr}",
+            "device=cpu",
+        ]
+        for s, lr in ((0, 0.01), (1, 0.1), (2, 0.001))
+    ]
     exps = [build.assemble(compose_cfg(*j)[0]) for j in jobs]
     return exps, StackedGroup(exps)
 
@@ -39,7 +48,7 @@ def test_stacked_capture_equals_each_jobs_own_capture(activation, extra):
     for k in range(3):
         group.train_step(*group.batches.batch(k))
     before = stacked_histograms.snapshot(group)
-    group.train_step(*group.batches.batch(3))                 # the step whose update ratio is captured
+    group.train_step(*group.batches.batch(3))  # the step whose update ratio is captured
     ratios = stacked_histograms.update_ratios(group, before)
     measured = stacked_histograms.layer_tensors(group, stacked_histograms.probe(group), ratios)
     uses, values = capture_values(find_layers(exps[0].model), measured, group.size, () if extra else EXTRA)
@@ -50,7 +59,7 @@ def test_stacked_capture_equals_each_jobs_own_capture(activation, extra):
         alone = Written(None, exp.model, probe_batch(exp.data), extra=extra)
         for layer, w in zip(alone.layers, old):
             alone.before[id(layer.module.weight)] = w
-        alone.before_step = 4                                 # the weights kept before step 4, as on_capture_next does
+        alone.before_step = 4  # the weights kept before step 4, as on_capture_next does
         alone.capture(4)
         own_values, own_uses, _ = alone.written
         assert uses == own_uses
@@ -60,13 +69,13 @@ def test_stacked_capture_equals_each_jobs_own_capture(activation, extra):
         assert any(tag.startswith(("preactivations/", "biases/")) for _, tag, _ in uses) == extra
         assert len(values[row]) == len(own_values)
         at = 0
-        for kind, tag, _ in uses:                           # min, max, sums to float rounding; counts nearly
+        for kind, tag, _ in uses:  # min, max, sums to float rounding; counts nearly
             width = 4 + BINS if kind == "hist" else 1
-            mine, theirs = values[row][at:at + width], own_values[at:at + width]
+            mine, theirs = values[row][at : at + width], own_values[at : at + width]
             if kind == "hist":
                 assert mine[:4] == pytest.approx(theirs[:4], rel=1e-5, abs=1e-6), tag
                 assert sum(mine[4:]) == sum(theirs[4:]), tag
-                assert sum(abs(a - b) for a, b in zip(mine[4:], theirs[4:])) <= 2, tag   # one value on an edge
+                assert sum(abs(a - b) for a, b in zip(mine[4:], theirs[4:])) <= 2, tag  # one value on an edge
             else:
                 assert mine == pytest.approx(theirs, rel=1e-5, abs=1e-7), tag
             at += width

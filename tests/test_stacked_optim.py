@@ -9,46 +9,72 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tolerance import assert_same_state
 from torch import nn
 
 from dlexp.parts.optim import AdamThenSGD
 from dlexp.stacked.model import StackedMLP
 from dlexp.stacked.optim import addcdiv_, addcmul_, axpy, coef, stack_optimizer
-from tolerance import assert_same_state
 
 CASES = {
     "sgd": [dict(lr=0.1), dict(lr=0.03, weight_decay=0.01), dict(lr=0.2)],
     "sgd_shared": [dict(lr=0.1)] * 3,
-    "momentum": [dict(lr=0.1, momentum=0.9), dict(lr=0.03, momentum=0.5, dampening=0.1, weight_decay=1e-3),
-                 dict(lr=0.01, momentum=0.99)],
-    "nesterov": [dict(lr=0.1, momentum=0.9, nesterov=True), dict(lr=0.05, momentum=0.7, nesterov=True,
-                                                                 weight_decay=0.1)],
-    "adagrad": [dict(lr=0.01), dict(lr=0.1, lr_decay=0.01, initial_accumulator_value=0.1, eps=1e-6,
-                                    weight_decay=0.01)],
+    "momentum": [
+        dict(lr=0.1, momentum=0.9),
+        dict(lr=0.03, momentum=0.5, dampening=0.1, weight_decay=1e-3),
+        dict(lr=0.01, momentum=0.99),
+    ],
+    "nesterov": [
+        dict(lr=0.1, momentum=0.9, nesterov=True),
+        dict(lr=0.05, momentum=0.7, nesterov=True, weight_decay=0.1),
+    ],
+    "adagrad": [dict(lr=0.01), dict(lr=0.1, lr_decay=0.01, initial_accumulator_value=0.1, eps=1e-6, weight_decay=0.01)],
     "rmsprop": [dict(lr=0.01), dict(lr=0.001, alpha=0.9, eps=1e-6, weight_decay=0.01)],
-    "rmsprop_centered_momentum": [dict(lr=0.01, centered=True, momentum=0.9),
-                                  dict(lr=0.001, alpha=0.9, centered=True, momentum=0.5)],
+    "rmsprop_centered_momentum": [
+        dict(lr=0.01, centered=True, momentum=0.9),
+        dict(lr=0.001, alpha=0.9, centered=True, momentum=0.5),
+    ],
     "adam": [dict(lr=1e-3), dict(lr=3e-3, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.01), dict(lr=1e-2)],
     "adam_shared": [dict(lr=1e-3)] * 3,
     "adam_amsgrad": [dict(lr=1e-3, amsgrad=True), dict(lr=3e-3, betas=(0.8, 0.99), amsgrad=True)],
     "adamw": [dict(lr=1e-3), dict(lr=3e-3, weight_decay=0.1), dict(lr=1e-2, weight_decay=0.0)],
-    "adam_then_sgd": [dict(steps_per_epoch=2, switch_epoch=2),
-                      dict(steps_per_epoch=2, switch_epoch=3, adam_lr=0.01, sgd_lr=0.05, weight_decay=0.01),
-                      dict(steps_per_epoch=2, switch_epoch=0, sgd_lr=0.2)],
-    "adam_then_sgd_nesterov": [dict(steps_per_epoch=2, switch_epoch=2, momentum=0.9, nesterov=True),
-                               dict(steps_per_epoch=3, switch_epoch=1, adam_lr=0.01, momentum=0.5, nesterov=True)],
+    "adam_then_sgd": [
+        dict(steps_per_epoch=2, switch_epoch=2),
+        dict(steps_per_epoch=2, switch_epoch=3, adam_lr=0.01, sgd_lr=0.05, weight_decay=0.01),
+        dict(steps_per_epoch=2, switch_epoch=0, sgd_lr=0.2),
+    ],
+    "adam_then_sgd_nesterov": [
+        dict(steps_per_epoch=2, switch_epoch=2, momentum=0.9, nesterov=True),
+        dict(steps_per_epoch=3, switch_epoch=1, adam_lr=0.01, momentum=0.5, nesterov=True),
+    ],
     # one family in one stack: optimizer=sgd, momentum, nesterov; optimizer=adam, adamw (cls: the job's own class)
-    "sgd_family": [dict(lr=0.1), dict(lr=0.05, momentum=0.9), dict(lr=0.02, momentum=0.8, nesterov=True,
-                                                                  weight_decay=0.01),
-                   dict(lr=0.03, momentum=0.5, dampening=0.2)],
-    "adam_family": [dict(lr=1e-3), dict(cls=torch.optim.AdamW, lr=3e-3, weight_decay=0.1),
-                    dict(lr=1e-2, weight_decay=0.01), dict(cls=torch.optim.AdamW, lr=1e-3)],
-    "adam_then_sgd_mixed": [dict(steps_per_epoch=2, switch_epoch=1), dict(steps_per_epoch=2, switch_epoch=1,
-                                                                            momentum=0.9, nesterov=True)],
+    "sgd_family": [
+        dict(lr=0.1),
+        dict(lr=0.05, momentum=0.9),
+        dict(lr=0.02, momentum=0.8, nesterov=True, weight_decay=0.01),
+        dict(lr=0.03, momentum=0.5, dampening=0.2),
+    ],
+    "adam_family": [
+        dict(lr=1e-3),
+        dict(cls=torch.optim.AdamW, lr=3e-3, weight_decay=0.1),
+        dict(lr=1e-2, weight_decay=0.01),
+        dict(cls=torch.optim.AdamW, lr=1e-3),
+    ],
+    "adam_then_sgd_mixed": [
+        dict(steps_per_epoch=2, switch_epoch=1),
+        dict(steps_per_epoch=2, switch_epoch=1, momentum=0.9, nesterov=True),
+    ],
 }
-CLASSES = {"sgd": torch.optim.SGD, "momentum": torch.optim.SGD, "nesterov": torch.optim.SGD,
-           "adagrad": torch.optim.Adagrad, "rmsprop": torch.optim.RMSprop, "adam": torch.optim.Adam,
-           "adamw": torch.optim.AdamW, "adam_then_sgd": AdamThenSGD}
+CLASSES = {
+    "sgd": torch.optim.SGD,
+    "momentum": torch.optim.SGD,
+    "nesterov": torch.optim.SGD,
+    "adagrad": torch.optim.Adagrad,
+    "rmsprop": torch.optim.RMSprop,
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "adam_then_sgd": AdamThenSGD,
+}
 
 
 def _class(case: str):
@@ -89,9 +115,9 @@ def test_update_and_state_equal_torch_optim_bit_for_bit(case):
                 p.grad = grad.clone()
             opt.step()
         for k, p in enumerate(stack.params):
-            p.grad = torch.stack([gs[k] for gs in grads]).view(p.shape)       # (N, ...)
+            p.grad = torch.stack([gs[k] for gs in grads]).view(p.shape)  # (N, ...)
         update.step()
-        if step == 5:                           # a scheduler moves every job's lr; the stack reads them again
+        if step == 5:  # a scheduler moves every job's lr; the stack reads them again
             for opt in alone_opts + job_opts:
                 opt.param_groups[0]["lr"] *= 0.5
             update.refresh()
@@ -101,8 +127,9 @@ def test_update_and_state_equal_torch_optim_bit_for_bit(case):
         assert_same_state(opt.state_dict(), update.export(row), f"{case} job {row}", exact=True)
 
 
-@pytest.mark.parametrize("case", ["momentum", "adam", "adagrad", "rmsprop_centered_momentum", "adam_then_sgd",
-                                  "sgd_family", "adam_family"])
+@pytest.mark.parametrize(
+    "case", ["momentum", "adam", "adagrad", "rmsprop_centered_momentum", "adam_then_sgd", "sgd_family", "adam_family"]
+)
 def test_exported_state_loads_into_fresh_jobs_that_continue_alike(case):
     """export -> fresh job models and optimizers (load_state_dict) -> a new stack built from them continues
     bit for bit as the first one (the steps cross a switch of Adam then SGD)."""
@@ -142,8 +169,9 @@ def test_a_job_leaving_the_stack_leaves_the_others_numbers_unchanged():
     alone_opts = [torch.optim.Adam(m.parameters(), **kw) for m, kw in zip(alone, settings)]
     jobs = _models(3)
     stack = StackedMLP(jobs)
-    update = stack_optimizer([torch.optim.Adam(m.parameters(), **kw) for m, kw in zip(jobs, settings)],
-                             stack.params, stack.shapes)
+    update = stack_optimizer(
+        [torch.optim.Adam(m.parameters(), **kw) for m, kw in zip(jobs, settings)], stack.params, stack.shapes
+    )
     g = torch.Generator().manual_seed(2)
     rows = [0, 1, 2]
     for step in range(8):
@@ -155,7 +183,7 @@ def test_a_job_leaving_the_stack_leaves_the_others_numbers_unchanged():
         for k, p in enumerate(stack.params):
             p.grad = torch.stack([grads[r][k] for r in rows]).view(p.shape)
         update.step()
-        if step == 3:                            # job 1 leaves
+        if step == 3:  # job 1 leaves
             keep = [0, 2]
             index = torch.tensor(keep)
             stack.select(index)
@@ -171,7 +199,7 @@ def test_a_job_leaving_the_stack_leaves_the_others_numbers_unchanged():
 def test_tensor_coefficients_round_as_torch_scalars(size):
     g = torch.Generator().manual_seed(size)
     values = [0.1, 0.3, 0.01, 1.7, 0.999]
-    s = coef(values, torch.device("cpu"))                                    # (N, 1, 1)
+    s = coef(values, torch.device("cpu"))  # (N, 1, 1)
     assert isinstance(s, torch.Tensor) and s.shape == (5, 1, 1)
     a, b, c = (torch.randn(5, 1, size, generator=g) for _ in range(3))
     c = c.abs() + 0.1
@@ -180,4 +208,4 @@ def test_tensor_coefficients_round_as_torch_scalars(size):
         assert torch.equal(addcmul_(a.clone(), b, c, s)[i], a[i].addcmul(b[i], c[i], value=v))
         assert torch.equal(addcdiv_(a.clone(), b, c, s)[i], a[i].addcdiv(b[i], c[i], value=v))
         assert torch.equal(a.lerp(b, s)[i], a[i].lerp(b[i], v))
-    assert coef([0.5, 0.5, 0.5], torch.device("cpu")) == 0.5                 # shared: torch's own scalar path
+    assert coef([0.5, 0.5, 0.5], torch.device("cpu")) == 0.5  # shared: torch's own scalar path

@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from conftest import dlexp_cmd, run_dirs, status_of
-from dlexp.read import runs
-from dlexp.run import record
-from dlexp.config import compose as composer
 from test_sweeps import joblib_plugin
 from test_trust import files_of, model_tensors, val_losses, wait_for_checkpoint_past_start
+
+from dlexp.config import compose as composer
+from dlexp.read import runs
+from dlexp.run import record
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200", "PYTHONWARNINGS": "ignore"}
 # Three jobs of 1,438 steps per epoch (batch size 1): long enough to stop in the middle of one.
@@ -31,8 +31,15 @@ JOBS = ["data=digits", "batch=stochastic", "trainer.epochs=2", "log.every=500", 
 
 def start_sweep(tmp_path: Path, *args: str) -> subprocess.Popen:
     """`dlexp train -m ARGS` in a session of its own: a signal to its process group is a Ctrl-C in a terminal."""
-    return subprocess.Popen([*dlexp_cmd(), "train", "-m", *args], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=ENV, start_new_session=True)
+    return subprocess.Popen(
+        [*dlexp_cmd(), "train", "-m", *args],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=ENV,
+        start_new_session=True,
+    )
 
 
 def read_until(proc: subprocess.Popen, *texts: str, timeout: float = 300) -> list[str]:
@@ -62,7 +69,7 @@ def same_run(ours: Path, theirs: Path) -> None:
 
 def test_ctrl_c_in_the_second_job_stops_the_sweep_and_resume_finishes_it(cli, tmp_path):
     proc = start_sweep(tmp_path, *JOBS, "log.progress=lines")
-    read_until(proc, "#1 :", "epoch 1/2")           # the second job has done one of its two epochs
+    read_until(proc, "#1 :", "epoch 1/2")  # the second job has done one of its two epochs
     os.killpg(proc.pid, signal.SIGINT)
     out = "".join(read_until(proc, "sweep stopped")) + proc.communicate(timeout=300)[0]
     assert proc.returncode == 130, out
@@ -71,20 +78,20 @@ def test_ctrl_c_in_the_second_job_stops_the_sweep_and_resume_finishes_it(cli, tm
     assert f"continue it: dlexp resume {sweep.relative_to(tmp_path)}" in out
     jobs = jobs_by_number(sweep)
     assert {n: status_of(p)["status"] for n, p in jobs.items()} == {0: "completed", 1: "interrupted"}
-    assert (sweep / "summary.csv").exists()           # the summary of what ran
+    assert (sweep / "summary.csv").exists()  # the summary of what ran
     finished = files_of(jobs[0])
 
     resumed = cli("resume", str(sweep))
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "1 completed, 1 interrupted, 1 not started; running 2 of 3 jobs (1, 2)" in resumed.stdout
-    assert files_of(jobs[0]) == finished              # the finished job: not a byte, not a timestamp changed
+    assert files_of(jobs[0]) == finished  # the finished job: not a byte, not a timestamp changed
     jobs = jobs_by_number(sweep)
     assert {n: status_of(p)["status"] for n, p in jobs.items()} == {0: "completed", 1: "completed", 2: "completed"}
     assert status_of(jobs[1])["resumes"][0]["from"] == "interrupted" and "resumes" not in status_of(jobs[2])
     planned = composer.sweep_jobs(yaml.safe_load((sweep / "multirun.yaml").read_text())["hydra"]["overrides"]["task"])
-    for number, path in jobs.items():                 # each job in its own directory, with its own overrides
+    for number, path in jobs.items():  # each job in its own directory, with its own overrides
         assert yaml.safe_load((path / ".hydra" / "overrides.yaml").read_text()) == planned[number]
-    for number in (1, 2):                             # each job equals the same run alone, uninterrupted
+    for number in (1, 2):  # each job equals the same run alone, uninterrupted
         alone = cli("train", *planned[number], "log.progress=none", f"hydra.run.dir=alone{number}")
         assert alone.returncode == 0, alone.stderr
         same_run(jobs[number], tmp_path / f"alone{number}")
@@ -101,9 +108,9 @@ def test_sigterm_to_a_joblib_sweep_stops_its_workers_and_resume_finishes_it(cli,
     deadline = time.time() + 300
     while time.time() < deadline and len(list(root.glob("*/*/status.json"))) < 2:
         time.sleep(0.05)
-    for status in root.glob("*/*/status.json"):      # both workers are training
+    for status in root.glob("*/*/status.json"):  # both workers are training
         wait_for_checkpoint_past_start(status.parent)
-    os.kill(proc.pid, signal.SIGTERM)                 # the launching process only: workers learn it from the sweep
+    os.kill(proc.pid, signal.SIGTERM)  # the launching process only: workers learn it from the sweep
     out = proc.communicate(timeout=300)[0]
     assert proc.returncode == 143, out
     (sweep,) = root.iterdir()
@@ -149,7 +156,7 @@ def test_a_worker_killed_by_the_system_leaves_crashed_jobs_that_resume_finishes(
 
 def test_resume_of_a_sweep_whose_launcher_is_alive_is_refused(cli, tmp_path):
     proc = start_sweep(tmp_path, *JOBS[:2], "trainer.epochs=1000", "optimizer=sgd,adam", "log.progress=lines")
-    read_until(proc, "epoch 1/1000")                  # it cannot finish on its own during this test
+    read_until(proc, "epoch 1/1000")  # it cannot finish on its own during this test
     (sweep,) = (tmp_path / "runs" / "multirun").iterdir()
     refused = cli("resume", str(sweep))
     assert refused.returncode == 2 and f"is being run by process {proc.pid}" in refused.stderr, refused.stderr
@@ -168,13 +175,14 @@ def test_a_running_status_whose_writer_is_gone_reads_as_crashed(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     record.write_json_atomic(run / runs.STATUS, {"status": "running", "host": os.uname().nodename, "pid": 1})
-    writer = subprocess.Popen([sys.executable, "-c", HOLD, str(run)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              text=True)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(run)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     assert writer.stdout.readline().strip() == "held"
-    assert runs.read_status(run)["status"] == "running"     # its lock is held: a live writer, whatever the pid says
+    assert runs.read_status(run)["status"] == "running"  # its lock is held: a live writer, whatever the pid says
     writer.kill()
     writer.wait()
-    assert runs.read_status(run)["status"] == "crashed"     # the kernel released the lock of the killed process
+    assert runs.read_status(run)["status"] == "crashed"  # the kernel released the lock of the killed process
     assert json.loads((run / runs.STATUS).read_text())["status"] == "running"  # reading never writes
 
 
@@ -183,16 +191,19 @@ def test_a_run_on_another_host_is_judged_by_its_heartbeat(tmp_path):
 
     def status(age_secs: float) -> str:
         beat = (datetime.now(timezone.utc) - timedelta(seconds=age_secs)).isoformat(timespec="seconds")
-        record.write_json_atomic(tmp_path / runs.STATUS, {"status": "running", "host": "node-elsewhere", "pid": 1,
-                                                        "heartbeat": beat, "heartbeat_secs": 30})
+        record.write_json_atomic(
+            tmp_path / runs.STATUS,
+            {"status": "running", "host": "node-elsewhere", "pid": 1, "heartbeat": beat, "heartbeat_secs": 30},
+        )
         return runs.read_status(tmp_path)["status"]
 
-    assert status(60) == "running"                          # two missed checkpoints: still at work
+    assert status(60) == "running"  # two missed checkpoints: still at work
     assert status(30 * runs.STALE_HEARTBEATS + 60) == "crashed"
 
 
-@pytest.mark.parametrize("statuses, code", [(["completed", "crashed"], 1), (["crashed", "diverged"], 1),
-                                            (["crashed", "interrupted"], 130)])
+@pytest.mark.parametrize(
+    "statuses, code", [(["completed", "crashed"], 1), (["crashed", "diverged"], 1), (["crashed", "interrupted"], 130)]
+)
 def test_a_crashed_run_counts_as_a_failure(statuses, code):
     assert runs.worst_exit_code(statuses) == code
     assert runs.status_style("crashed") == runs.status_style("failed")
@@ -201,11 +212,14 @@ def test_a_crashed_run_counts_as_a_failure(statuses, code):
 # --- the jobs of a sweep, as Hydra numbers them ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("overrides, params", [
-    (["optimizer=sgd,adam", "seed=0,1,2", "trainer.epochs=3"], {}),
-    (["seed=0,1", "optimizer=sgd,adam", "seed=5,6"], {}),                  # a key given twice: the later wins, in place
-    (["model.hidden=[8,8],[16]", "+extra=1"], {"optimizer": "sgd,adam"}),  # hydra.sweeper.params come first
-])
+@pytest.mark.parametrize(
+    "overrides, params",
+    [
+        (["optimizer=sgd,adam", "seed=0,1,2", "trainer.epochs=3"], {}),
+        (["seed=0,1", "optimizer=sgd,adam", "seed=5,6"], {}),  # a key given twice: the later wins, in place
+        (["model.hidden=[8,8],[16]", "+extra=1"], {"optimizer": "sgd,adam"}),  # hydra.sweeper.params come first
+    ],
+)
 def test_the_jobs_of_a_sweep_are_hydras_basic_sweeper_jobs_in_its_order(overrides, params):
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper  # the oracle: what Hydra itself launches
     from hydra.core.override_parser.overrides_parser import OverridesParser

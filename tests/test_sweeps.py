@@ -15,15 +15,15 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import dlexp_cmd, run_dirs, status_of
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from conftest import dlexp_cmd, run_dirs, status_of
+from dlexp.config import callbacks, catalog
+from dlexp.config import compose as composer
 from dlexp.read import runs
 from dlexp.run import record as records
-from dlexp.config import callbacks, catalog
 from dlexp.sweep import summary
-from dlexp.config import compose as composer
 
 TINY = ["data=xor", "trainer.epochs=3", "log.histograms=false", "log.progress=none"]
 
@@ -60,8 +60,14 @@ def summary_rows(sweep: Path) -> dict[str, int]:
 def run_sweep(tmp_path: Path, *args: str, timeout: float = 900) -> tuple[subprocess.CompletedProcess, int]:
     """`dlexp train -m ARGS` in a subprocess; returns the result and the launching process's pid."""
     env = {**os.environ, "COLUMNS": "200", "PYTHONWARNINGS": "ignore"}
-    with subprocess.Popen([*dlexp_cmd(), "train", "-m", *args], cwd=tmp_path, env=env, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+    with subprocess.Popen(
+        [*dlexp_cmd(), "train", "-m", *args],
+        cwd=tmp_path,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as proc:
         stdout, stderr = proc.communicate(timeout=timeout)
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), proc.pid
 
@@ -104,7 +110,8 @@ def test_search_preset_is_an_optuna_space_over_lr_batch_and_optimizer(overrides)
     assert sweeper.direction == "minimize" and sweeper.sampler.seed == 0 and sweeper.n_trials > 0
     assert set(sweeper.params) == {"optimizer", "optimizer.lr", "batch.size"}
     lr, batch, optimizer = OverridesParser.create().parse_overrides(
-        [f"{k}={sweeper.params[k]}" for k in ("optimizer.lr", "batch.size", "optimizer")])
+        [f"{k}={sweeper.params[k]}" for k in ("optimizer.lr", "batch.size", "optimizer")]
+    )
     assert "log" in lr.value().tags and lr.value().start < lr.value().end  # log-uniform interval
     assert all(isinstance(size, int) and size >= 1 for size in batch.value().list)
     options = catalog.options("optimizer")
@@ -180,8 +187,9 @@ def test_the_dry_build_computes_with_one_thread_and_restores_the_count():
 
 
 @pytest.mark.parametrize("legacy_names", [True, False])
-def test_summary_reads_statuses_from_disk_and_ends_with_the_most_serious(tmp_path, recorded_summaries, capsys,
-                                                                         legacy_names):
+def test_summary_reads_statuses_from_disk_and_ends_with_the_most_serious(
+    tmp_path, recorded_summaries, capsys, legacy_names
+):
     sweep = fake_sweep(tmp_path, ["completed"] * 10 + ["diverged"], legacy_names)
     with pytest.raises(SystemExit) as ended:
         callbacks.Summary().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
@@ -200,18 +208,33 @@ def test_a_completed_sweep_ends_without_an_exit_code(tmp_path, recorded_summarie
     assert recorded_summaries == [sweep]
 
 
-@pytest.mark.parametrize("statuses, code", [([], 0), (["completed", "diverged"], 3), (["diverged", "refused"], 2),
-                                            (["refused", "failed"], 1), (["failed", "interrupted"], 130),
-                                            (["interrupted", "terminated"], 143)])
+@pytest.mark.parametrize(
+    "statuses, code",
+    [
+        ([], 0),
+        (["completed", "diverged"], 3),
+        (["diverged", "refused"], 2),
+        (["refused", "failed"], 1),
+        (["failed", "interrupted"], 130),
+        (["interrupted", "terminated"], 143),
+    ],
+)
 def test_the_most_serious_outcome_decides_the_exit_code(statuses, code):
     assert runs.worst_exit_code(statuses) == code
 
 
 def test_best_trial_reads_the_optuna_results_file(tmp_path):
     assert summary.best_trial(tmp_path) is None
-    OmegaConf.save(OmegaConf.create({"name": "optuna", "best_value": 0.0123456,
-                                     "best_params": {"optimizer": "adam", "optimizer.lr": 0.00314159}}),
-                   tmp_path / summary.OPTUNA_RESULTS)
+    OmegaConf.save(
+        OmegaConf.create(
+            {
+                "name": "optuna",
+                "best_value": 0.0123456,
+                "best_params": {"optimizer": "adam", "optimizer.lr": 0.00314159},
+            }
+        ),
+        tmp_path / summary.OPTUNA_RESULTS,
+    )
     line = summary.best_trial(tmp_path)
     assert line.startswith("val/loss 0.01235 with optimizer=adam optimizer.lr=0.003142")
 
@@ -254,9 +277,17 @@ def test_submitit_local_launcher_runs_two_jobs_in_their_own_processes(tmp_path):
 @pytest.mark.slow
 @joblib_plugin
 def test_joblib_sweep_exit_code_reports_a_diverged_job(tmp_path):
-    result, _ = run_sweep(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "data=linear",
-                          "model=perceptron", "optimizer=sgd", "optimizer.lr=0.01,1e6", "trainer.epochs=3",
-                          "log.progress=none")
+    result, _ = run_sweep(
+        tmp_path,
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "data=linear",
+        "model=perceptron",
+        "optimizer=sgd",
+        "optimizer.lr=0.01,1e6",
+        "trainer.epochs=3",
+        "log.progress=none",
+    )
     statuses = sorted(status_of(p)["status"] for p in run_dirs(sweep_dir(tmp_path)))
     assert statuses == ["completed", "diverged"]
     assert result.returncode == runs.EXIT_CODES["diverged"], result.stdout[-2000:] + result.stderr[-2000:]

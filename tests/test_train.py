@@ -7,19 +7,23 @@ import math
 
 import pytest
 import torch
+from conftest import compose_cfg, readme, status_of, train_inprocess
 from torch import nn
 
-from conftest import compose_cfg, readme, status_of, train_inprocess
-from dlexp.run import build
-from dlexp.parts.batching import Batches
 from dlexp.config import catalog
+from dlexp.parts.batching import Batches
+from dlexp.run import build
 
 # Each option is trained on data it makes sense on (other choices default).
 PARTNER = {
-    ("loss", "bce"): ["data=xor"], ("loss", "bce_probs"): ["data=xor", "model.output_activation=sigmoid"],
-    ("loss", "mse"): ["data=sine"], ("loss", "mae"): ["data=sine"],
-    ("loss", "huber"): ["data=sine"], ("loss", "gaussian_nll"): ["data=sine"],
-    ("optimizer", "random_search"): ["batch=full"], ("optimizer", "random_local_search"): ["batch=full"],
+    ("loss", "bce"): ["data=xor"],
+    ("loss", "bce_probs"): ["data=xor", "model.output_activation=sigmoid"],
+    ("loss", "mse"): ["data=sine"],
+    ("loss", "mae"): ["data=sine"],
+    ("loss", "huber"): ["data=sine"],
+    ("loss", "gaussian_nll"): ["data=sine"],
+    ("optimizer", "random_search"): ["batch=full"],
+    ("optimizer", "random_local_search"): ["batch=full"],
     ("batch", "stochastic"): ["data=xor"],
 }
 SKIP = {("device", "cuda"), ("device", "mps"), ("data", "mnist"), ("data", "fashion_mnist")}
@@ -36,8 +40,9 @@ def all_options():
 
 @pytest.mark.parametrize("group, name", list(all_options()))
 def test_every_option_composes_and_trains_one_epoch(tmp_path, group, name):
-    status, metrics, run_dir, _ = train_inprocess(tmp_path, f"{group}={name}", *PARTNER.get((group, name), []),
-                                                  "trainer.epochs=1")
+    status, metrics, run_dir, _ = train_inprocess(
+        tmp_path, f"{group}={name}", *PARTNER.get((group, name), []), "trainer.epochs=1"
+    )
     assert status == "completed", status_of(run_dir)
     record = status_of(run_dir)
     assert record["choices"][group] == name
@@ -62,15 +67,16 @@ def test_unavailable_device_is_a_config_error():
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     cfg, choices = compose_cfg("device=cuda")
-    assert validate(cfg, choices) == ["device=cuda was asked for, but this machine has no CUDA device; "
-                                      "use device=cpu or device=auto."]
+    assert validate(cfg, choices) == [
+        "device=cuda was asked for, but this machine has no CUDA device; use device=cpu or device=auto."
+    ]
     assert build.resolve_device("auto") == torch.device("cpu")
 
 
 def test_default_run_reaches_97_percent_on_digits(tmp_path):
     status, metrics, run_dir, _ = train_inprocess(tmp_path)
     assert status == "completed"
-    low, high = readme("it reaches about {}–{}% validation accuracy")        # what `make run` trains
+    low, high = readme("it reaches about {}–{}% validation accuracy")  # what `make run` trains
     assert low / 100 <= metrics["val/acc"] <= high / 100 + high.tolerance / 100, metrics
     rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
     assert [int(r["epoch"]) for r in rows] == list(range(0, 21))  # epoch 0 = the fresh network
@@ -87,8 +93,16 @@ def test_seeded_model_equals_plain_sequential():
     cfg, _ = compose_cfg("experiment=xor_mlp")
     exp = build.assemble(cfg)
     torch.manual_seed(777)
-    reference = nn.Sequential(nn.Linear(2, 10), nn.Sigmoid(), nn.Linear(10, 10), nn.Sigmoid(),
-                              nn.Linear(10, 10), nn.Sigmoid(), nn.Linear(10, 1), nn.Sigmoid())
+    reference = nn.Sequential(
+        nn.Linear(2, 10),
+        nn.Sigmoid(),
+        nn.Linear(10, 10),
+        nn.Sigmoid(),
+        nn.Linear(10, 10),
+        nn.Sigmoid(),
+        nn.Linear(10, 1),
+        nn.Sigmoid(),
+    )
     assert [type(m) for m in exp.model] == [type(m) for m in reference]
     ours = list(exp.model.parameters())
     theirs = list(reference.parameters())
@@ -99,14 +113,23 @@ def test_seeded_model_equals_plain_sequential():
 def test_same_numbers_as_a_hand_written_loop(tmp_path):
     """XOR, 2-10-10-10-1 sigmoid, BCE on probabilities, SGD lr=1, full batch: dlexp's losses equal a plain loop's."""
     epochs = 200
-    status, metrics, _, _ = train_inprocess(tmp_path, "experiment=xor_mlp", f"trainer.epochs={epochs}",
-                                            "log.epoch_every=1")
+    status, metrics, _, _ = train_inprocess(
+        tmp_path, "experiment=xor_mlp", f"trainer.epochs={epochs}", "log.epoch_every=1"
+    )
     assert status == "completed"
     x = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
     y = torch.tensor([[0.0], [1.0], [1.0], [0.0]])
     torch.manual_seed(777)
-    net = nn.Sequential(nn.Linear(2, 10), nn.Sigmoid(), nn.Linear(10, 10), nn.Sigmoid(),
-                        nn.Linear(10, 10), nn.Sigmoid(), nn.Linear(10, 1), nn.Sigmoid())
+    net = nn.Sequential(
+        nn.Linear(2, 10),
+        nn.Sigmoid(),
+        nn.Linear(10, 10),
+        nn.Sigmoid(),
+        nn.Linear(10, 10),
+        nn.Sigmoid(),
+        nn.Linear(10, 1),
+        nn.Sigmoid(),
+    )
     criterion = nn.BCELoss()
     opt = torch.optim.SGD(net.parameters(), lr=1.0)
     losses = []
@@ -145,7 +168,7 @@ def test_the_loop_clears_gradients_and_keeps_an_optimizers_own_zero_grad():
         for _ in range(2):
             for i in range(0, 12, 4):  # oracle: a plain loop where gradients would pile up if never cleared
                 ref_opt.zero_grad()
-                nn.functional.mse_loss(ref(x[i:i + 4]), y[i:i + 4]).backward()
+                nn.functional.mse_loss(ref(x[i : i + 4]), y[i : i + 4]).backward()
                 ref_opt.step()
         assert torch.equal(net.weight, ref.weight) and torch.equal(net.bias, ref.bias)
     assert Counting.calls == 6

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import dlexp_cmd, run_dirs, status_of
+
+from dlexp.observe.guard import Diverged, DivergenceGuard
 from dlexp.read import runs
-from dlexp.observe.guard import DivergenceGuard, Diverged
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
 # 1,438 steps per epoch (batch size 1): long enough to interrupt in the middle of an epoch.
@@ -27,8 +27,9 @@ SLOW_RUN = ["data=digits", "batch=stochastic", "trainer.epochs=3", "log.progress
 
 
 def start(tmp_path: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([*dlexp_cmd(), *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=ENV)
+    return subprocess.Popen(
+        [*dlexp_cmd(), *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV
+    )
 
 
 def wait_for_line(proc: subprocess.Popen, text: str, timeout: float = 120) -> list[str]:
@@ -97,8 +98,16 @@ def test_second_ctrl_c_aborts_at_once(tmp_path):
 def test_divergence_stops_the_run_with_exit_3(cli, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    result = cli("train", "data=sine", "loss=mse", "optimizer=sgd", "optimizer.lr=1000", "trainer.epochs=20",
-                 "log.progress=lines", "hydra.run.dir=boom")
+    result = cli(
+        "train",
+        "data=sine",
+        "loss=mse",
+        "optimizer=sgd",
+        "optimizer.lr=1000",
+        "trainer.epochs=20",
+        "log.progress=lines",
+        "hydra.run.dir=boom",
+    )
     assert result.returncode == 3, result.stderr
     assert "diverged at step" in result.stdout
     status = status_of(tmp_path / "boom")
@@ -109,14 +118,22 @@ def test_divergence_stops_the_run_with_exit_3(cli, tmp_path):
 
 
 def test_a_sweep_continues_past_a_diverged_job(cli, tmp_path):
-    result = cli("train", "-m", "data=sine", "loss=mse", "optimizer=sgd", "optimizer.lr=0.01,1000",
-                 "trainer.epochs=3", "log.progress=none")
+    result = cli(
+        "train",
+        "-m",
+        "data=sine",
+        "loss=mse",
+        "optimizer=sgd",
+        "optimizer.lr=0.01,1000",
+        "trainer.epochs=3",
+        "log.progress=none",
+    )
     assert result.returncode == 3
     statuses = sorted(status_of(p)["status"] for p in run_dirs(tmp_path / "runs"))
     assert statuses == ["completed", "diverged"]
 
 
-BROKEN = '''
+BROKEN = """
 import torch
 from torch import nn
 
@@ -130,7 +147,7 @@ class Boom(nn.Module):
 
 def broken(in_shape, out_features):
     return nn.Sequential(nn.Flatten(), nn.Linear(64, out_features), Boom())
-'''
+"""
 
 
 def test_an_exception_in_the_loop_fails_the_run_and_the_sweep_goes_on(cli, tmp_path):
@@ -139,8 +156,17 @@ def test_an_exception_in_the_loop_fails_the_run_and_the_sweep_goes_on(cli, tmp_p
     conf.mkdir(parents=True)
     (conf / "broken.yaml").write_text("# dlexp train model=broken\n# A model that fails.\n_target_: mymodels.broken\n")
     env = {"PYTHONPATH": str(tmp_path)}
-    result = cli("train", "-m", "--config-dir", str(tmp_path / "conf"), "model=broken,mlp",
-                 "allow_targets=[mymodels]", "trainer.epochs=1", "log.progress=none", env={**ENV, **env})
+    result = cli(
+        "train",
+        "-m",
+        "--config-dir",
+        str(tmp_path / "conf"),
+        "model=broken,mlp",
+        "allow_targets=[mymodels]",
+        "trainer.epochs=1",
+        "log.progress=none",
+        env={**ENV, **env},
+    )
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     by_model = {status_of(p)["choices"]["model"]: p for p in run_dirs(tmp_path / "runs")}
@@ -177,10 +203,18 @@ def test_a_log_dir_that_cannot_be_created_is_one_sentence(cli, tmp_path):
 
 
 def test_resume_refuses_another_architecture_and_allows_more_epochs(cli, tmp_path):
-    assert cli("train", "data=xor", "trainer.epochs=2", "model.hidden=[8]", "log.progress=none",
-               "hydra.run.dir=a").returncode == 0
-    assert cli("train", "data=xor", "trainer.epochs=2", "model.hidden=[16]", "log.progress=none",
-               "hydra.run.dir=b").returncode == 0
+    assert (
+        cli(
+            "train", "data=xor", "trainer.epochs=2", "model.hidden=[8]", "log.progress=none", "hydra.run.dir=a"
+        ).returncode
+        == 0
+    )
+    assert (
+        cli(
+            "train", "data=xor", "trainer.epochs=2", "model.hidden=[16]", "log.progress=none", "hydra.run.dir=b"
+        ).returncode
+        == 0
+    )
     more = cli("resume", "a", "trainer.epochs=4", "log.progress=none")
     assert more.returncode == 0, more.stderr
     assert status_of(tmp_path / "a")["step"] == 4
@@ -194,6 +228,7 @@ def test_resume_refuses_another_architecture_and_allows_more_epochs(cli, tmp_pat
 def test_what_may_change_on_resume_is_one_list_said_the_same_everywhere(cli, tmp_path):
     """resume.MAY_CHANGE: its sentence is the refusal's, the help's and the README's, and each key in it may change."""
     from conftest import README
+
     from dlexp.run.resume import MAY_CHANGE, may_change
 
     sentence = may_change()
@@ -205,8 +240,16 @@ def test_what_may_change_on_resume_is_one_list_said_the_same_everywhere(cli, tmp
     helped = cli("resume", "--help")
     assert f"Only {sentence}." in " ".join(helped.stdout.split()), helped.stdout
     assert f"Only {sentence}" in " ".join(README.read_text().replace("`", "").split())
-    allowed = cli("resume", "a", "trainer.epochs=2", "trainer.checkpoint_secs=10", "guard.stall_steps=50",
-                  "log.every=5", "device.threads=1", "log.progress=none")
+    allowed = cli(
+        "resume",
+        "a",
+        "trainer.epochs=2",
+        "trainer.checkpoint_secs=10",
+        "guard.stall_steps=50",
+        "log.every=5",
+        "device.threads=1",
+        "log.progress=none",
+    )
     assert allowed.returncode == 0, allowed.stderr
     assert status_of(tmp_path / "a")["epoch"] == 2
 
@@ -214,8 +257,10 @@ def test_what_may_change_on_resume_is_one_list_said_the_same_everywhere(cli, tmp
 def test_a_crafted_pickle_is_refused_and_never_runs(cli, tmp_path):
     assert cli("train", "data=xor", "trainer.epochs=1", "log.progress=none", "hydra.run.dir=r").returncode == 0
     marker = tmp_path / "code-ran"
-    payload = f"import os, torch\nclass Evil:\n    def __reduce__(self):\n        return (os.system, ('touch {marker}',))\n" \
-              f"torch.save({{'format': 1, 'model': Evil()}}, '{tmp_path / 'r' / 'checkpoint.pt'}')\n"
+    payload = (
+        f"import os, torch\nclass Evil:\n    def __reduce__(self):\n        return (os.system, ('touch {marker}',))\n"
+        f"torch.save({{'format': 1, 'model': Evil()}}, '{tmp_path / 'r' / 'checkpoint.pt'}')\n"
+    )
     subprocess.run([sys.executable, "-c", payload], check=True)
     result = cli("resume", "r")
     assert result.returncode == 4 and "Refused to load" in result.stderr
@@ -239,8 +284,9 @@ def test_a_truncated_checkpoint_gets_a_clear_message(cli, tmp_path):
 
 def judged(losses: list[float], reference: float = 1.0, **rule) -> int | None:
     """The step DivergenceGuard stops a run at, fed these step losses after a fresh network of loss `reference`."""
-    guard = DivergenceGuard(torch.nn.Linear(1, 1), torch.device("cpu"), every=1,
-                            **{"explode_factor": 1000, "explode_window": 10, **rule})
+    guard = DivergenceGuard(
+        torch.nn.Linear(1, 1), torch.device("cpu"), every=1, **{"explode_factor": 1000, "explode_window": 10, **rule}
+    )
     guard.on_epoch(None, {"val/loss": reference})
     for step, value in enumerate(losses, 1):
         try:
@@ -251,14 +297,14 @@ def judged(losses: list[float], reference: float = 1.0, **rule) -> int | None:
 
 
 def test_the_explosion_rule_counts_half_of_the_last_ten_steps():
-    assert judged([0.7] + [476.9, 12023.1] * 20, reference=0.695) == 11   # XOR at lr 10,000: a two-value cycle
-    assert judged([0.26 * 100 ** k for k in range(1, 12)], reference=0.26) == 6  # x100 a step: above from step 2
-    assert judged([1.0] * 30 + [1e6] + [1.0] * 30) is None                # one spike is not an explosion
-    assert judged(([2000.0] * 4 + [1.0] * 6) * 5) is None                 # 4 of any 10: below half
-    assert judged(([2000.0] * 5 + [1.0] * 5) * 5) == 5                    # 5 of the first 5
-    assert judged([999.0] * 40) is None and judged([1001.0] * 40) == 5    # the line is factor x the start, exactly
-    assert judged([2000.0] * 40, explode_factor=None) is None             # null: only non-finite losses stop a run
-    assert judged([1.0, 2.0, math.nan], explode_factor=None) == 3         # NaN: at once, whatever the rule
+    assert judged([0.7] + [476.9, 12023.1] * 20, reference=0.695) == 11  # XOR at lr 10,000: a two-value cycle
+    assert judged([0.26 * 100**k for k in range(1, 12)], reference=0.26) == 6  # x100 a step: above from step 2
+    assert judged([1.0] * 30 + [1e6] + [1.0] * 30) is None  # one spike is not an explosion
+    assert judged(([2000.0] * 4 + [1.0] * 6) * 5) is None  # 4 of any 10: below half
+    assert judged(([2000.0] * 5 + [1.0] * 5) * 5) == 5  # 5 of the first 5
+    assert judged([999.0] * 40) is None and judged([1001.0] * 40) == 5  # the line is factor x the start, exactly
+    assert judged([2000.0] * 40, explode_factor=None) is None  # null: only non-finite losses stop a run
+    assert judged([1.0, 2.0, math.nan], explode_factor=None) == 3  # NaN: at once, whatever the rule
 
 
 def test_stalled_gradients_are_counted_step_by_step():
@@ -267,49 +313,64 @@ def test_stalled_gradients_are_counted_step_by_step():
     guard.notice = notices.append
     for step in range(1, 100):
         guard.check_grads(step, 0.0)
-    assert guard.status_fields == {} and notices == []                   # 99 steps of zeros: not yet
+    assert guard.status_fields == {} and notices == []  # 99 steps of zeros: not yet
     guard.check_grads(100, 0.0)
     assert guard.status_fields == {"stalled_at_step": 1} and len(notices) == 1
     stuck = DivergenceGuard(torch.nn.Linear(1, 1), torch.device("cpu"), every=1, stall_steps=100, stuck_factor=10)
     stuck.on_epoch(None, {"val/loss": 0.7})
     for step in range(1, 100):
-        stuck.check_loss(step, 7.1)                                       # above 10 x its start, and nothing moves
+        stuck.check_loss(step, 7.1)  # above 10 x its start, and nothing moves
         stuck.check_grads(step, 0.0)
     with pytest.raises(Diverged) as ended:
         stuck.check_grads(100, 0.0)
     assert ended.value.step == 100 and stuck.status_fields == {}
     moving = DivergenceGuard(torch.nn.Linear(1, 1), torch.device("cpu"), every=1, stall_steps=100)
     for step in range(1, 300):
-        moving.check_grads(step, 0.0 if step % 99 else 1e-12)             # one tiny gradient every 99 steps
+        moving.check_grads(step, 0.0 if step % 99 else 1e-12)  # one tiny gradient every 99 steps
     assert moving.status_fields == {}
 
 
 def test_an_exploding_loss_is_diverged_exit_3_and_its_step_is_captured(cli, tmp_path):
     from dlexp.observe.tensorboard import read_scalars
 
-    result = cli("train", "experiment=xor_mlp", "loss=bce", "model.output_activation=null", "optimizer.lr=10000",
-                 "log.progress=none", "hydra.run.dir=boom")
+    result = cli(
+        "train",
+        "experiment=xor_mlp",
+        "loss=bce",
+        "model.output_activation=null",
+        "optimizer.lr=10000",
+        "log.progress=none",
+        "hydra.run.dir=boom",
+    )
     assert result.returncode == 3, result.stdout + result.stderr
     assert "diverged at step 11: the loss (1.2e+04) was above 1000 x its start (0.695)" in result.stdout
     status = status_of(tmp_path / "boom")
     assert status["status"] == "diverged" and status["diverged_at_step"] == 11
     captured = [step for step, _ in read_scalars(tmp_path / "boom")["act_std/3_sigmoid"]]
-    assert captured == [0, 11]                                            # the fresh network, and the one that diverged
+    assert captured == [0, 11]  # the fresh network, and the one that diverged
 
 
 def test_a_loss_thrown_into_saturation_is_diverged_not_stalled(cli, tmp_path):
     """The classic XOR (BCE on probabilities, clipped) at lr 10,000: its loss sits at 50 and nothing moves."""
     result = cli("train", "experiment=xor_mlp", "optimizer.lr=10000", "log.progress=none", "hydra.run.dir=stuck")
     assert result.returncode == 3, result.stdout + result.stderr
-    assert ("diverged at step 149: the loss (50) stayed above 10 x its start (0.695) while every gradient was "
-            "exactly 0 for 100 steps") in result.stdout
+    assert (
+        "diverged at step 149: the loss (50) stayed above 10 x its start (0.695) while every gradient was "
+        "exactly 0 for 100 steps"
+    ) in result.stdout
     status = status_of(tmp_path / "stuck")
     assert status["status"] == "diverged" and status["diverged_at_step"] == 149 and "stalled_at_step" not in status
 
 
 def test_a_stalled_run_is_named_once_and_still_completes(cli, tmp_path):
-    result = cli("train", "-m", "experiment=symmetry", "initializer=zeros,xavier_normal", "trainer.epochs=300",
-                 "log.progress=none")
+    result = cli(
+        "train",
+        "-m",
+        "experiment=symmetry",
+        "initializer=zeros,xavier_normal",
+        "trainer.epochs=300",
+        "log.progress=none",
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     found = {status_of(p)["choices"]["initializer"]: status_of(p) for p in run_dirs(tmp_path / "runs")}
     assert found["zeros"]["status"] == "completed" and found["zeros"]["stalled_at_step"] == 1
@@ -321,8 +382,16 @@ def test_a_stalled_run_is_named_once_and_still_completes(cli, tmp_path):
 def test_a_stall_notice_in_a_sweep_names_its_job(cli, tmp_path):
     """Jobs trained as one stacked model share one terminal: each notice starts with its job's directory name; a
     single run's does not need one."""
-    result = cli("train", "-m", "hydra/launcher=vectorized", "experiment=symmetry", "seed=0,1", "trainer.epochs=110",
-                 "log.progress=none", "hydra.sweep.dir=sweep")
+    result = cli(
+        "train",
+        "-m",
+        "hydra/launcher=vectorized",
+        "experiment=symmetry",
+        "seed=0,1",
+        "trainer.epochs=110",
+        "log.progress=none",
+        "hydra.sweep.dir=sweep",
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     notices = sorted(line for line in result.stdout.splitlines() if "stalled at step" in line)
     assert [line.partition(": stalled at step 1: ")[0] for line in notices] == ["seed=0_0", "seed=1_1"], notices
@@ -336,8 +405,11 @@ def test_a_stall_notice_in_a_sweep_names_its_job(cli, tmp_path):
 
 def files_of(root: Path) -> dict[str, tuple[str, int]]:
     """Every file under `root`: (sha256, modification time in ns). Equal before and after: nothing rewritten."""
-    return {str(p.relative_to(root)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def wait_for_checkpoint_past_start(run_dir: Path, timeout: float = 300) -> int:
@@ -354,8 +426,14 @@ def wait_for_checkpoint_past_start(run_dir: Path, timeout: float = 300) -> int:
     raise AssertionError(f"no checkpoint past the start in {run_dir}")
 
 
-KILLED_RUN = ["data=digits", "batch=stochastic", "trainer.epochs=4", "log.progress=lines", "log.every=200",
-              "trainer.checkpoint_secs=0.2"]
+KILLED_RUN = [
+    "data=digits",
+    "batch=stochastic",
+    "trainer.epochs=4",
+    "log.progress=lines",
+    "log.every=200",
+    "trainer.checkpoint_secs=0.2",
+]
 
 
 def test_a_run_killed_midway_is_crashed_and_resumes_exactly(cli, tmp_path):
@@ -377,7 +455,7 @@ def test_a_run_killed_midway_is_crashed_and_resumes_exactly(cli, tmp_path):
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     line = next(line for line in resumed.stdout.splitlines() if line.startswith("resuming"))
     step = int(line.rsplit("step ", 1)[1])
-    assert step >= saved > 0                                              # from a checkpoint past its start
+    assert step >= saved > 0  # from a checkpoint past its start
     status, total = status_of(killed), status_of(tmp_path / "base")["step"]
     assert status["status"] == "completed" and status["step"] == total
     assert status["resumes"][0]["from"] == "crashed" and status["resumes"][0]["step"] == step
@@ -416,7 +494,7 @@ def test_resume_of_a_completed_run_writes_nothing_and_more_epochs_extend_it(cli,
     (entry,) = status_of(tmp_path / "two")["resumes"]
     assert entry["from"] == "completed" and entry["trainer.epochs"] == [2, 4] and entry["epoch"] == 2
     ours, theirs = model_tensors(tmp_path / "two"), model_tensors(tmp_path / "four")
-    assert all(torch.equal(ours[k], theirs[k]) for k in theirs)           # 2 + 2 epochs = 4 epochs
+    assert all(torch.equal(ours[k], theirs[k]) for k in theirs)  # 2 + 2 epochs = 4 epochs
     assert val_losses(tmp_path / "two") == val_losses(tmp_path / "four")
 
 
@@ -443,9 +521,23 @@ def small_files() -> None:
 def test_a_full_disk_is_one_sentence_and_the_checkpoint_survives(cli, tmp_path):
     import errno
 
-    result = subprocess.run([*dlexp_cmd(), "train", "data=digits", "trainer.epochs=300", "log.hist_every=5",
-                             "log.progress=none", "hydra.run.dir=full"], cwd=tmp_path, capture_output=True,
-                            text=True, env=ENV, preexec_fn=small_files, timeout=600)
+    result = subprocess.run(
+        [
+            *dlexp_cmd(),
+            "train",
+            "data=digits",
+            "trainer.epochs=300",
+            "log.hist_every=5",
+            "log.progress=none",
+            "hydra.run.dir=full",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=ENV,
+        preexec_fn=small_files,
+        timeout=600,
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr and result.stderr == ""
     (sentence,) = [line for line in result.stdout.splitlines() if "cannot write" in line]
@@ -453,11 +545,11 @@ def test_a_full_disk_is_one_sentence_and_the_checkpoint_survives(cli, tmp_path):
     assert f"cannot write {events}: {os.strerror(errno.EFBIG)}" in sentence
     status = status_of(tmp_path / "full")
     assert status["status"] == "failed" and str(events) in status["error"]
-    saved = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)   # intact, readable
+    saved = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)  # intact, readable
     assert 0 <= saved["state"]["step"] <= status["step"]
-    assert not list((tmp_path / "full").glob(".*.tmp"))                  # no half-written temp file left
+    assert not list((tmp_path / "full").glob(".*.tmp"))  # no half-written temp file left
 
-    room = cli("resume", "full", "trainer.epochs=8", "log.hist_every=500")   # with room again, it goes on
+    room = cli("resume", "full", "trainer.epochs=8", "log.hist_every=500")  # with room again, it goes on
     assert room.returncode == 0, room.stdout + room.stderr
     assert status_of(tmp_path / "full")["status"] == "completed"
 
@@ -468,14 +560,16 @@ def test_the_readme_states_the_rules_the_config_and_the_code_hold():
     readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
     cfg = composer.without_hydra(composer.load([]))
     guard, trainer = cfg.guard, cfg.trainer
-    for fragment in (f"above `guard.explode_factor` ({guard.explode_factor:g}) times the loss of the freshly",
-                     f"half or more of the last `guard.explode_window` ({guard.explode_window}) steps",
-                     f"exactly 0 for `guard.stall_steps` ({guard.stall_steps}) steps in a row",
-                     f"above `guard.stuck_factor` ({guard.stuck_factor:g}) times its start is a divergence too",
-                     f"every `trainer.checkpoint_secs` ({trainer.checkpoint_secs:g}) seconds of training",
-                     f"loses at most about {trainer.checkpoint_secs:g} seconds of training",
-                     f"missed {runs.STALE_HEARTBEATS} checkpoints "
-                     f"({runs.STALE_HEARTBEATS * trainer.checkpoint_secs / 60:g} minutes by default)"):
+    for fragment in (
+        f"above `guard.explode_factor` ({guard.explode_factor:g}) times the loss of the freshly",
+        f"half or more of the last `guard.explode_window` ({guard.explode_window}) steps",
+        f"exactly 0 for `guard.stall_steps` ({guard.stall_steps}) steps in a row",
+        f"above `guard.stuck_factor` ({guard.stuck_factor:g}) times its start is a divergence too",
+        f"every `trainer.checkpoint_secs` ({trainer.checkpoint_secs:g}) seconds of training",
+        f"loses at most about {trainer.checkpoint_secs:g} seconds of training",
+        f"missed {runs.STALE_HEARTBEATS} checkpoints "
+        f"({runs.STALE_HEARTBEATS * trainer.checkpoint_secs / 60:g} minutes by default)",
+    ):
         assert fragment in readme, fragment
     for status, code in runs.EXIT_CODES.items():  # the table of statuses and exit codes
         if status != "refused":
@@ -491,8 +585,15 @@ def test_a_disk_full_before_the_run_starts_is_one_sentence_naming_the_run(tmp_pa
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))
 
-    result = subprocess.run([*dlexp_cmd(), "train", "data=xor", "log.progress=none", "hydra.run.dir=nowhere"],
-                            cwd=tmp_path, capture_output=True, text=True, env=ENV, preexec_fn=tiny_files, timeout=600)
+    result = subprocess.run(
+        [*dlexp_cmd(), "train", "data=xor", "log.progress=none", "hydra.run.dir=nowhere"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=ENV,
+        preexec_fn=tiny_files,
+        timeout=600,
+    )
     assert result.returncode == 1
     assert result.stdout == "" and result.stderr == f"error: cannot write nowhere: {os.strerror(errno.EFBIG)}.\n"
     assert not (tmp_path / "nowhere" / "status.json").exists()
@@ -508,11 +609,11 @@ def test_a_run_resumed_within_the_second_it_stopped_is_read_in_order(tmp_path):
     first.scalar("val/loss", 1.0, 10)
     first.writer.close()
     earlier = next(tmp_path.glob("events.out.tfevents.*"))
-    stamp = int(time.time()) + 1                     # as if written by another process a moment from now
+    stamp = int(time.time()) + 1  # as if written by another process a moment from now
     earlier.rename(earlier.with_name(".".join([*earlier.name.split(".")[:3], str(stamp), "host", "99999", "0"])))
     resumed = Board(tmp_path, purge_step=10)
     resumed.scalar("val/loss", 0.5, 10)
     resumed.writer.close()
     names = sorted(p.name for p in tmp_path.glob("events.out.tfevents.*"))
-    assert int(names[-1].split(".")[3]) > stamp      # the continuation is read last
+    assert int(names[-1].split(".")[3]) > stamp  # the continuation is read last
     assert read_scalars(tmp_path)["val/loss"] == [(0, 2.0), (10, 0.5)]

@@ -24,16 +24,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import dlexp_cmd, in_process, run_dirs, status_of
-from dlexp.read import runs
 from test_trust import ENV, wait_for_checkpoint_past_start, wait_for_line
 from tolerance import STEP_RTOL, TENSOR_RTOL, assert_close_losses, assert_same_state, close
 
+from dlexp.read import runs
+
 VECTORIZED = "hydra/launcher=vectorized"
 # 25 mini-batches an epoch, histograms and pictures every 20 steps and at each epoch, the step loss every 5 steps
-MOONS = ["data=moons", "model.hidden=[16,16]", "model.activation=tanh", "trainer.epochs=3", "batch=mini",
-         "log.every=5", "log.hist_every=20"]
+MOONS = [
+    "data=moons",
+    "model.hidden=[16,16]",
+    "model.activation=tanh",
+    "trainer.epochs=3",
+    "batch=mini",
+    "log.every=5",
+    "log.hist_every=20",
+]
 OPTIMIZERS = "optimizer=sgd,momentum,nesterov,adagrad,rmsprop,adam,adamw,adam_then_sgd"
 
 
@@ -64,8 +71,9 @@ def metrics_rows(run_dir: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def assert_same_job(alone: Path, stacked: Path, rtol: float = STEP_RTOL, tensor_rtol: float | None = TENSOR_RTOL
-                    ) -> None:
+def assert_same_job(
+    alone: Path, stacked: Path, rtol: float = STEP_RTOL, tensor_rtol: float | None = TENSOR_RTOL
+) -> None:
     """The stacked job's run directory says what the single run's says (see the module's docstring); `rtol`: the
     training numbers (losses, accuracies, metrics), relative; `tensor_rtol`: the checkpoint's tensors, relative to
     their scale."""
@@ -78,17 +86,23 @@ def assert_same_job(alone: Path, stacked: Path, rtol: float = STEP_RTOL, tensor_
     assert set(s["metrics"]) == set(a["metrics"])
     for key, value in a["metrics"].items():
         exact = not key.startswith("hist/")
-        assert close(s["metrics"][key], value, rtol if exact else 1e-5, atol if exact else 1e-7), \
-            (key, s["metrics"][key], value)
+        assert close(s["metrics"][key], value, rtol if exact else 1e-5, atol if exact else 1e-7), (
+            key,
+            s["metrics"][key],
+            value,
+        )
 
-    assert (stacked / "metrics.csv").exists() == (alone / "metrics.csv").exists()   # none for an untrained run
+    assert (stacked / "metrics.csv").exists() == (alone / "metrics.csv").exists()  # none for an untrained run
     rows_a, rows_s = (metrics_rows(d) if (d / "metrics.csv").exists() else [] for d in (alone, stacked))
     assert [list(r) for r in rows_s] == [list(r) for r in rows_a]
     for ra, rs in zip(rows_a, rows_s):
         for key in ra:
             if key != "time":
-                assert (rs[key] == ra[key]) if key in ("epoch", "step") or not ra[key] else \
-                    close(float(rs[key]), float(ra[key]), rtol, atol), (key, rs[key], ra[key])
+                assert (
+                    (rs[key] == ra[key])
+                    if key in ("epoch", "step") or not ra[key]
+                    else close(float(rs[key]), float(ra[key]), rtol, atol)
+                ), (key, rs[key], ra[key])
 
     ea, es = events(alone), events(stacked)
     for kind in ("scalars", "histograms", "images"):
@@ -99,14 +113,18 @@ def assert_same_job(alone: Path, stacked: Path, rtol: float = STEP_RTOL, tensor_
         # histogram summaries (act_std/, grad_norm/, ...) come from the stack's batched probe pass and its gradients
         training = tag == "epoch" or tag.split("/")[0] in ("train", "val", "optim", "best", "data")
         for x, y in zip(ps, pa):
-            assert close(x.value, y.value, *((rtol, atol) if training else (TENSOR_RTOL, 1e-6))), \
-                (tag, x.step, x.value, y.value)
+            assert close(x.value, y.value, *((rtol, atol) if training else (TENSOR_RTOL, 1e-6))), (
+                tag,
+                x.step,
+                x.value,
+                y.value,
+            )
     for tag in ea.Tags()["histograms"]:
         pa, ps = ea.Histograms(tag), es.Histograms(tag)
         assert [e.step for e in ps] == [e.step for e in pa], tag
         for x, y in zip(ps, pa):
             hx, hy = x.histogram_value, y.histogram_value
-            scale = TENSOR_RTOL * max(abs(hy.min), abs(hy.max))       # weights and gradients: their tolerance
+            scale = TENSOR_RTOL * max(abs(hy.min), abs(hy.max))  # weights and gradients: their tolerance
             assert hx.num == hy.num and abs(hx.min - hy.min) <= scale and abs(hx.max - hy.max) <= scale, tag
             # a value on a bucket's edge may fall on either side of it, and the edges move with min and max: Adam's
             # gradients on digits after 20 epochs, one unit in the last place off, moved 44 of 2,560 (1.7%)
@@ -118,7 +136,7 @@ def assert_same_job(alone: Path, stacked: Path, rtol: float = STEP_RTOL, tensor_
             px, py = picture(x.encoded_image_string), picture(y.encoded_image_string)
             assert px.shape == py.shape
             differ = np.abs(px.astype(int) - py.astype(int)).max(axis=-1) > 2
-            assert differ.mean() <= 0.001, (tag, x.step, differ.sum())   # a colour on the edge of a step
+            assert differ.mean() <= 0.001, (tag, x.step, differ.sum())  # a colour on the edge of a step
 
     assert (stacked / "checkpoint.pt").exists() == (alone / "checkpoint.pt").exists()  # none for a diverged run
     if (alone / "checkpoint.pt").exists():
@@ -127,18 +145,20 @@ def assert_same_job(alone: Path, stacked: Path, rtol: float = STEP_RTOL, tensor_
         ba, bs = np.load(alone / "boundary.npz"), np.load(stacked / "boundary.npz")
         assert sorted(bs.files) == sorted(ba.files)
         for key in ba.files:
-            assert np.allclose(bs[key], ba[key], rtol=1e-3, atol=1e-3) if ba[key].dtype.kind == "f" else \
-                (bs[key] == ba[key]).all(), key
+            assert (
+                np.allclose(bs[key], ba[key], rtol=1e-3, atol=1e-3)
+                if ba[key].dtype.kind == "f"
+                else (bs[key] == ba[key]).all()
+            ), key
 
 
-def assert_same_checkpoint(alone: Path, stacked: Path, exact: bool = False, rtol: float | None = TENSOR_RTOL
-                           ) -> None:
+def assert_same_checkpoint(alone: Path, stacked: Path, exact: bool = False, rtol: float | None = TENSOR_RTOL) -> None:
     """The same position, config, scheduler and random state; weights and optimizer state bit for bit (`exact`) or
     within `rtol` of each tensor's scale (None: dtype and shape only)."""
     ca, cs = (torch.load(d / "checkpoint.pt", weights_only=True) for d in (alone, stacked))
     assert cs["state"]["epoch"] == ca["state"]["epoch"] and cs["state"]["step"] == ca["state"]["step"]
     assert cs["config"] == ca["config"] and cs["scheduler"] == ca["scheduler"]
-    assert torch.equal(cs["rng"]["torch"], ca["rng"]["torch"])      # the random state its single run holds
+    assert torch.equal(cs["rng"]["torch"], ca["rng"]["torch"])  # the random state its single run holds
     assert_same_state(ca["model"], cs["model"], "model", exact, rtol)
     assert_same_state(ca["optimizer"], cs["optimizer"], "optimizer", exact, rtol)
 
@@ -163,8 +183,11 @@ def optimizer_sweeps(tmp_path_factory):
     root = tmp_path_factory.mktemp("optimizers")
     found = {}
     for name, launcher in (("stacked", [VECTORIZED]), ("alone", [])):
-        result = in_process(["train", "-m", f"hydra.sweep.dir={name}", *launcher, *MOONS, OPTIMIZERS, "seed=0,1"],
-                            root, {"COLUMNS": "200"})
+        result = in_process(
+            ["train", "-m", f"hydra.sweep.dir={name}", *launcher, *MOONS, OPTIMIZERS, "seed=0,1"],
+            root,
+            {"COLUMNS": "200"},
+        )
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         found[name] = (root / name, result)
     return found
@@ -175,10 +198,13 @@ def test_each_optimizer_stack_writes_what_each_job_writes_alone(optimizer_sweeps
     (stacked, result), (alone, _) = optimizer_sweeps["stacked"], optimizer_sweeps["alone"]
     lines = launcher_lines(result)
     stacks = [line for line in lines if line.startswith("one stacked model")]
-    assert stacks == ["one stacked model of 6 jobs: #0 #1 #2 #3 #4 #5",            # sgd, momentum, nesterov
-                      "one stacked model of 2 jobs: #6 #7", "one stacked model of 2 jobs: #8 #9",  # adagrad, rmsprop
-                      "one stacked model of 4 jobs: #10 #11 #12 #13",             # adam, adamw
-                      "one stacked model of 2 jobs: #14 #15"], lines              # adam_then_sgd
+    assert stacks == [
+        "one stacked model of 6 jobs: #0 #1 #2 #3 #4 #5",  # sgd, momentum, nesterov
+        "one stacked model of 2 jobs: #6 #7",
+        "one stacked model of 2 jobs: #8 #9",  # adagrad, rmsprop
+        "one stacked model of 4 jobs: #10 #11 #12 #13",  # adam, adamw
+        "one stacked model of 2 jobs: #14 #15",
+    ], lines  # adam_then_sgd
     assert not any("runs alone" in line for line in lines)
     mine, theirs = jobs(stacked), jobs(alone)
     assert sorted(mine) == sorted(theirs) and len(mine) == 16
@@ -191,11 +217,13 @@ def test_a_stacked_sweep_reports_like_any_sweep(optimizer_sweeps):
     stacked, result = optimizer_sweeps["stacked"]
     assert "sweep finished: 16 runs (16 completed)" in result.stdout
     finished = [line for line in result.stdout.splitlines() if line.startswith("completed ")]
-    assert len(finished) == 16                                          # one line per job as it ends
+    assert len(finished) == 16  # one line per job as it ends
     statuses = [status_of(p) for p in jobs(stacked).values()]
-    assert len({s["pid"] for s in statuses}) == 1                     # every job in the launching process
-    assert all(s["status"] == "completed" and (p / "train.log").read_text().count("run ") >= 2
-               for p, s in zip(jobs(stacked).values(), statuses))     # each job's log: its start and its end
+    assert len({s["pid"] for s in statuses}) == 1  # every job in the launching process
+    assert all(
+        s["status"] == "completed" and (p / "train.log").read_text().count("run ") >= 2
+        for p, s in zip(jobs(stacked).values(), statuses)
+    )  # each job's log: its start and its end
 
 
 @pytest.mark.kernels
@@ -246,8 +274,13 @@ def test_xor_final_metrics_within_1e_2_after_10001_steps(cli, tmp_path):
 def test_a_diverging_job_stops_alone_and_digits_adam_equals_alone(cli, tmp_path):
     """Digits, Adam, batch 32, 5 epochs: lr 1e20 is non-finite at step 2; the others complete as alone, to float32
     rounding (Adam on digits: 1e-4, tests/test_stacked.py; measured 1.1e-6 with DLEXP_TEST_ROUNDING=ulp)."""
-    args = ["optimizer=adam", "batch.size=32", "trainer.epochs=5", "optimizer.lr=0.001,1e20,0.01",
-            "log.boundaries=false"]
+    args = [
+        "optimizer=adam",
+        "batch.size=32",
+        "trainer.epochs=5",
+        "optimizer.lr=0.001,1e20,0.01",
+        "log.boundaries=false",
+    ]
     stacked, result = sweep(cli, tmp_path, "stacked", *args, code=runs.EXIT_CODES["diverged"])
     alone, _ = sweep(cli, tmp_path, "alone", *args, vectorized=False, code=runs.EXIT_CODES["diverged"])
     assert "one stacked model of 3 jobs: #0 #1 #2" in launcher_lines(result)
@@ -274,14 +307,22 @@ class CountingLoader:
         return self.loader.load_sweep_config(master, overrides)
 
 
-@pytest.mark.parametrize("jobs, composed", [
-    ([["experiment=xor_mlp", f"seed={s}"] for s in range(5)], 2),                       # 3 derived
-    ([["optimizer.lr=0.1", "model.hidden=[4,4]", "log.dir=a", "log.boundaries=false"],
-      ["optimizer.lr=0.2", "model.hidden=[8]", "log.dir=b", "log.boundaries=true"],
-      ["optimizer.lr=1e-3", "model.hidden=[]", "log.dir=${oc.env:HOME}", "log.boundaries=auto"]], 2),
-    ([["optimizer=sgd", "seed=0"], ["optimizer=adam", "seed=0"], ["optimizer=sgd", "seed=1"]], 3),  # groups differ
-    ([["+extra=1", "seed=0"], ["+extra=2", "seed=1"], ["+extra=3", "seed=2"]], 3),     # additions: composed
-])
+@pytest.mark.parametrize(
+    "jobs, composed",
+    [
+        ([["experiment=xor_mlp", f"seed={s}"] for s in range(5)], 2),  # 3 derived
+        (
+            [
+                ["optimizer.lr=0.1", "model.hidden=[4,4]", "log.dir=a", "log.boundaries=false"],
+                ["optimizer.lr=0.2", "model.hidden=[8]", "log.dir=b", "log.boundaries=true"],
+                ["optimizer.lr=1e-3", "model.hidden=[]", "log.dir=${oc.env:HOME}", "log.boundaries=auto"],
+            ],
+            2,
+        ),
+        ([["optimizer=sgd", "seed=0"], ["optimizer=adam", "seed=0"], ["optimizer=sgd", "seed=1"]], 3),  # groups differ
+        ([["+extra=1", "seed=0"], ["+extra=2", "seed=1"], ["+extra=3", "seed=2"]], 3),  # additions: composed
+    ],
+)
 def test_sibling_jobs_share_one_composition_and_equal_hydras_own(jobs, composed):
     """Each job's config is exactly what load_sweep_config composes; jobs differing only in plain values are derived
     from their family's first (after a second one, composed in full, agreed)."""
@@ -306,7 +347,7 @@ def test_sibling_jobs_share_one_composition_and_equal_hydras_own(jobs, composed)
             theirs = numbered(loader.load_sweep_config(master, overrides), idx)
             assert OmegaConf.to_yaml(ours) == OmegaConf.to_yaml(theirs), overrides
             task = [OmegaConf.to_yaml(composer.without_hydra(c), resolve=True) for c in (ours, theirs)]
-            assert task[0] == task[1]                    # (resolving Hydra's run.dir draws a new id each time)
+            assert task[0] == task[1]  # (resolving Hydra's run.dir draws a new id each time)
     assert counting.composed == composed
 
 
@@ -334,11 +375,11 @@ def test_the_sweepers_check_of_a_batch_is_the_composition_the_launcher_uses():
         launcher = VectorizedLauncher()
         launcher.setup(hydra_context=context, task_function=app.task, config=master)
         sweeper = BasicSweeper(max_batch_size=None)
-        sweeper.hydra_context, sweeper.config = context, master       # what BasicSweeper.setup keeps
+        sweeper.hydra_context, sweeper.config = context, master  # what BasicSweeper.setup keeps
         sweeper.validate_batch_is_legal(batch)
-        assert counting.composed == 2                                  # the family's first, and its check
+        assert counting.composed == 2  # the family's first, and its check
         configs = [launcher.composer.config(idx, overrides) for idx, overrides in enumerate(batch)]
-        assert counting.composed == 2                                  # the launch composed nothing again
+        assert counting.composed == 2  # the launch composed nothing again
         for idx, (ours, overrides) in enumerate(zip(configs, batch)):
             theirs = numbered(loader.load_sweep_config(master, overrides), idx)
             assert OmegaConf.to_yaml(ours) == OmegaConf.to_yaml(theirs), overrides
@@ -348,28 +389,39 @@ def test_the_sweepers_check_of_a_batch_is_the_composition_the_launcher_uses():
 
 
 def test_jobs_that_cannot_join_a_stack_run_alone_each_with_its_reason(cli, tmp_path):
-    stacked, result = sweep(cli, tmp_path, "mixed", "data=xor", "trainer.epochs=5", "log.histograms=false",
-                            "batch.size=2,4,4", "optimizer=sgd,random_search")
+    stacked, result = sweep(
+        cli,
+        tmp_path,
+        "mixed",
+        "data=xor",
+        "trainer.epochs=5",
+        "log.histograms=false",
+        "batch.size=2,4,4",
+        "optimizer=sgd,random_search",
+    )
     lines = launcher_lines(result)
-    assert "one stacked model of 2 jobs: #2 #4" in lines                 # sgd, batch 4
+    assert "one stacked model of 2 jobs: #2 #4" in lines  # sgd, batch 4
     assert any(line.startswith("#0 runs alone (batch.size differs):") and "batch.size=2" in line for line in lines)
     for job in (1, 3, 5):
-        assert any(line.startswith(f"#{job} runs alone (optimizer random_search cannot be stacked):")
-                   for line in lines), lines
+        assert any(
+            line.startswith(f"#{job} runs alone (optimizer random_search cannot be stacked):") for line in lines
+        ), lines
     assert "sweep finished: 6 runs (6 completed)" in result.stdout
 
 
 def test_max_group_splits_a_stack(cli, tmp_path):
-    _, result = sweep(cli, tmp_path, "split", "data=xor", "trainer.epochs=3", "seed=0,1,2,3,4",
-                      "hydra.launcher.max_group=2")
+    _, result = sweep(
+        cli, tmp_path, "split", "data=xor", "trainer.epochs=3", "seed=0,1,2,3,4", "hydra.launcher.max_group=2"
+    )
     lines = launcher_lines(result)
     assert "one stacked model of 2 jobs: #0 #1" in lines and "one stacked model of 2 jobs: #2 #3" in lines
     assert any(line.startswith("#4 runs alone (max_group=2 split its stack)") for line in lines)
 
 
 def test_a_sweep_with_a_bad_job_is_refused_whole_and_writes_nothing(cli, tmp_path):
-    result = cli("train", "-m", VECTORIZED, "data=xor", "trainer.epochs=1", "model.hidden=[4],[0]",
-                 "optimizer.lr=0.1,-1")
+    result = cli(
+        "train", "-m", VECTORIZED, "data=xor", "trainer.epochs=1", "model.hidden=[4],[0]", "optimizer.lr=0.1,-1"
+    )
     assert result.returncode == 2, result.stdout + result.stderr
     text = result.stderr.replace("\n", " ")
     assert "[model.hidden=[0] optimizer.lr=0.1] model.hidden=[0] is out of range" in text
@@ -382,18 +434,29 @@ def test_a_sweep_with_a_bad_job_is_refused_whole_and_writes_nothing(cli, tmp_pat
 
 # --- Ctrl-C, SIGTERM and dlexp resume of a stacked job --------------------------------------------------------
 
-LONG = MOONS[:-3] + ["trainer.epochs=200", "trainer.checkpoint_secs=0.2", "log.progress=none", "seed=0,1",
-                     "optimizer=adam"]
+LONG = MOONS[:-3] + [
+    "trainer.epochs=200",
+    "trainer.checkpoint_secs=0.2",
+    "log.progress=none",
+    "seed=0,1",
+    "optimizer=adam",
+]
 
 
 def stop_stacked_sweep(tmp_path: Path, sig: int) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([*dlexp_cmd(), "train", "-m", "hydra.sweep.dir=cut", VECTORIZED, *LONG], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    proc = subprocess.Popen(
+        [*dlexp_cmd(), "train", "-m", "hydra.sweep.dir=cut", VECTORIZED, *LONG],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
     seen = wait_for_line(proc, "one stacked model of 2 jobs")
     deadline = time.time() + 120
     while len(list((tmp_path / "cut").glob("*/status.json"))) < 2 and time.time() < deadline:
         time.sleep(0.05)
-    for status in (tmp_path / "cut").glob("*/status.json"):   # both jobs training, each past its first checkpoint
+    for status in (tmp_path / "cut").glob("*/status.json"):  # both jobs training, each past its first checkpoint
         wait_for_checkpoint_past_start(status.parent)
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=300)
@@ -407,7 +470,7 @@ def test_ctrl_c_checkpoints_every_job_of_the_stack_and_resume_continues_one_alon
     statuses = {name: status_of(p) for name, p in cut.items()}
     assert [s["status"] for s in statuses.values()] == ["interrupted", "interrupted"], out
     steps = {s["step"] for s in statuses.values()}
-    assert len(steps) == 1 and 0 < steps.pop() < 200 * 25       # both stopped at the same step, mid-run
+    assert len(steps) == 1 and 0 < steps.pop() < 200 * 25  # both stopped at the same step, mid-run
     assert all((p / "checkpoint.pt").exists() for p in cut.values())
     assert "sweep stopped (interrupted): 2 runs (2 interrupted)" in out
 
@@ -415,10 +478,18 @@ def test_ctrl_c_checkpoints_every_job_of_the_stack_and_resume_continues_one_alon
     resumed = cli("resume", str(cut[name]), "log.progress=none")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert status_of(cut[name])["status"] == "completed"
-    full, _ = sweep(cli, tmp_path, "full", *LONG[:-2], status_of(cut[name])["overrides"][-2],
-                    status_of(cut[name])["overrides"][-1], "log.progress=none", vectorized=False)
+    full, _ = sweep(
+        cli,
+        tmp_path,
+        "full",
+        *LONG[:-2],
+        status_of(cut[name])["overrides"][-2],
+        status_of(cut[name])["overrides"][-1],
+        "log.progress=none",
+        vectorized=False,
+    )
     (uninterrupted,) = jobs(full).values()
-    assert_same_checkpoint(uninterrupted, cut[name])                # stacked, then alone: to float32 rounding
+    assert_same_checkpoint(uninterrupted, cut[name])  # stacked, then alone: to float32 rounding
     assert_same_val_losses(uninterrupted, cut[name])
 
 
@@ -437,14 +508,18 @@ def test_a_stopped_stacked_sweep_resumes_as_one_stack_and_equals_the_uninterrupt
         assert status_of(cut[name])["status"] == "completed"
         assert_same_checkpoint(uninterrupted[name], cut[name], exact=True)
         assert metrics_rows(cut[name])[-1]["val/loss"] == metrics_rows(uninterrupted[name])[-1]["val/loss"]
-        assert [r["val/loss"] for r in metrics_rows(cut[name])] == \
-            [r["val/loss"] for r in metrics_rows(uninterrupted[name])]
+        assert [r["val/loss"] for r in metrics_rows(cut[name])] == [
+            r["val/loss"] for r in metrics_rows(uninterrupted[name])
+        ]
 
 
 def assert_same_val_losses(alone: Path, stacked: Path) -> None:
     """metrics.csv's val/loss at every evaluated epoch, to float32 rounding (Adam: 1e-4, see tests/test_stacked.py)."""
-    assert_close_losses([float(r["val/loss"]) for r in metrics_rows(alone)],
-                        [float(r["val/loss"]) for r in metrics_rows(stacked)], rtol=1e-4)
+    assert_close_losses(
+        [float(r["val/loss"]) for r in metrics_rows(alone)],
+        [float(r["val/loss"]) for r in metrics_rows(stacked)],
+        rtol=1e-4,
+    )
 
 
 def test_sigterm_terminates_every_job_of_the_stack(tmp_path):
@@ -460,8 +535,16 @@ def test_sigterm_terminates_every_job_of_the_stack(tmp_path):
 
 def test_optuna_trials_are_stacked_batch_by_batch(cli, tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
-    result = cli("train", "experiment=search", VECTORIZED, "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=4",
-                 "data=xor", "trainer.epochs=3", "log.progress=none")
+    result = cli(
+        "train",
+        "experiment=search",
+        VECTORIZED,
+        "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.n_jobs=4",
+        "data=xor",
+        "trainer.epochs=3",
+        "log.progress=none",
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     (sweep_dir,) = (tmp_path / "runs" / "multirun").iterdir()
     statuses = [status_of(p) for p in jobs(sweep_dir).values()]

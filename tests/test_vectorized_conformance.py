@@ -21,8 +21,8 @@ from pytest import mark
 from dlexp.config import catalog
 from hydra_plugins.dlexp_launchers.vectorized_launcher import VectorizedLauncher
 
-SEARCH_PATH = f"hydra.searchpath=[file://{catalog.conf_dir()}]"   # where hydra/launcher/vectorized.yaml is
-Plugins.instance().register(VectorizedLauncher)                   # before the suites save Hydra's singletons
+SEARCH_PATH = f"hydra.searchpath=[file://{catalog.conf_dir()}]"  # where hydra/launcher/vectorized.yaml is
+Plugins.instance().register(VectorizedLauncher)  # before the suites save Hydra's singletons
 
 
 @pytest.fixture(autouse=True)
@@ -30,7 +30,7 @@ def unspecified_version_base():
     """The suites' apps name no version_base, and expect Hydra's default for that (jobs change directory); dlexp's
     own tests in this process compose with version_base="1.3", which Hydra keeps process-wide."""
     base = VersionBase.instance()
-    kept, base.version_base = base.version_base, Version("1.1")   # what Hydra assumes for an app that names none
+    kept, base.version_base = base.version_base, Version("1.1")  # what Hydra assumes for an app that names none
     yield
     base.version_base = kept
 
@@ -44,8 +44,19 @@ class TestVectorizedLauncher(LauncherTestSuite):
     """Hydra's launcher test suite on this launcher."""
 
 
-@mark.parametrize("task_launcher_cfg, extra_flags", [({}, [
-    "-m", "hydra/launcher=vectorized", SEARCH_PATH,
-    "+hydra.callbacks.own_launchers={_target_: dlexp.config.callbacks.OwnLaunchers}"])])
+@mark.parametrize(
+    "task_launcher_cfg, extra_flags",
+    [
+        (
+            {},
+            [
+                "-m",
+                "hydra/launcher=vectorized",
+                SEARCH_PATH,
+                "+hydra.callbacks.own_launchers={_target_: dlexp.config.callbacks.OwnLaunchers}",
+            ],
+        )
+    ],
+)
 class TestVectorizedLauncherIntegration(IntegrationTestSuite):
     """Hydra's integration test suite (applications in their own processes) on this launcher."""

@@ -52,8 +52,13 @@ def assert_close_losses(single: list[float], stacked: list[float], rtol: float =
     largest relative difference."""
     assert len(stacked) == len(single), (len(stacked), len(single))
     floor = LOSS_FLOOR * max((abs(a) for a in single if math.isfinite(a)), default=0.0)
-    worst = max((rel(a, b) * abs(a) / max(abs(a), floor) if a != b and math.isfinite(a) else rel(a, b)
-                 for a, b in zip(single, stacked)), default=0.0)
+    worst = max(
+        (
+            rel(a, b) * abs(a) / max(abs(a), floor) if a != b and math.isfinite(a) else rel(a, b)
+            for a, b in zip(single, stacked)
+        ),
+        default=0.0,
+    )
     assert worst <= rtol, f"losses differ by {worst:.2e} relative"
     return worst
 

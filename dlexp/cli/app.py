@@ -11,10 +11,14 @@ from typer.core import TyperCommand
 from dlexp import DlexpError
 from dlexp.run.resume import may_change  # the help of `resume` says it (a light import: no torch)
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,  # plain help renders without loading rich.markdown
-                  pretty_exceptions_show_locals=False,
-                  help="dlexp — a laboratory for deep-learning fundamentals. "
-                       "Every idea is a switch on the command line; every run leaves TensorBoard curves.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,  # plain help renders without loading rich.markdown
+    pretty_exceptions_show_locals=False,
+    help="dlexp — a laboratory for deep-learning fundamentals. "
+    "Every idea is a switch on the command line; every run leaves TensorBoard curves.",
+)
 data_app = typer.Typer(no_args_is_help=True, help="Datasets that live outside the package (MNIST, Fashion-MNIST).")
 app.add_typer(data_app, name="data")
 console = Console(highlight=False, soft_wrap=True)
@@ -45,8 +49,16 @@ def _print_version(value: bool) -> None:
 
 
 @app.callback()
-def main(version: bool = typer.Option(False, "--version", "-V", is_eager=True, callback=_print_version,
-                                      help="Show dlexp's version (and Python's, torch's, Hydra's) and exit.")) -> None:
+def main(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        "-V",
+        is_eager=True,
+        callback=_print_version,
+        help="Show dlexp's version (and Python's, torch's, Hydra's) and exit.",
+    ),
+) -> None:
     pass
 
 
@@ -73,10 +85,12 @@ def train(ctx: typer.Context) -> None:
 
 
 @app.command("list", cls=Command)
-def list_options(group: str | None = typer.Argument(None, metavar="GROUP", help="Only this group, e.g. optimizer."),
-                 config_dir: list[Path] = typer.Option([], "--config-dir", "-cd", metavar="DIR",
-                                                       help="Your own options too (marked +), as train reads them.")
-                 ) -> None:
+def list_options(
+    group: str | None = typer.Argument(None, metavar="GROUP", help="Only this group, e.g. optimizer."),
+    config_dir: list[Path] = typer.Option(
+        [], "--config-dir", "-cd", metavar="DIR", help="Your own options too (marked +), as train reads them."
+    ),
+) -> None:
     """Every config group and its options, with a one-line description; * marks the default, + your own."""
     from dlexp.cli.listing import print_options
 
@@ -90,9 +104,9 @@ def show(ctx: typer.Context) -> None:
     from omegaconf import OmegaConf
     from rich.syntax import Syntax
 
+    from dlexp import ConfigError
     from dlexp.config import compose as composer
     from dlexp.config.preflight import check_jobs
-    from dlexp import ConfigError
 
     try:
         inv = composer.parse_command_line(list(ctx.args))
@@ -107,9 +121,9 @@ def show(ctx: typer.Context) -> None:
 @app.command(cls=Command, context_settings=PASS_THROUGH)
 def validate(ctx: typer.Context) -> None:
     """Report every problem with these overrides at once, without training (exit 2 if any); -m checks a sweep."""
+    from dlexp import ConfigError
     from dlexp.config import compose as composer
     from dlexp.config.preflight import check_jobs
-    from dlexp import ConfigError
 
     try:
         inv = composer.parse_command_line(list(ctx.args))
@@ -122,27 +136,40 @@ def validate(ctx: typer.Context) -> None:
 
 
 @app.command(cls=Command)
-def compare(paths: list[Path] = typer.Argument(..., metavar="PATHS", help="Sweep directories, run directories or folders of runs."),
-            sort: str | None = typer.Option(None, help="Sort by a metric, e.g. val/loss (ascending) or -val/acc; "
-                                                          "the verdict is on this metric."),
-            columns: str | None = typer.Option(None, "--columns", help="The columns, e.g. val/acc,"
-                                                  "weight/1_linear,epochs: any scalar the runs logged, epochs, "
-                                                  "wall_time."),
-            by: str | None = typer.Option(None, "--by", help="Group the runs by these keys, e.g. optimizer "
-                                             "or optimizer,optimizer.lr (default: runs that differ only in seed)."),
-            group: bool = typer.Option(True, "--group/--no-group", help="--no-group: one row per run, never groups."),
-            csv: Path | None = typer.Option(None, "--csv", help="Also write the table as CSV."),
-            markdown: Path | None = typer.Option(None, "--markdown", help="Also write the table as Markdown."),
-            plot: Path | None = typer.Option(None, "--plot", help="Draw validation-loss curves into this PNG."),
-            band: str = typer.Option("std", "--band", help="Band around a group's mean curve: std or minmax."),
-            log_scale: bool = typer.Option(False, "--log", help="Log-scale y axis for --plot."),
-            boundaries: Path | None = typer.Option(
-                None, "--boundaries", help="Draw each run's final decision boundary (or fitted curve) into this PNG."),
-            histograms: Path | None = typer.Option(
-                None, "--histograms", help="Draw activation histograms into this PNG (row: run, column: layer)."),
-            step: int | None = typer.Option(
-                None, "--step", help="The step --histograms shows (default 0, the fresh network; else the nearest).")
-            ) -> None:
+def compare(
+    paths: list[Path] = typer.Argument(
+        ..., metavar="PATHS", help="Sweep directories, run directories or folders of runs."
+    ),
+    sort: str | None = typer.Option(
+        None, help="Sort by a metric, e.g. val/loss (ascending) or -val/acc; the verdict is on this metric."
+    ),
+    columns: str | None = typer.Option(
+        None,
+        "--columns",
+        help="The columns, e.g. val/acc,weight/1_linear,epochs: any scalar the runs logged, epochs, wall_time.",
+    ),
+    by: str | None = typer.Option(
+        None,
+        "--by",
+        help="Group the runs by these keys, e.g. optimizer "
+        "or optimizer,optimizer.lr (default: runs that differ only in seed).",
+    ),
+    group: bool = typer.Option(True, "--group/--no-group", help="--no-group: one row per run, never groups."),
+    csv: Path | None = typer.Option(None, "--csv", help="Also write the table as CSV."),
+    markdown: Path | None = typer.Option(None, "--markdown", help="Also write the table as Markdown."),
+    plot: Path | None = typer.Option(None, "--plot", help="Draw validation-loss curves into this PNG."),
+    band: str = typer.Option("std", "--band", help="Band around a group's mean curve: std or minmax."),
+    log_scale: bool = typer.Option(False, "--log", help="Log-scale y axis for --plot."),
+    boundaries: Path | None = typer.Option(
+        None, "--boundaries", help="Draw each run's final decision boundary (or fitted curve) into this PNG."
+    ),
+    histograms: Path | None = typer.Option(
+        None, "--histograms", help="Draw activation histograms into this PNG (row: run, column: layer)."
+    ),
+    step: int | None = typer.Option(
+        None, "--step", help="The step --histograms shows (default 0, the fresh network; else the nearest)."
+    ),
+) -> None:
     """The runs under a sweep (or any folder) as one table: differing overrides, final/best metrics, status.
 
     Runs that differ only in seed become one row per group (mean ± std) with a verdict: is the best group's
@@ -151,18 +178,32 @@ def compare(paths: list[Path] = typer.Argument(..., metavar="PATHS", help="Sweep
     from dlexp.read import compare as comparing
 
     try:
-        code = comparing.main(paths, sort=sort, csv_path=csv, markdown_path=markdown, plot_path=plot,
-                              log_scale=log_scale, console=console,
-                              by=by, group=group, band=band, columns=columns, boundaries_path=boundaries,
-                              histograms_path=histograms, step=step)
+        code = comparing.main(
+            paths,
+            sort=sort,
+            csv_path=csv,
+            markdown_path=markdown,
+            plot_path=plot,
+            log_scale=log_scale,
+            console=console,
+            by=by,
+            group=group,
+            band=band,
+            columns=columns,
+            boundaries_path=boundaries,
+            histograms_path=histograms,
+            step=step,
+        )
     except DlexpError as err:
         _fail(err)
     raise typer.Exit(code)
 
 
 @app.command(cls=Command)
-def diff(run_a: Path = typer.Argument(..., metavar="RUN_A", help="A run directory."),
-         run_b: Path = typer.Argument(..., metavar="RUN_B", help="Another run directory.")) -> None:
+def diff(
+    run_a: Path = typer.Argument(..., metavar="RUN_A", help="A run directory."),
+    run_b: Path = typer.Argument(..., metavar="RUN_B", help="Another run directory."),
+) -> None:
     """What differs between two runs: config keys, config group options, final metrics side by side."""
     from dlexp.read import diff as differ
 
@@ -174,9 +215,11 @@ def diff(run_a: Path = typer.Argument(..., metavar="RUN_A", help="A run director
 
 
 @app.command(cls=Command)
-def board(path: Path = typer.Argument(Path("runs"), metavar="PATH", help="Folder of runs (a sweep, a run, or runs/)."),
-          host: str = typer.Option("127.0.0.1", help="Interface to bind; give 0.0.0.0 explicitly to expose it."),
-          port: int = typer.Option(6006, help="Port (0 = a free one).")) -> None:
+def board(
+    path: Path = typer.Argument(Path("runs"), metavar="PATH", help="Folder of runs (a sweep, a run, or runs/)."),
+    host: str = typer.Option("127.0.0.1", help="Interface to bind; give 0.0.0.0 explicitly to expose it."),
+    port: int = typer.Option(6006, help="Port (0 = a free one)."),
+) -> None:
     """Start TensorBoard on a runs folder, bound to localhost, and print the address of the page to read first."""
     from dlexp.read import board as boarding
 
@@ -199,9 +242,10 @@ RESUME_HELP = f"""Continue a stopped run from its checkpoint, exactly; or finish
 
 
 @app.command(cls=Command, context_settings=PASS_THROUGH, help=RESUME_HELP)
-def resume(ctx: typer.Context,
-           run_dir: Path = typer.Argument(..., metavar="RUN_DIR",
-                                          help="The run (or sweep) directory to continue.")) -> None:
+def resume(
+    ctx: typer.Context,
+    run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="The run (or sweep) directory to continue."),
+) -> None:
     from dlexp.config import app as application
 
     try:
@@ -212,9 +256,11 @@ def resume(ctx: typer.Context,
 
 
 @data_app.command("download", cls=Command)
-def data_download(name: str = typer.Argument(..., metavar="NAME", help="mnist or fashion_mnist"),
-                  root: Path | None = typer.Option(None, help="Folder for the IDX files."),
-                  mirror: str | None = typer.Option(None, help="Base URL to download from.")) -> None:
+def data_download(
+    name: str = typer.Argument(..., metavar="NAME", help="mnist or fashion_mnist"),
+    root: Path | None = typer.Option(None, help="Folder for the IDX files."),
+    mirror: str | None = typer.Option(None, help="Base URL to download from."),
+) -> None:
     """Fetch a dataset's IDX files and verify their checksums."""
     from dlexp.parts import idx  # numpy only: no torch for a download
 
@@ -223,5 +269,3 @@ def data_download(name: str = typer.Argument(..., metavar="NAME", help="mnist or
     except DlexpError as err:
         _fail(err)
     console.print(f"[green]ok[/]: {len(files)} files in {files[0].parent if files else root}")
-
-

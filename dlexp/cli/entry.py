@@ -31,8 +31,9 @@ def _dispatch(argv: list[str]) -> None:
         if found is not None:
             from rich.console import Console
 
-            raise SystemExit(print_options(found[0], Console(highlight=False), Console(stderr=True, highlight=False),
-                                           found[1]))
+            raise SystemExit(
+                print_options(found[0], Console(highlight=False), Console(stderr=True, highlight=False), found[1])
+            )
     if argv[:1] == ["train"] and "--help" not in argv[1:]:  # everything after `train` goes to Hydra
         raise SystemExit(train_command(argv[1:]))
     from dlexp.cli.app import app

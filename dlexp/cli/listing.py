@@ -36,8 +36,11 @@ def print_options(group: str | None, console, err_console, config_dirs=()) -> in
     groups = catalog.GROUPS
     if group is not None:
         if group not in groups:
-            err_console.print(f"[bold red]error:[/] Unknown group '{group}'.{catalog.suggest(group, groups)} "
-                              f"Groups: {', '.join(groups)}.", soft_wrap=True)
+            err_console.print(
+                f"[bold red]error:[/] Unknown group '{group}'.{catalog.suggest(group, groups)} "
+                f"Groups: {', '.join(groups)}.",
+                soft_wrap=True,
+            )
             return 2
         groups = (group,)
     try:

@@ -91,16 +91,24 @@ def job_of(hc):
     sweep = hc.mode.name == "MULTIRUN"
     # jobs of a parallel launcher (joblib, submitit, Ray) share a terminal: no bars or epoch lines, one line each
     parallel = sweep and not composer.targets(hc.launcher, "BasicLauncher")
-    return recipe.Job(run_dir=Path(hc.runtime.output_dir), overrides=list(hc.overrides.task), choices=choices,
-                     compact=parallel, sweep_dir=Path(hc.sweep.dir) if sweep else None,
-                     num=int(hc.job.num) if sweep else None)
+    return recipe.Job(
+        run_dir=Path(hc.runtime.output_dir),
+        overrides=list(hc.overrides.task),
+        choices=choices,
+        compact=parallel,
+        sweep_dir=Path(hc.sweep.dir) if sweep else None,
+        num=int(hc.job.num) if sweep else None,
+    )
 
 
 def prechecked(hc) -> bool:
     """Did the Preflight callback check this job? A single run and every job of the basic sweeper (or of a
     resumed sweep): yes."""
-    return hc.mode.name == "RUN" or composer.targets(hc.sweeper, "BasicSweeper") \
+    return (
+        hc.mode.name == "RUN"
+        or composer.targets(hc.sweeper, "BasicSweeper")
         or composer.targets(hc.sweeper, "ResumeSweeper")
+    )
 
 
 def refuse(job, err: ConfigError, keep_record: bool) -> Outcome:

@@ -68,8 +68,12 @@ class SweepStops(Callback):
             sweep_dir.mkdir(parents=True, exist_ok=True)
             self.lock = record.hold(sweep_dir)
         except record.Busy:
-            raise Refused(UsageError(f"the sweep {sweep_dir} is being run by {runs.holder(sweep_dir)}; wait for it "
-                                     "to end, or stop it first.")) from None
+            raise Refused(
+                UsageError(
+                    f"the sweep {sweep_dir} is being run by {runs.holder(sweep_dir)}; wait for it "
+                    "to end, or stop it first."
+                )
+            ) from None
         signals.watch_sweep(sweep_dir)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
@@ -144,5 +148,3 @@ class Summary(Callback):
         code = summary.report(Path(str(config.hydra.sweep.dir)), config)
         if code:
             raise SystemExit(code)
-
-

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from dlexp.config import catalog, resolvers
 from dlexp import ConfigError
+from dlexp.config import catalog, resolvers
 
 CONFIG_NAME = "config"
 KEY_VALUE_HINT = "write each override as key=value, e.g. optimizer=adam or model.hidden=[32,32]"
@@ -57,23 +57,40 @@ def parse_command_line(argv: list[str]) -> Invocation:
     """Hydra's flags and the overrides; an unknown flag or a malformed override is a ConfigError sentence."""
     args, unknown = _arguments().parse_known_args(list(argv))
     if unknown:
-        raise ConfigError(f"Unknown flag '{unknown[0]}'. Flags: -m/--multirun, --config-dir DIR, --config-name NAME, "
-                          "--cfg job; everything else is an override such as key=value.")
-    exclusive = [flag for flag, given in (("--run", args.run), ("-m/--multirun", args.multirun),
-                                          ("--cfg", args.cfg is not None), ("--info", args.info is not None),
-                                          ("--shell-completion", args.shell_completion)) if given]
+        raise ConfigError(
+            f"Unknown flag '{unknown[0]}'. Flags: -m/--multirun, --config-dir DIR, --config-name NAME, "
+            "--cfg job; everything else is an override such as key=value."
+        )
+    exclusive = [
+        flag
+        for flag, given in (
+            ("--run", args.run),
+            ("-m/--multirun", args.multirun),
+            ("--cfg", args.cfg is not None),
+            ("--info", args.info is not None),
+            ("--shell-completion", args.shell_completion),
+        )
+        if given
+    ]
     if len(exclusive) > 1:  # Hydra would stop at a ValueError
-        raise ConfigError(f"{', '.join(exclusive[:-1])} and {exclusive[-1]} cannot be given together: a command does "
-                          "one of --run, -m/--multirun, --cfg, --info and --shell-completion.")
+        raise ConfigError(
+            f"{', '.join(exclusive[:-1])} and {exclusive[-1]} cannot be given together: a command does "
+            "one of --run, -m/--multirun, --cfg, --info and --shell-completion."
+        )
     if args.resolve and args.cfg is None:
-        raise ConfigError("--resolve goes with --cfg (dlexp train --cfg job --resolve): it resolves the "
-                          "interpolations of the config --cfg prints.")
+        raise ConfigError(
+            "--resolve goes with --cfg (dlexp train --cfg job --resolve): it resolves the "
+            "interpolations of the config --cfg prints."
+        )
     problems = malformed(args.overrides)
     if problems:
         raise ConfigError(problems)
-    return Invocation(overrides=list(args.overrides), multirun=args.multirun,
-                      config_dirs=[Path(d).expanduser().resolve() for d in args.config_dir],
-                      config_name=args.config_name)
+    return Invocation(
+        overrides=list(args.overrides),
+        multirun=args.multirun,
+        config_dirs=[Path(d).expanduser().resolve() for d in args.config_dir],
+        config_name=args.config_name,
+    )
 
 
 def malformed(overrides: list[str]) -> list[str]:
@@ -114,7 +131,7 @@ class Session:
 
     config_dirs: tuple[Path, ...] = ()
     config_name: str = CONFIG_NAME
-    extra: tuple[str, ...] = ()      # overrides every composition needs (the search path, outside hydra.main)
+    extra: tuple[str, ...] = ()  # overrides every composition needs (the search path, outside hydra.main)
 
 
 @contextlib.contextmanager
@@ -135,8 +152,11 @@ def running(config_name: str = CONFIG_NAME) -> Session:
     """The Session of the running `hydra.main` application: its `--config-dir` folders are on its search path."""
     from hydra.core.global_hydra import GlobalHydra
 
-    dirs = tuple(Path(e.path[len("file://"):]) for e in GlobalHydra.instance().config_loader().get_search_path().get_path()
-                 if e.provider == "command-line" and e.path.startswith("file://"))
+    dirs = tuple(
+        Path(e.path[len("file://") :])
+        for e in GlobalHydra.instance().config_loader().get_search_path().get_path()
+        if e.provider == "command-line" and e.path.startswith("file://")
+    )
     return Session(dirs, config_name)
 
 
@@ -153,8 +173,10 @@ def compose(overrides: list[str], session: Session) -> tuple[DictConfig | None, 
     problems, picked, keys = [], [], []
     for override, problem in parse(overrides):
         if problem is None and override.is_sweep_override():  # a job's overrides are single values
-            problem = (f"'{override.input_line}' sweeps over several values: add -m to run one job per value "
-                       f"(dlexp train -m {override.input_line}), or write a list as [a,b].")
+            problem = (
+                f"'{override.input_line}' sweeps over several values: add -m to run one job per value "
+                f"(dlexp train -m {override.input_line}), or write a list as [a,b]."
+            )
         elif problem is None and _is_choice(override):
             problem = unknown_option(override, session.config_dirs)
             picked += [] if problem else [override]
@@ -164,8 +186,11 @@ def compose(overrides: list[str], session: Session) -> tuple[DictConfig | None, 
 
     def attempt(chosen) -> tuple[DictConfig | None, str | None]:
         try:
-            return hydra_compose(session.config_name, overrides=[*session.extra, *(o.input_line for o in chosen)],
-                                 return_hydra_config=True), None
+            return hydra_compose(
+                session.config_name,
+                overrides=[*session.extra, *(o.input_line for o in chosen)],
+                return_hydra_config=True,
+            ), None
         except (HydraException, OmegaConfBaseException, ValueError) as err:
             return None, first_sentence(err)
 
@@ -219,16 +244,21 @@ def key_problem(cfg: DictConfig, override) -> str | None:
         return None
     exists = OmegaConf.select(cfg, key, default="<missing>", throw_on_missing=False) != "<missing>"
     if override.is_add() and exists:
-        return (f"'{key}' is already set; drop the '+' to change it ({override.input_line[1:]}) "
-                f"or write ++{override.input_line[1:]}.")
+        return (
+            f"'{key}' is already set; drop the '+' to change it ({override.input_line[1:]}) "
+            f"or write ++{override.input_line[1:]}."
+        )
     if override.is_delete() and not exists:
         return f"Cannot delete '{key}': it is not in the configuration."
     if exists or override.is_add() or override.is_force_add() or override.is_delete():
         return None
     parent, _, leaf = key.rpartition(".")
     node = OmegaConf.select(cfg, parent) if parent else cfg
-    names = [str(k) for k in node.keys() if not str(k).startswith("_") and k != "hydra"] \
-        if isinstance(node, DictConfig) else []
+    names = (
+        [str(k) for k in node.keys() if not str(k).startswith("_") and k != "hydra"]
+        if isinstance(node, DictConfig)
+        else []
+    )
     where = f" in {parent}" if parent else ""
     valid = f" Valid keys{where}: {', '.join(names)}." if names else ""
     return f"Unknown key '{key}'.{catalog.suggest(leaf, names)}{valid}"

@@ -5,8 +5,8 @@ The allow-list is checked on the *string* before anything is imported, so `_targ
 
 from __future__ import annotations
 
-from typing import Any
 from collections.abc import Callable
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -21,8 +21,10 @@ def check_target(target: Any, where: str, extra: tuple[str, ...] = ()) -> str | 
     if not isinstance(target, str) or not target:
         return f"{where}._target_ must be a dotted path such as torch.optim.SGD, not {target!r}."
     if not target.startswith(prefixes):
-        return (f"{where}._target_={target} is not allowed: targets must come from "
-                f"{', '.join(p.rstrip('.') for p in prefixes)} (add your module to allow_targets to use your own).")
+        return (
+            f"{where}._target_={target} is not allowed: targets must come from "
+            f"{', '.join(p.rstrip('.') for p in prefixes)} (add your module to allow_targets to use your own)."
+        )
     return None
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from dlexp.config import compose as composer
 from dlexp import ConfigError, DlexpError
+from dlexp.config import compose as composer
 from dlexp.config.validate import built, validate
 
 MAX_JOBS_CHECKED = 256
@@ -99,8 +99,10 @@ def _missing_extra(cfg) -> list[str]:
     try:
         importlib.import_module(extra)
     except ImportError:
-        return [f"hydra/launcher={extra} needs the optional package {extra}: pip install -e '.[{extra}]' "
-                "in the dlexp folder."]
+        return [
+            f"hydra/launcher={extra} needs the optional package {extra}: pip install -e '.[{extra}]' "
+            "in the dlexp folder."
+        ]
     return []
 
 

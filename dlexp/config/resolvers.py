@@ -51,8 +51,12 @@ def label(overrides, exclude=()) -> str:
         if key.lstrip("+~") not in set(exclude or ()):
             items.append((key, sep, value))
     shorts = [short_key(key) for key, _, _ in items]
-    text = _safe(",".join(f"{short if shorts.count(short) == 1 else key.lstrip('+')}{sep}{value}"
-                          for (key, sep, value), short in zip(items, shorts)))
+    text = _safe(
+        ",".join(
+            f"{short if shorts.count(short) == 1 else key.lstrip('+')}{sep}{value}"
+            for (key, sep, value), short in zip(items, shorts)
+        )
+    )
     return text if len(text) <= MAX_LABEL else text[: MAX_LABEL - 1] + "~"
 
 
@@ -63,9 +67,12 @@ def sweep(overrides) -> dict:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parsed = OverridesParser.create().parse_overrides([str(o) for o in overrides or ()])
-    return {"shared": [f"{o.get_key_element()}={o.get_value_element_as_str()}" for o in parsed
-                       if not o.is_sweep_override()],
-            "varied": [o.get_key_element() for o in parsed if o.is_sweep_override()]}
+    return {
+        "shared": [
+            f"{o.get_key_element()}={o.get_value_element_as_str()}" for o in parsed if not o.is_sweep_override()
+        ],
+        "varied": [o.get_key_element() for o in parsed if o.is_sweep_override()],
+    }
 
 
 def sweep_name(info) -> str:
@@ -89,8 +96,12 @@ def run_label(overrides, exclude) -> str:
 
 
 def register() -> None:
-    for name, function, cached in (("dlexp.uid", _uid, True), ("dlexp.sweep", sweep, True),
-                                   ("dlexp.sweep_name", sweep_name, False), ("dlexp.job", job_name, False),
-                                   ("dlexp.run", run_label, False)):
+    for name, function, cached in (
+        ("dlexp.uid", _uid, True),
+        ("dlexp.sweep", sweep, True),
+        ("dlexp.sweep_name", sweep_name, False),
+        ("dlexp.job", job_name, False),
+        ("dlexp.run", run_label, False),
+    ):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, function, use_cache=cached)

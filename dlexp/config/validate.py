@@ -17,24 +17,35 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from dlexp.config import catalog, objects
 from dlexp import ConfigError, DlexpError
+from dlexp.config import catalog, objects
 
 
 @dataclass(frozen=True)
 class Knob:
-    kind: type | tuple            # int, float, bool, str, list; a tuple of str = one of these choices
+    kind: type | tuple  # int, float, bool, str, list; a tuple of str = one of these choices
     minimum: float | None = None
     nullable: bool = False
 
 
 PLAIN = {
     "trainer": {"epochs": Knob(int, 0), "checkpoint_secs": Knob(float, 0), "checkpoint_every": Knob(int, 0)},
-    "guard": {"explode_factor": Knob(float, 1, nullable=True), "explode_window": Knob(int, 1),
-              "stall_steps": Knob(int, 1, nullable=True), "stuck_factor": Knob(float, 1, nullable=True)},
-    "log": {"dir": Knob(str), "every": Knob(int, 1), "epoch_every": Knob(int, 1), "hist_every": Knob(int, 0),
-            "histograms": Knob(bool), "extra_histograms": Knob(bool),
-            "progress": Knob(("auto", "bar", "lines", "none")), "boundaries": Knob(("auto", True, False))},
+    "guard": {
+        "explode_factor": Knob(float, 1, nullable=True),
+        "explode_window": Knob(int, 1),
+        "stall_steps": Knob(int, 1, nullable=True),
+        "stuck_factor": Knob(float, 1, nullable=True),
+    },
+    "log": {
+        "dir": Knob(str),
+        "every": Knob(int, 1),
+        "epoch_every": Knob(int, 1),
+        "hist_every": Knob(int, 0),
+        "histograms": Knob(bool),
+        "extra_histograms": Knob(bool),
+        "progress": Knob(("auto", "bar", "lines", "none")),
+        "boundaries": Knob(("auto", True, False)),
+    },
     "batch": {"size": Knob(int, 1, nullable=True), "shuffle": Knob(bool)},
     "device": {"type": Knob(("auto", "cpu", "cuda", "mps")), "threads": Knob(int, 1, nullable=True)},
 }
@@ -79,16 +90,23 @@ def _unknown_top_keys(cfg: DictConfig) -> list[str]:
     from dlexp.run.build import INJECTED
 
     known = set(TOP) | set(PLAIN) | set(INJECTED)
-    return [f"Unknown key '{key}'.{catalog.suggest(str(key), known)} Top-level keys: {', '.join(sorted(known))}."
-            for key in cfg.keys() if key not in known]
+    return [
+        f"Unknown key '{key}'.{catalog.suggest(str(key), known)} Top-level keys: {', '.join(sorted(known))}."
+        for key in cfg.keys()
+        if key not in known
+    ]
 
 
 def _plain_group(cfg: DictConfig, group: str, schema: dict[str, Knob], choices) -> list[str]:
     node = cfg.get(group)
     if not isinstance(node, DictConfig):
         return [f"'{group}' must be a mapping with keys {', '.join(schema)}."]
-    problems = [f"Unknown key '{group}.{key}' for {_named(group, choices)}.{catalog.suggest(str(key), schema)} "
-                f"Valid keys: {', '.join(schema)}." for key in node.keys() if key not in schema]
+    problems = [
+        f"Unknown key '{group}.{key}' for {_named(group, choices)}.{catalog.suggest(str(key), schema)} "
+        f"Valid keys: {', '.join(schema)}."
+        for key in node.keys()
+        if key not in schema
+    ]
     for key, knob in schema.items():
         problems += _check_value(f"{group}.{key}", node.get(key), knob)
     return problems
@@ -100,8 +118,10 @@ def _check_value(path: str, value: Any, knob: Knob) -> list[str]:
     if isinstance(knob.kind, tuple):
         if value not in knob.kind:
             choices = [str(c).lower() if isinstance(c, bool) else c for c in knob.kind]  # as YAML spells them
-            return [f"{path}={value} is not valid.{catalog.suggest(str(value), choices)} "
-                    f"Valid choices: {', '.join(choices)}."]
+            return [
+                f"{path}={value} is not valid.{catalog.suggest(str(value), choices)} "
+                f"Valid choices: {', '.join(choices)}."
+            ]
         return []
     if knob.kind is list:
         return [] if isinstance(value, (list, ListConfig)) else [f"{path} must be a list, not {value!r}."]
@@ -109,7 +129,11 @@ def _check_value(path: str, value: Any, knob: Knob) -> list[str]:
         return [] if isinstance(value, bool) else [f"{path}={value} must be true or false."]
     if knob.kind is str:
         return [] if isinstance(value, str) else [f"{path}={value} must be a string."]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (knob.kind is int and isinstance(value, float)):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (knob.kind is int and isinstance(value, float))
+    ):
         kind = "a whole number" if knob.kind is int else "a number"
         extra = " or null" if knob.nullable else ""
         return [f"{path}={value} must be {kind}{extra}."]
@@ -150,8 +174,10 @@ def _component(cfg: DictConfig, group: str, allow: tuple[str, ...], choices) -> 
         if key in injected:
             problems.append(f"{path} is filled in by dlexp (from the data and the model); remove it.")
         elif key not in parameters and not takes_any:
-            problems.append(f"Unknown key '{path}' for {_named(group, choices)} ({target})."
-                            f"{catalog.suggest(key, valid)} Valid keys: {', '.join(valid) or 'none'}.")
+            problems.append(
+                f"Unknown key '{path}' for {_named(group, choices)} ({target})."
+                f"{catalog.suggest(key, valid)} Valid keys: {', '.join(valid) or 'none'}."
+            )
         elif key in parameters:
             value_node = node._get_node(key)
             found = _check_against_default(path, value_node, parameters[key].default)
@@ -160,8 +186,12 @@ def _component(cfg: DictConfig, group: str, allow: tuple[str, ...], choices) -> 
                 found = [p for p in (rule.problem(path, value) for rule in rules.get(key, ())) if p]
             problems += found
     for name, p in parameters.items():
-        if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) \
-                and name not in injected and name not in keys:
+        if (
+            p.default is p.empty
+            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            and name not in injected
+            and name not in keys
+        ):
             problems.append(f"{group}.{name} must be set: {target} has no default for it.")
     return problems
 
@@ -189,8 +219,8 @@ def _check_against_default(path: str, value_node, default) -> list[str]:
 def _with_data(cfg: DictConfig) -> list[str]:
     """The dataset loads, the loss can be trained on it and its pictures can be drawn (the data is cached: the run
     reuses it)."""
-    from dlexp.run import build
     from dlexp.observe import pictures
+    from dlexp.run import build
 
     try:
         data = build.load_data(cfg)
@@ -211,8 +241,9 @@ def _device(cfg: DictConfig) -> list[str]:
     kind = cfg.device.type
     if kind == "auto" or build.available_devices().get(kind):
         return []
-    return [f"device={kind} was asked for, but this machine has no {kind.upper()} device; "
-            "use device=cpu or device=auto."]
+    return [
+        f"device={kind} was asked for, but this machine has no {kind.upper()} device; use device=cpu or device=auto."
+    ]
 
 
 def _dry_build(cfg: DictConfig) -> list[str]:

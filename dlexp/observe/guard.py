@@ -40,18 +40,26 @@ class DivergenceGuard:
     loss on probabilities clipped), where its loss is far worse than at the start and can never move again.
     """
 
-    def __init__(self, model: torch.nn.Module, device: torch.device, every: int,
-                 explode_factor: float | None = None, explode_window: int = 10, stall_steps: int | None = None,
-                 stuck_factor: float | None = None, notice: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        device: torch.device,
+        every: int,
+        explode_factor: float | None = None,
+        explode_window: int = 10,
+        stall_steps: int | None = None,
+        stuck_factor: float | None = None,
+        notice: Callable[[str], None] | None = None,
+    ):
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.every = 1 if device.type == "cpu" else every
         self.explode_factor, self.explode_window = explode_factor or None, max(int(explode_window), 1)
         self.stall_steps, self.stuck_factor, self.notice = stall_steps or None, stuck_factor or None, notice
-        self.reference: float | None = None    # the fresh network's loss, the scale of "exploded"
-        self.last: float | None = None         # the last loss checked
+        self.reference: float | None = None  # the fresh network's loss, the scale of "exploded"
+        self.last: float | None = None  # the last loss checked
         self.above: deque[bool] = deque(maxlen=self.explode_window)  # the last checks: above the line?
-        self.zero_since: int | None = None     # first step of the current run of all-zero gradients
-        self.first: int | None = None          # the first step this process checks
+        self.zero_since: int | None = None  # first step of the current run of all-zero gradients
+        self.first: int | None = None  # the first step this process checks
         self.status_fields: dict[str, int] = {}  # joins status.json: stalled_at_step
 
     # --- observer protocol --------------------------------------------------------------------------
@@ -95,8 +103,12 @@ class DivergenceGuard:
         return stopped
 
     def state_dict(self) -> dict:
-        return {"reference": self.reference, "above": list(self.above), "zero_since": self.zero_since,
-                "status_fields": dict(self.status_fields)}
+        return {
+            "reference": self.reference,
+            "above": list(self.above),
+            "zero_since": self.zero_since,
+            "status_fields": dict(self.status_fields),
+        }
 
     def load_state_dict(self, saved: dict) -> None:
         self.reference, self.zero_since = saved["reference"], saved["zero_since"]
@@ -115,9 +127,12 @@ class DivergenceGuard:
         limit = self.explode_factor * abs(self.reference)
         self.above.append(value > limit)
         if 2 * sum(self.above) >= self.explode_window:
-            raise Diverged(step, f"the loss ({value:.3g})",
-                           f"was above {self.explode_factor:g} x its start ({self.reference:.3g}) at "
-                           f"{sum(self.above)} of the last {len(self.above)} steps")
+            raise Diverged(
+                step,
+                f"the loss ({value:.3g})",
+                f"was above {self.explode_factor:g} x its start ({self.reference:.3g}) at "
+                f"{sum(self.above)} of the last {len(self.above)} steps",
+            )
 
     def wants_grads(self, step: int) -> bool:
         suspect = self.zero_since is not None and "stalled_at_step" not in self.status_fields
@@ -132,16 +147,28 @@ class DivergenceGuard:
             return
         if self.zero_since is None:
             self.zero_since = step
-        if self.stall_steps and "stalled_at_step" not in self.status_fields \
-                and step - self.zero_since + 1 >= self.stall_steps:
-            if self.stuck_factor and self.reference and self.last is not None \
-                    and self.last > self.stuck_factor * abs(self.reference):
-                raise Diverged(step, f"the loss ({self.last:.3g})",
-                               f"stayed above {self.stuck_factor:g} x its start ({self.reference:.3g}) while every "
-                               f"gradient was exactly 0 for {self.stall_steps} steps: the updates threw the network "
-                               "into saturation, where nothing moves any more")
+        if (
+            self.stall_steps
+            and "stalled_at_step" not in self.status_fields
+            and step - self.zero_since + 1 >= self.stall_steps
+        ):
+            if (
+                self.stuck_factor
+                and self.reference
+                and self.last is not None
+                and self.last > self.stuck_factor * abs(self.reference)
+            ):
+                raise Diverged(
+                    step,
+                    f"the loss ({self.last:.3g})",
+                    f"stayed above {self.stuck_factor:g} x its start ({self.reference:.3g}) while every "
+                    f"gradient was exactly 0 for {self.stall_steps} steps: the updates threw the network "
+                    "into saturation, where nothing moves any more",
+                )
             self.status_fields["stalled_at_step"] = self.zero_since
             if self.notice is not None:
-                self.notice(f"stalled at step {self.zero_since}: every gradient has been exactly 0 for "
-                            f"{self.stall_steps} steps, so nothing changes (a symmetric start such as "
-                            "initializer=zeros? units that never fire?); the run goes on.")
+                self.notice(
+                    f"stalled at step {self.zero_since}: every gradient has been exactly 0 for "
+                    f"{self.stall_steps} steps, so nothing changes (a symmetric start such as "
+                    "initializer=zeros? units that never fire?); the run goes on."
+                )

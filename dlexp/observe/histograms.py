@@ -30,13 +30,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-BINS = 30                          # buckets per histogram over min..max (TensorBoard draws 30; bytes cost CRC time)
-SATURATION_MARGIN = 0.01           # sigmoid output within 0.01 of 0 or 1, |tanh| > 0.99
+BINS = 30  # buckets per histogram over min..max (TensorBoard draws 30; bytes cost CRC time)
+SATURATION_MARGIN = 0.01  # sigmoid output within 0.01 of 0 or 1, |tanh| > 0.99
 LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)  # each starts a numbered layer
 NORMS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm)
 MODE_DEPENDENT = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
 SINGULAR = {"weights": "weight", "biases": "bias"}  # the scalar tag of a parameter with a single entry
-EXTRA = ("preactivations", "biases")   # histogram kinds captured only with log.extra_histograms
+EXTRA = ("preactivations", "biases")  # histogram kinds captured only with log.extra_histograms
 # Bounded outputs, by the activation's name in a tag (activations/3_sigmoid): their histograms span the range.
 SPANS = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0)}
 
@@ -52,17 +52,17 @@ def is_activation(module: nn.Module) -> bool:
 class Layer:
     """One Linear/Conv with the norm and activation that follow it in the Sequential."""
 
-    index: int                                   # 1-based, in forward order
-    module: nn.Module                            # the Linear / Conv
+    index: int  # 1-based, in forward order
+    module: nn.Module  # the Linear / Conv
     norms: list[nn.Module] = field(default_factory=list)
     activation: nn.Module | None = None
 
     @property
-    def name(self) -> str:                       # "2_linear": groups well in TensorBoard
+    def name(self) -> str:  # "2_linear": groups well in TensorBoard
         return f"{self.index}_{type(self.module).__name__.lower()}"
 
     @property
-    def act_name(self) -> str:                   # "2_sigmoid"
+    def act_name(self) -> str:  # "2_sigmoid"
         return f"{self.index}_{type(self.activation).__name__.lower()}"
 
     def parameters(self) -> list[tuple[str, str, nn.Parameter]]:
@@ -82,7 +82,7 @@ def find_layers(model: nn.Module) -> list[Layer]:
     layers: list[Layer] = []
     for module in model.modules():
         if next(module.children(), None) is not None:
-            continue                             # containers: their leaves come next
+            continue  # containers: their leaves come next
         if isinstance(module, LAYERS):
             layers.append(Layer(len(layers) + 1, module))
         elif layers and isinstance(module, NORMS) and layers[-1].activation is None:
@@ -101,11 +101,11 @@ def histogram_stats(x: Tensor, bins: int = BINS) -> list[Tensor]:
     torch.cat per capture joins everything (it promotes the int64 counts).
     """
     n = x.shape[0]
-    x = x.detach().reshape(n, -1)                                          # (N, M)
+    x = x.detach().reshape(n, -1)  # (N, M)
     if x.dtype != torch.float32:
         x = x.float()
-    lo, hi = torch.aminmax(x, dim=1)                                       # (N,) each
-    shifted = x - lo.unsqueeze(1)                                          # (N, M) in [0, hi - lo]
+    lo, hi = torch.aminmax(x, dim=1)  # (N,) each
+    shifted = x - lo.unsqueeze(1)  # (N, M) in [0, hi - lo]
     sums = torch.stack([lo, hi, shifted.sum(1), (shifted * shifted).sum(1)], dim=1)  # (N, 4)
     # (N, M) bucket of each value; a constant row (hi == lo) lands wholly in bucket 0; network r: buckets r*bins...
     index = shifted.mul_(bins).div_((hi - lo).clamp_min_(1e-30).unsqueeze(1)).int().clamp_(0, bins - 1)
@@ -113,28 +113,33 @@ def histogram_stats(x: Tensor, bins: int = BINS) -> list[Tensor]:
     return [sums, torch.bincount(index.reshape(-1), minlength=n * bins).view(n, bins)]
 
 
-Uses = list[tuple[str, str, int]]   # (kind, tag, numel) per piece of a capture
+Uses = list[tuple[str, str, int]]  # (kind, tag, numel) per piece of a capture
 
 
 @dataclass
 class LayerTensors:
     """What a capture measures of one layer of N networks (one alone: N = 1), each tensor (N, ...)."""
 
-    pre: Tensor | None                              # its output before the activation, on the probe batch
-    act: Tensor | None                              # the activation after it, on the probe batch
-    params: list[tuple[str, str, Tensor]]           # (kind, tag name, parameter): weights/biases, norms' too
-    grads: dict[int, Tensor] = field(default_factory=dict)   # id(parameter) -> its gradient
-    weight: Tensor | None = None                    # the layer's own weight (its gradient gets a histogram)
-    ratio: Tensor | None = None                     # (N,) ||W - W_before|| / ||W||, when kept before the step
+    pre: Tensor | None  # its output before the activation, on the probe batch
+    act: Tensor | None  # the activation after it, on the probe batch
+    params: list[tuple[str, str, Tensor]]  # (kind, tag name, parameter): weights/biases, norms' too
+    grads: dict[int, Tensor] = field(default_factory=dict)  # id(parameter) -> its gradient
+    weight: Tensor | None = None  # the layer's own weight (its gradient gets a histogram)
+    ratio: Tensor | None = None  # (N,) ||W - W_before|| / ||W||, when kept before the step
 
 
 @torch.no_grad()
-def capture_values(layers: list[Layer], measured: dict[str, LayerTensors], networks: int,
-                   skipped: Collection[str] = (), bins: int = BINS) -> tuple[Uses, list[list[float]]]:
+def capture_values(
+    layers: list[Layer],
+    measured: dict[str, LayerTensors],
+    networks: int,
+    skipped: Collection[str] = (),
+    bins: int = BINS,
+) -> tuple[Uses, list[list[float]]]:
     """Every histogram and number of a capture of N networks that share `layers`' shape: (uses, one list of numbers
     per network), read back from the device ONCE. `uses` says what each piece is, in the order `Histograms.write`
     consumes them; the kinds in `skipped` are not computed (nothing writes them)."""
-    pieces: list[Tensor] = []                                              # (N, k) device tensors
+    pieces: list[Tensor] = []  # (N, k) device tensors
     uses: Uses = []
 
     def hist(tag: str, t: Tensor) -> None:
@@ -142,7 +147,7 @@ def capture_values(layers: list[Layer], measured: dict[str, LayerTensors], netwo
             pieces.extend(histogram_stats(t, bins))
             uses.append(("hist", tag, t[0].numel()))
 
-    def value(kind: str, tag: str, t: Tensor, n: int = 1) -> None:         # t: (N,)
+    def value(kind: str, tag: str, t: Tensor, n: int = 1) -> None:  # t: (N,)
         pieces.append(t.reshape(-1, 1))
         uses.append((kind, tag, n))
 
@@ -154,7 +159,7 @@ def capture_values(layers: list[Layer], measured: dict[str, LayerTensors], netwo
             hist(f"preactivations/{layer.name}", found.pre)
         if found.act is not None and found.act[0].numel():
             name = layer.act_name
-            hist(f"activations/{name}", found.act)        # its sum / sum of squares give act_mean / act_std
+            hist(f"activations/{name}", found.act)  # its sum / sum of squares give act_mean / act_std
             health = unit_health(layer.activation, found.act)
             if health is not None:
                 kind, prefix, count, out_of = health
@@ -166,7 +171,7 @@ def capture_values(layers: list[Layer], measured: dict[str, LayerTensors], netwo
                 value("scalar", f"{SINGULAR[kind]}/{name}", p.detach().reshape(-1))
             grad = found.grads.get(id(p))
             if grad is not None:
-                norms.append(grad.float().flatten(1).norm(dim=1))          # (N,)
+                norms.append(grad.float().flatten(1).norm(dim=1))  # (N,)
                 if p is found.weight:
                     hist(f"grads/{layer.name}", grad)
         if norms:  # the norm of the layer's whole gradient, without copying it into one tensor
@@ -175,7 +180,7 @@ def capture_values(layers: list[Layer], measured: dict[str, LayerTensors], netwo
             value("scalar", f"update_ratio/{layer.name}", found.ratio)
     if not pieces:
         return uses, [[] for _ in range(networks)]
-    return uses, torch.cat([p.float() for p in pieces], dim=1).tolist()    # (N, total): the one host read
+    return uses, torch.cat([p.float() for p in pieces], dim=1).tolist()  # (N, total): the one host read
 
 
 def without(uses: Uses, values: list[float], prefix: str, bins: int = BINS) -> tuple[Uses, list[float]]:
@@ -186,7 +191,7 @@ def without(uses: Uses, values: list[float], prefix: str, bins: int = BINS) -> t
         width = 4 + bins if use[0] == "hist" else 1
         if not use[1].startswith(prefix):
             kept_uses.append(use)
-            kept += values[at:at + width]
+            kept += values[at : at + width]
         at += width
     return kept_uses, kept
 
@@ -203,7 +208,7 @@ def unit_health(activation: nn.Module, act: Tensor) -> tuple[str, str, Tensor, i
         near = act.abs() > 1 - SATURATION_MARGIN
         return "saturated", "saturation", near.flatten(1).sum(1), act[0].numel()
     if type(activation) is nn.ReLU:
-        peak = act.transpose(1, 2).flatten(2).amax(2)                       # (N, units): its largest output
+        peak = act.transpose(1, 2).flatten(2).amax(2)  # (N, units): its largest output
         return "dead", "dead", (peak <= 0).sum(1), peak.shape[1]
     return None
 
@@ -218,16 +223,23 @@ def moments(values: list[float], n: int) -> tuple[float, float]:
 def histogram_proto_fields(values: list[float], numel: int, bins: int) -> dict | None:
     """The fields of TensorBoard's HistogramProto from histogram_stats read back; None if not finite."""
     lo, hi, s1, s2 = values[:4]
-    counts = values[4:4 + bins]
+    counts = values[4 : 4 + bins]
     if not all(map(_finite, (lo, hi, s1, s2))):
-        return None                              # a diverging tensor: the guard reports it, not a histogram
+        return None  # a diverging tensor: the guard reports it, not a histogram
     nonzero = [i for i, c in enumerate(counts) if c]
-    first, last = nonzero[0], nonzero[-1]        # drop empty buckets at both ends, as TensorBoard's own writer
+    first, last = nonzero[0], nonzero[-1]  # drop empty buckets at both ends, as TensorBoard's own writer
     width = (hi - lo) / bins
     # bucket_limit holds right edges; TensorBoard takes min / max as the outer edges.
     limits = [lo + width * (i + 1) for i in range(first, last)] + [hi]
-    return dict(min=lo, max=hi, num=numel, sum=s1 + numel * lo, sum_squares=s2 + 2 * lo * s1 + numel * lo * lo,
-                bucket_limits=limits, bucket_counts=counts[first:last + 1])
+    return dict(
+        min=lo,
+        max=hi,
+        num=numel,
+        sum=s1 + numel * lo,
+        sum_squares=s2 + 2 * lo * s1 + numel * lo * lo,
+        bucket_limits=limits,
+        bucket_counts=counts[first : last + 1],
+    )
 
 
 def span_buckets(values: list[float], bins: int, span: tuple[float, float]) -> dict | None:
@@ -240,13 +252,13 @@ def span_buckets(values: list[float], bins: int, span: tuple[float, float]) -> d
     start, end = span
     width, data_width = (end - start) / bins, (hi - lo) / bins
     out = [0.0] * bins
-    for i, count in enumerate(values[4:4 + bins]):
+    for i, count in enumerate(values[4 : 4 + bins]):
         if not count:
             continue
         left, right = lo + data_width * i, lo + data_width * (i + 1)
         first = min(max(int((left - start) // width), 0), bins - 1)
         last = min(max(int((right - start) // width), 0), bins - 1)
-        if data_width == 0 or first == last:            # a constant tensor, or a bucket inside one of the span's
+        if data_width == 0 or first == last:  # a constant tensor, or a bucket inside one of the span's
             out[first] += count
             continue
         for j in range(first, last + 1):
@@ -259,18 +271,18 @@ class Histograms:
     """Observer: histograms and summary scalars per layer, captured with short-lived forward hooks."""
 
     def __init__(self, board, model: nn.Module, probe: Tensor, bins: int = BINS, extra: bool = False):
-        self.board, self.model, self.probe, self.bins = board, model, probe, bins   # probe: (P, *feature_shape)
-        self.skipped = () if extra else EXTRA     # histogram kinds not captured
+        self.board, self.model, self.probe, self.bins = board, model, probe, bins  # probe: (P, *feature_shape)
+        self.skipped = () if extra else EXTRA  # histogram kinds not captured
         self.layers = find_layers(model)
         self.toggle_mode = needs_mode_toggle(model)
-        self.before: dict[int, Tensor] = {}      # id(weight) -> copy taken before the step preceding a capture
-        self.before_step: int | None = None      # the step whose result `before` precedes
-        self.final: dict[str, float] = {}        # hist/saturated, hist/dead of the last capture (for status.json)
+        self.before: dict[int, Tensor] = {}  # id(weight) -> copy taken before the step preceding a capture
+        self.before_step: int | None = None  # the step whose result `before` precedes
+        self.final: dict[str, float] = {}  # hist/saturated, hist/dead of the last capture (for status.json)
         self.captures = 0
 
     # --- observer protocol: the loop says which steps are captured ---------------------------------
     def on_capture_next(self, state) -> None:
-        self._snapshot(state.step + 1)           # the weights before that step, for its update/weight ratio
+        self._snapshot(state.step + 1)  # the weights before that step, for its update/weight ratio
 
     def on_capture(self, state) -> None:
         self.capture(state.step)
@@ -309,7 +321,7 @@ class Histograms:
                     if saved is None or saved.shape != w.shape:
                         self.before[id(w)] = w.detach().clone()
                     else:
-                        saved.copy_(w)               # reuse the buffer: no allocation per snapshot
+                        saved.copy_(w)  # reuse the buffer: no allocation per snapshot
         self.before_step = step
 
     # --- the capture -------------------------------------------------------------------------------
@@ -327,17 +339,22 @@ class Histograms:
             for layer in self.layers:
                 pre, act = seen.get(layer.name, (None, None))
                 weight = getattr(layer.module, "weight", None)
-                found = measured[layer.name] = LayerTensors(pre=None if pre is None else pre.unsqueeze(0),
-                                                            act=None if act is None else act.unsqueeze(0), params=[])
+                found = measured[layer.name] = LayerTensors(
+                    pre=None if pre is None else pre.unsqueeze(0),
+                    act=None if act is None else act.unsqueeze(0),
+                    params=[],
+                )
                 for kind, name, p in layer.parameters():
-                    one = p.unsqueeze(0)                                    # (1, ...): one network
+                    one = p.unsqueeze(0)  # (1, ...): one network
                     found.params.append((kind, name, one))
                     if p.grad is not None:
                         found.grads[id(one)] = p.grad.unsqueeze(0)
                     if p is weight:
                         found.weight = one
                 if self.before_step == step and isinstance(weight, nn.Parameter) and id(weight) in self.before:
-                    found.ratio = ((weight - self.before[id(weight)]).norm() / weight.norm().clamp_min(1e-12)).reshape(1)
+                    found.ratio = ((weight - self.before[id(weight)]).norm() / weight.norm().clamp_min(1e-12)).reshape(
+                        1
+                    )
         uses, values = capture_values(self.layers, measured, 1, self.skipped, self.bins)
         if uses:
             self.write(values[0], uses, step)
@@ -350,14 +367,14 @@ class Histograms:
         at, bins = 0, self.bins
         hists: dict[str, dict] = {}
         scalars: dict[str, float] = {}
-        pooled = {"saturated": [0.0, 0], "dead": [0.0, 0]}    # kind -> [count, out of]
-        broken = set()                                        # activations that are not finite (a diverged run)
+        pooled = {"saturated": [0.0, 0], "dead": [0.0, 0]}  # kind -> [count, out of]
+        broken = set()  # activations that are not finite (a diverged run)
         for kind, tag, n in uses:
             if kind == "hist":
-                stats = values[at:at + 4 + bins]
+                stats = values[at : at + 4 + bins]
                 at += 4 + bins
                 group, name = tag.split("/", 1)
-                if not all(map(_finite, stats[:4])):     # a diverging tensor: the guard reports it, not a histogram
+                if not all(map(_finite, stats[:4])):  # a diverging tensor: the guard reports it, not a histogram
                     broken.add(name)
                     continue
                 if group == "activations":
@@ -370,7 +387,7 @@ class Histograms:
             x = values[at]
             at += 1
             if kind in pooled:
-                if tag.split("/", 1)[1] in broken:   # NaN units count as neither saturated nor dead: skip them
+                if tag.split("/", 1)[1] in broken:  # NaN units count as neither saturated nor dead: skip them
                     continue
                 pooled[kind][0] += x
                 pooled[kind][1] += n
@@ -378,10 +395,10 @@ class Histograms:
             if _finite(x):
                 scalars[tag] = x
         final = {f"hist/{kind}": count / total for kind, (count, total) in pooled.items() if total}
-        if final or not broken:                              # a wrecked network keeps the last meaningful numbers
+        if final or not broken:  # a wrecked network keeps the last meaningful numbers
             self.final = final
         scalars.update(final)
-        self.board.summary(hists, scalars, step)             # one event for the whole capture
+        self.board.summary(hists, scalars, step)  # one event for the whole capture
 
 
 def _finite(value: float) -> bool:
@@ -400,8 +417,9 @@ def needs_mode_toggle(model: nn.Module) -> bool:
     return any(isinstance(m, MODE_DEPENDENT) or not type(m).__module__.startswith("torch.nn") for m in model.modules())
 
 
-def layer_outputs(model: nn.Module, layers: list[Layer], x: Tensor, toggle_mode: bool = True
-                  ) -> dict[str, tuple[Tensor, Tensor | None]]:
+def layer_outputs(
+    model: nn.Module, layers: list[Layer], x: Tensor, toggle_mode: bool = True
+) -> dict[str, tuple[Tensor, Tensor | None]]:
     """layer name -> (pre-activation, activation or None), from one forward pass of x with hooks that exist
     only for that pass (model in eval mode when `toggle_mode`, no autograd)."""
     seen: dict[str, tuple[Tensor, Tensor | None]] = {}
@@ -410,16 +428,19 @@ def layer_outputs(model: nn.Module, layers: list[Layer], x: Tensor, toggle_mode:
     def on_activation(layer: Layer):
         def hook(module, inputs, output):
             seen[layer.name] = (inputs[0], output)
+
         return hook
 
     def on_layer(layer: Layer):
         def hook(module, inputs, output):
             seen[layer.name] = (output, None)
+
         return hook
 
-    def keep_input(layer: Layer):                # an in-place activation overwrites its input
+    def keep_input(layer: Layer):  # an in-place activation overwrites its input
         def hook(module, inputs):
             seen[layer.name + "/pre"] = (inputs[0].clone(), None)
+
         return hook
 
     was_training = model.training
@@ -432,12 +453,12 @@ def layer_outputs(model: nn.Module, layers: list[Layer], x: Tensor, toggle_mode:
             if getattr(layer.activation, "inplace", False):
                 handles.append(layer.activation.register_forward_pre_hook(keep_input(layer)))
         if toggle_mode:
-            model.eval()                         # no dropout; batchnorm uses its running statistics
+            model.eval()  # no dropout; batchnorm uses its running statistics
         with torch.no_grad():
             model(x)
     finally:
         for handle in handles:
-            handle.remove()                      # hooks live for this one pass only: nothing leaks
+            handle.remove()  # hooks live for this one pass only: nothing leaks
         if toggle_mode:
             model.train(was_training)
     for layer in layers:

@@ -16,21 +16,34 @@ from pathlib import Path
 from dlexp.read.rows import Scalar, flatten
 from dlexp.read.runs import is_better, ranked
 
-SKIP_KEYS = {"_target_", "_partial_", "_convert_", "_recursive_"}   # how objects are built, not what they are
-SKIP_TOP = {"log", "allow_targets"}         # logging knobs and the import allow-list are not hyper-parameters
+SKIP_KEYS = {"_target_", "_partial_", "_convert_", "_recursive_"}  # how objects are built, not what they are
+SKIP_TOP = {"log", "allow_targets"}  # logging knobs and the import allow-list are not hyper-parameters
 # The metric columns of a sweep's HParams table, in order (TensorBoard shows the first five); those no run has are
 # left out. The per-layer numbers (act_mean/..., a column each) stay in Scalars.
-COLUMNS = ("val/loss", "val/acc", "best/val/loss", "best/val/acc", "train/loss", "train/acc", "best/train/loss",
-           "best/train/acc", "hist/saturated", "hist/dead")
-STATUS = "status"                           # the hyper-parameter saying how the run ended
+COLUMNS = (
+    "val/loss",
+    "val/acc",
+    "best/val/loss",
+    "best/val/acc",
+    "train/loss",
+    "train/acc",
+    "best/train/loss",
+    "best/train/acc",
+    "hist/saturated",
+    "hist/dead",
+)
+STATUS = "status"  # the hyper-parameter saying how the run ended
 
 
 def hyperparameters(config: Mapping, choices: Mapping[str, str] | None = None) -> dict[str, Scalar]:
     """The option chosen in each config group (optimizer: adam) plus every flattened config value, except a
     group's key that only repeats its option's name (initializer.scheme: xavier_normal, device.type: cpu)."""
     chosen = {str(k): str(v) for k, v in (choices or {}).items()}
-    flat = {k: v for k, v in flatten(config, skip_keys=SKIP_KEYS, skip_top=SKIP_TOP).items()
-            if chosen.get(k.split(".")[0]) != v}
+    flat = {
+        k: v
+        for k, v in flatten(config, skip_keys=SKIP_KEYS, skip_top=SKIP_TOP).items()
+        if chosen.get(k.split(".")[0]) != v
+    }
     return {**chosen, **flat}
 
 
@@ -43,8 +56,8 @@ def write_sweep_columns(rows, varied: list[str]) -> Path | None:
     `rows` are dlexp.read.compare RunRows. A run's session names a hyper-parameter by its config key (optimizer.lr) or
     group (optimizer); a swept key without one (log.every) is no column.
     """
-    from dlexp.read import runs
     from dlexp.observe import tensorboard
+    from dlexp.read import runs
 
     if not rows or any(row.status in runs.CONTINUABLE for row in rows):
         return None
@@ -59,7 +72,6 @@ def write_sweep_columns(rows, varied: list[str]) -> Path | None:
     present = {tag for row in rows for tag in row.metrics}
     last = max(rows, key=lambda row: str(runs.read_status(row.path).get("finished", "")))
     return tensorboard.write_columns([last.path], columns, [m for m in COLUMNS if m in present])
-
 
 
 def _number(text) -> float:
@@ -79,8 +91,8 @@ class HParams:
 
     def __init__(self, board, hparams: dict[str, Scalar], sources=(), history: Path | None = None):
         self.board, self.hparams, self.sources, self.history = board, dict(hparams), list(sources), history
-        self.final: dict[str, float] = {}        # best/<metric>: lowest loss / highest accuracy seen
-        self.logged: set[str] = set()            # metric tags that already have a curve in the event file
+        self.final: dict[str, float] = {}  # best/<metric>: lowest loss / highest accuracy seen
+        self.logged: set[str] = set()  # metric tags that already have a curve in the event file
 
     def on_start(self, state) -> None:
         if self.history is not None and self.history.exists():
@@ -103,6 +115,6 @@ class HParams:
         for source in self.sources:
             found = getattr(source, "final", None) or {}
             metrics.update(found)
-            written.update(found)                # their owners logged them as scalars already
+            written.update(found)  # their owners logged them as scalars already
         metrics.update(self.final)
         self.board.hparams({**self.hparams, STATUS: status}, metrics, step=state.step, written=written)

@@ -48,13 +48,18 @@ class MetricsCSV:
     def on_epoch(self, state, metrics: dict[str, float]) -> None:
         if not self.purged:  # a fresh start's epoch 0 comes before on_start
             self._purge(state)
-        row = {"epoch": state.epoch, "step": state.step, **metrics,
-               "time": round(time.perf_counter() - self.started, 3)}
+        row = {
+            "epoch": state.epoch,
+            "step": state.step,
+            **metrics,
+            "time": round(time.perf_counter() - self.started, 3),
+        }
         if self.writer is None:
             new = self.columns is None
             if new:  # train/loss is absent from the step-0 row (no epoch yet) but belongs in the header
-                self.columns = ["epoch", "step", "train/loss"] + [k for k in row
-                                                                  if k not in ("epoch", "step", "train/loss")]
+                self.columns = ["epoch", "step", "train/loss"] + [
+                    k for k in row if k not in ("epoch", "step", "train/loss")
+                ]
             self.file = self.path.open("a", newline="")
             self.writer = csv.DictWriter(self.file, fieldnames=self.columns, extrasaction="ignore")
             if new:

@@ -23,23 +23,23 @@ import torch
 from torch import Tensor, nn
 
 from dlexp.observe import render
-from dlexp.run import record
 from dlexp.observe.histograms import find_layers, layer_outputs, needs_mode_toggle
+from dlexp.run import record
 
 log = logging.getLogger("dlexp")
 
 TAG = "boundary/prediction"
-UNITS = "units/"                      # + the layer, as in activations/<layer>: units/1_sigmoid
-FILE = "boundary.npz"                 # the final grid, for dlexp compare
-MAX_UNITS = 32                        # panels per layer
-CELLS = 120                           # grid cells per side of the boundary picture (drawn 2x: 240 pixels)
-UNIT_CELLS = 48                       # grid cells (= pixels) per side of a unit's panel
-SAVED_CELLS = 128                     # grid cells per side in boundary.npz
-CHUNK = 16384                         # grid points per forward pass: wide layers stay small in memory
+UNITS = "units/"  # + the layer, as in activations/<layer>: units/1_sigmoid
+FILE = "boundary.npz"  # the final grid, for dlexp compare
+MAX_UNITS = 32  # panels per layer
+CELLS = 120  # grid cells per side of the boundary picture (drawn 2x: 240 pixels)
+UNIT_CELLS = 48  # grid cells (= pixels) per side of a unit's panel
+SAVED_CELLS = 128  # grid cells per side in boundary.npz
+CHUNK = 16384  # grid points per forward pass: wide layers stay small in memory
 
 
 def kind_of(data) -> str | None:
-    """"classes" for 2-D inputs with class labels, "curve" for 1-D inputs with one regression target, else None."""
+    """ "classes" for 2-D inputs with class labels, "curve" for 1-D inputs with one regression target, else None."""
     shape = tuple(data.feature_shape)
     if shape == (2,) and data.task in ("binary", "multiclass"):
         return "classes"
@@ -67,14 +67,19 @@ def problem(setting, data, loss=None) -> str | None:
     if kind is not None:
         if loss is None or hasattr(loss, READS[kind]):
             return None
-        return (f"log.boundaries=true needs the outputs as {READS[kind]}, but loss={getattr(loss, 'name', '?')} "
-                f"has no {READS[kind]}() method; use log.boundaries=auto or false.")
+        return (
+            f"log.boundaries=true needs the outputs as {READS[kind]}, but loss={getattr(loss, 'name', '?')} "
+            f"has no {READS[kind]}() method; use log.boundaries=auto or false."
+        )
     shape = tuple(data.feature_shape)
     inputs = f"{shape[0]}-D" if len(shape) == 1 else "x".join(map(str, shape))
     targets = {"binary": "binary labels", "multiclass": "class labels", "unlabelled": "no labels"}.get(
-        data.task, f"{data.target_dim} regression target{'s' if data.target_dim != 1 else ''}")
-    return (f"log.boundaries=true draws 2-D inputs with class labels or 1-D inputs with one regression target, "
-            f"but data={data.name} has {inputs} inputs and {targets}; use log.boundaries=auto or false.")
+        data.task, f"{data.target_dim} regression target{'s' if data.target_dim != 1 else ''}"
+    )
+    return (
+        f"log.boundaries=true draws 2-D inputs with class labels or 1-D inputs with one regression target, "
+        f"but data={data.name} has {inputs} inputs and {targets}; use log.boundaries=auto or false."
+    )
 
 
 class Pictures:
@@ -87,19 +92,20 @@ class Pictures:
         self.board, self.model, self.loss, self.path = board, model, loss, Path(run_dir) / FILE
         self.kind, self.data_name = kind_of(data), data.name
         device = data.x_train.device
-        inputs = torch.cat([data.x_train, data.x_val]).cpu().numpy()          # (N, F): the extent covers both
-        self.x = data.x_train.cpu().numpy()                                    # (N, F) points drawn
-        self.y = data.y_train.cpu().numpy()                                    # (N,) labels or (N, 1) targets
+        inputs = torch.cat([data.x_train, data.x_val]).cpu().numpy()  # (N, F): the extent covers both
+        self.x = data.x_train.cpu().numpy()  # (N, F) points drawn
+        self.y = data.y_train.cpu().numpy()  # (N,) labels or (N, 1) targets
         if self.kind == "classes":
             self.frame = render.Frame(render.square_extent(inputs))
             self.grid = torch.from_numpy(render.grid_points(self.frame.extent, CELLS)).to(device)
             self.unit_grid = torch.from_numpy(render.grid_points(self.frame.extent, UNIT_CELLS)).to(device)
-            self.hidden = find_layers(model)[:-1]                              # the last layer is the output
+            self.hidden = find_layers(model)[:-1]  # the last layer is the output
             self.painter = render.BoundaryPainter(self.frame, self.x, self.y, max(data.n_classes, 2))
         else:
             targets = torch.cat([data.y_train, data.y_val]).cpu().numpy()
-            self.frame = render.Frame((*render.span(inputs, render.MARGIN), *render.span(targets)),
-                                      height=180, right=14)
+            self.frame = render.Frame(
+                (*render.span(inputs, render.MARGIN), *render.span(targets)), height=180, right=14
+            )
             self.painter = render.CurvePainter(self.frame, self.x[:, 0], self.y[:, 0])
             x0, x1 = self.frame.extent[:2]
             columns = x0 + (np.arange(self.frame.width) + 0.5) * (x1 - x0) / self.frame.width
@@ -115,7 +121,7 @@ class Pictures:
 
     def on_end(self, state, status: str) -> None:
         try:  # a picture is never worth the run's record: a failure here is logged, the run ends as it was
-            self.draw(state.step)                # the final picture, unless this step was captured already
+            self.draw(state.step)  # the final picture, unless this step was captured already
             self.save(state.step)
         except Exception:
             log.exception("pictures: the final picture could not be drawn")
@@ -133,14 +139,16 @@ class Pictures:
             by_step.setdefault(state.step, []).append((row, pictures))
         for step, painters in by_step.items():
             mine = dict(painters)
-            out, _ = stack.over([mine[r].grid if r in mine else None for r in range(stack.size)])   # (N, G, out)
+            out, _ = stack.over([mine[r].grid if r in mine else None for r in range(stack.size)])  # (N, G, out)
             units: list = []
             if any(p.hidden for p in mine.values()):
                 grids = [mine[r].unit_grid if r in mine and mine[r].hidden else None for r in range(stack.size)]
-                units = stack.over(grids, layers=True)[1]              # per Linear: (N, U, width) each
+                units = stack.over(grids, layers=True)[1]  # per Linear: (N, U, width) each
             for row, pictures in painters:
-                seen = {layer.name: (pre[row], None if act is None else act[row])
-                        for layer, (pre, act) in zip(pictures.hidden, units)}
+                seen = {
+                    layer.name: (pre[row], None if act is None else act[row])
+                    for layer, (pre, act) in zip(pictures.hidden, units)
+                }
                 try:
                     pictures.paint(step, out[row], seen)
                 except Exception as err:
@@ -171,17 +179,18 @@ class Pictures:
 
     def prediction_image(self, out: Tensor) -> np.ndarray:
         if self.kind == "classes":
-            probs = self.probabilities(out).reshape(CELLS, CELLS, -1)                 # (n, n, K), row 0 at the top
+            probs = self.probabilities(out).reshape(CELLS, CELLS, -1)  # (n, n, K), row 0 at the top
             return self.painter(probs)
         return self.painter(self.grid[:, 0].cpu().numpy(), *self.curve(out))
 
-    def unit_values(self, seen: dict[str, tuple[Tensor, Tensor | None]]
-                    ) -> dict[str, tuple[np.ndarray, tuple[float, float, float]]]:
+    def unit_values(
+        self, seen: dict[str, tuple[Tensor, Tensor | None]]
+    ) -> dict[str, tuple[np.ndarray, tuple[float, float, float]]]:
         """layer -> ((U, n, n) outputs of its first MAX_UNITS units over the unit grid, their colour scale)."""
         found = {}
         for layer in self.hidden:
             pre, act = seen[layer.name]
-            out = (act if act is not None else pre)[:, :MAX_UNITS]                  # (n*n, U)
+            out = (act if act is not None else pre)[:, :MAX_UNITS]  # (n*n, U)
             values = out.T.reshape(-1, UNIT_CELLS, UNIT_CELLS).float().cpu().numpy()  # (U, n, n)
             if layer.activation is None:
                 found[layer.name] = values, render.activation_scale("linear", values)
@@ -198,7 +207,7 @@ class Pictures:
             self.model.eval()
         try:
             with torch.no_grad():
-                return torch.cat([self.model(x[i:i + CHUNK]) for i in range(0, x.shape[0], CHUNK)])  # (N, out)
+                return torch.cat([self.model(x[i : i + CHUNK]) for i in range(0, x.shape[0], CHUNK)])  # (N, out)
         finally:
             if self.toggle_mode:
                 self.model.train(was_training)
@@ -217,12 +226,19 @@ class Pictures:
     # --- the file compare reads ----------------------------------------------------------------------
     def save(self, step: int) -> None:
         """boundary.npz: what the final picture shows, as arrays (written whole, then renamed into place)."""
-        fields = dict(kind=np.array(self.kind), data=np.array(self.data_name), extent=np.array(self.frame.extent),
-                      step=np.array(step), x=self.x.astype(np.float32), y=self.y)
+        fields = dict(
+            kind=np.array(self.kind),
+            data=np.array(self.data_name),
+            extent=np.array(self.frame.extent),
+            step=np.array(step),
+            x=self.x.astype(np.float32),
+            y=self.y,
+        )
         if self.kind == "classes":
             grid = torch.from_numpy(render.grid_points(self.frame.extent, SAVED_CELLS)).to(self.grid.device)
-            fields["probs"] = self.probabilities(self.outputs(grid)).reshape(SAVED_CELLS, SAVED_CELLS, -1) \
-                .astype(np.float16)
+            fields["probs"] = (
+                self.probabilities(self.outputs(grid)).reshape(SAVED_CELLS, SAVED_CELLS, -1).astype(np.float16)
+            )
         else:
             mean, std = self.curve(self.outputs(self.grid))
             fields.update(grid_x=self.grid[:, 0].cpu().numpy(), mean=mean)

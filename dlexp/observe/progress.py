@@ -20,8 +20,11 @@ class ProgressLines:
         self.started = time.perf_counter()
 
     def on_epoch(self, state, metrics: dict[str, float]) -> None:
-        self.console.print(f"epoch {state.epoch}/{self.epochs}  step {state.step}  {_fmt(metrics)}  "
-                           f"({time.perf_counter() - self.started:.1f}s)", highlight=False)
+        self.console.print(
+            f"epoch {state.epoch}/{self.epochs}  step {state.step}  {_fmt(metrics)}  "
+            f"({time.perf_counter() - self.started:.1f}s)",
+            highlight=False,
+        )
 
 
 class ProgressBar:
@@ -31,11 +34,16 @@ class ProgressBar:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.epochs, self.every = epochs, max(1, min(every, steps_per_epoch))
-        self.progress = Progress(TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"),
-                                 BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                 TextColumn("{task.fields[loss]}"), console=console, transient=False)
-        self.task = self.progress.add_task("train", total=epochs * steps_per_epoch, epoch=0, epochs=epochs,
-                                           loss="")
+        self.progress = Progress(
+            TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[loss]}"),
+            console=console,
+            transient=False,
+        )
+        self.task = self.progress.add_task("train", total=epochs * steps_per_epoch, epoch=0, epochs=epochs, loss="")
 
     def on_start(self, state) -> None:
         self.progress.start()

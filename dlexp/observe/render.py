@@ -17,28 +17,39 @@ from functools import lru_cache
 
 import numpy as np
 
-ORANGE = (245, 147, 34)              # class 0, the low end of a diverging scale
-BLUE = (8, 119, 189)                 # class 1, the high end
-WHITE = (255, 255, 255)              # p = 0.5, or zero on a symmetric scale
-UNDEFINED = (190, 190, 190)          # a non-finite prediction (a diverged model)
+ORANGE = (245, 147, 34)  # class 0, the low end of a diverging scale
+BLUE = (8, 119, 189)  # class 1, the high end
+WHITE = (255, 255, 255)  # p = 0.5, or zero on a symmetric scale
+UNDEFINED = (190, 190, 190)  # a non-finite prediction (a diverged model)
 # one colour per class beyond two (Tableau 10); more classes cycle through them
-PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
-           (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
-INK = (40, 40, 40)                   # axes, text, point outlines
-CURVE = (217, 95, 2)                 # a regression model's fitted curve
-BAND = (253, 224, 196)               # ... and +-2 of its predicted standard deviations
-POINT, POINT_FILL = (70, 110, 160), (158, 202, 225)   # a regression data point: outline, inside
-SHEET = (64, 64, 64)                 # background between per-unit panels
-MARGIN = 0.15                        # of the data's range, on every side of a boundary's grid
+PALETTE = [
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+]
+INK = (40, 40, 40)  # axes, text, point outlines
+CURVE = (217, 95, 2)  # a regression model's fitted curve
+BAND = (253, 224, 196)  # ... and +-2 of its predicted standard deviations
+POINT, POINT_FILL = (70, 110, 160), (158, 202, 225)  # a regression data point: outline, inside
+SHEET = (64, 64, 64)  # background between per-unit panels
+MARGIN = 0.15  # of the data's range, on every side of a boundary's grid
 
 
 # --- the grid ----------------------------------------------------------------------------------------------------
+
 
 def square_extent(x: np.ndarray, margin: float = MARGIN) -> tuple[float, float, float, float]:
     """(x0, x1, y0, y1): a square around 2-D points (N, 2) with `margin` of the larger range on each side.
 
     Square so that the picture keeps the data's geometry (a circle stays round)."""
-    lo, hi = np.nanmin(x, axis=0).astype(float), np.nanmax(x, axis=0).astype(float)   # (2,), (2,)
+    lo, hi = np.nanmin(x, axis=0).astype(float), np.nanmax(x, axis=0).astype(float)  # (2,), (2,)
     half = max(float((hi - lo).max()), 1e-6) * (0.5 + margin)
     cx, cy = (lo + hi) / 2
     return (cx - half, cx + half, cy - half, cy + half)
@@ -54,18 +65,18 @@ def span(values: np.ndarray, margin: float = 0.1) -> tuple[float, float]:
 def grid_points(extent, n: int) -> np.ndarray:
     """(n * n, 2) cell centres of an n x n grid over extent, row by row from the top (largest y) down."""
     x0, x1, y0, y1 = extent
-    xs = x0 + (np.arange(n) + 0.5) * (x1 - x0) / n                    # (n,) left to right
-    ys = y1 - (np.arange(n) + 0.5) * (y1 - y0) / n                    # (n,) top to bottom
-    gx, gy = np.meshgrid(xs, ys)                                      # (n, n) each
+    xs = x0 + (np.arange(n) + 0.5) * (x1 - x0) / n  # (n,) left to right
+    ys = y1 - (np.arange(n) + 0.5) * (y1 - y0) / n  # (n,) top to bottom
+    gx, gy = np.meshgrid(xs, ys)  # (n, n) each
     return np.stack([gx.ravel(), gy.ravel()], axis=1).astype(np.float32)
 
 
 def resample(values: np.ndarray, extent, target, n: int) -> np.ndarray:
     """A grid (m, m, ...) over `extent` seen on an n x n grid over `target` (nearest cell); NaN outside it."""
     m = values.shape[0]
-    points = grid_points(target, n)                                   # (n*n, 2)
+    points = grid_points(target, n)  # (n*n, 2)
     x0, x1, y0, y1 = extent
-    col = np.floor((points[:, 0] - x0) / (x1 - x0) * m).astype(int)   # (n*n,)
+    col = np.floor((points[:, 0] - x0) / (x1 - x0) * m).astype(int)  # (n*n,)
     row = np.floor((y1 - points[:, 1]) / (y1 - y0) * m).astype(int)
     inside = (col >= 0) & (col < m) & (row >= 0) & (row < m)
     out = np.full((n * n, *values.shape[2:]), np.nan, dtype=np.float32)
@@ -75,11 +86,12 @@ def resample(values: np.ndarray, extent, target, n: int) -> np.ndarray:
 
 # --- colours -----------------------------------------------------------------------------------------------------
 
+
 def _scale_table() -> np.ndarray:
     """(512, 3) uint8: entries 0..510 run orange -> white (255) -> blue; entry 511 is the non-finite grey."""
-    t = np.abs(np.arange(511) - 255.0)[:, None] / 255.0                      # (511, 1) distance from white
+    t = np.abs(np.arange(511) - 255.0)[:, None] / 255.0  # (511, 1) distance from white
     end = np.where(np.arange(511)[:, None] < 255, np.array(ORANGE, float), np.array(BLUE, float))
-    table = np.array(WHITE, float) + t * (end - np.array(WHITE, float))     # (511, 3)
+    table = np.array(WHITE, float) + t * (end - np.array(WHITE, float))  # (511, 3)
     return np.vstack([table, UNDEFINED]).round().astype(np.uint8)
 
 
@@ -91,10 +103,10 @@ def diverging(values: np.ndarray, lo: float, mid: float, hi: float) -> np.ndarra
 
     A lookup in 511 steps (255 each side of mid): as fine as 8-bit colour can show, and one gather per pixel."""
     v = np.asarray(values, dtype=np.float32)
-    below = (v - lo) * np.float32(255 / max(mid - lo, 1e-12))                # 0 at lo, 255 at mid
-    above = (v - mid) * np.float32(255 / max(hi - mid, 1e-12)) + 255         # 255 at mid, 510 at hi
+    below = (v - lo) * np.float32(255 / max(mid - lo, 1e-12))  # 0 at lo, 255 at mid
+    above = (v - mid) * np.float32(255 / max(hi - mid, 1e-12)) + 255  # 255 at mid, 510 at hi
     index = np.clip(np.where(v < mid, below, above), 0, 510)
-    index = np.where(np.isfinite(v), index + 0.5, 511).astype(np.intp)     # NaN -> 511, the grey entry
+    index = np.where(np.isfinite(v), index + 0.5, 511).astype(np.intp)  # NaN -> 511, the grey entry
     return SCALE[index]
 
 
@@ -113,9 +125,9 @@ def prediction_colours(probs: np.ndarray) -> np.ndarray:
     k = probs.shape[-1]
     if k == 2:
         return diverging(probs[..., 1], 0.0, 0.5, 1.0)
-    finite = np.isfinite(probs).all(axis=-1)                          # (...)
+    finite = np.isfinite(probs).all(axis=-1)  # (...)
     p = np.where(finite[..., None], probs, 1.0 / k)
-    winner = p.argmax(axis=-1)                                        # (...)
+    winner = p.argmax(axis=-1)  # (...)
     confidence = np.clip((p.max(axis=-1) - 1.0 / k) / (1.0 - 1.0 / k), 0, 1)[..., None]
     white = np.array(WHITE, np.float32)
     rgb = white + confidence * (class_colours(k)[winner].astype(np.float32) - white)
@@ -136,12 +148,13 @@ def activation_scale(kind: str, values: np.ndarray) -> tuple[float, float, float
 
 # --- drawing -----------------------------------------------------------------------------------------------------
 
+
 @lru_cache(maxsize=4)
 def font(size: int = 11):
     from PIL import ImageFont
 
     try:
-        return ImageFont.load_default(size=size)                      # scalable (Pillow >= 10.1 with FreeType)
+        return ImageFont.load_default(size=size)  # scalable (Pillow >= 10.1 with FreeType)
     except (TypeError, OSError, ImportError):
         return ImageFont.load_default()
 
@@ -165,16 +178,16 @@ def label(value: float) -> str:
 class Frame:
     """A plot area of `width` x `height` pixels at (left, top) in an image, showing `extent` in data units."""
 
-    extent: tuple[float, float, float, float]       # x0, x1, y0, y1
+    extent: tuple[float, float, float, float]  # x0, x1, y0, y1
     width: int = 240
     height: int = 240
     left: int = 46
     top: int = 10
-    right: int = 56                                  # room for the colour key
+    right: int = 56  # room for the colour key
     bottom: int = 34
 
     @property
-    def size(self) -> tuple[int, int]:               # (image height, image width)
+    def size(self) -> tuple[int, int]:  # (image height, image width)
         return self.top + self.height + self.bottom, self.left + self.width + self.right
 
     def to_pixel(self, x, y) -> tuple[np.ndarray, np.ndarray]:
@@ -222,7 +235,7 @@ def _key(draw, frame: Frame, n_classes: int) -> None:
     x = frame.left + frame.width + 10
     small = font(10)
     if n_classes <= 2:
-        strip = diverging(np.linspace(1, 0, frame.height), 0.0, 0.5, 1.0)          # (height, 3), 1 at the top
+        strip = diverging(np.linspace(1, 0, frame.height), 0.0, 0.5, 1.0)  # (height, 3), 1 at the top
         for i, colour in enumerate(strip.tolist()):
             draw.line([x, frame.top + i, x + 9, frame.top + i], fill=tuple(colour))
         draw.rectangle([x - 1, frame.top - 1, x + 10, frame.top + frame.height], outline=INK)
@@ -256,13 +269,14 @@ class BoundaryPainter:
     """Draws the boundary picture of one run again and again: the axes, the key and the points never change,
     so they are drawn once; each picture is then the template, the scaled plot and the points pasted on top."""
 
-    def __init__(self, frame: Frame, x: np.ndarray, y: np.ndarray, n_classes: int,
-                 names: tuple[str, str] = ("x1", "x2")):
+    def __init__(
+        self, frame: Frame, x: np.ndarray, y: np.ndarray, n_classes: int, names: tuple[str, str] = ("x1", "x2")
+    ):
         self.frame = frame
         picture, draw = _canvas(frame)
         _axes(draw, frame, names)
         _key(draw, frame, n_classes)
-        self.template = np.asarray(picture).copy()                    # (height, width, 3)
+        self.template = np.asarray(picture).copy()  # (height, width, 3)
         colours = class_colours(n_classes)
         r = point_radius(len(x))
         cols, rows = frame.to_pixel(x[:, 0], x[:, 1])
@@ -271,10 +285,13 @@ class BoundaryPainter:
             for col, row, cls in zip(cols.tolist(), rows.tolist(), np.asarray(y).tolist()):
                 # a white ring inside a dark one: the point stands out on its own colour and on white alike
                 draw.ellipse([col - r - 1, row - r - 1, col + r + 1, row + r + 1], fill=(*INK, 255))
-                draw.ellipse([col - r, row - r, col + r, row + r], outline=(*WHITE, 255),
-                             fill=(*(int(c) for c in colours[int(cls) % n_classes]), 255))
+                draw.ellipse(
+                    [col - r, row - r, col + r, row + r],
+                    outline=(*WHITE, 255),
+                    fill=(*(int(c) for c in colours[int(cls) % n_classes]), 255),
+                )
 
-        self.mask, self.points = _stamp(frame.size, points)           # (height, width), (P, 3)
+        self.mask, self.points = _stamp(frame.size, points)  # (height, width), (P, 3)
 
     def __call__(self, probs: np.ndarray) -> np.ndarray:
         """The picture of class probabilities (n, n, K) over frame.extent: (height, width, 3) uint8."""
@@ -285,7 +302,7 @@ class BoundaryPainter:
         cells = Image.fromarray(prediction_colours(probs))
         if cells.size != (f.width, f.height):  # a coarser grid: the model evaluates a quarter of the points
             cells = cells.resize((f.width, f.height), Image.Resampling.BILINEAR)
-        image[f.top:f.top + f.height, f.left:f.left + f.width] = np.asarray(cells)
+        image[f.top : f.top + f.height, f.left : f.left + f.width] = np.asarray(cells)
         image[self.mask] = self.points
         return image
 
@@ -302,7 +319,7 @@ class CurvePainter:
         r = max(point_radius(len(x)) - 1, 2)
         cols, rows = frame.to_pixel(x, y)
 
-        def points(draw) -> None:                                    # in the plot area's own pixels
+        def points(draw) -> None:  # in the plot area's own pixels
             for col, row in zip((cols - frame.left).tolist(), (rows - frame.top).tolist()):
                 draw.ellipse([col - r, row - r, col + r, row + r], fill=(*POINT_FILL, 255), outline=(*POINT, 255))
 
@@ -315,24 +332,24 @@ class CurvePainter:
         f = self.frame
         plot = np.full((f.height, f.width, 3), 255, np.uint8)
         if std is not None:  # the band, column by column: rows between mean + 2 std and mean - 2 std
-            top = np.nan_to_num(f.to_pixel(grid_x, mean + 2 * std)[1] - f.top)          # (width,)
+            top = np.nan_to_num(f.to_pixel(grid_x, mean + 2 * std)[1] - f.top)  # (width,)
             bottom = np.nan_to_num(f.to_pixel(grid_x, mean - 2 * std)[1] - f.top)
-            rows = np.arange(f.height)[:, None]                                          # (height, 1)
+            rows = np.arange(f.height)[:, None]  # (height, 1)
             plot[(rows >= top[None, :]) & (rows <= bottom[None, :])] = BAND
         plot[self.mask] = self.points
         picture = Image.fromarray(plot)
         cols, rows = f.to_pixel(grid_x, mean)
         finite = np.isfinite(rows)
-        rows = np.clip(rows - f.top, -2, f.height + 2)                # a curve leaving the plot runs along its edge
-        ImageDraw.Draw(picture).line(list(zip((cols[finite] - f.left).tolist(), rows[finite].tolist())),
-                                     fill=CURVE, width=2)
+        rows = np.clip(rows - f.top, -2, f.height + 2)  # a curve leaving the plot runs along its edge
+        ImageDraw.Draw(picture).line(
+            list(zip((cols[finite] - f.left).tolist(), rows[finite].tolist())), fill=CURVE, width=2
+        )
         image = self.template.copy()
-        image[f.top:f.top + f.height, f.left:f.left + f.width] = np.asarray(picture)
+        image[f.top : f.top + f.height, f.left : f.left + f.width] = np.asarray(picture)
         return image
 
 
-def units_image(values: np.ndarray, scale: tuple[float, float, float], columns: int = 8,
-                gap: int = 2) -> np.ndarray:
+def units_image(values: np.ndarray, scale: tuple[float, float, float], columns: int = 8, gap: int = 2) -> np.ndarray:
     """One panel per unit: values (U, n, n) of each unit over the grid, on the diverging scale (lo, mid, hi),
     `columns` panels a row (units in order, left to right) on a dark sheet. (height, width, 3) uint8."""
     units, n = values.shape[0], values.shape[1]
@@ -340,8 +357,8 @@ def units_image(values: np.ndarray, scale: tuple[float, float, float], columns: 
     rows = math.ceil(units / columns)
     sheet = np.empty((gap + rows * (n + gap), gap + columns * (n + gap), 3), np.uint8)
     sheet[:] = SHEET
-    panels = diverging(values, *scale)                                # (U, n, n, 3)
+    panels = diverging(values, *scale)  # (U, n, n, 3)
     for u in range(units):
         top, left = gap + (u // columns) * (n + gap), gap + (u % columns) * (n + gap)
-        sheet[top:top + n, left:left + n] = panels[u]
+        sheet[top : top + n, left : left + n] = panels[u]
     return sheet

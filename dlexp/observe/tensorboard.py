@@ -18,27 +18,33 @@ Curve = list[tuple[int, float]]  # (step, value) of one scalar tag
 # numbers. (category, ((chart title, tag regex), ...)); each run lists the charts whose tags it has logged, and
 # TensorBoard merges the runs' layouts (every run writes both categories, in this order, so the merge keeps it).
 LAYOUT = (
-    ("Loss, accuracy, learning rate", (
-        ("loss: train (each epoch's mean) and val", r"^(train|val)/loss$"),
-        ("accuracy: train and val", r"^(train|val)/acc$"),
-        ("learning rate", r"^optim/lr"),
-        ("loss at every logged step", r"^train/step_loss$"),
-    )),
-    ("Per layer", (
-        ("activations: spread (std over the probe batch)", r"^act_std/[^/]+$"),
-        ("saturated sigmoid / tanh outputs (share)", r"^saturation/[^/]+$"),
-        ("dead ReLUs (share of units that never fire)", r"^dead/[^/]+$"),
-        ("gradient norm", r"^grad_norm/[^/]+$"),
-        ("update / weight ratio of a step", r"^update_ratio/[^/]+$"),
-        ("activations: mean", r"^act_mean/[^/]+$"),
-        ("a layer's single weight or bias", r"^(weight|bias)/[^/]+$"),
-    )),
+    (
+        "Loss, accuracy, learning rate",
+        (
+            ("loss: train (each epoch's mean) and val", r"^(train|val)/loss$"),
+            ("accuracy: train and val", r"^(train|val)/acc$"),
+            ("learning rate", r"^optim/lr"),
+            ("loss at every logged step", r"^train/step_loss$"),
+        ),
+    ),
+    (
+        "Per layer",
+        (
+            ("activations: spread (std over the probe batch)", r"^act_std/[^/]+$"),
+            ("saturated sigmoid / tanh outputs (share)", r"^saturation/[^/]+$"),
+            ("dead ReLUs (share of units that never fire)", r"^dead/[^/]+$"),
+            ("gradient norm", r"^grad_norm/[^/]+$"),
+            ("update / weight ratio of a step", r"^update_ratio/[^/]+$"),
+            ("activations: mean", r"^act_mean/[^/]+$"),
+            ("a layer's single weight or bias", r"^(weight|bias)/[^/]+$"),
+        ),
+    ),
 )
 # A diverged run's step losses until it stopped, in a chart of their own: as log10 (an explosion of x100 a step is a
 # straight line), or as they were when some are not positive (gaussian_nll can be negative).
 DIVERGED_TAGS = {"log10": "diverged/log10_loss", "plain": "diverged/loss"}
-COLUMNS_SUFFIX = ".hparams-columns"   # the event file holding a sweep's HParams columns (write_columns)
-DISCRETE_MAX = 10                # up to this many distinct numbers, a column's filter lists them (else: min..max)
+COLUMNS_SUFFIX = ".hparams-columns"  # the event file holding a sweep's HParams columns (write_columns)
+DISCRETE_MAX = 10  # up to this many distinct numbers, a column's filter lists them (else: min..max)
 
 
 def after_earlier_files(log_dir: Path) -> None:
@@ -50,8 +56,9 @@ def after_earlier_files(log_dir: Path) -> None:
     """
     import time
 
-    stamps = [int(p.name.split(".")[3]) for p in log_dir.glob("events.out.tfevents.*")
-              if p.name.split(".")[3].isdigit()]
+    stamps = [
+        int(p.name.split(".")[3]) for p in log_dir.glob("events.out.tfevents.*") if p.name.split(".")[3].isdigit()
+    ]
     if stamps and time.time() < max(stamps) + 1:
         time.sleep(max(stamps) + 1 - time.time())
 
@@ -72,8 +79,8 @@ class Board:
         # (a histogram capture plus the epoch's scalars) for the writer thread to catch up.
         self.writer = SummaryWriter(log_dir=str(log_dir), max_queue=1000, flush_secs=10, purge_step=purge_step)
         self.name = Path(log_dir).name
-        self.tags: set[str] = set()               # scalar tags written: the layout lists their charts
-        self.charts: dict[str, tuple] = {}        # the layout last written: category -> charts
+        self.tags: set[str] = set()  # scalar tags written: the layout lists their charts
+        self.charts: dict[str, tuple] = {}  # the layout last written: category -> charts
 
     @contextlib.contextmanager
     def writing(self):
@@ -111,12 +118,28 @@ class Board:
         for tag, h in histograms.items():
             if "buckets" in h:
                 plugin = SummaryMetadata.PluginData(plugin_name="histograms")
-                values.append(Summary.Value(tag=tag, metadata=SummaryMetadata(plugin_data=plugin),
-                                            tensor=make_tensor_proto([list(b) for b in h["buckets"]], dtype="float64")))
+                values.append(
+                    Summary.Value(
+                        tag=tag,
+                        metadata=SummaryMetadata(plugin_data=plugin),
+                        tensor=make_tensor_proto([list(b) for b in h["buckets"]], dtype="float64"),
+                    )
+                )
             else:
-                values.append(Summary.Value(tag=tag, histo=HistogramProto(
-                    min=h["min"], max=h["max"], num=h["num"], sum=h["sum"], sum_squares=h["sum_squares"],
-                    bucket_limit=h["bucket_limits"], bucket=h["bucket_counts"])))
+                values.append(
+                    Summary.Value(
+                        tag=tag,
+                        histo=HistogramProto(
+                            min=h["min"],
+                            max=h["max"],
+                            num=h["num"],
+                            sum=h["sum"],
+                            sum_squares=h["sum_squares"],
+                            bucket_limit=h["bucket_limits"],
+                            bucket=h["bucket_counts"],
+                        ),
+                    )
+                )
         values += [Summary.Value(tag=tag, simple_value=float(value)) for tag, value in scalars.items()]
         self.tags.update(scalars)
         if values:
@@ -128,14 +151,26 @@ class Board:
         runs)."""
         from tensorboard.compat.proto.summary_pb2 import Summary
 
-        values = [Summary.Value(tag=tag, image=Summary.Image(height=pixels.shape[0], width=pixels.shape[1],
-                                                             colorspace=3, encoded_image_string=png(pixels)))
-                  for tag, pixels in images.items()]
+        values = [
+            Summary.Value(
+                tag=tag,
+                image=Summary.Image(
+                    height=pixels.shape[0], width=pixels.shape[1], colorspace=3, encoded_image_string=png(pixels)
+                ),
+            )
+            for tag, pixels in images.items()
+        ]
         if values:
             self.writer._get_file_writer().add_summary(Summary(value=values), step)
 
-    def hparams(self, hparams: dict, metrics: dict[str, float], *, step: int | None = None,
-                written: frozenset[str] | set[str] = frozenset()) -> None:
+    def hparams(
+        self,
+        hparams: dict,
+        metrics: dict[str, float],
+        *,
+        step: int | None = None,
+        written: frozenset[str] | set[str] = frozenset(),
+    ) -> None:
         """HParams in the run's own directory (SummaryWriter.add_hparams would create a timestamped sub-run).
 
         Only the session records are written, not an "experiment" record (the table's columns): TensorBoard
@@ -163,17 +198,21 @@ class Board:
 
         charts = {}
         for category, entries in LAYOUT:
-            charts[category] = tuple((title, regex) for title, regex in entries
-                                     if any(re.match(regex, tag) for tag in self.tags))
+            charts[category] = tuple(
+                (title, regex) for title, regex in entries if any(re.match(regex, tag) for tag in self.tags)
+            )
         logged = [tag for tag in DIVERGED_TAGS.values() if tag in self.tags]
         if diverged_at is not None and logged:
             what = "log10 of its loss" if logged[0] == DIVERGED_TAGS["log10"] else "its loss"
-            charts[LAYOUT[0][0]] += ((f"{self.name} diverged at step {diverged_at}: {what} until then",
-                                      f"^{re.escape(logged[0])}$"),)
+            charts[LAYOUT[0][0]] += (
+                (f"{self.name} diverged at step {diverged_at}: {what} until then", f"^{re.escape(logged[0])}$"),
+            )
         if charts != self.charts:
             self.charts = charts
-            layout = {category: {title: ["Multiline", [regex]] for title, regex in entries}
-                      for category, entries in charts.items()}
+            layout = {
+                category: {title: ["Multiline", [regex]] for title, regex in entries}
+                for category, entries in charts.items()
+            }
             self.writer._get_file_writer().add_summary(custom_scalars(layout), step)
 
     def close(self) -> None:
@@ -212,15 +251,19 @@ def png(pixels) -> bytes:
     import numpy as np
 
     height, width, _ = pixels.shape
-    rows = np.zeros((height, 1 + 3 * width), np.uint8)            # each row: filter type 0 (none), then RGB
+    rows = np.zeros((height, 1 + 3 * width), np.uint8)  # each row: filter type 0 (none), then RGB
     rows[:, 1:] = pixels.reshape(height, 3 * width)
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8 bits, RGB, deflate, no filter, no interlace
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows.tobytes(), 1))
-            + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows.tobytes(), 1))
+        + chunk(b"IEND", b"")
+    )
 
 
 class ScalarLogger:
@@ -236,7 +279,7 @@ class ScalarLogger:
     def __init__(self, board: Board, optimizer, every: int, steps_per_epoch: int):
         self.board, self.optimizer, self.every = board, optimizer, every
         self.steps_per_epoch = steps_per_epoch
-        self.step_losses: Curve = []             # what train/step_loss logged
+        self.step_losses: Curve = []  # what train/step_loss logged
         # the latest step's loss, read only if the run diverges: (step, a 0-d loss) alone, (step, a stack's (N,)
         # losses, its row) in a stack
         self.last: tuple | None = None
@@ -307,11 +350,21 @@ def read_scalars(run_dir: Path) -> dict[str, Curve]:
     logging.getLogger("tensorboard").setLevel(logging.WARNING)  # not "No path found after ..." for every file
     fast_checksums()  # reading checks every record's checksum: pictures are large records
     # keep every scalar; histograms and images are parsed but only one of each is kept
-    accumulator = ea.EventAccumulator(str(run_dir), size_guidance={ea.SCALARS: 0, ea.HISTOGRAMS: 1, ea.IMAGES: 1,
-                                                                   ea.TENSORS: 1, ea.AUDIO: 1, ea.COMPRESSED_HISTOGRAMS: 1})
+    accumulator = ea.EventAccumulator(
+        str(run_dir),
+        size_guidance={
+            ea.SCALARS: 0,
+            ea.HISTOGRAMS: 1,
+            ea.IMAGES: 1,
+            ea.TENSORS: 1,
+            ea.AUDIO: 1,
+            ea.COMPRESSED_HISTOGRAMS: 1,
+        },
+    )
     accumulator.Reload()
-    return {tag: [(event.step, event.value) for event in accumulator.Scalars(tag)]
-            for tag in accumulator.Tags()[ea.SCALARS]}
+    return {
+        tag: [(event.step, event.value) for event in accumulator.Scalars(tag)] for tag in accumulator.Tags()[ea.SCALARS]
+    }
 
 
 def write_columns(run_dirs: list[Path], hparams: dict[str, list], metrics: list[str]) -> Path | None:
@@ -337,8 +390,12 @@ def write_columns(run_dirs: list[Path], hparams: dict[str, list], metrics: list[
     def info(name: str, values: list) -> api_pb2.HParamInfo:
         distinct = list(dict.fromkeys(values))
         if all(isinstance(v, bool) for v in distinct):
-            return api_pb2.HParamInfo(name=name, type=api_pb2.DATA_TYPE_BOOL, differs=True, domain_discrete=
-                                      struct_pb2.ListValue(values=[struct_pb2.Value(bool_value=v) for v in distinct]))
+            return api_pb2.HParamInfo(
+                name=name,
+                type=api_pb2.DATA_TYPE_BOOL,
+                differs=True,
+                domain_discrete=struct_pb2.ListValue(values=[struct_pb2.Value(bool_value=v) for v in distinct]),
+            )
         if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in distinct):
             found = api_pb2.HParamInfo(name=name, type=api_pb2.DATA_TYPE_FLOAT64, differs=True)
             if len(distinct) <= DISCRETE_MAX:
@@ -346,13 +403,18 @@ def write_columns(run_dirs: list[Path], hparams: dict[str, list], metrics: list[
             else:
                 found.domain_interval.min_value, found.domain_interval.max_value = min(distinct), max(distinct)
             return found
-        return api_pb2.HParamInfo(name=name, type=api_pb2.DATA_TYPE_STRING, differs=True, domain_discrete=
-                                  struct_pb2.ListValue(values=[struct_pb2.Value(string_value=str(v)) for v in distinct]))
+        return api_pb2.HParamInfo(
+            name=name,
+            type=api_pb2.DATA_TYPE_STRING,
+            differs=True,
+            domain_discrete=struct_pb2.ListValue(values=[struct_pb2.Value(string_value=str(v)) for v in distinct]),
+        )
 
     experiment = api_pb2.Experiment(
         hparam_infos=[info(name, values) for name, values in hparams.items()],
         metric_infos=[api_pb2.MetricInfo(name=api_pb2.MetricName(tag=tag)) for tag in metrics],
-        time_created_secs=time.time())
+        time_created_secs=time.time(),
+    )
     content = metadata.create_summary_metadata(plugin_data_pb2.HParamsPluginData(experiment=experiment))
     summary = Summary(value=[Summary.Value(tag=metadata.EXPERIMENT_TAG, metadata=content, tensor=metadata.NULL_TENSOR)])
     writer = EventFileWriter(str(holder), filename_suffix=COLUMNS_SUFFIX)
@@ -390,6 +452,7 @@ def write_scalars(log_dir: Path, curves: dict[str, Curve]) -> Path:
 
 # --- reading event files back (dlexp compare) ----------------------------------------------------------------
 
+
 def histogram_buckets(accumulator, tag: str) -> list[tuple[int, list[tuple[float, float, float]]]]:
     """(step, [(left, right, count), ...]) of every capture of a histogram tag, as TensorBoard draws it, from an
     EventAccumulator: HistogramProto records (min and max are the outer edges) or tensor histograms (buckets over a
@@ -403,8 +466,10 @@ def histogram_buckets(accumulator, tag: str) -> list[tuple[int, list[tuple[float
             edges = [h.min, *h.bucket_limit[:-1], h.max]
             found.append((event.step, list(zip(edges[:-1], edges[1:], h.bucket))))
         return found
-    return [(event.step, [tuple(row) for row in make_ndarray(event.tensor_proto).tolist()])
-            for event in accumulator.Tensors(tag)]
+    return [
+        (event.step, [tuple(row) for row in make_ndarray(event.tensor_proto).tolist()])
+        for event in accumulator.Tensors(tag)
+    ]
 
 
 def read_histograms(run_dir, prefix: str, step: int) -> tuple[int | None, dict[str, dict], dict[str, float]]:
@@ -414,11 +479,23 @@ def read_histograms(run_dir, prefix: str, step: int) -> tuple[int | None, dict[s
     from tensorboard.backend.event_processing import event_accumulator as ea
 
     fast_checksums()
-    accumulator = ea.EventAccumulator(str(run_dir), size_guidance={
-        ea.HISTOGRAMS: 0, ea.SCALARS: 0, ea.TENSORS: 0, ea.IMAGES: 1, ea.AUDIO: 1, ea.COMPRESSED_HISTOGRAMS: 1})
+    accumulator = ea.EventAccumulator(
+        str(run_dir),
+        size_guidance={
+            ea.HISTOGRAMS: 0,
+            ea.SCALARS: 0,
+            ea.TENSORS: 0,
+            ea.IMAGES: 1,
+            ea.AUDIO: 1,
+            ea.COMPRESSED_HISTOGRAMS: 1,
+        },
+    )
     accumulator.Reload()
-    tensors = [t for t in accumulator.Tags()["tensors"]
-               if accumulator.SummaryMetadata(t).plugin_data.plugin_name == "histograms"]
+    tensors = [
+        t
+        for t in accumulator.Tags()["tensors"]
+        if accumulator.SummaryMetadata(t).plugin_data.plugin_name == "histograms"
+    ]
     tags = [t for t in [*accumulator.Tags()["histograms"], *tensors] if t.startswith(prefix)]
     captures = {tag: dict(histogram_buckets(accumulator, tag)) for tag in tags}
     steps = sorted({s for found in captures.values() for s in found})
@@ -430,10 +507,15 @@ def read_histograms(run_dir, prefix: str, step: int) -> tuple[int | None, dict[s
         buckets = found.get(nearest)
         filled = [(left, right) for left, right, count in buckets or () if count]
         if filled:
-            histograms[tag] = {"buckets": buckets, "min": filled[0][0], "max": filled[-1][1],
-                               "num": sum(count for _, _, count in buckets)}
-    scalars = {tag: e.value for tag in accumulator.Tags()["scalars"] for e in accumulator.Scalars(tag)
-               if e.step == nearest}
+            histograms[tag] = {
+                "buckets": buckets,
+                "min": filled[0][0],
+                "max": filled[-1][1],
+                "num": sum(count for _, _, count in buckets),
+            }
+    scalars = {
+        tag: e.value for tag in accumulator.Tags()["scalars"] for e in accumulator.Scalars(tag) if e.step == nearest
+    }
     return nearest, histograms, scalars
 
 
@@ -445,7 +527,7 @@ def read_histograms(run_dir, prefix: str, step: int) -> tuple[int | None, dict[s
 # a block is 4 table lookups. Installed only after it agrees with TensorBoard's own on a sample.
 
 _BLOCK = 64
-_SMALL = 256                                  # shorter records (scalars): TensorBoard's loop is as fast
+_SMALL = 256  # shorter records (scalars): TensorBoard's loop is as fast
 
 
 class _BlockCrc32c:
@@ -454,7 +536,7 @@ class _BlockCrc32c:
 
         t = np.array(table, dtype=np.uint64)
 
-        def zero_byte(state):                 # the state after one 0x00 byte
+        def zero_byte(state):  # the state after one 0x00 byte
             return t[state & 0xFF] ^ (state >> 8)
 
         # position[k, b]: the state left by byte b at offset k of a block processed from state 0
@@ -488,7 +570,7 @@ class _BlockCrc32c:
         for byte in data[whole:]:
             crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
         crc ^= 0xFFFFFFFF
-        return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF   # TensorBoard's "masked" CRC
+        return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF  # TensorBoard's "masked" CRC
 
 
 def fast_checksums() -> bool:
@@ -504,8 +586,7 @@ def fast_checksums() -> bool:
     fast = _BlockCrc32c(list(stub.CRC_TABLE), stub.masked_crc32c)
     sample = bytes((i * 131 + 7) % 256 for i in range(3 * _BLOCK + 37))
     if fast(sample) != stub.masked_crc32c(sample):
-        return False                          # a TensorBoard we do not know: keep its own
+        return False  # a TensorBoard we do not know: keep its own
     record_writer.masked_crc32c = fast
-    stub.masked_crc32c = fast                 # the reader checks every record it reads with it
+    stub.masked_crc32c = fast  # the reader checks every record it reads with it
     return True
-

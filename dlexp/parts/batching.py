@@ -16,10 +16,10 @@ class Batches:
     """
 
     def __init__(self, x: Tensor, y: Tensor, size: int | None, shuffle: bool, seed: int):
-        self.x, self.y = x, y                             # (N, ...), (N, ...)
+        self.x, self.y = x, y  # (N, ...), (N, ...)
         self.n = x.shape[0]
         self.size = self.n if size is None else max(1, min(int(size), self.n))
-        self.shuffle = shuffle and self.size < self.n     # a full batch is the same in any order
+        self.shuffle = shuffle and self.size < self.n  # a full batch is the same in any order
         self.seed = seed
 
     def __len__(self) -> int:
@@ -39,7 +39,7 @@ class Batches:
             return
         if self.shuffle:
             index = self.order(epoch)
-            x, y = x[index], y[index]                      # one gather per epoch; the slices below are views
+            x, y = x[index], y[index]  # one gather per epoch; the slices below are views
         s = self.size
         for i in range(start, len(self)):
-            yield x[i * s:(i + 1) * s], y[i * s:(i + 1) * s]
+            yield x[i * s : (i + 1) * s], y[i * s : (i + 1) * s]

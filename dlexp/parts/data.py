@@ -247,8 +247,10 @@ def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     spec = importlib.util.find_spec("sklearn")
     path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz" if spec else None
     if path is None or not path.is_file():
-        raise DataError("data=digits reads the digits bundled with scikit-learn, which is not installed here "
-                        "(pip install scikit-learn).")
+        raise DataError(
+            "data=digits reads the digits bundled with scikit-learn, which is not installed here "
+            "(pip install scikit-learn)."
+        )
     table = np.loadtxt(path, delimiter=",")  # (1797, 64 pixels + 1 label)
     return table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(int)
 

@@ -20,18 +20,18 @@ from dlexp import ConfigError
 from dlexp.parts.params import OneOf
 
 SCHEMES = (
-    "default",         # PyTorch's own init (Kaiming-uniform with a=sqrt(5)); touches nothing
-    "normal",          # N(0, std^2), std 1 unless set
-    "normal_small",    # N(0, std^2), std 0.01 unless set
-    "uniform",         # U(low, high), [-0.05, 0.05] unless set
-    "xavier_normal",   # Glorot: std = gain * sqrt(2 / (fan_in + fan_out))
+    "default",  # PyTorch's own init (Kaiming-uniform with a=sqrt(5)); touches nothing
+    "normal",  # N(0, std^2), std 1 unless set
+    "normal_small",  # N(0, std^2), std 0.01 unless set
+    "uniform",  # U(low, high), [-0.05, 0.05] unless set
+    "xavier_normal",  # Glorot: std = gain * sqrt(2 / (fan_in + fan_out))
     "xavier_uniform",  # Glorot: bound = gain * sqrt(6 / (fan_in + fan_out))
-    "he_normal",       # Kaiming, fan_in, ReLU gain: std = sqrt(2 / fan_in)
-    "he_uniform",      # Kaiming, fan_in, ReLU gain: bound = sqrt(6 / fan_in)
-    "lecun_normal",    # std = 1 / sqrt(fan_in)
-    "orthogonal",      # (flattened) W has orthonormal rows or columns, scaled by gain
-    "zeros",           # every weight and bias 0: perfect symmetry, nothing learns
-    "constant",        # every weight (and bias) = value: perfect symmetry
+    "he_normal",  # Kaiming, fan_in, ReLU gain: std = sqrt(2 / fan_in)
+    "he_uniform",  # Kaiming, fan_in, ReLU gain: bound = sqrt(6 / fan_in)
+    "lecun_normal",  # std = 1 / sqrt(fan_in)
+    "orthogonal",  # (flattened) W has orthonormal rows or columns, scaled by gain
+    "zeros",  # every weight and bias 0: perfect symmetry, nothing learns
+    "constant",  # every weight (and bias) = value: perfect symmetry
 )
 
 _DEFAULT_STD = {"normal": 1.0, "normal_small": 0.01}

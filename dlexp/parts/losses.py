@@ -52,8 +52,10 @@ def _refusal(adapter, data, needs: str) -> str | None:
     if data.task in adapter.tasks:
         return None
     others = [a.name for a in ADAPTERS if data.task in a.tasks]
-    return (f"loss={adapter.name} needs {needs}, but data={data.name} {_describe(data)}; "
-            f"use {' or '.join(', '.join(f'loss={n}' for n in others).rsplit(', ', 1))}.")
+    return (
+        f"loss={adapter.name} needs {needs}, but data={data.name} {_describe(data)}; "
+        f"use {' or '.join(', '.join(f'loss={n}' for n in others).rsplit(', ', 1))}."
+    )
 
 
 def _raw_scores_refusal(adapter, model, link: str) -> str | None:
@@ -62,8 +64,10 @@ def _raw_scores_refusal(adapter, model, link: str) -> str | None:
     if found is None:
         return None
     instead = "use loss=bce_probs or " if found == "sigmoid" and adapter.name == "bce" else ""
-    return (f"loss={adapter.name} applies the {link} itself and takes raw scores, but the model's output already "
-            f"goes through a {found}; {instead}drop the output activation (model.output_activation=null).")
+    return (
+        f"loss={adapter.name} applies the {link} itself and takes raw scores, but the model's output already "
+        f"goes through a {found}; {instead}drop the output activation (model.output_activation=null)."
+    )
 
 
 def _one_hot(y: Tensor, n_classes: int) -> Tensor:
@@ -205,8 +209,10 @@ class BCEProbs(BCE):
         if found == "sigmoid":
             return None
         output = "raw scores" if found is None else f"the output of a {found}, not a probability"
-        return (f"loss=bce_probs takes probabilities, but the model's output is {output}; "
-                "set model.output_activation=sigmoid, or use loss=bce (on raw scores).")
+        return (
+            f"loss=bce_probs takes probabilities, but the model's output is {output}; "
+            "set model.output_activation=sigmoid, or use loss=bce (on raw scores)."
+        )
 
     def __call__(self, output: Tensor, target: Tensor) -> Tensor:
         return F.binary_cross_entropy(output, target)  # what nn.BCELoss() computes

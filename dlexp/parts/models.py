@@ -34,13 +34,13 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "leaky_relu": nn.LeakyReLU,  # negative slope 0.01
     "elu": nn.ELU,
     "gelu": nn.GELU,
-    "silu": nn.SiLU,             # x * sigmoid(x), also called swish
-    "mish": nn.Mish,             # x * tanh(softplus(x))
+    "silu": nn.SiLU,  # x * sigmoid(x), also called swish
+    "mish": nn.Mish,  # x * tanh(softplus(x))
     "identity": nn.Identity,
 }
 Activation = Annotated[str, OneOf(ACTIVATIONS)]
 OutputActivation = Annotated[str | None, OneOf(ACTIVATIONS)]  # None: raw scores, nothing appended
-Sizes = Annotated[Sequence[int], Range(1)]     # widths, channel counts: each at least 1
+Sizes = Annotated[Sequence[int], Range(1)]  # widths, channel counts: each at least 1
 
 
 def make_activation(name: str, key: str = "model.activation") -> nn.Module:
@@ -86,8 +86,7 @@ def _flatten_if_image(shape: tuple[int, ...]) -> list[nn.Module]:
     return [nn.Flatten()] if len(shape) > 1 else []
 
 
-def perceptron(in_shape: Sequence[int], out_features: int, output_activation: OutputActivation = None
-               ) -> nn.Sequential:
+def perceptron(in_shape: Sequence[int], out_features: int, output_activation: OutputActivation = None) -> nn.Sequential:
     """One Linear layer on the (flattened) inputs: a linear classifier/regressor [+ output activation]."""
     shape = _shape(in_shape)
     return _output([*_flatten_if_image(shape), nn.Linear(math.prod(shape), int(out_features))], output_activation)

@@ -19,7 +19,7 @@ from torch import nn
 from dlexp import ConfigError
 from dlexp.parts.params import Range
 
-Rate = Annotated[float, Range(0, low_open=True)]       # a step size: > 0
+Rate = Annotated[float, Range(0, low_open=True)]  # a step size: > 0
 NonNegative = Annotated[float, Range(0)]
 
 Closure = Callable[[], torch.Tensor]
@@ -68,11 +68,7 @@ def _init_parameter_names(factory: Callable[..., Any]) -> set[str]:
         params = inspect.signature(target).parameters
     except (TypeError, ValueError):  # builtins without a signature: inject nothing
         return set()
-    return {
-        name
-        for name, p in params.items()
-        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-    }
+    return {name for name, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
 def _is_pytorch_default(init: Redraw | None) -> bool:
@@ -224,19 +220,36 @@ class AdamThenSGD(torch.optim.Optimizer):
         betas = (float(betas[0]), float(betas[1]))
         defaults = dict(
             lr=adam_lr if switch_epoch > 0 else sgd_lr,
-            adam_lr=adam_lr, sgd_lr=sgd_lr, momentum=momentum, nesterov=nesterov,
-            betas=betas, eps=eps, weight_decay=weight_decay,
+            adam_lr=adam_lr,
+            sgd_lr=sgd_lr,
+            momentum=momentum,
+            nesterov=nesterov,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
         )
         super().__init__(params, defaults)
         self.switch_step = switch_epoch * steps_per_epoch
         self.steps = 0
         self.adam = torch.optim.Adam(
-            [dict(params=g["params"], lr=g["adam_lr"], betas=g["betas"], eps=g["eps"],
-                  weight_decay=g["weight_decay"]) for g in self.param_groups]
+            [
+                dict(
+                    params=g["params"], lr=g["adam_lr"], betas=g["betas"], eps=g["eps"], weight_decay=g["weight_decay"]
+                )
+                for g in self.param_groups
+            ]
         )
         self.sgd = torch.optim.SGD(
-            [dict(params=g["params"], lr=g["sgd_lr"], momentum=g["momentum"], nesterov=g["nesterov"],
-                  weight_decay=g["weight_decay"]) for g in self.param_groups]
+            [
+                dict(
+                    params=g["params"],
+                    lr=g["sgd_lr"],
+                    momentum=g["momentum"],
+                    nesterov=g["nesterov"],
+                    weight_decay=g["weight_decay"],
+                )
+                for g in self.param_groups
+            ]
         )
 
     @property

@@ -13,9 +13,9 @@ No torch import: validation reads these before anything is built.
 from __future__ import annotations
 
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from collections.abc import Callable
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,9 @@ class OneOf:
         if isinstance(value, str) and value not in self.choices:
             from dlexp.config.catalog import suggest
 
-            return f"{path}={value} is not valid.{suggest(value, self.choices)} Valid choices: {', '.join(self.choices)}."
+            return (
+                f"{path}={value} is not valid.{suggest(value, self.choices)} Valid choices: {', '.join(self.choices)}."
+            )
         return None
 
 

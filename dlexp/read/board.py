@@ -19,8 +19,8 @@ LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 # Images dashboard then shows none.)
 IMAGE_SAMPLES = 100_000
 
-CURVES_PAGE = "#custom_scalars"   # loss train vs val, accuracy, learning rate, then the per-layer numbers
-HISTOGRAMS_PAGE = "#histograms"   # what fresh networks have to show
+CURVES_PAGE = "#custom_scalars"  # loss train vs val, accuracy, learning rate, then the per-layer numbers
+HISTOGRAMS_PAGE = "#histograms"  # what fresh networks have to show
 TABLE_PAGE = "#hparams"
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -36,8 +36,10 @@ def start(path: Path, host: str = "127.0.0.1", port: int = 6006, reload_interval
     """Start TensorBoard in a background thread of this process and return its URL (port 0: a free one)."""
     path = Path(path)
     if not path.exists():
-        raise UsageError(f"{path} does not exist; give a folder of runs, e.g. dlexp board runs/ "
-                         "(a sweep or a single run directory works too).")
+        raise UsageError(
+            f"{path} does not exist; give a folder of runs, e.g. dlexp board runs/ "
+            "(a sweep or a single run directory works too)."
+        )
     if not path.is_dir():
         raise UsageError(f"{path} is a file; give the folder that holds the runs (a run directory or runs/).")
     from tensorboard import program
@@ -45,14 +47,28 @@ def start(path: Path, host: str = "127.0.0.1", port: int = 6006, reload_interval
     board = program.TensorBoard()
     # --load_fast=false: TensorBoard's own Python loader, which reads runs of this size at once; its default, an
     # experimental data server in a subprocess, announces itself with a notice a learner takes for a problem.
-    board.configure(argv=[None, "--logdir", str(path.resolve()), "--host", host, "--port", str(int(port)),
-                          "--reload_interval", str(reload_interval), "--load_fast", "false",
-                          "--samples_per_plugin", f"images={IMAGE_SAMPLES}"])
+    board.configure(
+        argv=[
+            None,
+            "--logdir",
+            str(path.resolve()),
+            "--host",
+            host,
+            "--port",
+            str(int(port)),
+            "--reload_interval",
+            str(reload_interval),
+            "--load_fast",
+            "false",
+            "--samples_per_plugin",
+            f"images={IMAGE_SAMPLES}",
+        ]
+    )
     try:
         return board.launch()
-    except program.TensorBoardServerException as err:   # e.g. the port is taken
+    except program.TensorBoardServerException as err:  # e.g. the port is taken
         raise UsageError(f"{err.msg}; choose another port with --port, or --port 0 for a free one.") from None
-    except OSError as err:                              # e.g. a host name this machine does not have
+    except OSError as err:  # e.g. a host name this machine does not have
         raise UsageError(f"TensorBoard cannot listen on {host}:{port} ({err.strerror or err}).") from None
 
 
@@ -64,14 +80,19 @@ def serve(path: Path = Path("runs"), host: str = "127.0.0.1", port: int = 6006, 
 
     console = console or Console(highlight=False)
     url = start(path, host, port)
-    console.print(f"TensorBoard on {path} at [bold]{url}{first_page(path)}[/]  (Ctrl-C to stop)", soft_wrap=True,
-                  highlight=False)
+    console.print(
+        f"TensorBoard on {path} at [bold]{url}{first_page(path)}[/]  (Ctrl-C to stop)", soft_wrap=True, highlight=False
+    )
     console.print(f"  the runs side by side: {url}{TABLE_PAGE}", soft_wrap=True, highlight=False)
     sweeps = column_records(path)
     if len(sweeps) > 1:
-        console.print(f"[yellow]note:[/] {len(sweeps)} sweeps under {path}: HParams shows them in one table, with "
-                      f"the columns of one of them; to compare one sweep, open it: dlexp board "
-                      f"{sweeps[0].parent}", soft_wrap=True, highlight=False)
+        console.print(
+            f"[yellow]note:[/] {len(sweeps)} sweeps under {path}: HParams shows them in one table, with "
+            f"the columns of one of them; to compare one sweep, open it: dlexp board "
+            f"{sweeps[0].parent}",
+            soft_wrap=True,
+            highlight=False,
+        )
     if host not in LOCAL_HOSTS:
         console.print(f"[yellow]note:[/] bound to {host}: other machines on this network can open it.")
     # Ctrl-C or SIGTERM stop it, also when started with SIGINT ignored (`dlexp board &` in a script or a
@@ -79,7 +100,7 @@ def serve(path: Path = Path("runs"), host: str = "127.0.0.1", port: int = 6006, 
     for sig in STOP_SIGNALS:
         signal.signal(sig, _stop)
     try:
-        threading.Event().wait()                        # the server runs in its own thread
+        threading.Event().wait()  # the server runs in its own thread
     except KeyboardInterrupt:
         console.print("TensorBoard stopped.")
     return 0

@@ -17,8 +17,17 @@ from dlexp import UsageError
 from dlexp.read import evidence
 from dlexp.read.evidence import Group
 from dlexp.read.rows import RunRow, collect
-from dlexp.read.table import Table, build_table, panel_title, render, run_label, sort_records, to_csv, to_markdown, \
-    verdict_for
+from dlexp.read.table import (
+    Table,
+    build_table,
+    panel_title,
+    render,
+    run_label,
+    sort_records,
+    to_csv,
+    to_markdown,
+    verdict_for,
+)
 
 BANDS = ("std", "minmax")
 
@@ -27,11 +36,22 @@ def _split(text: str | None) -> list[str]:
     return [part.strip() for part in (text or "").split(",") if part.strip()]
 
 
-def main(paths: list[Path], sort: str | None = None, csv_path: Path | None = None,
-         markdown_path: Path | None = None, plot_path: Path | None = None, log_scale: bool = False,
-         console=None, by: str | None = None, group: bool = True, band: str = "std",
-         columns: str | None = None, boundaries_path: Path | None = None, histograms_path: Path | None = None,
-         step: int | None = None) -> int:
+def main(
+    paths: list[Path],
+    sort: str | None = None,
+    csv_path: Path | None = None,
+    markdown_path: Path | None = None,
+    plot_path: Path | None = None,
+    log_scale: bool = False,
+    console=None,
+    by: str | None = None,
+    group: bool = True,
+    band: str = "std",
+    columns: str | None = None,
+    boundaries_path: Path | None = None,
+    histograms_path: Path | None = None,
+    step: int | None = None,
+) -> int:
     """Print the table (and the verdict); write the requested files. Exit code 0 (a diverged run is a result)."""
     from rich.console import Console
 
@@ -55,8 +75,17 @@ def main(paths: list[Path], sort: str | None = None, csv_path: Path | None = Non
     notes = found.lines if found else []
     for line in notes:  # wrapped at the terminal's width, under its own indentation
         indent = " " * (len(line) - len(line.lstrip()))
-        console.print(textwrap.fill(line, max(console.width, 40), subsequent_indent=indent + "  ",
-                                    break_long_words=False, break_on_hyphens=False), highlight=False, soft_wrap=True)
+        console.print(
+            textwrap.fill(
+                line,
+                max(console.width, 40),
+                subsequent_indent=indent + "  ",
+                break_long_words=False,
+                break_on_hyphens=False,
+            ),
+            highlight=False,
+            soft_wrap=True,
+        )
     written = []
     if csv_path is not None:
         written.append(to_csv(Path(csv_path), t))
@@ -76,8 +105,9 @@ def main(paths: list[Path], sort: str | None = None, csv_path: Path | None = Non
     return 0
 
 
-def figures(t: Table, rows: list[RunRow], boundaries_path: Path | None, histograms_path: Path | None,
-            step: int | None, console) -> None:
+def figures(
+    t: Table, rows: list[RunRow], boundaries_path: Path | None, histograms_path: Path | None, step: int | None, console
+) -> None:
     """compare --boundaries (one panel per run, or per group of seeds: their probabilities averaged) and
     --histograms (one row per run)."""
     keys = evidence.differing_overrides(rows)
@@ -91,13 +121,13 @@ def figures(t: Table, rows: list[RunRow], boundaries_path: Path | None, histogra
         from dlexp.read.figures import boundaries_figure
 
         titles = boundaries_figure(Path(boundaries_path), panels)
-        console.print(f"wrote {boundaries_path} ({_panels(len(titles), len(panels))})", highlight=False,
-                      soft_wrap=True)
+        console.print(f"wrote {boundaries_path} ({_panels(len(titles), len(panels))})", highlight=False, soft_wrap=True)
     if histograms_path is not None:
         from dlexp.read.figures import histograms_figure
 
-        titles = histograms_figure(Path(histograms_path), [(run_label(row, keys), row.path) for row in ordered],
-                                   step or 0)
+        titles = histograms_figure(
+            Path(histograms_path), [(run_label(row, keys), row.path) for row in ordered], step or 0
+        )
         console.print(f"wrote {histograms_path} ({len(titles)} panels)", highlight=False, soft_wrap=True)
 
 
@@ -112,5 +142,3 @@ def group_title(group: Group) -> str:
 def _panels(drawn: int, panels: int) -> str:
     missing = f"; {panels - drawn} without boundary.npz" if drawn < panels else ""
     return f"{drawn} panel{'s' if drawn != 1 else ''}{missing}"
-
-

@@ -18,10 +18,12 @@ from dlexp import UsageError
 
 LINESTYLES = ["-", "--", "-.", ":"]
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "h", "<"]
-MARKS_PER_CURVE = 8                  # markers along a curve: enough to tell it, few enough not to hide it
-THICK, THIN = 2.6, 1.3               # neighbouring curves alternate; the thin one is drawn on top
-NO_CURVE = ("none of these runs has validation-loss values in its metrics.csv, so there is nothing to plot; "
-            "regression and classification runs log val/loss, gaussian (unlabelled) runs do not.")
+MARKS_PER_CURVE = 8  # markers along a curve: enough to tell it, few enough not to hide it
+THICK, THIN = 2.6, 1.3  # neighbouring curves alternate; the thin one is drawn on top
+NO_CURVE = (
+    "none of these runs has validation-loss values in its metrics.csv, so there is nothing to plot; "
+    "regression and classification runs log val/loss, gaussian (unlabelled) runs do not."
+)
 
 
 def _pyplot():
@@ -38,10 +40,15 @@ def _style(i: int, count: int, points: int) -> dict:
 
     colors = matplotlib.colormaps["tab10" if count <= 10 else "tab20"].colors
     spacing = max(1, points // MARKS_PER_CURVE)
-    return dict(color=colors[i % len(colors)], linestyle=LINESTYLES[i % len(LINESTYLES)],
-                marker=MARKERS[i % len(MARKERS)], markersize=4,
-                markevery=(i % spacing, spacing),  # staggered: neighbours (near-equal when sorted) never share one
-                linewidth=THICK if i % 2 == 0 else THIN, zorder=2 if i % 2 == 0 else 3)
+    return dict(
+        color=colors[i % len(colors)],
+        linestyle=LINESTYLES[i % len(LINESTYLES)],
+        marker=MARKERS[i % len(MARKERS)],
+        markersize=4,
+        markevery=(i % spacing, spacing),  # staggered: neighbours (near-equal when sorted) never share one
+        linewidth=THICK if i % 2 == 0 else THIN,
+        zorder=2 if i % 2 == 0 else 3,
+    )
 
 
 def _ending(row) -> str:
@@ -67,16 +74,33 @@ def _limits(steady: list[float], every: list[float], log_scale: bool) -> tuple[f
 
 def _off_scale(ax, xs, ys, low: float, high: float, color, value: bool = True) -> None:
     """Points above (below) the axis: a ▲ (▼) on the edge at their epoch, the most extreme one with its value."""
-    for edge, outside, marker, extreme in ((high, [(x, y) for x, y in zip(xs, ys) if y > high], "^", max),
-                                           (low, [(x, y) for x, y in zip(xs, ys) if y < low], "v", min)):
+    for edge, outside, marker, extreme in (
+        (high, [(x, y) for x, y in zip(xs, ys) if y > high], "^", max),
+        (low, [(x, y) for x, y in zip(xs, ys) if y < low], "v", min),
+    ):
         if not outside:
             continue
-        ax.plot([x for x, _ in outside], [edge] * len(outside), linestyle="none", marker=marker, markersize=7,
-                color=color, clip_on=False, zorder=5)
+        ax.plot(
+            [x for x, _ in outside],
+            [edge] * len(outside),
+            linestyle="none",
+            marker=marker,
+            markersize=7,
+            color=color,
+            clip_on=False,
+            zorder=5,
+        )
         x, y = extreme(outside, key=lambda p: p[1])
         if value:
-            ax.annotate(f"{y:.2g}", xy=(x, edge), xytext=(5, -10 if edge == high else 4), textcoords="offset points",
-                        fontsize=8, color=color, annotation_clip=False)
+            ax.annotate(
+                f"{y:.2g}",
+                xy=(x, edge),
+                xytext=(5, -10 if edge == high else 4),
+                textcoords="offset points",
+                fontsize=8,
+                color=color,
+                annotation_clip=False,
+            )
 
 
 def _stop(ax, row, color, low: float, high: float) -> tuple[float, float] | None:
@@ -86,8 +110,18 @@ def _stop(ax, row, color, low: float, high: float) -> tuple[float, float] | None
         return None
     x = row.epochs if row.epochs is not None else row.curve[-1][0]
     y = high if row.status == "diverged" else min(max(row.curve[-1][1], low), high)
-    ax.plot([x], [y], linestyle="none", marker="X", markersize=10, markeredgecolor="black", markeredgewidth=0.8,
-            color=color, clip_on=False, zorder=6)
+    ax.plot(
+        [x],
+        [y],
+        linestyle="none",
+        marker="X",
+        markersize=10,
+        markeredgecolor="black",
+        markeredgewidth=0.8,
+        color=color,
+        clip_on=False,
+        zorder=6,
+    )
     return x, y
 
 
@@ -103,8 +137,16 @@ def _diverged_note(rows: list, high: float) -> str:
 def _notes(ax, notes: list[tuple[tuple[float, float], str, object]]) -> None:
     """Texts next to the ✕ of diverged runs, above the axes (where no curve is), stacked so none overlaps."""
     for k, (xy, text, color) in enumerate(notes):
-        ax.annotate(text, xy=xy, xytext=(8, 6 + 11 * k), textcoords="offset points", fontsize=8, color=color,
-                    fontweight="bold", annotation_clip=False)
+        ax.annotate(
+            text,
+            xy=xy,
+            xytext=(8, 6 + 11 * k),
+            textcoords="offset points",
+            fontsize=8,
+            color=color,
+            fontweight="bold",
+            annotation_clip=False,
+        )
 
 
 def _finish(fig, ax, limits: tuple[float, float], log_scale: bool, notes=()):
@@ -207,8 +249,11 @@ def draw_groups(groups: list, band: str = "std", log_scale: bool = False):
         if curve:
             xs, means, lows, highs = zip(*curve)
             n = len([r for r in group.completed if r.curve])
-            label = f"{group.label}: mean {spread} of {n} runs, final {means[-1]:.3g}" if n > 1 \
+            label = (
+                f"{group.label}: mean {spread} of {n} runs, final {means[-1]:.3g}"
+                if n > 1
                 else f"{group.label}: 1 run, final {means[-1]:.3g}"
+            )
             ax.plot(xs, means, label=label, **style)
             if n > 1:
                 ax.fill_between(xs, lows, highs, color=style["color"], alpha=0.2, linewidth=0)

@@ -9,11 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from dlexp import UsageError
 from dlexp.read import runs
 from dlexp.read.rows import differences, load_run
 from dlexp.read.table import METRICS, fmt
-from dlexp import UsageError
-
 
 
 def _run_dir(path: Path) -> Path:

@@ -25,10 +25,10 @@ from dlexp.read.runs import lower_is_better, ranked
 if TYPE_CHECKING:
     from dlexp.read.rows import RunRow
 
-SIGNIFICANCE = 0.05           # a p-value below this is called a clear difference (the usual 5% convention)
-VARIES_WITHIN = ("seed",)     # what runs of one group may differ in
-IGNORED_TOP = ("log",)        # where and how often a run logs does not change its result
-AGGREGATE_DIR = "aggregate"   # under a sweep: one TensorBoard run per group (the mean of its seeds)
+SIGNIFICANCE = 0.05  # a p-value below this is called a clear difference (the usual 5% convention)
+VARIES_WITHIN = ("seed",)  # what runs of one group may differ in
+IGNORED_TOP = ("log",)  # where and how often a run logs does not change its result
+AGGREGATE_DIR = "aggregate"  # under a sweep: one TensorBoard run per group (the mean of its seeds)
 STATS = ("std", "min", "max")  # the aggregate run's extra tags: <tag>/std, <tag>/min, <tag>/max
 
 
@@ -48,15 +48,20 @@ def describe(values: list[float]) -> Stat | None:
     values = [float(v) for v in values]
     if not values:
         return None
-    return Stat(n=len(values), mean=statistics.fmean(values),
-                std=statistics.stdev(values) if len(values) > 1 else None, min=min(values), max=max(values))
+    return Stat(
+        n=len(values),
+        mean=statistics.fmean(values),
+        std=statistics.stdev(values) if len(values) > 1 else None,
+        min=min(values),
+        max=max(values),
+    )
 
 
 @dataclass
 class Group:
     """Runs that share every setting except the seed (or, with --by, the values of the chosen keys)."""
 
-    key: dict[str, str]                       # the values that set this group apart: {"optimizer": "adam"}
+    key: dict[str, str]  # the values that set this group apart: {"optimizer": "adam"}
     runs: list[RunRow] = field(default_factory=list)
 
     @property
@@ -78,6 +83,7 @@ class Group:
 
 # --- grouping --------------------------------------------------------------------------------------------------
 
+
 def value_of(row: RunRow, key: str) -> str | None:
     """A run's value for a dotted config key (optimizer.lr), a config group (optimizer) or an override (+x)."""
     for source in (row.config, row.choices, row.overrides):
@@ -95,8 +101,7 @@ def settings(row: RunRow) -> dict[str, str]:
     """Everything that decides a run's result: the composed config and the group choices, without the seed
     and the logging knobs (the overrides, for a run directory without its config.yaml)."""
     found = {**row.config, **row.choices} if row.config else dict(row.overrides)
-    return {k: str(v) for k, v in found.items()
-            if k not in VARIES_WITHIN and not logging_knob(k)}
+    return {k: str(v) for k, v in found.items() if k not in VARIES_WITHIN and not logging_knob(k)}
 
 
 def differs_in_seed_only(rows: list[RunRow]) -> bool:
@@ -111,8 +116,10 @@ def seed_groups(rows: list[RunRow], by: list[str] | None = None) -> list[Group]:
     if by:
         missing = [k for k in by if all(value_of(row, k) is None for row in rows)]
         if missing:
-            raise UsageError(f"--by {','.join(by)}: no run has a value for {', '.join(missing)}; keys these runs "
-                             f"differ in: {', '.join(differing_keys(rows)) or '(none)'}.")
+            raise UsageError(
+                f"--by {','.join(by)}: no run has a value for {', '.join(missing)}; keys these runs "
+                f"differ in: {', '.join(differing_keys(rows)) or '(none)'}."
+            )
         keyed = [(tuple(value_of(row, k) or "" for k in by), row) for row in rows]
         return _gather(keyed, list(by))
     keyed = [(_frozen(settings(row)), row) for row in rows]
@@ -158,40 +165,42 @@ def differing_keys(rows: list[RunRow]) -> list[str]:
 def _label_keys(groups: list[Group], rows: list[RunRow]) -> list[str]:
     """The keys that name the groups: overrides that differ between groups and never within one; config keys
     too when those overrides do not tell every group apart (runs gathered from several sweeps)."""
+
     def constant(key: str) -> bool:
         return all(len({value_of(run, key) for run in group.runs}) == 1 for group in groups)
 
     def tells_apart(keys: list[str]) -> bool:
         return len({tuple(value_of(g.runs[0], k) for k in keys) for g in groups}) == len(groups)
 
-    keys = [k for k in differing_keys(rows) if k not in VARIES_WITHIN and constant(k)
-            and not logging_knob(k)]
+    keys = [k for k in differing_keys(rows) if k not in VARIES_WITHIN and constant(k) and not logging_knob(k)]
     if len(groups) > 1 and not tells_apart(keys):
         every = sorted({k for g in groups for k in settings(g.runs[0])})
-        keys += [k for k in every if k not in keys and constant(k)
-                 and len({value_of(g.runs[0], k) for g in groups}) > 1]
+        keys += [
+            k for k in every if k not in keys and constant(k) and len({value_of(g.runs[0], k) for g in groups}) > 1
+        ]
     return keys
 
 
 # --- the verdict ------------------------------------------------------------------------------------------------
 
+
 @dataclass
 class Verdict:
     metric: str
     lines: list[str]
-    p: float | None = None      # Welch's two-sided p-value, when one could be computed
-    clear: bool | None = None   # None: no verdict possible
+    p: float | None = None  # Welch's two-sided p-value, when one could be computed
+    clear: bool | None = None  # None: no verdict possible
 
 
 def welch(a: Stat, b: Stat) -> tuple[float, float, float]:
     """(difference of means a - b, its standard error, Welch's two-sided p-value). Needs n >= 2 in both."""
-    va, vb = a.std ** 2 / a.n, b.std ** 2 / b.n
+    va, vb = a.std**2 / a.n, b.std**2 / b.n
     se = math.sqrt(va + vb)
     diff = a.mean - b.mean
-    if se == 0.0:                # every run of both groups ended on the same number
+    if se == 0.0:  # every run of both groups ended on the same number
         return diff, 0.0, 0.0 if diff else 1.0
     t = diff / se
-    df = (va + vb) ** 2 / (va ** 2 / (a.n - 1) + vb ** 2 / (b.n - 1))  # Welch-Satterthwaite
+    df = (va + vb) ** 2 / (va**2 / (a.n - 1) + vb**2 / (b.n - 1))  # Welch-Satterthwaite
     from scipy.special import stdtr  # Student's t distribution function; scipy comes with scikit-learn
 
     return diff, se, float(2.0 * stdtr(df, -abs(t)))
@@ -204,11 +213,18 @@ def verdict(groups: list[Group], metric: str, descending: bool = False) -> Verdi
     if not scored:
         return None
     lower = lower_is_better(metric) if ranked(metric) else not descending
-    rule = ("lower" if lower else "higher") + " is better" if ranked(metric) else ("lowest" if lower else "highest") + " first"
+    rule = (
+        ("lower" if lower else "higher") + " is better"
+        if ranked(metric)
+        else ("lowest" if lower else "highest") + " first"
+    )
     head = f"verdict on {metric} ({rule}):"
     if len(scored) < 2:
-        unscored = [f"  {g.label}: {_counted(g)}, counted but not averaged" for g in groups if g.others
-                    and all(g is not h for h, _ in scored)]
+        unscored = [
+            f"  {g.label}: {_counted(g)}, counted but not averaged"
+            for g in groups
+            if g.others and all(g is not h for h, _ in scored)
+        ]
         return Verdict(metric, [f"{head} none, only one group has completed runs with a value for it.", *unscored])
     scored.sort(key=lambda gs: gs[1].mean, reverse=not lower)
     (best, a), (second, b) = scored[:2]
@@ -216,18 +232,33 @@ def verdict(groups: list[Group], metric: str, descending: bool = False) -> Verdi
     lines = [f"  best       {best.label:<{width}}  {_pm(a)}", f"  runner-up  {second.label:<{width}}  {_pm(b)}"]
     lines += [f"  {g.label}: {_counted(g)}, counted but not averaged" for g in (best, second) if g.others]
     if a.n < 2 or b.n < 2:
-        return Verdict(metric, [f"{head} no verdict possible: one completed run per group cannot tell a difference "
-                                "from seed noise; sweep seed=0,1,2,3.", *lines])
+        return Verdict(
+            metric,
+            [
+                f"{head} no verdict possible: one completed run per group cannot tell a difference "
+                "from seed noise; sweep seed=0,1,2,3.",
+                *lines,
+            ],
+        )
     diff, se, p = welch(a, b)
     if se == 0.0 and diff == 0.0:
-        return Verdict(metric, [f"{head} no difference: every run of both groups ends at {a.mean:.4g}.", *lines],
-                       p=p, clear=False)
+        return Verdict(
+            metric, [f"{head} no difference: every run of both groups ends at {a.mean:.4g}.", *lines], p=p, clear=False
+        )
     clear = p < SIGNIFICANCE
     test = f"difference {abs(diff):.4g} ± {se:.2g} (standard error), Welch's t-test p = {p:.2g}"
     if clear:
         return Verdict(metric, [f"{head} clear.", *lines, f"  {test} < {SIGNIFICANCE}"], p=p, clear=True)
-    return Verdict(metric, [f"{head} within noise, run more seeds.", *lines,
-                            f"  {test} >= {SIGNIFICANCE}: seeds alone often make a gap this size"], p=p, clear=False)
+    return Verdict(
+        metric,
+        [
+            f"{head} within noise, run more seeds.",
+            *lines,
+            f"  {test} >= {SIGNIFICANCE}: seeds alone often make a gap this size",
+        ],
+        p=p,
+        clear=False,
+    )
 
 
 def _pm(s: Stat) -> str:
@@ -240,13 +271,14 @@ def _counted(group: Group) -> str:
 
 # --- TensorBoard: one aggregate run per group --------------------------------------------------------------------
 
+
 def aggregate_curves(curves: list[dict[str, list[tuple[int, float]]]]) -> dict[str, list[tuple[int, float]]]:
     """Runs' scalar curves -> the mean curve under each tag, and <tag>/std, /min, /max: at every step that all
     the runs logged the tag (std with two runs or more)."""
     found: dict[str, list[tuple[int, float]]] = {}
     tags = set.intersection(*(set(c) for c in curves)) if curves else set()
     for tag in sorted(tags):
-        per_run = [dict(c[tag]) for c in curves]                  # step -> value (a step logged twice: the last)
+        per_run = [dict(c[tag]) for c in curves]  # step -> value (a step logged twice: the last)
         steps = sorted(set.intersection(*(set(points) for points in per_run)))
         for step in steps:
             s = describe([points[step] for points in per_run])

@@ -20,7 +20,7 @@ from dlexp.read import runs
 from dlexp.read.runs import best_of, ranked
 
 Scalar = bool | int | float | str
-MISSING = "(absent)"   # a key one side does not have
+MISSING = "(absent)"  # a key one side does not have
 
 
 @dataclass
@@ -29,16 +29,16 @@ class RunRow:
     name: str
     status: str
     overrides: dict[str, str]
-    metrics: dict[str, float]                       # final values, and best/<metric>
+    metrics: dict[str, float]  # final values, and best/<metric>
     epochs: int | None
     wall_time: float | None
     curve: list[tuple[float, float]] = field(default_factory=list)  # (epoch, val/loss)
-    choices: dict[str, str] = field(default_factory=dict)          # config group -> option
-    config: dict[str, Any] = field(default_factory=dict)           # the composed config, dotted keys
-    stopped_at_step: int | None = None              # where a diverged run stopped
-    job: int | None = None                          # its number in its sweep
+    choices: dict[str, str] = field(default_factory=dict)  # config group -> option
+    config: dict[str, Any] = field(default_factory=dict)  # the composed config, dotted keys
+    stopped_at_step: int | None = None  # where a diverged run stopped
+    job: int | None = None  # its number in its sweep
     no_final: set[str] = field(default_factory=set)  # epoch metrics it logged but has no final value of (it
-                                                     # ended, diverged say, before its next evaluated epoch)
+    # ended, diverged say, before its next evaluated epoch)
 
     def logged(self, tag: str) -> bool:
         """Did this run log `tag` (it has a final value, or has none because it ended first)?"""
@@ -84,13 +84,15 @@ def parse_overrides(overrides: list[str]) -> dict[str, str]:
 def load_run(path: Path) -> RunRow:
     status = runs.read_status(path)
     rows = read_metrics_csv(path / runs.METRICS)
-    final = status.get("metrics")                   # written when the run ended, however it ended
+    final = status.get("metrics")  # written when the run ended, however it ended
     metrics = {k: v for k, v in ((k, number(v)) for k, v in (final or {}).items()) if v is not None}
     if rows and (final is None or status.get("status") == "completed"):
         # a run still going, or killed: its last logged epoch; a completed one ended on its last row (an untrained
         # run on epoch 0, which status.json leaves out)
-        metrics = {**{k: v for k, v in ((k, number(v)) for k, v in rows[-1].items()) if v is not None and "/" in k},
-                   **metrics}
+        metrics = {
+            **{k: v for k, v in ((k, number(v)) for k, v in rows[-1].items()) if v is not None and "/" in k},
+            **metrics,
+        }
     logged = set()
     for column in rows[0].keys() if rows else []:  # metrics.csv holds every evaluated epoch (a resumed run appends)
         values = [v for v in (number(r.get(column)) for r in rows) if v is not None]
@@ -98,18 +100,30 @@ def load_run(path: Path) -> RunRow:
             logged.add(column)
         if values and ranked(column):
             metrics[f"best/{column}"] = best_of(column, values)
-    curve = [(e, v) for e, v in ((number(r.get("epoch")), number(r.get("val/loss"))) for r in rows)
-             if e is not None and v is not None]
+    curve = [
+        (e, v)
+        for e, v in ((number(r.get("epoch")), number(r.get("val/loss"))) for r in rows)
+        if e is not None and v is not None
+    ]
     name = path.name  # made unique by collect() when two sweeps hold the same job name
     epochs = status.get("epoch")
     if epochs is None and rows:
         epochs = int(number(rows[-1].get("epoch")) or 0)
-    return RunRow(path=path, name=name, status=str(status.get("status", "unknown")),
-                  overrides=parse_overrides(status.get("overrides") or []), metrics=metrics,
-                  epochs=epochs, wall_time=number(status.get("wall_time")), curve=curve,
-                  choices={str(k): str(v) for k, v in (status.get("choices") or {}).items()},
-                  config=read_config(path), stopped_at_step=status.get("diverged_at_step"),
-                  job=runs.job_number(path, status), no_final=logged - metrics.keys())
+    return RunRow(
+        path=path,
+        name=name,
+        status=str(status.get("status", "unknown")),
+        overrides=parse_overrides(status.get("overrides") or []),
+        metrics=metrics,
+        epochs=epochs,
+        wall_time=number(status.get("wall_time")),
+        curve=curve,
+        choices={str(k): str(v) for k, v in (status.get("choices") or {}).items()},
+        config=read_config(path),
+        stopped_at_step=status.get("diverged_at_step"),
+        job=runs.job_number(path, status),
+        no_final=logged - metrics.keys(),
+    )
 
 
 def collect(paths: list[Path]) -> list[RunRow]:
@@ -128,7 +142,7 @@ def collect(paths: list[Path]) -> list[RunRow]:
     found.sort(key=run_order)
     names = [row.name for row in found]
     for row in found:
-        if names.count(row.name) > 1:               # the same job name under two sweeps: show where it is
+        if names.count(row.name) > 1:  # the same job name under two sweeps: show where it is
             row.name = str(row.path)
     return found
 
@@ -160,7 +174,7 @@ def flatten(config: Mapping, prefix: str = "", skip_keys=(), skip_top=()) -> dic
             flat[name] = value
         elif value is None:
             flat[name] = "null"
-        else:                                    # lists, tuples: one readable string, e.g. "[100, 100]"
+        else:  # lists, tuples: one readable string, e.g. "[100, 100]"
             flat[name] = json.dumps(value, default=str)
     return flat
 

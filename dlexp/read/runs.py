@@ -18,18 +18,25 @@ from typing import Any
 STATUS = "status.json"
 CONFIG = "config.yaml"
 LOG = "train.log"
-LOCK = ".lock"                                # held (flock) by the one process writing the run, while it lives
-METRICS = "metrics.csv"                      # one row per evaluated epoch (a run that trains)
-MULTIRUN = "multirun.yaml"                   # in a sweep directory: Hydra's record of how the sweep was launched
-SWEEP_RECORDS = (MULTIRUN, LOCK)             # what a sweep directory holds before its first job starts
+LOCK = ".lock"  # held (flock) by the one process writing the run, while it lives
+METRICS = "metrics.csv"  # one row per evaluated epoch (a run that trains)
+MULTIRUN = "multirun.yaml"  # in a sweep directory: Hydra's record of how the sweep was launched
+SWEEP_RECORDS = (MULTIRUN, LOCK)  # what a sweep directory holds before its first job starts
 # A run's status and the exit code it gives a command (a sweep exits with its most serious one). `running` is
 # what status.json says while a process writes the run; readers call it `crashed` once that process is gone.
-EXIT_CODES = {"completed": 0, "failed": 1, "crashed": 1, "refused": 2, "diverged": 3, "interrupted": 130,
-              "terminated": 143}
-SERIOUSNESS = (143, 130, 1, 2, 3)            # most serious first: a stop by the user, a crash, a bad config, ...
+EXIT_CODES = {
+    "completed": 0,
+    "failed": 1,
+    "crashed": 1,
+    "refused": 2,
+    "diverged": 3,
+    "interrupted": 130,
+    "terminated": 143,
+}
+SERIOUSNESS = (143, 130, 1, 2, 3)  # most serious first: a stop by the user, a crash, a bad config, ...
 STATUS_STYLES = {"completed": "green", "diverged": "bold red", "failed": "red", "crashed": "red", "refused": "red"}
-FINISHED = ("completed", "diverged", "failed", "refused")   # nothing more will happen to these runs by itself
-CONTINUABLE = ("interrupted", "terminated", "crashed")      # stopped early: `dlexp resume` continues them
+FINISHED = ("completed", "diverged", "failed", "refused")  # nothing more will happen to these runs by itself
+CONTINUABLE = ("interrupted", "terminated", "crashed")  # stopped early: `dlexp resume` continues them
 
 
 def worst_exit_code(statuses: list[str]) -> int:

@@ -17,8 +17,18 @@ from dlexp.read.evidence import Group, Stat
 from dlexp.read.rows import RunRow, number
 
 # Metric columns in reading order; "best/x" is the lowest loss / highest accuracy over the evaluated epochs.
-METRICS = ["train/loss", "best/train/loss", "val/loss", "best/val/loss",
-           "train/acc", "best/train/acc", "val/acc", "best/val/acc", "hist/saturated", "hist/dead"]
+METRICS = [
+    "train/loss",
+    "best/train/loss",
+    "val/loss",
+    "best/val/loss",
+    "train/acc",
+    "best/train/acc",
+    "val/acc",
+    "best/val/acc",
+    "hist/saturated",
+    "hist/dead",
+]
 
 
 TAIL = ["epochs", "wall_time", "status"]
@@ -30,28 +40,33 @@ GROUP_TAIL = ["wall_time"]
 VERDICT_METRICS = ["val/loss", "train/loss"]  # the verdict's metric when --sort names none
 
 
-RUNS_CAPTION = ("Metrics: the value at the last evaluated epoch; dimmed below it, the best epoch's "
-                "(lowest loss, highest accuracy).")
+RUNS_CAPTION = (
+    "Metrics: the value at the last evaluated epoch; dimmed below it, the best epoch's (lowest loss, highest accuracy)."
+)
 
 
 # {groups}: "runs that differ only in seed" or "runs that share optimizer" (--by)
-GROUPS_CAPTION = ("One row per group of {groups}. Metrics: mean±std over the group's completed runs, at the last "
-                  "evaluated epoch; dimmed below, the same for the best epoch. completed: completed runs / all runs "
-                  "(the others are counted, never averaged).")
+GROUPS_CAPTION = (
+    "One row per group of {groups}. Metrics: mean±std over the group's completed runs, at the last "
+    "evaluated epoch; dimmed below, the same for the best epoch. completed: completed runs / all runs "
+    "(the others are counted, never averaged)."
+)
 
 
-MARKDOWN_CAPTION = ("One row per group of {groups}: mean ± std over the group's completed runs, at the last evaluated "
-                    "epoch (best/: at the best epoch). completed: completed runs / all runs (the others are counted, "
-                    "never averaged).")
+MARKDOWN_CAPTION = (
+    "One row per group of {groups}: mean ± std over the group's completed runs, at the last evaluated "
+    "epoch (best/: at the best epoch). completed: completed runs / all runs (the others are counted, "
+    "never averaged)."
+)
 
 
 @dataclass
 class Table:
     columns: list[str]
-    records: list[dict[str, Any]]                   # raw values: str, float, Stat or None; "_row"/"_group" kept
-    labels: list[str]                               # the columns that name a row: the overrides that set it apart
-    groups: list[Group] | None = None               # set when the rows are groups of seeds
-    by: list[str] | None = None                     # the keys that formed the groups (--by), if any
+    records: list[dict[str, Any]]  # raw values: str, float, Stat or None; "_row"/"_group" kept
+    labels: list[str]  # the columns that name a row: the overrides that set it apart
+    groups: list[Group] | None = None  # set when the rows are groups of seeds
+    by: list[str] | None = None  # the keys that formed the groups (--by), if any
     left_out: list[str] = field(default_factory=list)  # --columns that no run logged
 
     def caption(self, markdown: bool = False) -> str | None:
@@ -84,8 +99,10 @@ def add_columns(rows: list[RunRow], requested: list[str]) -> list[str]:
     unknown = [t for t in tags if not any(row.logged(t) for row in rows)]
     if unknown and len(unknown) == len(requested):
         known = sorted(logged | {k for row in rows for k in row.metrics})
-        raise UsageError(f"--columns: no run logged {', '.join(unknown)}; these runs have: {', '.join(known)} "
-                         f"(and {', '.join(TAIL)}).")
+        raise UsageError(
+            f"--columns: no run logged {', '.join(unknown)}; these runs have: {', '.join(known)} "
+            f"(and {', '.join(TAIL)})."
+        )
     return unknown
 
 
@@ -124,8 +141,12 @@ def group_table(groups: list[Group], requested: list[str] | None = None, by: lis
     metrics = metric_columns([run for g in groups for run in g.runs], requested)
     records = []
     for group in groups:
-        record: dict[str, Any] = {**group.key, "_group": group,
-                                  "completed": f"{len(group.completed)}/{len(group.runs)}", "n": len(group.completed)}
+        record: dict[str, Any] = {
+            **group.key,
+            "_group": group,
+            "completed": f"{len(group.completed)}/{len(group.runs)}",
+            "n": len(group.completed),
+        }
         record.update({m: group.stat(m) for m in metrics})
         record["wall_time"] = evidence.describe([r.wall_time for r in group.completed if r.wall_time is not None])
         records.append(record)
@@ -139,8 +160,10 @@ def sort_records(t: Table, key: str | None) -> Table:
     descending = key.startswith("-")
     name = key[1:] if descending else key
     if name not in t.columns:
-        raise UsageError(f"--sort {key}: '{name}' is not a column of this table; choose one of "
-                         f"{', '.join(t.columns)} (prefix '-' for descending).")
+        raise UsageError(
+            f"--sort {key}: '{name}' is not a column of this table; choose one of "
+            f"{', '.join(t.columns)} (prefix '-' for descending)."
+        )
 
     def value(record):
         v = record.get(name)
@@ -171,6 +194,7 @@ def fmt(column: str, value: Any, pm: str = "±") -> str:
 def numeric(columns: list[str], records: list[dict[str, Any]]) -> set[str]:
     """Columns whose values are all numbers, or none (a metric only runs that diverged early logged): right-aligned.
     The columns that name rows hold strings."""
+
     def number(v):
         return isinstance(v, (int, float, Stat))
 
@@ -216,8 +240,10 @@ def to_markdown(path: Path, t: Table, notes: list[str] = ()) -> Path:
         return text.replace("|", "\\|")
 
     right = numeric(t.columns, t.records)
-    lines = ["| " + " | ".join(cell(c) for c in t.columns) + " |",
-             "|" + "|".join("---:" if c in right else "---" for c in t.columns) + "|"]
+    lines = [
+        "| " + " | ".join(cell(c) for c in t.columns) + " |",
+        "|" + "|".join("---:" if c in right else "---" for c in t.columns) + "|",
+    ]
     for record in t.records:
         lines.append("| " + " | ".join(cell(fmt(c, record.get(c), " ± ")) for c in t.columns) + " |")
     if t.groups is not None:
@@ -290,11 +316,24 @@ def render(console, t: Table, title: str | None = None) -> None:
     widths = {c: natural(c) for c in shown}
 
     def build() -> RichTable:
-        view = RichTable(title=title, header_style="bold",
-                         box=box.SIMPLE_HEAD, padding=(0, 0), pad_edge=False, collapse_padding=True, show_edge=False)
+        view = RichTable(
+            title=title,
+            header_style="bold",
+            box=box.SIMPLE_HEAD,
+            padding=(0, 0),
+            pad_edge=False,
+            collapse_padding=True,
+            show_edge=False,
+        )
         for column in shown:
-            view.add_column(headers[column], justify="right" if column in right else "left", no_wrap=True,
-                            overflow="ellipsis", width=widths[column], style="cyan" if column == "run" else None)
+            view.add_column(
+                headers[column],
+                justify="right" if column in right else "left",
+                no_wrap=True,
+                overflow="ellipsis",
+                width=widths[column],
+                style="cyan" if column == "run" else None,
+            )
         for record in records:
             view.add_row(*(cell(record, c) for c in shown))
         return view
@@ -327,8 +366,9 @@ def render(console, t: Table, title: str | None = None) -> None:
         console.print(f"[dim]{t.caption()}[/]", highlight=False, soft_wrap=False)
 
 
-def build_table(rows: list[RunRow], by: list[str] | None = None, group: bool = True,
-                requested: list[str] | None = None) -> Table:
+def build_table(
+    rows: list[RunRow], by: list[str] | None = None, group: bool = True, requested: list[str] | None = None
+) -> Table:
     """Groups when --by is given, or when some runs differ only in seed (unless --no-group); single runs else."""
     left_out = add_columns(rows, requested) if requested else []
     requested = [c for c in requested or [] if c not in left_out]

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import functools
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from collections.abc import Callable
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from dlexp.parts.batching import Batches
-from dlexp.config.objects import instantiate
 from dlexp import ConfigError
+from dlexp.config.objects import instantiate
+from dlexp.parts.batching import Batches
 from dlexp.parts.optim import build_optimizer
 
 # What the builder passes to each group's target; never set by a user (validation refuses these keys).
@@ -31,16 +31,16 @@ INJECTED = {
 
 @dataclass
 class Experiment:
-    data: Any                 # dlexp.parts.data.Dataset, on the device
-    loss: Any                 # a loss adapter (dlexp.parts.losses), resolved for this data
+    data: Any  # dlexp.parts.data.Dataset, on the device
+    loss: Any  # a loss adapter (dlexp.parts.losses), resolved for this data
     model: nn.Module
-    init: Callable            # re-draws a module's parameters (random search uses it)
+    init: Callable  # re-draws a module's parameters (random search uses it)
     optimizer: torch.optim.Optimizer
     scheduler: Any
     batches: Batches
     device: torch.device
     epochs: int
-    y_train: Tensor | None    # encoded targets (one-hot, float column, ...) for the loss
+    y_train: Tensor | None  # encoded targets (one-hot, float column, ...) for the loss
     y_val: Tensor | None
 
     @property
@@ -98,8 +98,13 @@ def _assemble(cfg: DictConfig, dry: bool) -> Experiment:
     loss = instantiate(cfg.loss, "loss", allow).resolve(data)
     labelled = data.task != "unlabelled"  # validation has checked that the loss can train on it
     torch.manual_seed(int(cfg.seed))  # right before the model: same parameters as nn.Sequential after manual_seed
-    model = instantiate(cfg.model, "model", allow, in_shape=tuple(data.feature_shape),
-                        out_features=loss.out_features(data) if labelled else 1)
+    model = instantiate(
+        cfg.model,
+        "model",
+        allow,
+        in_shape=tuple(data.feature_shape),
+        out_features=loss.out_features(data) if labelled else 1,
+    )
     check_model = getattr(loss, "check_model", None) if labelled else None  # a user's own adapter may lack it
     problem = check_model(model) if check_model else None  # raw scores or probabilities, as the loss takes
     if problem:
@@ -119,12 +124,13 @@ def _assemble(cfg: DictConfig, dry: bool) -> Experiment:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loss, x: Tensor, y: Tensor, labels: Tensor | None, chunk: int = 8192
-             ) -> dict[str, Tensor]:
+def evaluate(
+    model: nn.Module, loss, x: Tensor, y: Tensor, labels: Tensor | None, chunk: int = 8192
+) -> dict[str, Tensor]:
     """Loss (and accuracy) of a whole split in eval mode; returns device tensors, read back by the caller."""
     was_training = model.training
     model.eval()
-    out = torch.cat([model(x[i:i + chunk]) for i in range(0, x.shape[0], chunk)])  # (N, out)
+    out = torch.cat([model(x[i : i + chunk]) for i in range(0, x.shape[0], chunk)])  # (N, out)
     result = {"loss": loss(out, y)}
     predicted = loss.predict(out)
     if predicted is not None and labels is not None:
@@ -153,8 +159,12 @@ def schedule(cfg: DictConfig, exp: Experiment):
     """How long the loop runs, when it evaluates and which steps it captures (histograms)."""
     from dlexp.run.loop import Schedule
 
-    return Schedule(epochs=exp.epochs, steps_per_epoch=len(exp.batches), eval_every=int(cfg.log.epoch_every),
-                    capture_every=int(cfg.log.hist_every))
+    return Schedule(
+        epochs=exp.epochs,
+        steps_per_epoch=len(exp.batches),
+        eval_every=int(cfg.log.epoch_every),
+        capture_every=int(cfg.log.hist_every),
+    )
 
 
 def observers(cfg: DictConfig, exp: Experiment, job, console, board, config_yaml: str, record=None) -> list:
@@ -165,8 +175,6 @@ def observers(cfg: DictConfig, exp: Experiment, job, console, board, config_yaml
     """
     from rich.markup import escape
 
-    from dlexp.run import checkpoint
-    from dlexp.read import runs
     from dlexp.observe import pictures
     from dlexp.observe.guard import DivergenceGuard
     from dlexp.observe.histograms import Histograms, probe_batch
@@ -174,21 +182,33 @@ def observers(cfg: DictConfig, exp: Experiment, job, console, board, config_yaml
     from dlexp.observe.metrics import MetricsCSV
     from dlexp.observe.progress import ProgressBar, ProgressLines
     from dlexp.observe.tensorboard import ScalarLogger
+    from dlexp.read import runs
+    from dlexp.run import checkpoint
     from dlexp.run.signals import SweepStop
 
     log, guard = cfg.log, cfg.guard
     sweep_job = getattr(job, "sweep_dir", None) is not None
     who = escape(f"{job.run_dir.name}: ") if sweep_job else ""  # a sweep's jobs can share one terminal
-    chosen = [DivergenceGuard(exp.model, exp.device, int(log.every), explode_factor=guard.explode_factor,
-                              explode_window=int(guard.explode_window), stall_steps=guard.stall_steps,
-                              stuck_factor=guard.stuck_factor,
-                              notice=lambda text: console.print(f"[yellow]{who}{text}[/]", soft_wrap=True))]
+    chosen = [
+        DivergenceGuard(
+            exp.model,
+            exp.device,
+            int(log.every),
+            explode_factor=guard.explode_factor,
+            explode_window=int(guard.explode_window),
+            stall_steps=guard.stall_steps,
+            stuck_factor=guard.stuck_factor,
+            notice=lambda text: console.print(f"[yellow]{who}{text}[/]", soft_wrap=True),
+        )
+    ]
     if log.histograms:  # right after the guard: a step it stops (non-finite loss) is never captured
         chosen.append(Histograms(board, exp.model, probe_batch(exp.data), extra=bool(log.extra_histograms)))
     if pictures.wanted(log.boundaries, exp.data, exp.loss):
         chosen.append(pictures.Pictures(board, exp.model, exp.loss, exp.data, job.run_dir))
-    chosen += [ScalarLogger(board, exp.optimizer, int(log.every), len(exp.batches)),
-               MetricsCSV(job.run_dir / runs.METRICS)]
+    chosen += [
+        ScalarLogger(board, exp.optimizer, int(log.every), len(exp.batches)),
+        MetricsCSV(job.run_dir / runs.METRICS),
+    ]
     progress = "none" if job.compact else log.progress
     if progress == "auto":
         progress = "bar" if console.is_terminal and sys.stdout.isatty() else "lines"
@@ -197,11 +217,23 @@ def observers(cfg: DictConfig, exp: Experiment, job, console, board, config_yaml
     elif progress == "lines":
         chosen.append(ProgressLines(console, exp.epochs))
     hparams = hyperparameters(OmegaConf.to_container(cfg, resolve=True), job.choices)
-    chosen.append(HParams(board, hparams, sources=[o for o in chosen if isinstance(o, Histograms)],
-                          history=job.run_dir / runs.METRICS))
+    chosen.append(
+        HParams(
+            board, hparams, sources=[o for o in chosen if isinstance(o, Histograms)], history=job.run_dir / runs.METRICS
+        )
+    )
     if sweep_job:
         chosen.append(SweepStop(job.sweep_dir))
-    chosen.append(checkpoint.Checkpointer(job.run_dir / checkpoint.FILE, exp, config_yaml,
-                                          int(cfg.trainer.checkpoint_every), float(cfg.trainer.checkpoint_secs),
-                                          schedule(cfg, exp), record, observers=chosen))
+    chosen.append(
+        checkpoint.Checkpointer(
+            job.run_dir / checkpoint.FILE,
+            exp,
+            config_yaml,
+            int(cfg.trainer.checkpoint_every),
+            float(cfg.trainer.checkpoint_secs),
+            schedule(cfg, exp),
+            record,
+            observers=chosen,
+        )
+    )
     return chosen

@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from dlexp.run import record
 from dlexp import CheckpointError
+from dlexp.run import record
 
 FILE = "checkpoint.pt"
 FORMAT = 1
@@ -44,12 +44,18 @@ def save(path: Path, *, model, optimizer, scheduler, state, config_yaml: str, ob
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
-        "state": {"epoch": state.epoch, "step": state.step, "batch": state.batch,
-                  "loss_sum": state.loss_sum.detach().cpu() if state.loss_sum is not None else None},
-        "rng": {"torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+        "state": {
+            "epoch": state.epoch,
+            "step": state.step,
+            "batch": state.batch,
+            "loss_sum": state.loss_sum.detach().cpu() if state.loss_sum is not None else None,
+        },
+        "rng": {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        },
         "config": config_yaml,
-        "observers": observers or {},      # the observers' own state (the divergence guard's streaks)
+        "observers": observers or {},  # the observers' own state (the divergence guard's streaks)
     }
     with record.replacing(path) as tmp:
         torch.save(payload, tmp)
@@ -60,18 +66,24 @@ def load(path: Path) -> dict[str, Any]:
     """Read a checkpoint with weights_only=True; every failure is a CheckpointError sentence (exit 4)."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"No checkpoint at {path}; a run writes one when it starts, every "
-                              "trainer.checkpoint_secs seconds, on Ctrl-C and at the end.")
+        raise CheckpointError(
+            f"No checkpoint at {path}; a run writes one when it starts, every "
+            "trainer.checkpoint_secs seconds, on Ctrl-C and at the end."
+        )
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         if "weights_only" in str(err) or "Unsupported" in str(err) or "global" in str(err).lower():
-            raise CheckpointError(f"Refused to load {path}: it contains Python objects other than tensors and "
-                                  "plain data, which could run code; it was not made by dlexp.") from None
+            raise CheckpointError(
+                f"Refused to load {path}: it contains Python objects other than tensors and "
+                "plain data, which could run code; it was not made by dlexp."
+            ) from None
         raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt).") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
-        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt): "
-                              f"{str(err).splitlines()[0] if str(err) else type(err).__name__}.") from None
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint (truncated or corrupt): "
+            f"{str(err).splitlines()[0] if str(err) else type(err).__name__}."
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a dlexp checkpoint (format {FORMAT}).")
     return payload
@@ -112,16 +124,21 @@ class Checkpointer:
     or for an evaluated epoch's end, so a continued run never logs a step twice. The clock is read once a step.
     """
 
-    def __init__(self, path: Path, exp, config_yaml: str, every: int, secs: float, schedule, record=None,
-                 observers=()):
+    def __init__(self, path: Path, exp, config_yaml: str, every: int, secs: float, schedule, record=None, observers=()):
         self.path, self.exp, self.config_yaml, self.every = path, exp, config_yaml, every
         self.secs, self.schedule, self.record, self.observers = float(secs), schedule, record, observers
         self.due = math.inf
 
     def save(self, state) -> None:
-        save(self.path, model=self.exp.model, optimizer=self.exp.optimizer, scheduler=self.exp.scheduler,
-             state=state, config_yaml=self.config_yaml,
-             observers=observer_states(o for o in self.observers if o is not self))
+        save(
+            self.path,
+            model=self.exp.model,
+            optimizer=self.exp.optimizer,
+            scheduler=self.exp.scheduler,
+            state=state,
+            config_yaml=self.config_yaml,
+            observers=observer_states(o for o in self.observers if o is not self),
+        )
         if self.record is not None:
             self.record.beat(state.epoch, state.step, self.secs)
         self.due = time.monotonic() + self.secs if self.secs > 0 else math.inf

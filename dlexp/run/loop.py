@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
-from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -13,11 +13,11 @@ from torch import Tensor, nn
 
 @dataclass
 class TrainState:
-    epoch: int = 0                  # epochs completed
-    step: int = 0                   # optimizer steps taken
-    batch: int = 0                  # batches done in the current epoch (resume position)
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimizer steps taken
+    batch: int = 0  # batches done in the current epoch (resume position)
     loss_sum: Tensor | None = None  # running sum of this epoch's step losses, kept on the device
-    stop: str | None = None         # set asynchronously (a signal): "interrupted" / "terminated"
+    stop: str | None = None  # set asynchronously (a signal): "interrupted" / "terminated"
     metrics: dict[str, float] = field(default_factory=dict)  # the latest epoch metrics
 
 
@@ -27,8 +27,8 @@ class Schedule:
 
     epochs: int
     steps_per_epoch: int
-    eval_every: int = 1               # epochs between evaluations; the last epoch is always evaluated
-    capture_every: int = 0            # optimizer steps between captures; 0: only at evaluated epochs
+    eval_every: int = 1  # epochs between evaluations; the last epoch is always evaluated
+    capture_every: int = 0  # optimizer steps between captures; 0: only at evaluated epochs
 
     def evaluates(self, epoch: int) -> bool:
         return epoch % self.eval_every == 0 or epoch == self.epochs
@@ -71,8 +71,8 @@ class Observer(Protocol):
     def on_start(self, state: TrainState) -> None: ...
     def on_step(self, state: TrainState, loss: Tensor) -> None: ...
     def on_epoch(self, state: TrainState, metrics: dict[str, float]) -> None: ...
-    def on_capture_next(self, state: TrainState) -> None: ...   # the step about to be taken will be captured
-    def on_capture(self, state: TrainState) -> None: ...        # a captured step (the schedule decides)
+    def on_capture_next(self, state: TrainState) -> None: ...  # the step about to be taken will be captured
+    def on_capture(self, state: TrainState) -> None: ...  # a captured step (the schedule decides)
     def on_end(self, state: TrainState, status: str) -> None: ...
 
 
@@ -91,9 +91,17 @@ def clear_grads(optimizer: torch.optim.Optimizer) -> None:
             p.grad = None
 
 
-def fit(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], optimizer: torch.optim.Optimizer,
-        batches, schedule: Schedule, evaluate: Callable[[TrainState], dict[str, float]], observers=(),
-        scheduler=None, state: TrainState | None = None) -> TrainState:
+def fit(
+    model: nn.Module,
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    optimizer: torch.optim.Optimizer,
+    batches,
+    schedule: Schedule,
+    evaluate: Callable[[TrainState], dict[str, float]],
+    observers=(),
+    scheduler=None,
+    state: TrainState | None = None,
+) -> TrainState:
     """Run epochs until `schedule.epochs` are done or `state.stop` is set. Observers may raise to stop the run."""
     state = state or TrainState()
     notify(observers, "on_start", state)
@@ -108,14 +116,18 @@ def fit(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], optimizer
             captured = state.step
             notify(capturing, "on_capture", state)
 
-    zero_grad = optimizer.zero_grad if type(optimizer).zero_grad is not torch.optim.Optimizer.zero_grad \
+    zero_grad = (
+        optimizer.zero_grad
+        if type(optimizer).zero_grad is not torch.optim.Optimizer.zero_grad
         else lambda: clear_grads(optimizer)
+    )
     if state.step == 0:  # the start: the fresh network (a resumed run's earlier attempt captured its steps)
         capture()
     model.train()
     try:
         while state.epoch < schedule.epochs and not state.stop:
             for xb, yb in batches.epoch(state.epoch, start=state.batch):
+
                 def closure() -> Tensor:
                     loss = loss_fn(model(xb), yb)
                     if torch.is_grad_enabled():  # gradient-free optimizers call the closure under no_grad

@@ -8,10 +8,10 @@ launcher) starts each job and ends it with these very functions; only the traini
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable
 
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
@@ -31,7 +31,7 @@ class Job:
     choices: dict[str, str] = field(default_factory=dict)
     compact: bool = False  # one summary line, no progress (jobs of a parallel launcher share one terminal)
     sweep_dir: Path | None = None  # a sweep job: it stops when its sweep is asked to (dlexp.run.signals)
-    num: int | None = None         # its job number in the sweep (status.json's sweep_job)
+    num: int | None = None  # its job number in the sweep (status.json's sweep_job)
 
 
 @dataclass
@@ -41,16 +41,16 @@ class Started:
     cfg: DictConfig
     job: Job
     console: Console
-    exp: Any                                   # build.Experiment
+    exp: Any  # build.Experiment
     record: Run
-    resume: dict | None                        # the checkpoint it continues from, if any
-    state: Any                                 # loop.TrainState
-    board: Any = None                          # observe.tensorboard.Board
+    resume: dict | None  # the checkpoint it continues from, if any
+    state: Any  # loop.TrainState
+    board: Any = None  # observe.tensorboard.Board
     observers: list = field(default_factory=list)
-    schedule: Any = None                       # loop.Schedule
+    schedule: Any = None  # loop.Schedule
     evaluate: Callable | None = None
-    status: str = "failed"                     # until training says how it went
-    ready: bool = False                        # everything set up: it can train
+    status: str = "failed"  # until training says how it went
+    ready: bool = False  # everything set up: it can train
 
     def stopped_by(self, err: BaseException) -> None:
         """Training ended with an exception: a divergence (its step), a disk that takes nothing more (one sentence,
@@ -68,17 +68,22 @@ class Started:
         self.status = "failed"
         if isinstance(err, OSError):  # a full disk, a folder gone read-only
             self.record.status["error"] = cannot_write(err, self.record.path)
-            self.console.print(f"[bold red]run failed:[/] {escape(self.record.status['error'])}. The last checkpoint "
-                               f"is intact: make room, then dlexp resume {self.record.path}", soft_wrap=True)
+            self.console.print(
+                f"[bold red]run failed:[/] {escape(self.record.status['error'])}. The last checkpoint "
+                f"is intact: make room, then dlexp resume {self.record.path}",
+                soft_wrap=True,
+            )
             return
         log.error("run failed", exc_info=(type(err), err, err.__traceback__))
         self.record.status["error"] = f"{type(err).__name__}: {err}"
-        self.console.print(f"[bold red]run failed:[/] {type(err).__name__}: {err} "
-                           f"(traceback in {self.record.path / runs.LOG})")
+        self.console.print(
+            f"[bold red]run failed:[/] {type(err).__name__}: {err} (traceback in {self.record.path / runs.LOG})"
+        )
 
 
-def run(cfg: DictConfig, job: Job, console: Console, resume: dict | None = None,
-        resumed_from: dict | None = None) -> tuple[str, dict[str, float]]:
+def run(
+    cfg: DictConfig, job: Job, console: Console, resume: dict | None = None, resumed_from: dict | None = None
+) -> tuple[str, dict[str, float]]:
     """Train one configuration; return its final status (completed / diverged / failed / interrupted) and metrics.
 
     With `resume` (a loaded checkpoint) the run continues in its own directory from where the checkpoint left it;
@@ -96,17 +101,18 @@ def complete(started: Started) -> tuple[str, dict[str, float]]:
     return started.status, started.state.metrics
 
 
-def start(cfg: DictConfig, job: Job, console: Console, resume: dict | None = None, exp=None,
-          resumed_from: dict | None = None) -> Started:
+def start(
+    cfg: DictConfig, job: Job, console: Console, resume: dict | None = None, exp=None, resumed_from: dict | None = None
+) -> Started:
     """The run directory, the run's one build and its observers. A ConfigError from the build leaves nothing behind;
     what fails after the run directory exists makes the run `failed` (`end` still records it).
 
     `exp`: the job's experiment when it was already built from this very `cfg` (the vectorized launcher builds
     every job of a sweep before any starts).
     """
-    from dlexp.run import build, checkpoint, loop
     from dlexp import StorageError, cannot_write
     from dlexp.observe.tensorboard import Board
+    from dlexp.run import build, checkpoint, loop
 
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
     exp = exp if exp is not None else build.assemble(cfg)  # the run's one build (a ConfigError: nothing written)
@@ -115,20 +121,33 @@ def start(cfg: DictConfig, job: Job, console: Console, resume: dict | None = Non
             record = Run.create(job.run_dir, config_yaml, job.overrides, job.choices, sweep_job=job.num)
         else:
             record = Run.open(job.run_dir)
-            entry = {"at": now(), "epoch": resume["state"]["epoch"], "step": resume["state"]["step"],
-                     **(resumed_from or {})}
-            record.update(status="running", wall_time_before=record.status.get("wall_time", 0.0),
-                          resumes=[*record.status.get("resumes", []), entry])
+            entry = {
+                "at": now(),
+                "epoch": resume["state"]["epoch"],
+                "step": resume["state"]["step"],
+                **(resumed_from or {}),
+            }
+            record.update(
+                status="running",
+                wall_time_before=record.status.get("wall_time", 0.0),
+                resumes=[*record.status.get("resumes", []), entry],
+            )
     except OSError as err:
         raise StorageError(cannot_write(err, job.run_dir) + ".") from None
     log.info("%s %s: %s", "resume" if resume else "run", record.path, " ".join(job.overrides) or "(defaults)")
-    log.info("built %s on %s: %d parameters, %d steps per epoch", type(exp.model).__name__, exp.device,
-             sum(p.numel() for p in exp.model.parameters()), len(exp.batches))
+    log.info(
+        "built %s on %s: %d parameters, %d steps per epoch",
+        type(exp.model).__name__,
+        exp.device,
+        sum(p.numel() for p in exp.model.parameters()),
+        len(exp.batches),
+    )
     started = Started(cfg, job, console, exp, record, resume, loop.TrainState())
     try:
         if resume is not None:
-            checkpoint.restore(resume, model=exp.model, optimizer=exp.optimizer, scheduler=exp.scheduler,
-                               state=started.state)
+            checkpoint.restore(
+                resume, model=exp.model, optimizer=exp.optimizer, scheduler=exp.scheduler, state=started.state
+            )
             log.info("resumed at epoch %d, step %d", started.state.epoch, started.state.step)
         # purge_step: TensorBoard drops events a previous attempt logged after the checkpoint
         purge = checkpoint.purge_step(started.state.step) if resume is not None else None
@@ -156,8 +175,17 @@ def fit(started: Started) -> None:
         with stop_on_signals(state):
             if exp.trainable and state.step == 0:  # the start of every curve: the fresh network at step 0
                 loop.notify(started.observers, "on_epoch", state, started.evaluate(state))
-            started.state = loop.fit(exp.model, exp.loss, exp.optimizer, exp.batches, started.schedule,
-                                     started.evaluate, started.observers, exp.scheduler, state)
+            started.state = loop.fit(
+                exp.model,
+                exp.loss,
+                exp.optimizer,
+                exp.batches,
+                started.schedule,
+                started.evaluate,
+                started.observers,
+                exp.scheduler,
+                state,
+            )
         started.status = started.state.stop or "completed"
     except Exception as err:
         started.stopped_by(err)
@@ -204,14 +232,23 @@ def end(started: Started) -> None:
 def summarize(console: Console, record: Run, status: str, compact: bool = False) -> None:
     s = record.status
     colour = runs.status_style(status)
-    metrics = "  ".join(f"{k} {v:.4g}" for k, v in (s.get("metrics") or {}).items()
-                        if k in ("train/loss", "val/loss", "train/acc", "val/acc"))
+    metrics = "  ".join(
+        f"{k} {v:.4g}"
+        for k, v in (s.get("metrics") or {}).items()
+        if k in ("train/loss", "val/loss", "train/acc", "val/acc")
+    )
     if compact:
-        console.print(f"[{colour}]{status}[/] {record.path.name}  {metrics}  ({s.get('wall_time', 0):.1f}s)",
-                      highlight=False, soft_wrap=True)
+        console.print(
+            f"[{colour}]{status}[/] {record.path.name}  {metrics}  ({s.get('wall_time', 0):.1f}s)",
+            highlight=False,
+            soft_wrap=True,
+        )
         return
-    console.print(f"[{colour}]{status}[/] after {s.get('epoch', 0)} epochs / {s.get('step', 0)} steps "
-                  f"in {s.get('wall_time', 0):.1f}s  {metrics}", highlight=False)
+    console.print(
+        f"[{colour}]{status}[/] after {s.get('epoch', 0)} epochs / {s.get('step', 0)} steps "
+        f"in {s.get('wall_time', 0):.1f}s  {metrics}",
+        highlight=False,
+    )
     console.print(f"run directory: {record.path}", highlight=False, soft_wrap=True)
     console.print(f"view it:       dlexp board {record.path}", highlight=False, soft_wrap=True)
     if status in ("interrupted", "terminated"):

@@ -18,10 +18,10 @@ import platform
 import secrets
 import sys
 import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from collections.abc import Iterator
 
 from dlexp import ConfigError, UsageError
 from dlexp.read.runs import CONFIG, LOCK, LOG, STATUS, holder, read_status
@@ -49,8 +49,13 @@ def write_json_atomic(path: Path, data: dict) -> None:
 
 
 # The libraries whose versions decide a run's numbers: import name -> the distribution pip installs it from.
-LIBRARIES = {"torch": "torch", "hydra": "hydra-core", "omegaconf": "omegaconf", "numpy": "numpy",
-             "tensorboard": "tensorboard"}
+LIBRARIES = {
+    "torch": "torch",
+    "hydra": "hydra-core",
+    "omegaconf": "omegaconf",
+    "numpy": "numpy",
+    "tensorboard": "tensorboard",
+}
 
 
 def versions() -> dict[str, str]:
@@ -130,20 +135,30 @@ class Run:
         self.lock: int | None = None
 
     @classmethod
-    def create(cls, path: Path, config_yaml: str, overrides: list[str], choices: dict[str, str],
-               sweep_job: int | None = None) -> Run:
+    def create(
+        cls, path: Path, config_yaml: str, overrides: list[str], choices: dict[str, str], sweep_job: int | None = None
+    ) -> Run:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         if (path / STATUS).exists():
-            raise ConfigError(f"{path} already holds a run and is never overwritten; "
-                              "choose another directory with hydra.run.dir=...")
+            raise ConfigError(
+                f"{path} already holds a run and is never overwritten; choose another directory with hydra.run.dir=..."
+            )
         run = cls(path)
         run.claim()
         (path / CONFIG).write_text(config_yaml)
-        run.status = {"status": "running", "run_id": secrets.token_hex(4), "name": path.name, "started": now(),
-                      "overrides": list(overrides), "choices": dict(choices), "versions": versions(),
-                      "host": platform.node(), "pid": os.getpid(),
-                      "command": " ".join(["dlexp", "train", *overrides])}
+        run.status = {
+            "status": "running",
+            "run_id": secrets.token_hex(4),
+            "name": path.name,
+            "started": now(),
+            "overrides": list(overrides),
+            "choices": dict(choices),
+            "versions": versions(),
+            "host": platform.node(),
+            "pid": os.getpid(),
+            "command": " ".join(["dlexp", "train", *overrides]),
+        }
         if sweep_job is not None:
             run.status["sweep_job"] = sweep_job  # its number in the sweep: `dlexp resume SWEEP_DIR` goes by it
         run.save()
@@ -151,12 +166,24 @@ class Run:
         return run
 
     @classmethod
-    def refused(cls, path: Path, overrides: list[str], choices: dict[str, str], problems: list[str],
-                sweep_job: int | None = None) -> Run:
+    def refused(
+        cls,
+        path: Path,
+        overrides: list[str],
+        choices: dict[str, str],
+        problems: list[str],
+        sweep_job: int | None = None,
+    ) -> Run:
         """The record of a sweep job whose configuration could not run (values a sweeper sampled)."""
         run = cls(path)
-        run.status = {"status": "refused", "name": Path(path).name, "overrides": list(overrides),
-                      "choices": dict(choices), "problems": list(problems), "versions": versions()}
+        run.status = {
+            "status": "refused",
+            "name": Path(path).name,
+            "overrides": list(overrides),
+            "choices": dict(choices),
+            "problems": list(problems),
+            "versions": versions(),
+        }
         if sweep_job is not None:
             run.status["sweep_job"] = sweep_job
         run.save()
@@ -176,8 +203,10 @@ class Run:
         try:
             self.lock = hold(self.path)
         except Busy:
-            raise UsageError(f"{self.path} is being written by {holder(self.path)}; a run has one writer at a "
-                             "time: wait for it to end, or stop it (Ctrl-C) and resume it then.") from None
+            raise UsageError(
+                f"{self.path} is being written by {holder(self.path)}; a run has one writer at a "
+                "time: wait for it to end, or stop it (Ctrl-C) and resume it then."
+            ) from None
 
     def attach_log(self) -> None:
         """The "dlexp" log goes to this run's train.log (a launcher training many runs moves it from run to run)."""
@@ -224,5 +253,3 @@ class RunLog(logging.FileHandler):
 
     def handleError(self, record: logging.LogRecord) -> None:
         pass
-
-

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dlexp.read import runs
 from dlexp import CheckpointError, ConfigError, UsageError
+from dlexp.read import runs
 
 # What may change between the interrupted run and its continuation: how long, and how it is watched (a key, or
 # a prefix ending in "." or "_": every key under it).
@@ -46,29 +46,33 @@ def check_same_run(run_dir: Path, payload: dict, wanted) -> None:
     saved = OmegaConf.create(payload["config"])
     changed = [k for k in changed_keys(saved, wanted) if not k.startswith(MAY_CHANGE)]
     if changed:
-        raise CheckpointError(f"Cannot resume {run_dir}: the checkpoint was made with a different configuration "
-                              f"({', '.join(changed)}); only {may_change()}.")
+        raise CheckpointError(
+            f"Cannot resume {run_dir}: the checkpoint was made with a different configuration "
+            f"({', '.join(changed)}); only {may_change()}."
+        )
 
 
 def resume_point(run_dir: Path, overrides: list[str]):
     """(effective config, loaded checkpoint) for a resume, or a CheckpointError / ConfigError sentence."""
     from omegaconf import OmegaConf
 
-    from dlexp.run import checkpoint
     from dlexp.config.compose import malformed
+    from dlexp.run import checkpoint
 
     run_dir = Path(run_dir)
 
     problems = malformed(overrides)
-    problems += [f"resume takes key=value overrides only (such as trainer.epochs=40), not {o}."
-                 for o in overrides if o.startswith(("+", "~")) and not malformed([o])]
+    problems += [
+        f"resume takes key=value overrides only (such as trainer.epochs=40), not {o}."
+        for o in overrides
+        if o.startswith(("+", "~")) and not malformed([o])
+    ]
     if problems:
         raise ConfigError(problems)
     if not (run_dir / runs.STATUS).is_file():
         raise CheckpointError(f"{run_dir} is not a dlexp run directory (it has no {runs.STATUS}).")
     payload = checkpoint.load(run_dir / checkpoint.FILE)
-    wanted = OmegaConf.merge(OmegaConf.create((run_dir / runs.CONFIG).read_text()),
-                             OmegaConf.from_dotlist(overrides))
+    wanted = OmegaConf.merge(OmegaConf.create((run_dir / runs.CONFIG).read_text()), OmegaConf.from_dotlist(overrides))
     check_same_run(run_dir, payload, wanted)
     return wanted, payload
 
@@ -77,11 +81,15 @@ def refusal(run_dir: Path, status: dict) -> str | None:
     """Why this run cannot be continued now, or None."""
     name = status.get("status")
     if name == "running":
-        return (f"{run_dir} is being written by process {status.get('pid')} on {status.get('host', 'this host')}; "
-                "a run has one writer at a time: wait for it to end, or stop it (Ctrl-C) and resume it then.")
+        return (
+            f"{run_dir} is being written by process {status.get('pid')} on {status.get('host', 'this host')}; "
+            "a run has one writer at a time: wait for it to end, or stop it (Ctrl-C) and resume it then."
+        )
     if name == "diverged":
-        return (f"{run_dir} diverged at step {status.get('diverged_at_step')}: continuing it would diverge again; "
-                "change what made it diverge (optimizer.lr, the initializer) in a new run.")
+        return (
+            f"{run_dir} diverged at step {status.get('diverged_at_step')}: continuing it would diverge again; "
+            "change what made it diverge (optimizer.lr, the initializer) in a new run."
+        )
     if name == "refused":
         return f"{run_dir} never trained: its configuration was refused ({'; '.join(status.get('problems', []))})."
     return None
@@ -104,20 +112,29 @@ def main(run_dir: Path, overrides: list[str], console) -> int:
     if target < done:
         raise ConfigError(f"trainer.epochs={target} is fewer than the {done} epochs {run_dir} has already done.")
     if status.get("status") == "completed" and target <= done:
-        console.print(f"{run_dir} has completed its {done} epochs: nothing to do. To train it longer: "
-                      f"dlexp resume {run_dir} trainer.epochs={done + max(done // 10, 1)}",
-                      highlight=False, soft_wrap=True)
+        console.print(
+            f"{run_dir} has completed its {done} epochs: nothing to do. To train it longer: "
+            f"dlexp resume {run_dir} trainer.epochs={done + max(done // 10, 1)}",
+            highlight=False,
+            soft_wrap=True,
+        )
         return 0
     check(cfg, status.get("choices"))  # the run's own build (recipe.run) is the last check
-    job = recipe.Job(run_dir=run_dir, overrides=list(status.get("overrides", [])) + list(overrides),
-                    choices=status.get("choices", {}))
+    job = recipe.Job(
+        run_dir=run_dir,
+        overrides=list(status.get("overrides", [])) + list(overrides),
+        choices=status.get("choices", {}),
+    )
     before = int(OmegaConf.create(payload["config"]).trainer.epochs)
     resumed_from = {"from": status.get("status"), "overrides": list(overrides)}
     if target != before:
         resumed_from["trainer.epochs"] = [before, target]
     extending = f" to epoch {target}" if status.get("status") == "completed" else ""
-    console.print(f"resuming {run_dir} ({status.get('status')}) at epoch {done}, step {payload['state']['step']}"
-                  f"{extending}", highlight=False, soft_wrap=True)
+    console.print(
+        f"resuming {run_dir} ({status.get('status')}) at epoch {done}, step {payload['state']['step']}{extending}",
+        highlight=False,
+        soft_wrap=True,
+    )
     result, _ = recipe.run(cfg, job, console, resume=payload, resumed_from=resumed_from)
     return runs.EXIT_CODES.get(result, 1)
 
@@ -130,7 +147,8 @@ def started(run_dir: Path) -> bool:
 def continue_job(cfg, job, console, exp=None):
     """A job of a stopped sweep that had started, started again (`train.start`, not yet trained): from its
     checkpoint; one stopped before its first checkpoint (within a second of its start) starts over."""
-    from dlexp.run import checkpoint, recipe as train
+    from dlexp.run import checkpoint
+    from dlexp.run import recipe as train
 
     status = runs.read_status(job.run_dir)
     if not (job.run_dir / checkpoint.FILE).is_file():
@@ -140,6 +158,10 @@ def continue_job(cfg, job, console, exp=None):
         return train.start(cfg, job, console, exp=exp)
     payload = checkpoint.load(job.run_dir / checkpoint.FILE)
     check_same_run(job.run_dir, payload, cfg)
-    console.print(f"resuming {job.run_dir.name} ({status.get('status')}) at epoch {payload['state']['epoch']}, "
-                  f"step {payload['state']['step']}", highlight=False, soft_wrap=True)
+    console.print(
+        f"resuming {job.run_dir.name} ({status.get('status')}) at epoch {payload['state']['epoch']}, "
+        f"step {payload['state']['step']}",
+        highlight=False,
+        soft_wrap=True,
+    )
     return train.start(cfg, job, console, resume=payload, exp=exp, resumed_from={"from": status.get("status")})

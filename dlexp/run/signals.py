@@ -23,13 +23,13 @@ from pathlib import Path
 
 from dlexp.run import record
 
-STOP = "STOP"                      # in a sweep directory: the sweep was asked to stop (and why)
+STOP = "STOP"  # in a sweep directory: the sweep was asked to stop (and why)
 REASONS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
-POLL_SECS = 1.0                    # how often a running sweep job looks for the sweep's STOP file
+POLL_SECS = 1.0  # how often a running sweep job looks for the sweep's STOP file
 
-_requested: str | None = None      # this process got a signal: "interrupted" / "terminated"
-_sweep_dir: Path | None = None     # the sweep this process works for
-_previous: dict | None = None      # handlers watch_sweep replaced
+_requested: str | None = None  # this process got a signal: "interrupted" / "terminated"
+_sweep_dir: Path | None = None  # the sweep this process works for
+_previous: dict | None = None  # handlers watch_sweep replaced
 
 
 def request_stop(reason: str) -> None:
@@ -43,7 +43,7 @@ def request_stop(reason: str) -> None:
 
 
 def stop_requested(sweep_dir: Path | None = None) -> str | None:
-    """"interrupted" / "terminated" once this process, or any process of its sweep, was asked to stop."""
+    """ "interrupted" / "terminated" once this process, or any process of its sweep, was asked to stop."""
     if _requested:
         return _requested
     where = sweep_dir or _sweep_dir
@@ -73,6 +73,7 @@ def _handler(on_first):
         if _requested:  # second signal: do not wait for anything
             os._exit(130 if signum == signal.SIGINT else 143)
         on_first(REASONS.get(signum, "terminated"))
+
     return handler
 
 

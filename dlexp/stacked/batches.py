@@ -22,7 +22,7 @@ class Rows:
         first = tensors[0]
         self.shared = all(t is first or (t.shape == first.shape and torch.equal(t, first)) for t in tensors[1:])
         if flatten:
-            tensors = [t.reshape(t.shape[0], -1) for t in tensors]            # (n, F): the model's Flatten
+            tensors = [t.reshape(t.shape[0], -1) for t in tensors]  # (n, F): the model's Flatten
         self.data = tensors[0] if self.shared else torch.stack(list(tensors))  # (n, ...) or (N, n, ...)
         self.jobs = len(tensors)
         self._rows: Tensor | None = None
@@ -70,7 +70,7 @@ class StackedBatches:
         self.size, self.shuffle, self.n = first.size, first.shuffle, first.n
         self.x = Rows([b.x for b in batches], flatten)
         self.y = Rows([b.y for b in batches])
-        self.order: Tensor | None = None          # (N, n): each job's shuffled row order of the current epoch
+        self.order: Tensor | None = None  # (N, n): each job's shuffled row order of the current epoch
 
     def __len__(self) -> int:
         return math.ceil(self.n / self.size)
@@ -82,11 +82,11 @@ class StackedBatches:
 
     def batch(self, k: int) -> tuple[Tensor, Tensor]:
         """Batch number k of the current epoch: (N, B, F) inputs, (N, B, ...) targets."""
-        if self.size == self.n:                    # full batch: the tensors themselves
+        if self.size == self.n:  # full batch: the tensors themselves
             return self.x.full(), self.y.full()
         start, stop = k * self.size, (k + 1) * self.size
         if self.shuffle:
-            index = self.order[:, start:stop]      # (N, B)
+            index = self.order[:, start:stop]  # (N, B)
             return self.x.gather(index), self.y.gather(index)
         return self.x.slice(start, stop), self.y.slice(start, stop)
 

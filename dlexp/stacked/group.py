@@ -20,7 +20,7 @@ from dlexp.stacked.losses import StackedLoss, loss_key, loss_problem
 from dlexp.stacked.model import StackedMLP, architecture
 from dlexp.stacked.optim import optimizer_kind, optimizer_problem, stack_optimizer
 
-MAX_GROUP = 128   # jobs per stack by default: memory grows with N x the parameters (and x the data if it differs)
+MAX_GROUP = 128  # jobs per stack by default: memory grows with N x the parameters (and x the data if it differs)
 
 # What jobs must share to be stacked, in the order a reason names the first difference ("batch.size differs").
 KEY = ("device", "data", "loss", "model", "batch.size", "batch.shuffle", "optimizer", "resume position")
@@ -45,15 +45,23 @@ def job_key(exp, state=None) -> tuple:
     data = (d.task, d.feature_shape, d.n_train, d.n_val, d.n_classes, str(d.x_train.dtype))
     if not exp.trainable:  # never trained: the stack only evaluates the fresh networks
         return str(exp.device), data, "untrained", architecture(exp.model), None, None, None, 0
-    loss = (loss_key(exp.loss), tuple(exp.y_train.shape), str(exp.y_train.dtype))   # with its target encoding
-    return (str(exp.device), data, loss, architecture(exp.model), exp.batches.size,
-            exp.batches.shuffle, optimizer_kind(exp.optimizer), state.batch if state is not None else 0)
+    loss = (loss_key(exp.loss), tuple(exp.y_train.shape), str(exp.y_train.dtype))  # with its target encoding
+    return (
+        str(exp.device),
+        data,
+        loss,
+        architecture(exp.model),
+        exp.batches.size,
+        exp.batches.shuffle,
+        optimizer_kind(exp.optimizer),
+        state.batch if state is not None else 0,
+    )
 
 
 @dataclass
 class Plan:
-    groups: list[list[int]] = field(default_factory=list)   # job numbers, each list one stack
-    alone: dict[int, str] = field(default_factory=dict)     # job number -> why it runs on its own
+    groups: list[list[int]] = field(default_factory=list)  # job numbers, each list one stack
+    alone: dict[int, str] = field(default_factory=dict)  # job number -> why it runs on its own
 
 
 def plan_groups(exps: Sequence, max_group: int = MAX_GROUP, states: Sequence | None = None) -> Plan:
@@ -76,7 +84,7 @@ def plan_groups(exps: Sequence, max_group: int = MAX_GROUP, states: Sequence | N
             plan.alone.update(dict.fromkeys(jobs, f"max_group={max_group} leaves no room to stack"))
             continue
         parts = math.ceil(len(jobs) / max_group)
-        size, extra = divmod(len(jobs), parts)               # near-equal parts: sizes differ by one at most
+        size, extra = divmod(len(jobs), parts)  # near-equal parts: sizes differ by one at most
         start = 0
         for part in range(parts):
             stop = start + size + (part < extra)
@@ -104,18 +112,21 @@ class StackedGroup:
             raise ValueError(f"this job cannot be stacked: {job_problem(exps[0])}")
         self.exps = list(exps)
         self.jobs = list(range(len(exps)))
-        self.job_params = [list(e.model.parameters()) for e in exps]      # each job's own, in optimizer order
+        self.job_params = [list(e.model.parameters()) for e in exps]  # each job's own, in optimizer order
         self.device = exps[0].device
-        self.trainable = exps[0].trainable                                 # unlabelled data: looked at, never trained
+        self.trainable = exps[0].trainable  # unlabelled data: looked at, never trained
         self.model = StackedMLP([e.model for e in exps])
-        self.optimizer = stack_optimizer([e.optimizer for e in exps], self.model.params, self.model.shapes) \
-            if self.trainable else None
+        self.optimizer = (
+            stack_optimizer([e.optimizer for e in exps], self.model.params, self.model.shapes)
+            if self.trainable
+            else None
+        )
         self.loss = StackedLoss(exps[0].loss) if self.trainable else None
         self.batches = StackedBatches([e.batches for e in exps], flatten=self.model.flatten)
         flat = self.model.flatten
         data = [e.data for e in exps]
-        self.x_val = Rows([d.x_val for d in data], flat)                  # (n_val, F) or (N, n_val, F)
-        self.x_train = self.batches.x                                      # the training inputs, once
+        self.x_val = Rows([d.x_val for d in data], flat)  # (n_val, F) or (N, n_val, F)
+        self.x_train = self.batches.x  # the training inputs, once
         self.y_val = self.labels_val = self.labels_train = None
         if self.trainable:
             self.y_val = Rows([e.y_val for e in exps])
@@ -129,8 +140,8 @@ class StackedGroup:
     def train_step(self, x: Tensor, y: Tensor) -> Tensor:
         """One optimizer step of every job on its batch; returns the (N,) losses before the step, detached."""
         self.model.zero_grad()
-        losses = self.loss(self.model.forward(x), y)                    # (N,)
-        losses.sum().backward()                                         # d(sum)/d(loss_i) = 1: each job's own
+        losses = self.loss(self.model.forward(x), y)  # (N,)
+        losses.sum().backward()  # d(sum)/d(loss_i) = 1: each job's own
         self.optimizer.step()
         return losses.detach()
 
@@ -140,16 +151,16 @@ class StackedGroup:
 
         Returns the metric names and a (metrics, N) device tensor: the caller reads it back once for the group.
         """
-        out = self._outputs(self.x_val, chunk)                           # (N, n_val, K)
+        out = self._outputs(self.x_val, chunk)  # (N, n_val, K)
         names, values = ["val/loss"], [self.loss(out, self.y_val.full())]
-        predicted = self.loss.predict(out)                                # (N, n_val) or None
+        predicted = self.loss.predict(out)  # (N, n_val) or None
         if predicted is not None:
             names.append("val/acc")
             values.append((predicted == self.labels_val.full()).float().mean(1))
             train_predicted = self.loss.predict(self._outputs(self.x_train, chunk))
             names.append("train/acc")
             values.append((train_predicted == self.labels_train.full()).float().mean(1))
-        return names, torch.stack(values)                                 # (metrics, N)
+        return names, torch.stack(values)  # (metrics, N)
 
     def metrics(self) -> list[dict[str, float]]:
         """`evaluate()` read back: one dict per stack row."""
@@ -201,8 +212,11 @@ class StackedGroup:
     def nbytes(self) -> int:
         """Bytes the stack holds: parameters, their gradients and optimizer state, and the data not shared."""
         params = sum(p.numel() * p.element_size() for p in self.model.params)
-        state = sum(t.numel() * t.element_size() for ts in self.optimizer.state.values() for t in ts) \
-            if self.optimizer is not None else 0
+        state = (
+            sum(t.numel() * t.element_size() for ts in self.optimizer.state.values() for t in ts)
+            if self.optimizer is not None
+            else 0
+        )
         splits = (self.batches.x, self.batches.y, self.x_val, self.y_val, self.labels_val, self.labels_train)
         data = sum(r.nbytes for r in splits if r is not None and not r.shared)
         return 2 * params + state + data

@@ -27,12 +27,12 @@ def layer_outputs(group: StackedGroup, x: Tensor) -> list[tuple[Tensor, Tensor |
     h = x
     for step in group.model.plan:
         if isinstance(step, int):
-            h = group.model.forward_linear(step, h)                        # (N, P, out)
+            h = group.model.forward_linear(step, h)  # (N, P, out)
             seen.append([h, None])
         else:
             pre = h.clone() if getattr(step, "inplace", False) else h
             h = step.forward(h)
-            if seen and seen[-1][1] is None:                               # the first activation after a Linear
+            if seen and seen[-1][1] is None:  # the first activation after a Linear
                 seen[-1] = [pre, h]
     return [(pre, act) for pre, act in seen]
 
@@ -41,15 +41,21 @@ def layer_tensors(group: StackedGroup, x: Tensor, ratios: dict[str, Tensor] | No
     """What a histogram capture measures of every job of the stack, per layer, on the probe inputs x (N, P, F): each
     job's layer outputs, weights, biases and gradients as (N, ...) tensors, laid out as `Histograms.capture` lays out
     one job's (N = 1)."""
-    layers = find_layers(group.exps[group.jobs[0]].model)                 # names and kinds, as each job's own
+    layers = find_layers(group.exps[group.jobs[0]].model)  # names and kinds, as each job's own
     measured = {}
-    for layer, (pre, act), weight, bias in zip(layers, layer_outputs(group, x), group.model.weights,
-                                               group.model.biases):
+    for layer, (pre, act), weight, bias in zip(
+        layers, layer_outputs(group, x), group.model.weights, group.model.biases
+    ):
         module_name = f"{layer.index}_{type(layer.module).__name__.lower()}"
         params = [(kind, module_name, p) for kind, p in (("weights", weight), ("biases", bias)) if p is not None]
-        measured[layer.name] = LayerTensors(pre=pre, act=act, params=params, weight=weight,
-                                            grads={id(p): p.grad for _, _, p in params if p.grad is not None},
-                                            ratio=None if ratios is None else ratios.get(layer.name))
+        measured[layer.name] = LayerTensors(
+            pre=pre,
+            act=act,
+            params=params,
+            weight=weight,
+            grads={id(p): p.grad for _, _, p in params if p.grad is not None},
+            ratio=None if ratios is None else ratios.get(layer.name),
+        )
     return measured
 
 
@@ -62,5 +68,7 @@ def update_ratios(group: StackedGroup, before: list[Tensor]) -> dict[str, Tensor
     """layer name -> (N,) ||W - W_before|| / ||W|| per job, on the device until the capture reads it."""
     layers = find_layers(group.exps[group.jobs[0]].model)
     with torch.no_grad():
-        return {layer.name: (w - b).flatten(1).norm(dim=1) / w.flatten(1).norm(dim=1).clamp_min(1e-12)
-                for layer, w, b in zip(layers, group.model.weights, before)}
+        return {
+            layer.name: (w - b).flatten(1).norm(dim=1) / w.flatten(1).norm(dim=1).clamp_min(1e-12)
+            for layer, w, b in zip(layers, group.model.weights, before)
+        }

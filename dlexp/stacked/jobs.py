@@ -15,7 +15,8 @@ from collections.abc import Sequence
 
 import torch
 
-from dlexp.run import loop, recipe as train
+from dlexp.run import loop
+from dlexp.run import recipe as train
 from dlexp.stacked.group import StackedGroup
 from dlexp.stacked.loop import fit_stacked
 
@@ -68,8 +69,14 @@ def fit_together(runs: Sequence[train.Started], stop: StopFlag, rng_states: Sequ
             metrics = group.metrics()
             for r in fresh:
                 loop.notify(runs[r].observers, "on_epoch", runs[r].state, metrics[r])
-        outcomes = fit_stacked(group, [run.state for run in runs], [run.observers for run in runs],
-                               [run.schedule for run in runs], stop=stop, rng_states=rng_states)
+        outcomes = fit_stacked(
+            group,
+            [run.state for run in runs],
+            [run.observers for run in runs],
+            [run.schedule for run in runs],
+            stop=stop,
+            rng_states=rng_states,
+        )
     except Exception as err:  # the stack itself failed (not one job's observer): each of its jobs failed with it
         for run in runs:
             run.record.attach_log()
@@ -77,7 +84,7 @@ def fit_together(runs: Sequence[train.Started], stop: StopFlag, rng_states: Sequ
             train.end(run)
         return
     for run, outcome in zip(runs, outcomes):
-        run.record.attach_log()                      # what the job logs from now on goes to its own train.log
+        run.record.attach_log()  # what the job logs from now on goes to its own train.log
         run.state = outcome.state
         if outcome.error is not None:
             run.stopped_by(outcome.error)

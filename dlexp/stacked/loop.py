@@ -40,12 +40,18 @@ class Ending:
     """How a job's training ended: its state, and what stopped it early (None: completed, or `state.stop`)."""
 
     state: TrainState
-    error: BaseException | None = None       # Stop (Diverged), or the exception one of its observers raised
+    error: BaseException | None = None  # Stop (Diverged), or the exception one of its observers raised
 
 
-def fit_stacked(group: StackedGroup, states: Sequence[TrainState] | None = None,
-                observers: Sequence[Sequence] | None = None, schedules: Sequence[Schedule] | None = None,
-                stop=None, sync_on_epoch: bool = True, rng_states: Sequence[tuple] | None = None) -> list[Ending]:
+def fit_stacked(
+    group: StackedGroup,
+    states: Sequence[TrainState] | None = None,
+    observers: Sequence[Sequence] | None = None,
+    schedules: Sequence[Schedule] | None = None,
+    stop=None,
+    sync_on_epoch: bool = True,
+    rng_states: Sequence[tuple] | None = None,
+) -> list[Ending]:
     """Train every job of `group` until it has done its schedule's epochs or stops; one Ending per job.
 
     states / observers / schedules: per job, in job order (as `loop.fit` takes them for one run); without
@@ -70,12 +76,12 @@ class StackView:
 
     def __init__(self, fit: _Fit):
         self.fit, self.group = fit, fit.group
-        self.step_losses: Tensor | None = None   # (N,) this step's losses on the device
-        self.values: list[float] | None = None   # the same, read back (once, when asked)
-        self.sums: list[float] | None = None     # each row's sum of |gradient|, this step (once, when asked)
+        self.step_losses: Tensor | None = None  # (N,) this step's losses on the device
+        self.values: list[float] | None = None  # the same, read back (once, when asked)
+        self.sums: list[float] | None = None  # each row's sum of |gradient|, this step (once, when asked)
         self.before: list[Tensor] | None = None  # the stacked weights before a captured step (update ratios)
-        self.before_step: dict[int, int] = {}    # job -> the step `before` precedes
-        self.probe: Tensor | None = None         # (N, P, F) the histograms' probe batch of every row
+        self.before_step: dict[int, int] = {}  # job -> the step `before` precedes
+        self.probe: Tensor | None = None  # (N, P, F) the histograms' probe batch of every row
 
     @property
     def size(self) -> int:
@@ -147,13 +153,14 @@ class _Fit:
         self.group, self.stop, self.sync = group, stop, sync
         self.states = list(states) if states is not None else [TrainState() for _ in range(n)]
         self.observers = [list(o) for o in observers] if observers is not None else [[] for _ in range(n)]
-        self.schedules = list(schedules) if schedules is not None else \
-            [Schedule(int(e.epochs), len(e.batches)) for e in group.exps]
+        self.schedules = (
+            list(schedules) if schedules is not None else [Schedule(int(e.epochs), len(e.batches)) for e in group.exps]
+        )
         self.rng_states = list(rng_states) if rng_states is not None else None
         self.epochs = [s.epochs for s in self.schedules]
         self.outcomes = [Ending(s) for s in self.states]
         self.on_epoch = [any(hasattr(o, "on_epoch") for o in obs) for obs in self.observers]
-        self.captured = [-1] * n                 # per job: the step last captured (never twice at one step)
+        self.captured = [-1] * n  # per job: the step last captured (never twice at one step)
         self.sums = torch.zeros(0)
         self.view = StackView(self)
 
@@ -164,14 +171,19 @@ class _Fit:
                 notify(self.observers[j], "on_start", state)
             except Exception as err:
                 self.outcomes[j].error = err
-        self.sums = torch.zeros(group.size, device=group.device)   # (N,) each job's loss sum of this epoch
-        for r, j in enumerate(group.jobs):                         # restored mid-epoch: its sum so far
+        self.sums = torch.zeros(group.size, device=group.device)  # (N,) each job's loss sum of this epoch
+        for r, j in enumerate(group.jobs):  # restored mid-epoch: its sum so far
             if states[j].loss_sum is not None:
                 self.sums[r] = states[j].loss_sum.to(group.device)
         self.rows()
-        self.capture([r for r, j in enumerate(group.jobs)                      # the start: the fresh networks
-                      if self.outcomes[j].error is None and states[j].step == 0])
-        if self.stop is not None and self.stop.stop:             # stopped before the first step: none is taken
+        self.capture(
+            [
+                r
+                for r, j in enumerate(group.jobs)  # the start: the fresh networks
+                if self.outcomes[j].error is None and states[j].step == 0
+            ]
+        )
+        if self.stop is not None and self.stop.stop:  # stopped before the first step: none is taken
             for state in states:
                 state.stop = state.stop or self.stop.stop
         self.leave([j for j in group.jobs if self.done(j)])
@@ -208,12 +220,18 @@ class _Fit:
         # the same schedule for every job: one decision per step and per epoch for all
         self.same = lockstep and len({(self.schedules[j], self.epochs[j]) for j in jobs}) == 1
         self.forms = {event: self.stack_forms(event) for event in STACK_FORMS}
-        self.own = {event: [[getattr(o, event) for o in self.observers[j] if hasattr(o, event)
-                             and stack_form(o, event) is None] for j in jobs] for event in STACK_FORMS}
+        self.own = {
+            event: [
+                [getattr(o, event) for o in self.observers[j] if hasattr(o, event) and stack_form(o, event) is None]
+                for j in jobs
+            ]
+            for event in STACK_FORMS
+        }
         self.stepped = [r for r in range(len(jobs)) if self.own["on_step"][r]]
         self.watched = [r for r, j in enumerate(jobs) if any(hasattr(o, "on_capture") for o in self.observers[j])]
-        self.looking_ahead = [r for r, j in enumerate(jobs)
-                              if any(hasattr(o, "on_capture_next") for o in self.observers[j])]
+        self.looking_ahead = [
+            r for r, j in enumerate(jobs) if any(hasattr(o, "on_capture_next") for o in self.observers[j])
+        ]
         self.schedulers = [group.exps[j].scheduler for j in jobs if group.exps[j].scheduler is not None]
         # only a job's own observers (or a signal) set its state.stop while it trains
         self.may_stop = any(self.observers[j] for j in jobs)
@@ -252,8 +270,9 @@ class _Fit:
         a member whose observer failed or stopped its job leaves, its later observers not told of this step."""
         jobs = self.group.jobs
         for form, members in self.forms[event]:
-            chosen = [(r, self.row_states[r], o) for r, o in members
-                      if jobs[r] not in leaving and (rows is None or r in rows)]
+            chosen = [
+                (r, self.row_states[r], o) for r, o in members if jobs[r] not in leaving and (rows is None or r in rows)
+            ]
             if not chosen:
                 continue
             try:
@@ -269,14 +288,14 @@ class _Fit:
         ahead = self.due(self.looking_ahead, Schedule.captures_next)
         if ahead:
             self.capture_next(ahead, leaving)
-            if leaving:                                           # an observer raised before the step
+            if leaving:  # an observer raised before the step
                 self.leave(list(leaving))
                 if not group.jobs:
                     return
                 leaving, rows = {}, self.row_states
-        losses = group.train_step(x, y)                            # (N,)
-        self.sums.add_(losses)                                     # 0 + l1 + l2 ...: the single run's sum
-        if rows[0].batch == 0 and self.stepped:                    # the epoch's first step: loss_sum starts
+        losses = group.train_step(x, y)  # (N,)
+        self.sums.add_(losses)  # 0 + l1 + l2 ...: the single run's sum
+        if rows[0].batch == 0 and self.stepped:  # the epoch's first step: loss_sum starts
             self.point_sums()
         for state in rows:
             state.step += 1
@@ -288,7 +307,7 @@ class _Fit:
             with contextlib.suppress(Exception):  # a capture tripping over wrecked weights must not hide the stop
                 self.capture(stopped)
         if self.stepped:
-            per_job = losses.unbind(0)                             # 0-d views, one call for all
+            per_job = losses.unbind(0)  # 0-d views, one call for all
             for r in self.stepped:
                 j = group.jobs[r]
                 if j in leaving:
@@ -299,8 +318,14 @@ class _Fit:
                 except Exception as err:
                     self.fail(j, err, leaving)
         if self.watched:
-            self.capture([r for r in self.due(self.watched, lambda s, st: s.captures_step(st.step))
-                          if group.jobs[r] not in leaving], leaving)
+            self.capture(
+                [
+                    r
+                    for r in self.due(self.watched, lambda s, st: s.captures_step(st.step))
+                    if group.jobs[r] not in leaving
+                ],
+                leaving,
+            )
         flag = self.stop.stop if self.stop is not None else None
         if flag or self.may_stop:
             for r, state in enumerate(rows):
@@ -317,8 +342,9 @@ class _Fit:
         for r in rows:
             j = self.group.jobs[r]
             if self.own["on_capture_next"][r] and j not in leaving:
-                self.call(j, lambda: [observe(self.row_states[r]) for observe in self.own["on_capture_next"][r]],
-                          leaving)
+                self.call(
+                    j, lambda: [observe(self.row_states[r]) for observe in self.own["on_capture_next"][r]], leaving
+                )
 
     def capture(self, rows: list[int], leaving: dict | None = None) -> None:
         """A captured step for these rows: the observer classes' forms for many jobs (one pass over the stack),
@@ -373,21 +399,23 @@ class _Fit:
         if not due:
             self.sums.zero_()
             return done
-        train_loss = self.sums / max(steps, 1)                                   # (N,)
+        train_loss = self.sums / max(steps, 1)  # (N,)
         self.sums.zero_()
-        names, values = group.evaluate()                                         # (metrics, N)
-        table = torch.cat([train_loss.unsqueeze(0), values]).tolist()            # one host read for the group
+        names, values = group.evaluate()  # (metrics, N)
+        table = torch.cat([train_loss.unsqueeze(0), values]).tolist()  # one host read for the group
         for r in due:
             j, state = group.jobs[r], self.row_states[r]
-            state.metrics = {"train/loss": table[0][r],
-                             **{name: table[m + 1][r] for m, name in enumerate(names)}}
+            state.metrics = {"train/loss": table[0][r], **{name: table[m + 1][r] for m, name in enumerate(names)}}
             if not self.on_epoch[j]:
                 continue
             if self.sync:  # what an epoch's observers read: weights and optimizer state (a checkpoint), not gradients
                 group.write_back(r, grads=False)
             self.call(j, lambda: notify(self.observers[j], "on_epoch", state, state.metrics), None)
-        captured = [r for r in self.due(due, lambda s, st: s.captures_epoch(st.epoch))
-                    if self.outcomes[group.jobs[r]].error is None]
+        captured = [
+            r
+            for r in self.due(due, lambda s, st: s.captures_epoch(st.epoch))
+            if self.outcomes[group.jobs[r]].error is None
+        ]
         self.capture(captured)
         for r, j in enumerate(group.jobs):
             if (self.outcomes[j].error is not None or self.row_states[r].stop) and j not in done:
@@ -398,7 +426,7 @@ class _Fit:
         """Write the leaving jobs back, drop them from the stack, keep the others' loss sums in step."""
         if not jobs:
             return
-        for j in jobs:                        # its own tensor from now on, not a view into the stack's sums
+        for j in jobs:  # its own tensor from now on, not a view into the stack's sums
             state = self.states[j]
             state.loss_sum = self.sums[self.group.jobs.index(j)].clone() if state.batch else None
         index = self.group.leave(jobs)

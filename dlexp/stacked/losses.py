@@ -20,6 +20,7 @@ Elementwise = Callable[[object, Tensor, Tensor], Tensor]
 def pointwise(fn: Elementwise) -> Callable[[object, Tensor, Tensor], Tensor]:
     def loss(adapter, out: Tensor, target: Tensor) -> Tensor:  # (N, B, K), (N, B, K) -> (N,)
         return fn(adapter, out, target).flatten(1).mean(1)
+
     return loss
 
 
@@ -31,10 +32,13 @@ def _categorical(adapter, out: Tensor, target: Tensor) -> Tensor:
 
 
 def _gaussian_nll(adapter, out: Tensor, target: Tensor) -> Tensor:
-    mean, raw = out.chunk(2, dim=-1)                                   # (N, B, D) each
-    variance = F.softplus(raw) + adapter.eps                           # as GaussianNLL.variance
-    return F.gaussian_nll_loss(mean, target, variance, full=adapter.full, eps=adapter.eps,
-                               reduction="none").flatten(1).mean(1)
+    mean, raw = out.chunk(2, dim=-1)  # (N, B, D) each
+    variance = F.softplus(raw) + adapter.eps  # as GaussianNLL.variance
+    return (
+        F.gaussian_nll_loss(mean, target, variance, full=adapter.full, eps=adapter.eps, reduction="none")
+        .flatten(1)
+        .mean(1)
+    )
 
 
 # adapter class -> (adapter, outputs (N, B, K), targets (N, B, ...)) -> (N,) losses; exact types only

@@ -32,16 +32,16 @@ class StackedLinearFn(torch.autograd.Function):
         if weight.shape[1] == 1:
             # One output: MKL computes a single run's x @ w as a matrix-vector product; w @ x^T takes the same
             # path in a batched product, x @ w^T does not. (N, 1, B) -> (N, B, 1), the same memory.
-            xt = x.transpose(1, 2)                                    # (N, in, B) view
+            xt = x.transpose(1, 2)  # (N, in, B) view
             out = torch.baddbmm(bias, weight, xt) if bias is not None else torch.bmm(weight, xt)
-            return out.transpose(1, 2)                                # (N, B, 1)
-        wt = weight.transpose(1, 2)                                   # (N, in, out) view
+            return out.transpose(1, 2)  # (N, B, 1)
+        wt = weight.transpose(1, 2)  # (N, in, out) view
         return torch.baddbmm(bias, x, wt) if bias is not None else torch.bmm(x, wt)  # (N, B, out)
 
     @staticmethod
-    def backward(ctx, grad: Tensor):                                  # grad: (N, B, out)
+    def backward(ctx, grad: Tensor):  # grad: (N, B, out)
         x, weight = ctx.saved_tensors
-        gx = torch.bmm(grad, weight) if ctx.needs_input_grad[0] else None         # (N, B, in)
+        gx = torch.bmm(grad, weight) if ctx.needs_input_grad[0] else None  # (N, B, in)
         gw = torch.bmm(grad.transpose(1, 2), x) if ctx.needs_input_grad[1] else None  # (N, out, in)
         gb = grad.sum(1, keepdim=True) if ctx.has_bias and ctx.needs_input_grad[2] else None  # (N, 1, out)
         return gx, gw, gb
@@ -56,7 +56,7 @@ def architecture(model: nn.Module) -> tuple | str:
         if isinstance(module, nn.Linear):
             signature.append(("Linear", module.in_features, module.out_features, module.bias is not None))
         elif isinstance(module, ELEMENTWISE):
-            signature.append(repr(module))                       # "LeakyReLU(negative_slope=0.01)": settings too
+            signature.append(repr(module))  # "LeakyReLU(negative_slope=0.01)": settings too
         elif isinstance(module, nn.Flatten) and position == 0 and module.start_dim == 1 and module.end_dim == -1:
             signature.append("Flatten")
         else:
@@ -77,7 +77,7 @@ def _module_problem(module: nn.Module) -> str:
     if isinstance(module, nn.modules.batchnorm._BatchNorm):
         return "batchnorm cannot be stacked"
     if isinstance(module, nn.modules.dropout._DropoutNd):
-        return "dropout cannot be stacked"             # its masks come from the global RNG, drawn per job
+        return "dropout cannot be stacked"  # its masks come from the global RNG, drawn per job
     return f"{type(module).__name__} layers cannot be stacked"
 
 
@@ -87,20 +87,23 @@ class StackedMLP:
     def __init__(self, models: Sequence[nn.Sequential]):
         first = models[0]
         self.flatten = isinstance(first[0], nn.Flatten)
-        self.plan: list[int | nn.Module] = []      # int k: Linear number k; a module: applied to the stack
-        self.weights: list[Tensor] = []            # (N, out, in) each
-        self.biases: list[Tensor | None] = []      # (N, 1, out) each
-        self.params: list[Tensor] = []             # in each model's parameters() order: what its optimizer holds
-        self.shapes: list[torch.Size] = []         # one job's shape of each of `params`
+        self.plan: list[int | nn.Module] = []  # int k: Linear number k; a module: applied to the stack
+        self.weights: list[Tensor] = []  # (N, out, in) each
+        self.biases: list[Tensor | None] = []  # (N, 1, out) each
+        self.params: list[Tensor] = []  # in each model's parameters() order: what its optimizer holds
+        self.shapes: list[torch.Size] = []  # one job's shape of each of `params`
         linears = [[m for m in model if isinstance(m, nn.Linear)] for model in models]
         for module in first:
             if isinstance(module, nn.Linear):
                 k = len(self.weights)
                 self.plan.append(k)
                 with torch.no_grad():
-                    w = torch.stack([ls[k].weight for ls in linears]).requires_grad_()              # (N, out, in)
-                    b = (torch.stack([ls[k].bias for ls in linears]).unsqueeze(1).clone().requires_grad_()  # (N, 1, out)
-                         if module.bias is not None else None)
+                    w = torch.stack([ls[k].weight for ls in linears]).requires_grad_()  # (N, out, in)
+                    b = (
+                        torch.stack([ls[k].bias for ls in linears]).unsqueeze(1).clone().requires_grad_()  # (N, 1, out)
+                        if module.bias is not None
+                        else None
+                    )
                 self.weights.append(w)
                 self.biases.append(b)
                 self.params += [w] + ([b] if b is not None else [])
@@ -118,9 +121,9 @@ class StackedMLP:
         h = x
         for step in self.plan:
             if isinstance(step, int):
-                h = StackedLinearFn.apply(h, self.weights[step], self.biases[step])   # (N, B, out_k)
+                h = StackedLinearFn.apply(h, self.weights[step], self.biases[step])  # (N, B, out_k)
             else:
-                h = step.forward(h)                  # elementwise: no hooks, nothing per job
+                h = step.forward(h)  # elementwise: no hooks, nothing per job
         return h
 
     def forward_linear(self, k: int, x: Tensor) -> Tensor:

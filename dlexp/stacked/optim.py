@@ -58,17 +58,17 @@ class StackedOptimizer:
     parallel to each optimizer's own parameter list (`shapes`: one job's shape of each).
     """
 
-    STATE: tuple[str, ...] = ()       # torch's names of the per-parameter state tensors
-    HAS_STEP = False                  # torch keeps a "step" count per parameter
+    STATE: tuple[str, ...] = ()  # torch's names of the per-parameter state tensors
+    HAS_STEP = False  # torch keeps a "step" count per parameter
 
-    def __init__(self, optimizers: Sequence[torch.optim.Optimizer], params: list[Tensor],
-                 shapes: list[torch.Size]):
+    def __init__(self, optimizers: Sequence[torch.optim.Optimizer], params: list[Tensor], shapes: list[torch.Size]):
         self.optimizers = list(optimizers)
         self.params, self.shapes = params, shapes
         self.device = params[0].device
-        self.state: dict[str, list[Tensor]] = {name: [torch.zeros_like(p, memory_format=torch.contiguous_format)
-                                                      for p in params] for name in self.STATE}  # (N, ...) each
-        self.steps = [0] * len(self.optimizers)   # per job: updates taken
+        self.state: dict[str, list[Tensor]] = {
+            name: [torch.zeros_like(p, memory_format=torch.contiguous_format) for p in params] for name in self.STATE
+        }  # (N, ...) each
+        self.steps = [0] * len(self.optimizers)  # per job: updates taken
         self.refresh()
         for row in range(len(self.optimizers)):
             self.load(row)
@@ -97,7 +97,7 @@ class StackedOptimizer:
                 self.steps = [s + 1 for s in self.steps]
                 return
             index = torch.tensor(rows, device=self.device)
-            params = [p.index_select(0, index) for p in self.params]            # (n, ...): copies of those rows
+            params = [p.index_select(0, index) for p in self.params]  # (n, ...): copies of those rows
             grads = [p.grad.index_select(0, index) for p in self.params]
             state = {k: [t.index_select(0, index) for t in ts] for k, ts in self.state.items()}
             self.update(params, grads, state, self.hyper(rows), rows)
@@ -109,8 +109,14 @@ class StackedOptimizer:
             for r in rows:
                 self.steps[r] += 1
 
-    def update(self, params: list[Tensor], grads: list[Tensor], state: dict[str, list[Tensor]], hp: dict,
-               rows: Sequence[int] | None) -> None:
+    def update(
+        self,
+        params: list[Tensor],
+        grads: list[Tensor],
+        state: dict[str, list[Tensor]],
+        hp: dict,
+        rows: Sequence[int] | None,
+    ) -> None:
         raise NotImplementedError
 
     def rows_steps(self, rows: Sequence[int] | None) -> list[int]:
@@ -184,23 +190,26 @@ class StackedSGD(StackedOptimizer):
 
     def __init__(self, optimizers, params, shapes):
         groups = [o.param_groups[0] for o in optimizers]
-        self.momentum_rows = [g["momentum"] != 0 for g in groups]   # torch keeps a buffer only for these
+        self.momentum_rows = [g["momentum"] != 0 for g in groups]  # torch keeps a buffer only for these
         self.nesterov_rows = [bool(g["nesterov"]) for g in groups]
         self.momentum_on = any(self.momentum_rows)
         self.STATE = ("momentum_buffer",) if self.momentum_on else ()
-        self.fresh = [True] * len(optimizers)   # per job: no momentum buffer yet (torch creates it at step 1)
+        self.fresh = [True] * len(optimizers)  # per job: no momentum buffer yet (torch creates it at step 1)
         super().__init__(optimizers, params, shapes)
 
     def hyper(self, rows):
         d = self.device
         wd = self.column("weight_decay", rows)
         pick = (lambda flags: flags) if rows is None else (lambda flags: [flags[r] for r in rows])
-        return {"neg_lr": coef([-lr for lr in self.column("lr", rows)], d),
-                "decay": any(w != 0 for w in wd), "wd": coef(wd, d),
-                "momentum": coef(self.column("momentum", rows), d),
-                "keep": coef([1 - x for x in self.column("dampening", rows)], d),
-                "with_momentum": _rows_mask(pick(self.momentum_rows), d),
-                "nesterov": _rows_mask(pick(self.nesterov_rows), d)}
+        return {
+            "neg_lr": coef([-lr for lr in self.column("lr", rows)], d),
+            "decay": any(w != 0 for w in wd),
+            "wd": coef(wd, d),
+            "momentum": coef(self.column("momentum", rows), d),
+            "keep": coef([1 - x for x in self.column("dampening", rows)], d),
+            "with_momentum": _rows_mask(pick(self.momentum_rows), d),
+            "nesterov": _rows_mask(pick(self.nesterov_rows), d),
+        }
 
     def update(self, params, grads, state, hp, rows):
         fresh = self.fresh if rows is None else [self.fresh[r] for r in rows]
@@ -208,9 +217,9 @@ class StackedSGD(StackedOptimizer):
             if hp["decay"]:
                 grad = axpy(grad, p, hp["wd"])
             if self.momentum_on:
-                buf = state["momentum_buffer"][k]                       # (n, ...)
+                buf = state["momentum_buffer"][k]  # (n, ...)
                 if all(fresh):
-                    buf.copy_(grad)                                     # torch: buf = grad.clone()
+                    buf.copy_(grad)  # torch: buf = grad.clone()
                 else:
                     axpy_(buf.mul_(hp["momentum"]), grad, hp["keep"])
                     if any(fresh):
@@ -220,7 +229,7 @@ class StackedSGD(StackedOptimizer):
                 grad = select(hp["with_momentum"], lambda: step, lambda: grad)
             axpy_(p, grad, hp["neg_lr"])
         if self.momentum_on:
-            for r in (range(len(self.fresh)) if rows is None else rows):
+            for r in range(len(self.fresh)) if rows is None else rows:
                 self.fresh[r] = False
 
     def param_state(self, row, k):
@@ -276,28 +285,39 @@ class StackedAdam(StackedOptimizer):
         b1, b2 = [float(b[0]) for b in betas], [float(b[1]) for b in betas]
         # AdamW shrinks the weights (p *= 1 - lr * wd), Adam adds wd * p to the gradient: each row one of the two,
         # the other's coefficient the identity (x 1.0, + 0 * p)
-        return {"lr": lr, "b1": b1, "b2": b2, "decay": any(w != 0 for w in wd),
-                "coupled": not all(decoupled), "decoupled": any(decoupled),
-                "wd": coef([0.0 if dec else w for w, dec in zip(wd, decoupled)], d),
-                "shrink": coef([1 - a * w if dec else 1.0 for a, w, dec in zip(lr, wd, decoupled)], d),
-                "one_minus_b1": coef([1 - b for b in b1], d), "b2c": coef(b2, d),
-                "one_minus_b2": coef([1 - b for b in b2], d), "eps": coef(self.column("eps", rows), d)}
+        return {
+            "lr": lr,
+            "b1": b1,
+            "b2": b2,
+            "decay": any(w != 0 for w in wd),
+            "coupled": not all(decoupled),
+            "decoupled": any(decoupled),
+            "wd": coef([0.0 if dec else w for w, dec in zip(wd, decoupled)], d),
+            "shrink": coef([1 - a * w if dec else 1.0 for a, w, dec in zip(lr, wd, decoupled)], d),
+            "one_minus_b1": coef([1 - b for b in b1], d),
+            "b2c": coef(b2, d),
+            "one_minus_b2": coef([1 - b for b in b2], d),
+            "eps": coef(self.column("eps", rows), d),
+        }
 
     def update(self, params, grads, state, hp, rows):
         d = self.device
         steps = self.rows_steps(rows)
-        if steps.count(steps[0]) == len(steps) and hp["b1"].count(hp["b1"][0]) == len(steps) \
-                and hp["b2"].count(hp["b2"][0]) == len(steps):
-            step = float(steps[0])                   # one bias correction for all: torch's own Python arithmetic
+        if (
+            steps.count(steps[0]) == len(steps)
+            and hp["b1"].count(hp["b1"][0]) == len(steps)
+            and hp["b2"].count(hp["b2"][0]) == len(steps)
+        ):
+            step = float(steps[0])  # one bias correction for all: torch's own Python arithmetic
             bc1, bc2 = 1 - hp["b1"][0] ** step, 1 - hp["b2"][0] ** step
             neg_step = coef([-(lr / bc1) for lr in hp["lr"]], d)
-            bc2_sqrt = bc2 ** 0.5
+            bc2_sqrt = bc2**0.5
         else:
             bc1s = [1 - b ** float(s) for b, s in zip(hp["b1"], steps)]
             neg_step = coef([-(lr / bc) for lr, bc in zip(hp["lr"], bc1s)], d)
             bc2_sqrt = coef([(1 - b ** float(s)) ** 0.5 for b, s in zip(hp["b2"], steps)], d)
         for k, (p, grad) in enumerate(zip(params, grads)):
-            exp_avg, exp_avg_sq = state["exp_avg"][k], state["exp_avg_sq"][k]   # (n, ...)
+            exp_avg, exp_avg_sq = state["exp_avg"][k], state["exp_avg_sq"][k]  # (n, ...)
             if hp["decay"]:
                 if hp["decoupled"]:
                     p.mul_(hp["shrink"])
@@ -312,7 +332,6 @@ class StackedAdam(StackedOptimizer):
             else:
                 denom = (exp_avg_sq.sqrt() / bc2_sqrt).add_(hp["eps"])
             addcdiv_(p, exp_avg, denom, neg_step)
-
 
     def select(self, keep, index, params):
         self.decoupled_rows = [self.decoupled_rows[r] for r in keep]
@@ -332,25 +351,33 @@ class StackedAdagrad(StackedOptimizer):
     def hyper(self, rows):
         d = self.device
         wd = self.column("weight_decay", rows)
-        return {"lr": self.column("lr", rows), "lr_decay": self.column("lr_decay", rows),
-                "decay": any(w != 0 for w in wd), "wd": coef(wd, d), "eps": coef(self.column("eps", rows), d)}
+        return {
+            "lr": self.column("lr", rows),
+            "lr_decay": self.column("lr_decay", rows),
+            "decay": any(w != 0 for w in wd),
+            "wd": coef(wd, d),
+            "eps": coef(self.column("eps", rows), d),
+        }
 
     def update(self, params, grads, state, hp, rows):
         steps = self.rows_steps(rows)
-        neg_clr = coef([-(lr / (1 + (s - 1) * dec)) for lr, dec, s in zip(hp["lr"], hp["lr_decay"], steps)],
-                       self.device)
+        neg_clr = coef(
+            [-(lr / (1 + (s - 1) * dec)) for lr, dec, s in zip(hp["lr"], hp["lr_decay"], steps)], self.device
+        )
         for k, (p, grad) in enumerate(zip(params, grads)):
             if hp["decay"]:
                 grad = axpy(grad, p, hp["wd"])
-            state_sum = state["sum"][k]                                     # (n, ...)
+            state_sum = state["sum"][k]  # (n, ...)
             state_sum.addcmul_(grad, grad, value=1)
             std = state_sum.sqrt().add_(hp["eps"])
             addcdiv_(p, grad, std, neg_clr)
 
     def param_state(self, row, k):
         # torch creates Adagrad's state (step 0, sum) when the optimizer is built, not at the first step
-        return {"step": torch.tensor(float(self.steps[row])),
-                "sum": self.state["sum"][k][row].view(self.shapes[k]).clone()}
+        return {
+            "step": torch.tensor(float(self.steps[row])),
+            "sum": self.state["sum"][k][row].view(self.shapes[k]).clone(),
+        }
 
     def initial(self, name, row):
         return float(self.optimizers[row].param_groups[0]["initial_accumulator_value"])
@@ -364,23 +391,31 @@ class StackedRMSprop(StackedOptimizer):
     def __init__(self, optimizers, params, shapes):
         group = optimizers[0].param_groups[0]
         self.centered, self.momentum_on = bool(group["centered"]), group["momentum"] > 0
-        self.STATE = ("square_avg",) + (("momentum_buffer",) if self.momentum_on else ()) \
+        self.STATE = (
+            ("square_avg",)
+            + (("momentum_buffer",) if self.momentum_on else ())
             + (("grad_avg",) if self.centered else ())
+        )
         super().__init__(optimizers, params, shapes)
 
     def hyper(self, rows):
         d = self.device
         alpha, wd = self.column("alpha", rows), self.column("weight_decay", rows)
-        return {"neg_lr": coef([-lr for lr in self.column("lr", rows)], d), "alpha": coef(alpha, d),
-                "one_minus_alpha": coef([1 - a for a in alpha], d), "eps": coef(self.column("eps", rows), d),
-                "decay": any(w != 0 for w in wd), "wd": coef(wd, d),
-                "momentum": coef(self.column("momentum", rows), d)}
+        return {
+            "neg_lr": coef([-lr for lr in self.column("lr", rows)], d),
+            "alpha": coef(alpha, d),
+            "one_minus_alpha": coef([1 - a for a in alpha], d),
+            "eps": coef(self.column("eps", rows), d),
+            "decay": any(w != 0 for w in wd),
+            "wd": coef(wd, d),
+            "momentum": coef(self.column("momentum", rows), d),
+        }
 
     def update(self, params, grads, state, hp, rows):
         for k, (p, grad) in enumerate(zip(params, grads)):
             if hp["decay"]:
                 grad = axpy(grad, p, hp["wd"])
-            square_avg = state["square_avg"][k]                             # (n, ...)
+            square_avg = state["square_avg"][k]  # (n, ...)
             addcmul_(square_avg.mul_(hp["alpha"]), grad, grad, hp["one_minus_alpha"])
             if self.centered:
                 grad_avg = state["grad_avg"][k]
@@ -410,7 +445,7 @@ class StackedAdamThenSGD:
         self.sgd = StackedSGD([o.sgd for o in optimizers], params, shapes)
         self.steps = [int(o.steps) for o in optimizers]
         self.switch = [int(o.switch_step) for o in optimizers]
-        self.synced = False                      # inner lrs hold the outer lrs of the next step
+        self.synced = False  # inner lrs hold the outer lrs of the next step
 
     @property
     def params(self) -> list[Tensor]:
@@ -419,8 +454,10 @@ class StackedAdamThenSGD:
     @property
     def state(self) -> dict[str, list[Tensor]]:
         """Both inner optimizers' stacked state, by name."""
-        return {**{f"adam.{k}": v for k, v in self.adam.state.items()},
-                **{f"sgd.{k}": v for k, v in self.sgd.state.items()}}
+        return {
+            **{f"adam.{k}": v for k, v in self.adam.state.items()},
+            **{f"sgd.{k}": v for k, v in self.sgd.state.items()},
+        }
 
     def refresh(self) -> None:
         self.synced = False
@@ -443,7 +480,7 @@ class StackedAdamThenSGD:
             self.sgd.step([r for r, ph in enumerate(phases) if ph])
         self.steps = [s + 1 for s in self.steps]
         for r, (s, w) in enumerate(zip(self.steps, self.switch)):
-            if s == w:                                     # right after the last Adam step, as the original
+            if s == w:  # right after the last Adam step, as the original
                 g = self.optimizers[r].param_groups[0]
                 g["lr"] = g["lr"] * g["sgd_lr"] / g["adam_lr"]
                 self.synced = False
@@ -484,6 +521,7 @@ KINDS: dict[type, type] = {
 
 def _register_dlexp() -> None:
     from dlexp.parts.optim import AdamThenSGD
+
     KINDS[AdamThenSGD] = StackedAdamThenSGD
 
 
@@ -518,9 +556,9 @@ def optimizer_problem(opt: torch.optim.Optimizer, model_params: list[Tensor]) ->
 def optimizer_kind(opt: torch.optim.Optimizer) -> tuple:
     """What jobs must share to take the same batched update: the family and its structural switches."""
     g = opt.param_groups[0]
-    if isinstance(opt, torch.optim.SGD):                        # plain, momentum and Nesterov: one family
+    if isinstance(opt, torch.optim.SGD):  # plain, momentum and Nesterov: one family
         return ("sgd",)
-    if isinstance(opt, torch.optim.Adam):                       # Adam and AdamW: one family
+    if isinstance(opt, torch.optim.Adam):  # Adam and AdamW: one family
         return "adam", bool(g["amsgrad"])
     if isinstance(opt, torch.optim.RMSprop):
         return "rmsprop", bool(g["centered"]), g["momentum"] > 0

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from dlexp.stacked.group import StackedGroup
 
-BUDGET = 1 << 22           # floats of one layer's activations for all jobs at once (16 MB): wider layers, fewer points
+BUDGET = 1 << 22  # floats of one layer's activations for all jobs at once (16 MB): wider layers, fewer points
 
 
 def _inputs(grids: Sequence[Tensor | None], size: int) -> Tensor:
@@ -32,11 +32,11 @@ def columns(group: StackedGroup, x: Tensor, layers: bool = False) -> tuple[Tenso
     model = group.model
     widest = max(w.shape[1] for w in model.weights)
     step = max(256, BUDGET // (group.size * widest))
-    pieces = [_columns(model, x[:, i:i + step].transpose(1, 2), layers) for i in range(0, x.shape[1], step)]
-    out = torch.cat([p[0] for p in pieces], dim=2).transpose(1, 2)                # (N, G, out)
+    pieces = [_columns(model, x[:, i : i + step].transpose(1, 2), layers) for i in range(0, x.shape[1], step)]
+    out = torch.cat([p[0] for p in pieces], dim=2).transpose(1, 2)  # (N, G, out)
     seen = []
     for k in range(len(pieces[0][1])):
-        pre = torch.cat([p[1][k][0] for p in pieces], dim=2).transpose(1, 2)       # (N, G, width)
+        pre = torch.cat([p[1][k][0] for p in pieces], dim=2).transpose(1, 2)  # (N, G, width)
         acts = [p[1][k][1] for p in pieces]
         seen.append((pre, None if acts[0] is None else torch.cat(acts, dim=2).transpose(1, 2)))
     return out, seen
@@ -46,13 +46,13 @@ def _columns(model, h: Tensor, layers: bool) -> tuple[Tensor, list]:
     seen: list[list] = []
     for step in model.plan:
         if isinstance(step, int):
-            w, b = model.weights[step], model.biases[step]                       # (N, out, in), (N, 1, out)
+            w, b = model.weights[step], model.biases[step]  # (N, out, in), (N, 1, out)
             h = torch.baddbmm(b.transpose(1, 2), w, h) if b is not None else torch.bmm(w, h)  # (N, out, G)
             if layers:
                 seen.append([h, None])
         else:
             pre = h.clone() if layers and getattr(step, "inplace", False) else h
-            h = step.forward(h)                                                   # elementwise
+            h = step.forward(h)  # elementwise
             if layers and seen and seen[-1][1] is None:
                 seen[-1] = [pre, h]
     return h, seen

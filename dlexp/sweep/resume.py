@@ -31,10 +31,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from dlexp.read import runs
-from dlexp.config import compose as composer
 from dlexp import UsageError
-
+from dlexp.config import compose as composer
+from dlexp.read import runs
 
 
 def is_sweep(path: Path) -> bool:
@@ -56,8 +55,10 @@ def recorded(sweep_dir: Path) -> DictConfig:
     record = OmegaConf.load(Path(sweep_dir) / runs.MULTIRUN)
     sweeper = record.hydra.sweeper
     if not composer.targets(sweeper, "BasicSweeper"):
-        raise UsageError(f"{sweep_dir} was made by {sweeper.get('_target_')}; dlexp resume finishes sweeps that list "
-                         "their values (dlexp train -m a=1,2,3), whose jobs are known in advance.")
+        raise UsageError(
+            f"{sweep_dir} was made by {sweeper.get('_target_')}; dlexp resume finishes sweeps that list "
+            "their values (dlexp train -m a=1,2,3), whose jobs are known in advance."
+        )
     return record
 
 
@@ -66,17 +67,28 @@ def command_line(sweep_dir: Path, record: DictConfig, jobs: list[int]) -> list[s
     hydra = record.hydra
     own = ("hydra.mode=", "hydra.sweep.dir=", "hydra/sweeper=", "hydra.sweeper.")
     kept = [o for o in hydra.overrides.hydra if not str(o).startswith(own)]
-    dirs = [s.path[len("file://"):] for s in hydra.runtime.config_sources
-            if s.provider == "command-line" and str(s.path).startswith("file://")]
+    dirs = [
+        s.path[len("file://") :]
+        for s in hydra.runtime.config_sources
+        if s.provider == "command-line" and str(s.path).startswith("file://")
+    ]
     quoted = "'" + str(Path(sweep_dir).resolve()).replace("'", "\\'") + "'"
-    return ["-m", *(f for d in dirs for f in ("--config-dir", d)), *hydra.overrides.task, *kept,
-            f"hydra.sweep.dir={quoted}", "hydra/sweeper=resume", f"hydra.sweeper.jobs=[{','.join(map(str, jobs))}]"]
+    return [
+        "-m",
+        *(f for d in dirs for f in ("--config-dir", d)),
+        *hydra.overrides.task,
+        *kept,
+        f"hydra.sweep.dir={quoted}",
+        "hydra/sweeper=resume",
+        f"hydra.sweeper.jobs=[{','.join(map(str, jobs))}]",
+    ]
 
 
 def register_sweeper() -> None:
     """Hydra finds plugins by listing the hydra_plugins package, which an editable install (pip install -e)
     hides behind an import hook; registering the class itself works in every install."""
     from hydra.core.plugins import Plugins
+
     from hydra_plugins.dlexp_sweepers.resume_sweeper import ResumeSweeper
 
     Plugins.instance().register(ResumeSweeper)
@@ -90,26 +102,39 @@ def command(sweep_dir: Path, overrides: list[str], console) -> tuple[list[str], 
 
     sweep_dir = Path(sweep_dir)
     if overrides:
-        raise UsageError(f"dlexp resume of a sweep takes no overrides ({' '.join(overrides)}); to extend one of its "
-                         "runs: dlexp resume RUN_DIR trainer.epochs=N.")
+        raise UsageError(
+            f"dlexp resume of a sweep takes no overrides ({' '.join(overrides)}); to extend one of its "
+            "runs: dlexp resume RUN_DIR trainer.epochs=N."
+        )
     if runs.locked(sweep_dir):
-        raise UsageError(f"the sweep {sweep_dir} is being run by {runs.holder(sweep_dir)}; wait for it to end, or "
-                         "stop it (Ctrl-C) and resume it then.")
+        raise UsageError(
+            f"the sweep {sweep_dir} is being run by {runs.holder(sweep_dir)}; wait for it to end, or "
+            "stop it (Ctrl-C) and resume it then."
+        )
     record = recorded(sweep_dir)
     jobs = composer.sweep_jobs(list(record.hydra.overrides.task), composer.sweeper_params(record.hydra.sweeper))
     standing = plan(sweep_dir, len(jobs))
     alive = [path for status, path in standing.values() if status == "running"]
     if alive:
-        raise UsageError(f"{alive[0]} is being written by a live process; a run has one writer at a time: wait for "
-                         "it to end, or stop it and resume the sweep then.")
+        raise UsageError(
+            f"{alive[0]} is being written by a live process; a run has one writer at a time: wait for "
+            "it to end, or stop it and resume the sweep then."
+        )
     todo = [n for n, (status, _) in standing.items() if status not in runs.FINISHED]
     counts = ", ".join(f"{n} {s}" for s, n in Counter(s for s, _ in standing.values()).items())
     if not todo:
-        console.print(f"{sweep_dir}: every one of its {len(jobs)} jobs has finished ({counts}): nothing to do.",
-                      highlight=False, soft_wrap=True)
+        console.print(
+            f"{sweep_dir}: every one of its {len(jobs)} jobs has finished ({counts}): nothing to do.",
+            highlight=False,
+            soft_wrap=True,
+        )
         return None
-    console.print(f"resuming the sweep {sweep_dir}: {counts}; running {len(todo)} of {len(jobs)} jobs "
-                  f"({', '.join(map(str, todo))})", highlight=False, soft_wrap=True)
+    console.print(
+        f"resuming the sweep {sweep_dir}: {counts}; running {len(todo)} of {len(jobs)} jobs "
+        f"({', '.join(map(str, todo))})",
+        highlight=False,
+        soft_wrap=True,
+    )
     signals.clear(sweep_dir)
     register_sweeper()
     cwd = Path(str(record.hydra.runtime.cwd))

@@ -23,7 +23,6 @@ from dlexp.run import signals
 from dlexp.run.console import console as make_console
 
 
-
 def report(sweep_dir: Path, config: DictConfig | None) -> int:
     """What happened to each job, read from disk; returns the sweep's exit code. `config` (the sweep's, with
     its hydra node) tells how many jobs were planned; None when that is not known."""
@@ -34,11 +33,15 @@ def report(sweep_dir: Path, config: DictConfig | None) -> int:
     planned = planned_jobs(config) if config is not None else 0
     missing = planned - len(jobs) if planned else 0
     if stopped:
-        console.print(f"[bold]sweep stopped ({stopped}):[/] {_counts(jobs)}"
-                      f"{f', {missing} not started' if missing > 0 else ''} in {sweep_dir}")
+        console.print(
+            f"[bold]sweep stopped ({stopped}):[/] {_counts(jobs)}"
+            f"{f', {missing} not started' if missing > 0 else ''} in {sweep_dir}"
+        )
     else:
-        console.print(f"[bold]sweep {'ended' if missing > 0 else 'finished'}:[/] {_counts(jobs)}"
-                      f"{f', {missing} not started' if missing > 0 else ''} in {sweep_dir}")
+        console.print(
+            f"[bold]sweep {'ended' if missing > 0 else 'finished'}:[/] {_counts(jobs)}"
+            f"{f', {missing} not started' if missing > 0 else ''} in {sweep_dir}"
+        )
     for path, status in jobs:
         console.print(f"  {_status_text(status)}  {path.name}")
     if jobs:
@@ -49,6 +52,7 @@ def report(sweep_dir: Path, config: DictConfig | None) -> int:
     if planned and (stopped or missing > 0 or any(s in runs.CONTINUABLE for s in statuses)):
         console.print(f"continue it: dlexp resume {sweep_dir}")  # (a sampling sweeper's cannot be resumed)
     return runs.worst_exit_code(statuses + ([stopped] if stopped else []) + (["crashed"] if missing > 0 else []))
+
 
 @staticmethod
 def _summary(sweep_dir: Path, console) -> None:
@@ -101,14 +105,14 @@ def launcher_failed(err: Exception, console) -> int | None:
     if sweep_dir is None:
         return None
     signals.unwatch_sweep()
-    console.print(f"[bold red]error:[/] the sweep's launcher stopped: {type(err).__name__}: {first_sentence(err)}",
-                  soft_wrap=True)
+    console.print(
+        f"[bold red]error:[/] the sweep's launcher stopped: {type(err).__name__}: {first_sentence(err)}", soft_wrap=True
+    )
     record = sweep_dir / runs.MULTIRUN  # Hydra's record of the sweep: how many jobs it has
     config = OmegaConf.load(record) if record.is_file() else None
     if config is not None:
         config.hydra.sweep.dir = str(sweep_dir)
     return report(sweep_dir, config) or 1
-
 
 
 def planned_jobs(config: DictConfig) -> int:
@@ -121,13 +125,11 @@ def planned_jobs(config: DictConfig) -> int:
     return len(composer.sweep_jobs(list(config.hydra.overrides.task), composer.sweeper_params(sweeper)))
 
 
-
 def _job_order(job: tuple[Path, dict]) -> tuple[int, str]:
     """Job number first (status.json keeps it), so job 10 comes after job 9."""
     path, status = job
     num = runs.job_number(path, status)
     return (num if num is not None else 1 << 30, path.name)
-
 
 
 def _counts(jobs: list[tuple[Path, dict]]) -> str:
@@ -137,14 +139,12 @@ def _counts(jobs: list[tuple[Path, dict]]) -> str:
     return f"{len(jobs)} run{'s' if len(jobs) != 1 else ''}" + (f" ({parts})" if parts else "")
 
 
-
 def _status_text(status: dict) -> str:
     name = status.get("status", "failed")
     colour = runs.status_style(name)
     loss = (status.get("metrics") or {}).get("val/loss")
     shown = f"val/loss {loss:<10.4g}" if isinstance(loss, (int, float)) else f"{'':19}"
     return f"[{colour}]{name:<11}[/] {shown}"
-
 
 
 def best_trial(sweep_dir: Path) -> str | None:
@@ -160,7 +160,6 @@ def best_trial(sweep_dir: Path) -> str | None:
         return f"val/loss {_fmt(results['best_value'])} with {params or '(no parameters)'}  ({path})"
     solutions = results.get("solutions") or []  # several objectives: a Pareto front instead of one best
     return f"{len(solutions)} Pareto-optimal trials in {path}" if solutions else None
-
 
 
 def _fmt(value: Any) -> str:

@@ -20,9 +20,9 @@ import logging
 import os
 import signal
 import socket
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from collections.abc import Sequence
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.singleton import Singleton
@@ -78,13 +78,22 @@ class RayLauncher(Launcher):
         try:  # a Ctrl-C while jobs are still being submitted stops the submitted ones too
             for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
                 log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
-                refs.append(remote.remote(self.hydra_context, self._job_config(idx, overrides), self.task_function,
-                                          Singleton.get_state(), os.getcwd()))
+                refs.append(
+                    remote.remote(
+                        self.hydra_context,
+                        self._job_config(idx, overrides),
+                        self.task_function,
+                        Singleton.get_state(),
+                        os.getcwd(),
+                    )
+                )
             ray.wait(refs, num_returns=len(refs))
         except KeyboardInterrupt:
             self.stopped = True
-            log.warning("Stopping the sweep: running jobs stop with a checkpoint, the others do not start "
-                        "(Ctrl-C again to abort at once)")
+            log.warning(
+                "Stopping the sweep: running jobs stop with a checkpoint, the others do not start "
+                "(Ctrl-C again to abort at once)"
+            )
             for ref in refs:
                 ray.cancel(ref)
             ray.wait(refs, num_returns=len(refs))  # a second Ctrl-C raises from here
@@ -109,17 +118,20 @@ def _start(init: dict[str, Any]) -> None:
         try:
             socket.create_connection((host, int(port)), timeout=10).close()
         except (OSError, ValueError) as err:
-            raise CompactHydraException(f"No Ray cluster answers at {address} ({err}). Check "
-                                        "hydra.launcher.ray.init.address: HOST:PORT as `ray start --head` "
-                                        "printed it on the cluster's head node.") from None
+            raise CompactHydraException(
+                f"No Ray cluster answers at {address} ({err}). Check "
+                "hydra.launcher.ray.init.address: HOST:PORT as `ray start --head` "
+                "printed it on the cluster's head node."
+            ) from None
     try:
         ray.init(**init)
     except Exception as err:  # a cluster that refuses this machine (its token), arguments ray.init rejects
         # Ray's reason is the last line of the error or of its cause (which holds a traceback as text)
         lines = str(err.__cause__ or err).strip().splitlines() or [type(err).__name__]
         given = ", ".join(f"{key}={value}" for key, value in init.items())
-        raise CompactHydraException(f"Ray could not start or connect: {lines[-1]}\n"
-                                    f"Check hydra.launcher.ray.init ({given}).") from err
+        raise CompactHydraException(
+            f"Ray could not start or connect: {lines[-1]}\nCheck hydra.launcher.ray.init ({given})."
+        ) from err
     atexit.register(_shutdown)  # runs before Ray's own exit handler (last registered, first run)
 
 
@@ -144,8 +156,9 @@ def _result(ref) -> JobReturn | None:
         return None
 
 
-def job(hydra_context: HydraContext, config: DictConfig, task_function: TaskFunction, state: dict[Any, Any],
-        cwd: str) -> JobReturn:
+def job(
+    hydra_context: HydraContext, config: DictConfig, task_function: TaskFunction, state: dict[Any, Any], cwd: str
+) -> JobReturn:
     """One job, in a Ray worker: Hydra's state as in the launching process, then Hydra's own `run_job`."""
     # the launching process's working directory, as under every other launcher: relative paths (log.dir=runs)
     # name the same folder on every node of a cluster whose filesystem is shared
@@ -153,5 +166,10 @@ def job(hydra_context: HydraContext, config: DictConfig, task_function: TaskFunc
     setup_globals()
     Singleton.set_state(state)
     HydraConfig.instance().set_config(config)
-    return run_job(hydra_context=hydra_context, task_function=task_function, config=config,
-                   job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+    return run_job(
+        hydra_context=hydra_context,
+        task_function=task_function,
+        config=config,
+        job_dir_key="hydra.sweep.dir",
+        job_subdir_key="hydra.sweep.subdir",
+    )

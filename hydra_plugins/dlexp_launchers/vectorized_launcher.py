@@ -28,8 +28,8 @@ import copy
 import functools
 import logging
 import re
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 
 from hydra.core.config_loader import ConfigLoader
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
@@ -78,13 +78,19 @@ class VectorizedLauncher(Launcher):
         return self._stacked(jobs, [self.composer.config(idx, overrides) for idx, overrides in jobs], sweep_dir)
 
     def _run(self, config: DictConfig, task_function: TaskFunction) -> JobReturn:
-        ret = run_job(hydra_context=self.hydra_context, task_function=task_function, config=config,
-                      job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+        ret = run_job(
+            hydra_context=self.hydra_context,
+            task_function=task_function,
+            config=config,
+            job_dir_key="hydra.sweep.dir",
+            job_subdir_key="hydra.sweep.subdir",
+        )
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)  # run_job set the job's up
         return ret
 
-    def _stacked(self, jobs: list[tuple[int, list[str]]], configs: list[DictConfig], sweep_dir: Path
-                 ) -> list[JobReturn]:
+    def _stacked(
+        self, jobs: list[tuple[int, list[str]]], configs: list[DictConfig], sweep_dir: Path
+    ) -> list[JobReturn]:
         from dlexp.config import app
         from dlexp.run.signals import stop_on_signals
         from dlexp.stacked import jobs as stacked_jobs
@@ -99,13 +105,22 @@ class VectorizedLauncher(Launcher):
                 if stop.stop:  # the sweep was stopped: the jobs not started yet never start
                     break
                 for k in unit:  # each job started as it starts alone: run directory, .hydra/, observers
-                    task = functools.partial(app.start_job, exp=built[k][0]) if built[k][0] is not None else app.start_job
+                    task = (
+                        functools.partial(app.start_job, exp=built[k][0]) if built[k][0] is not None else app.start_job
+                    )
                     returns[k] = self._run(configs[k], task)
                 started = {k: returns[k].return_value for k in unit if _started(returns[k])}
                 ready = [k for k in started if started[k].ready]
                 # jobs continued from checkpoints (dlexp resume SWEEP_DIR) stack only with jobs at the same batch
-                together = plan_groups([started[k].exp for k in ready], max_group=self.max_group,
-                                       states=[started[k].state for k in ready]).groups if len(unit) > 1 else []
+                together = (
+                    plan_groups(
+                        [started[k].exp for k in ready],
+                        max_group=self.max_group,
+                        states=[started[k].state for k in ready],
+                    ).groups
+                    if len(unit) > 1
+                    else []
+                )
                 stacked = set()
                 for group in (g for g in together if len(g) > 1):
                     members = [ready[i] for i in group]
@@ -119,8 +134,9 @@ class VectorizedLauncher(Launcher):
             log.warning(f"{len(jobs) - len(returns)} of {len(jobs)} jobs were stopped before they started")
         return [returns[k] for k in sorted(returns)]
 
-    def _build(self, jobs: list[tuple[int, list[str]]], configs: list[DictConfig], sweep_dir: Path
-               ) -> tuple[list, list]:
+    def _build(
+        self, jobs: list[tuple[int, list[str]]], configs: list[DictConfig], sweep_dir: Path
+    ) -> tuple[list, list]:
         """Every job checked and built before any is written: (Experiment or None, problems) per job, and the random
         state each build left (its single run's, restored before its checkpoints are saved)."""
         from dlexp import ConfigError
@@ -134,7 +150,7 @@ class VectorizedLauncher(Launcher):
             built.append(preflight.check_job(config))
             rng.append(stacked_jobs.rng_state())
         if any(problems for _, problems in built) and composer.targets(self.config.hydra.sweeper, "BasicSweeper"):
-            app.discard(sweep_dir, records=SWEEP_RECORDS)   # the record of a sweep that never started
+            app.discard(sweep_dir, records=SWEEP_RECORDS)  # the record of a sweep that never started
             raise ConfigError(preflight.named([overrides for _, overrides in jobs], [p for _, p in built]))
         return built, rng
 
@@ -145,7 +161,7 @@ class VectorizedLauncher(Launcher):
         ok = [k for k, (exp, _) in enumerate(built) if exp is not None]
         plan = plan_groups([built[k][0] for k in ok], max_group=self.max_group)
         units = [[ok[i] for i in group] for group in plan.groups] + [[ok[i]] for i in plan.alone]
-        units += [[k] for k, (exp, _) in enumerate(built) if exp is None]   # refused when started (app.start_job)
+        units += [[k] for k, (exp, _) in enumerate(built) if exp is None]  # refused when started (app.start_job)
         units.sort(key=lambda unit: unit[0])
         for unit in units:
             if len(unit) > 1:
@@ -184,8 +200,8 @@ class Siblings(ConfigLoader):
 
         self.loader, self.master = loader, master
         self.parser = OverridesParser.create()
-        self.families: list[list] = []           # [parsed overrides, config, verified: None / True / False]
-        self.checked: dict[tuple[str, ...], DictConfig] = {}   # composed by the sweeper's check, not yet launched
+        self.families: list[list] = []  # [parsed overrides, config, verified: None / True / False]
+        self.checked: dict[tuple[str, ...], DictConfig] = {}  # composed by the sweeper's check, not yet launched
 
     def config(self, idx: int, overrides: list[str]) -> DictConfig:
         """Job number idx's config: the one the sweeper's check composed, or composed now."""
@@ -226,7 +242,7 @@ class Siblings(ConfigLoader):
             config = self.loader.load_sweep_config(self.master, list(overrides))
             if family is None:
                 self.families.append([parsed, copy.deepcopy(config), None])  # before its job id and number
-            elif family[2] is None:              # the family's second job: derivation checked against Hydra's own
+            elif family[2] is None:  # the family's second job: derivation checked against Hydra's own
                 family[2] = OmegaConf.to_yaml(self._derive(family, parsed)) == OmegaConf.to_yaml(config)
         return config
 
@@ -271,6 +287,12 @@ def _plain(override, groups) -> bool:
     Hydra's own, with a value that replaces what is there (not a mapping merged into it)."""
     from hydra.core.override_parser.types import OverrideType
 
-    return (override.type == OverrideType.CHANGE and override.package is None and not override.is_hydra_override()
-            and not override.is_sweep_override() and override.key_or_group not in groups
-            and "/" not in override.key_or_group and not isinstance(override.value(), dict))
+    return (
+        override.type == OverrideType.CHANGE
+        and override.package is None
+        and not override.is_hydra_override()
+        and not override.is_sweep_override()
+        and override.key_or_group not in groups
+        and "/" not in override.key_or_group
+        and not isinstance(override.value(), dict)
+    )
