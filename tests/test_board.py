@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.parse
 import urllib.request
@@ -453,3 +454,15 @@ def test_names_open_with_what_sets_runs_apart_and_stay_while_runs_come_and_go(tm
     assert not view.path.exists()
     # what the README says: the view catches up every 2 seconds, TensorBoard reloads every 5
     assert (REFRESH_SECS, inspect.signature(board.start).parameters["reload_interval"].default) == (2.0, 5.0)
+
+
+def test_a_board_on_the_folder_that_holds_its_view_does_not_view_the_view(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the view is made under the system's temporary folder
+    fake_run(tmp_path / "2026-12-05" / "06-14-46_8425d4_data=moons", 110)
+    view = View(tmp_path)
+    try:
+        for _ in range(3):
+            view.refresh()
+        assert list(view.names.values()) == ["data=moons"]
+    finally:
+        view.close()

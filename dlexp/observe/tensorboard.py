@@ -454,6 +454,7 @@ def write_scalars(log_dir: Path, curves: dict[str, Curve]) -> Path:
 # aggregate run, dlexp/read/evidence.py) as a line in a band from its lowest to its highest seed (<tag>/min, /max).
 # Only tags no single run has: TensorBoard lists a run holding some but not all of a margin chart's tags as an error.
 BANDS = ("val/loss", "train/loss")
+BAND = ("mean", "min", "max")  # <tag>/mean, the line, between <tag>/min and <tag>/max
 BANDS_CATEGORY = "Groups of seeds: each group's mean, in a band from its lowest to its highest seed"
 BOARD_RECORD = "events.out.tfevents.0000000000.dlexp-board"  # sorts before every event file a writer names
 
@@ -482,7 +483,11 @@ def write_board_record(log_dir: Path, wall_time: float, text: dict[str, str], ba
         for tag, markdown in text.items()
     ]
     if bands:
-        series = layout_pb2.MarginChartContent.Series
+
+        def series(tag: str) -> layout_pb2.MarginChartContent.Series:
+            value, lower, upper = (f"{tag}/{part}" for part in BAND)
+            return layout_pb2.MarginChartContent.Series(value=value, lower=lower, upper=upper)
+
         layout = layout_pb2.Layout(
             category=[
                 layout_pb2.Category(
@@ -490,9 +495,7 @@ def write_board_record(log_dir: Path, wall_time: float, text: dict[str, str], ba
                     chart=[
                         layout_pb2.Chart(
                             title=f"{tag}: each group's mean and the range of its seeds",
-                            margin=layout_pb2.MarginChartContent(
-                                series=[series(value=f"{tag}/mean", lower=f"{tag}/min", upper=f"{tag}/max")]
-                            ),
+                            margin=layout_pb2.MarginChartContent(series=[series(tag)]),
                         )
                         for tag in bands
                     ],

@@ -83,7 +83,7 @@ class View:
 
     def refresh(self) -> None:
         """Name the runs that appeared (oldest first), link event files that appeared, drop runs that went away."""
-        found = event_folders(self.root)
+        found = event_folders(self.root, skip=self.path.parent)
         for folder in sorted(set(found) - set(self.names), key=lambda f: (started(f), str(f))):
             self._add(folder, found[folder])
         for folder, name in list(self.names.items()):
@@ -101,7 +101,7 @@ class View:
         bands = []
         if folder.parent.name == AGGREGATE_DIR:
             tags = tensorboard.read_scalars(folder)
-            bands = [tag for tag in tensorboard.BANDS if {f"{tag}/{s}" for s in ("mean", "min", "max")} <= tags.keys()]
+            bands = [tag for tag in tensorboard.BANDS if {f"{tag}/{part}" for part in tensorboard.BAND} <= tags.keys()]
         # before the links: TensorBoard reads this file first only if it is there when it first reads the run
         tensorboard.write_board_record(target, started(folder), {FOLDER_TAG: f"`{folder}`"}, bands)
         self._link(folder, files)
@@ -171,10 +171,12 @@ def choices_of(folder: Path) -> dict[str, str]:
     return {str(k): str(v) for k, v in (runs.read_status(folder).get("choices") or {}).items()}
 
 
-def event_folders(root: Path) -> dict[Path, list[str]]:
-    """Every folder under `root` (itself included) holding event files -> their names."""
+def event_folders(root: Path, skip: Path) -> dict[Path, list[str]]:
+    """Every folder under `root` (itself included) holding event files -> their names; not those under `skip` (the
+    view itself, when the board is on a folder that holds it)."""
     found = {}
-    for here, _, files in os.walk(root):
+    for here, folders, files in os.walk(root):
+        folders[:] = [f for f in folders if Path(here, f) != skip]
         events = sorted(f for f in files if f.startswith(EVENTS))
         if events:
             found[Path(here)] = events
