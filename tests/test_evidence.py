@@ -241,6 +241,7 @@ def test_sweep_summary_groups_and_writes_one_aggregate_run_per_group(tmp_path):
         assert {"val/loss", "val/loss/std", "val/loss/min", "val/loss/max", "optim/lr"} <= set(acc.Tags()["scalars"])
         for tag, reduce in (
             ("val/loss", statistics.fmean),
+            ("val/loss/mean", statistics.fmean),
             ("val/loss/std", statistics.stdev),
             ("val/loss/min", min),
             ("val/loss/max", max),

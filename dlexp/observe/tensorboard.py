@@ -450,6 +450,75 @@ def write_scalars(log_dir: Path, curves: dict[str, Curve]) -> Path:
     return log_dir
 
 
+# The charts `dlexp board` opens with when a sweep varies the seed: for each tag, every group's mean (<tag>/mean of its
+# aggregate run, dlexp/read/evidence.py) as a line in a band from its lowest to its highest seed (<tag>/min, /max).
+# Only tags no single run has: TensorBoard lists a run holding some but not all of a margin chart's tags as an error.
+BANDS = ("val/loss", "train/loss")
+BAND = ("mean", "min", "max")  # <tag>/mean, the line, between <tag>/min and <tag>/max
+BANDS_CATEGORY = "Groups of seeds: each group's mean, in a band from its lowest to its highest seed"
+BOARD_RECORD = "events.out.tfevents.0000000000.dlexp-board"  # sorts before every event file a writer names
+
+
+def write_board_record(log_dir: Path, wall_time: float, text: dict[str, str], bands: list[str]) -> Path:
+    """The event file `dlexp board` adds to its folder of a run (dlexp/read/view.py): `text` (tag -> Markdown, on
+    TensorBoard's Text page) and, when `bands` names tags, their margin charts (BANDS_CATEGORY) as the run's Custom
+    Scalars layout. Its name sorts before the run's own event files: TensorBoard reads a run's files in name order and
+    never goes back to an earlier one. `wall_time`: when the run started (TensorBoard lists runs in that order)."""
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.compat.proto.summary_pb2 import Summary
+    from tensorboard.compat.proto.tensor_pb2 import TensorProto
+    from tensorboard.compat.proto.types_pb2 import DT_STRING
+    from tensorboard.plugins.custom_scalar import layout_pb2
+    from tensorboard.plugins.custom_scalar import metadata as layout_metadata
+    from tensorboard.plugins.text import metadata as text_metadata
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    def string(data: bytes) -> TensorProto:
+        return TensorProto(dtype=DT_STRING, string_val=[data])  # a 0-d tensor
+
+    values = [
+        Summary.Value(
+            tag=tag, metadata=text_metadata.create_summary_metadata(tag, ""), tensor=string(markdown.encode())
+        )
+        for tag, markdown in text.items()
+    ]
+    if bands:
+
+        def series(tag: str) -> layout_pb2.MarginChartContent.Series:
+            value, lower, upper = (f"{tag}/{part}" for part in BAND)
+            return layout_pb2.MarginChartContent.Series(value=value, lower=lower, upper=upper)
+
+        layout = layout_pb2.Layout(
+            category=[
+                layout_pb2.Category(
+                    title=BANDS_CATEGORY,
+                    chart=[
+                        layout_pb2.Chart(
+                            title=f"{tag}: each group's mean and the range of its seeds",
+                            margin=layout_pb2.MarginChartContent(series=[series(tag)]),
+                        )
+                        for tag in bands
+                    ],
+                )
+            ]
+        )
+        values.append(
+            Summary.Value(
+                tag=layout_metadata.CONFIG_SUMMARY_TAG,
+                metadata=layout_metadata.create_summary_metadata(),
+                tensor=string(layout.SerializeToString()),
+            )
+        )
+    path = Path(log_dir) / BOARD_RECORD
+    partial = path.with_name(".partial")  # renamed once whole: TensorBoard never reads it half written
+    with partial.open("wb") as f:
+        records = RecordWriter(f)
+        records.write(Event(wall_time=wall_time, file_version="brain.Event:2").SerializeToString())
+        records.write(Event(wall_time=wall_time, step=0, summary=Summary(value=values)).SerializeToString())
+    partial.replace(path)
+    return path
+
+
 # --- reading event files back (dlexp compare) ----------------------------------------------------------------
 
 

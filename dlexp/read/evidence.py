@@ -29,7 +29,9 @@ SIGNIFICANCE = 0.05  # a p-value below this is called a clear difference (the us
 VARIES_WITHIN = ("seed",)  # what runs of one group may differ in
 IGNORED_TOP = ("log",)  # where and how often a run logs does not change its result
 AGGREGATE_DIR = "aggregate"  # under a sweep: one TensorBoard run per group (the mean of its seeds)
-STATS = ("std", "min", "max")  # the aggregate run's extra tags: <tag>/std, <tag>/min, <tag>/max
+# the aggregate run's extra tags: <tag>/mean, /std, /min, /max (<tag> holds the mean too, to overlay the runs' curves;
+# <tag>/mean, a tag no single run has, is the line of the group's band in `dlexp board`)
+STATS = ("mean", "std", "min", "max")
 
 
 @dataclass(frozen=True)
