@@ -2,7 +2,7 @@
 
     python benchmarks/histograms.py [--repeats 7] [--epochs 20] [--threads 1]
 
-Four variants of the same run (`train.run`, the recipe `dlexp train` uses), each `--repeats` times, in a
+Four variants of the same run (`recipe.run`, the recipe `dlexp train` uses), each `--repeats` times, in a
 rotating order so that a machine getting busier part-way hurts them alike:
 
     none          log.histograms=false

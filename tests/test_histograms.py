@@ -406,11 +406,11 @@ def test_hparams_keeps_the_best_and_writes_only_new_curves():
 
 def train_in_process(run_dir: Path, overrides: list[str]) -> Path:
     from dlexp.config import compose as composer
-    from dlexp.run import recipe as train
+    from dlexp.run import recipe
 
     full = composer.load([*overrides, "log.progress=none"])
-    job = train.Job(run_dir=run_dir, overrides=overrides, choices=composer.choices(full))
-    status, _ = train.run(composer.without_hydra(full), job, Console(file=io.StringIO()))
+    job = recipe.Job(run_dir=run_dir, overrides=overrides, choices=composer.choices(full))
+    status, _ = recipe.run(composer.without_hydra(full), job, Console(file=io.StringIO()))
     assert status == "completed"
     return run_dir
 

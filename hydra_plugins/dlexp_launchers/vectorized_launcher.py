@@ -141,8 +141,7 @@ class VectorizedLauncher(Launcher):
         """Every job checked and built before any is written: (Experiment or None, problems) per job, and the random
         state each build left (its single run's, restored before its checkpoints are saved)."""
         from dlexp import ConfigError
-        from dlexp.config import app, preflight
-        from dlexp.config import compose as composer
+        from dlexp.config import app, compose, preflight
         from dlexp.read.runs import SWEEP_RECORDS
         from dlexp.stacked import jobs as stacked_jobs
 
@@ -150,7 +149,7 @@ class VectorizedLauncher(Launcher):
         for config in configs:
             built.append(preflight.check_job(config))
             rng.append(stacked_jobs.rng_state())
-        if any(problems for _, problems in built) and composer.targets(self.config.hydra.sweeper, "BasicSweeper"):
+        if any(problems for _, problems in built) and compose.targets(self.config.hydra.sweeper, "BasicSweeper"):
             app.discard(sweep_dir, records=SWEEP_RECORDS)  # the record of a sweep that never started
             raise ConfigError(preflight.named([overrides for _, overrides in jobs], [p for _, p in built]))
         return built, rng
