@@ -117,7 +117,8 @@ def test_the_stacked_engine_names_no_observer_class():
 
 
 def test_the_readme_draws_the_tree():
-    """README's Layout section has a line for every package of dlexp/ and every folder of the repository."""
+    """README's Layout section has a line for every package of dlexp/ and every folder of the repository, and
+    draws nothing that is not there."""
     readme = (ROOT / "README.md").read_text()
     layout = readme.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
     drawn = {line.split()[0] for line in layout.splitlines() if line.startswith("    ") and line.strip()}
@@ -127,3 +128,4 @@ def test_the_readme_draws_the_tree():
         f"{p.name}/" for p in ROOT.glob("*.egg-info")
     }
     assert packages | folders <= drawn, sorted(packages | folders - drawn)
+    assert all((ROOT / path).exists() for path in drawn), sorted(p for p in drawn if not (ROOT / p).exists())
