@@ -16,7 +16,7 @@ from rich.console import Console
 from dlexp.config import compose as composer
 from dlexp.config.validate import validate
 from dlexp.read import runs
-from dlexp.run import recipe as train
+from dlexp.run import recipe
 
 QUIET = ["log.progress=none"]
 
@@ -169,8 +169,8 @@ def train_inprocess(tmp_path: Path, *overrides: str, name: str = "run"):
     assert not problems, problems
     out = io.StringIO()
     run_dir = tmp_path / name
-    status, metrics = train.run(
-        cfg, train.Job(run_dir=run_dir, overrides=list(overrides), choices=choices), Console(file=out, width=200)
+    status, metrics = recipe.run(
+        cfg, recipe.Job(run_dir=run_dir, overrides=list(overrides), choices=choices), Console(file=out, width=200)
     )
     return status, metrics, run_dir, out.getvalue()
 

@@ -21,8 +21,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from dlexp import ConfigError, DlexpError
-from dlexp.config import catalog, resolvers
-from dlexp.config import compose as composer
+from dlexp.config import catalog, compose, resolvers
 from dlexp.read.runs import SWEEP_RECORDS
 from dlexp.run.console import console, report
 
@@ -73,7 +72,7 @@ def start_job(cfg: DictConfig, exp=None):
     try:
         if exp is None and not prechecked(hc):  # a sweeper (Optuna) sampled values the pre-flight never saw
             preflight.check(cfg, job.choices)
-        if composer.targets(hc.sweeper, "ResumeSweeper") and resume.started(job.run_dir):
+        if compose.targets(hc.sweeper, "ResumeSweeper") and resume.started(job.run_dir):
             return resume.continue_job(cfg, job, console(), exp=exp)
         return recipe.start(cfg, job, console(), exp=exp)
     except ConfigError as err:
@@ -90,7 +89,7 @@ def job_of(hc):
     choices = {k: str(v) for k, v in hc.runtime.choices.items() if k in catalog.GROUPS}
     sweep = hc.mode.name == "MULTIRUN"
     # jobs of a parallel launcher (joblib, submitit, Ray) share a terminal: no bars or epoch lines, one line each
-    parallel = sweep and not composer.targets(hc.launcher, "BasicLauncher")
+    parallel = sweep and not compose.targets(hc.launcher, "BasicLauncher")
     return recipe.Job(
         run_dir=Path(hc.runtime.output_dir),
         overrides=list(hc.overrides.task),
@@ -106,8 +105,8 @@ def prechecked(hc) -> bool:
     resumed sweep): yes."""
     return (
         hc.mode.name == "RUN"
-        or composer.targets(hc.sweeper, "BasicSweeper")
-        or composer.targets(hc.sweeper, "ResumeSweeper")
+        or compose.targets(hc.sweeper, "BasicSweeper")
+        or compose.targets(hc.sweeper, "ResumeSweeper")
     )
 
 
@@ -154,7 +153,7 @@ def train(argv: list[str]) -> int:
     from dlexp.run import signals
     from dlexp.sweep import summary
 
-    composer.parse_command_line(argv)  # an unknown flag or an unreadable override: one sentence, before Hydra
+    compose.parse_command_line(argv)  # an unknown flag or an unreadable override: one sentence, before Hydra
     try:
         run_hydra(argv)
     except SystemExit as done:  # the Summary callback ends the command with its exit code; Hydra's --help too
@@ -219,11 +218,11 @@ def diagnose(argv: list[str], err: Exception) -> ConfigError:
     """Every problem of a command line Hydra could not compose (Hydra stops at the first one)."""
     from dlexp.config.preflight import check_jobs
 
-    inv = composer.parse_command_line(argv)
-    jobs = composer.sweep_jobs(inv.overrides) if inv.multirun else [inv.overrides]
+    inv = compose.parse_command_line(argv)
+    jobs = compose.sweep_jobs(inv.overrides) if inv.multirun else [inv.overrides]
     try:
-        with composer.standalone(inv.config_dirs, inv.config_name) as session:
+        with compose.standalone(inv.config_dirs, inv.config_name) as session:
             check_jobs(jobs, session, dry_build=False)
     except ConfigError as found:
         return found
-    return ConfigError(composer.first_sentence(err))
+    return ConfigError(compose.first_sentence(err))

@@ -145,17 +145,16 @@ def started(run_dir: Path) -> bool:
 
 
 def continue_job(cfg, job, console, exp=None):
-    """A job of a stopped sweep that had started, started again (`train.start`, not yet trained): from its
+    """A job of a stopped sweep that had started, started again (`recipe.start`, not yet trained): from its
     checkpoint; one stopped before its first checkpoint (within a second of its start) starts over."""
-    from dlexp.run import checkpoint
-    from dlexp.run import recipe as train
+    from dlexp.run import checkpoint, recipe
 
     status = runs.read_status(job.run_dir)
     if not (job.run_dir / checkpoint.FILE).is_file():
         for path in job.run_dir.iterdir():
             if path.is_file() and path.name != runs.LOCK:  # its start's files; Hydra's .hydra/ folder stays
                 path.unlink()
-        return train.start(cfg, job, console, exp=exp)
+        return recipe.start(cfg, job, console, exp=exp)
     payload = checkpoint.load(job.run_dir / checkpoint.FILE)
     check_same_run(job.run_dir, payload, cfg)
     console.print(
@@ -164,4 +163,4 @@ def continue_job(cfg, job, console, exp=None):
         highlight=False,
         soft_wrap=True,
     )
-    return train.start(cfg, job, console, resume=payload, exp=exp, resumed_from={"from": status.get("status")})
+    return recipe.start(cfg, job, console, resume=payload, exp=exp, resumed_from={"from": status.get("status")})
