@@ -23,7 +23,7 @@ from dlexp import DlexpError
 from dlexp.read import compare, evidence
 from dlexp.read.rows import collect
 from dlexp.read.table import Table, build_table, sort_records, verdict_for
-from dlexp.sweep.summary import write_summary
+from dlexp.sweeps.summary import write_summary
 
 ADAM = [0.30, 0.32, 0.29, 0.31]  # final val/loss of four seeds
 SGD = [0.45, 0.47, 0.44]  # three completed seeds; a fourth diverges

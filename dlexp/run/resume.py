@@ -6,7 +6,7 @@ What each status gets:
   completed -> nothing to do, nothing written; `trainer.epochs=N` larger than its epochs extends it;
   diverged -> refused (its checkpoint would diverge again); running (a live process writes it) -> refused.
 Every continuation is recorded in status.json's `resumes` list. A sweep directory is finished as a whole
-(dlexp/sweep/resume.py). Importing this module is light (torch and omegaconf come with a resume): the
+(dlexp/sweeps/resume.py). Importing this module is light (torch and omegaconf come with a resume): the
 CLI's help of `resume` says what MAY_CHANGE.
 """
 
