@@ -101,6 +101,14 @@ def unwatch_sweep() -> None:
         _previous, _sweep_dir = None, None
 
 
+def forget() -> None:
+    """This process's part in any sweep and any stop it was asked for, forgotten (a command's end in a process that
+    goes on: a notebook's kernel)."""
+    global _requested, _sweep_dir
+    unwatch_sweep()
+    _requested, _sweep_dir = None, None
+
+
 @contextlib.contextmanager
 def stop_on_signals(state):
     """While active, the first Ctrl-C (or SIGTERM) asks the loop to stop; a second Ctrl-C aborts at once."""

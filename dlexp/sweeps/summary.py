@@ -136,12 +136,12 @@ def launcher_failed(err: Exception, console) -> int | None:
 
 def planned_jobs(config: DictConfig) -> int:
     """How many jobs the sweep has (0 when a sampling sweeper such as Optuna decides as it goes)."""
-    from dlexp.config import compose as composer
+    from dlexp.config import compose
 
     sweeper = OmegaConf.select(config, "hydra.sweeper")
-    if sweeper is None or not (composer.targets(sweeper, "BasicSweeper") or composer.targets(sweeper, "ResumeSweeper")):
+    if sweeper is None or not (compose.targets(sweeper, "BasicSweeper") or compose.targets(sweeper, "ResumeSweeper")):
         return 0
-    return len(composer.sweep_jobs(list(config.hydra.overrides.task), composer.sweeper_params(sweeper)))
+    return len(compose.sweep_jobs(list(config.hydra.overrides.task), compose.sweeper_params(sweeper)))
 
 
 def _job_order(job: tuple[Path, dict]) -> tuple[int, str]:
