@@ -1,4 +1,4 @@
-"""The end of a big sweep (dlexp/sweep/summary.py): past COMPACT_JOBS jobs, its table as `dlexp compare` prints it and
+"""The end of a big sweep (dlexp/sweeps/summary.py): past COMPACT_JOBS jobs, its table as `dlexp compare` prints it and
 the jobs that did not complete, not one line a job; summary.csv is the table of any sweep, every job counted."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import csv
 
 from conftest import run_dirs
 
-from dlexp.sweep import summary
+from dlexp.sweeps import summary
 
 # 24 tiny jobs in one stack: two learning rates x 12 seeds; every run of the second diverges at step 2
 BIG = [
