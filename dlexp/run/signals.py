@@ -144,3 +144,20 @@ class SweepStop:
         reason = stop_requested(self.sweep_dir)
         if reason and not state.stop:
             state.stop = reason
+
+    @staticmethod
+    def stack_step(members: list, stack) -> dict:
+        """on_step for many jobs of one stack ((row, state, watcher) each): the clock read once for all, each
+        sweep's STOP file at most once a second, each job stopped as its own watcher stops it."""
+        now = time.monotonic()
+        read: dict[Path, str | None] = {}
+        for _, state, watcher in members:
+            if now < watcher.due:
+                continue
+            watcher.due = now + POLL_SECS
+            if watcher.sweep_dir not in read:
+                read[watcher.sweep_dir] = stop_requested(watcher.sweep_dir)
+            reason = read[watcher.sweep_dir]
+            if reason and not state.stop:
+                state.stop = reason
+        return {}

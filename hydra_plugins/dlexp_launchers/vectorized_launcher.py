@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 
 class VectorizedLauncher(Launcher):
-    def __init__(self, max_group: int = 128) -> None:
+    def __init__(self, max_group: int = 64) -> None:
         self.max_group = int(max_group)  # jobs per stack: its memory grows with this x the parameters
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
