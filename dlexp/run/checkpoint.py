@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from dlexp import CheckpointError
-from dlexp.run import record
+from dlexp.run import faults, record
 
 FILE = "checkpoint.pt"
 FORMAT = 1
@@ -62,6 +62,7 @@ def save(path: Path, *, model, optimizer, scheduler, state, config_yaml: str, ob
     }
     with record.replacing(path) as tmp:
         torch.save(payload, tmp)
+        faults.point("checkpoint_write")
     return path
 
 
