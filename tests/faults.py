@@ -226,7 +226,7 @@ def check_stopped(trial: Trial, target: Path, ref: Path, screen: str) -> None:
         if not complete or (target / "STOP").exists():
             problems.append("exit code 0, but not every job finished")
     elif trial.code not in EXITS[trial.signal]:
-        problems.append(f"exit code {trial.code} after {trial.signal}")
+        problems.append(f"exit code {trial.code} after {trial.signal}: {screen[-800:]}")
     elif not trial.sent:
         problems.append(f"exit code {trial.code}, but the command had ended before the signal")
 
