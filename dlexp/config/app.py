@@ -208,6 +208,9 @@ def resume(path: Path, overrides: list[str], out) -> int:
 
     path = Path(path)
     if not sweep_resume.is_sweep(path):
+        search = sweep_resume.search_sweeper(path)
+        if search is not None:
+            raise sweep_resume.not_resumable(path, search)
         return run_resume.main(path, overrides, out)
     found = sweep_resume.command(path, overrides, out)
     if found is None:

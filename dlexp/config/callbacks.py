@@ -61,8 +61,9 @@ class SweepStops(Callback):
         from dlexp import UsageError
         from dlexp.config.preflight import Refused
         from dlexp.read import runs
-        from dlexp.run import record, signals
+        from dlexp.run import faults, record, signals
 
+        faults.point("sweep_start")
         sweep_dir = Path(str(config.hydra.sweep.dir))
         try:
             sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -153,7 +154,20 @@ class Summary(Callback):
             raise Finished(code, Path(str(hc.runtime.output_dir)))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from rich.markup import escape
+
+        from dlexp.config.compose import first_sentence
+        from dlexp.run.console import console
         from dlexp.sweeps import summary
 
         sweep_dir = Path(str(config.hydra.sweep.dir))
-        raise Finished(summary.report(sweep_dir, config) or 0, sweep_dir)
+        try:
+            code = summary.report(sweep_dir, config)
+        except Exception as err:  # Hydra would only warn, and a stopped sweep would exit 0: say it, keep the code
+            console(stderr=True).print(
+                f"[bold red]error:[/] the sweep's summary could not be written: {type(err).__name__}: "
+                f"{escape(first_sentence(err))}",
+                soft_wrap=True,
+            )
+            code = summary.exit_code(sweep_dir, config) or 1
+        raise Finished(code or 0, sweep_dir)

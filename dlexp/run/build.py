@@ -212,7 +212,7 @@ def observers(cfg: DictConfig, exp: Experiment, job, console, board, config_yaml
     from dlexp.observe.progress import ProgressBar, ProgressLines
     from dlexp.observe.tensorboard import ScalarLogger
     from dlexp.read import runs
-    from dlexp.run import checkpoint
+    from dlexp.run import checkpoint, faults
     from dlexp.run.signals import SweepStop
 
     log, guard = cfg.log, cfg.guard
@@ -263,4 +263,6 @@ def observers(cfg: DictConfig, exp: Experiment, job, console, board, config_yaml
             observers=chosen,
         )
     )
+    if faults.wanted():  # a test's fault at a point of the loop (dlexp/run/faults.py)
+        chosen.append(faults.FaultPoints(len(exp.batches)))
     return chosen

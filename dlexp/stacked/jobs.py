@@ -67,8 +67,8 @@ def fit_together(runs: Sequence[train.Started], stop: StopFlag, rng_states: Sequ
             run.observers.append(shared)
     group = StackedGroup([run.exp for run in runs], [run.state for run in runs])
     try:
-        fresh = [r for r, run in enumerate(runs) if run.exp.trainable and run.resume is None]
-        if fresh:  # the start of every curve: the fresh networks at step 0, evaluated at once
+        fresh = [r for r, run in enumerate(runs) if run.exp.trainable and run.state.step == 0]
+        if fresh:  # the start of every curve: the fresh networks at step 0 (also continued from there), at once
             metrics = group.metrics()
             for r in fresh:
                 loop.notify(runs[r].observers, "on_epoch", runs[r].state, metrics[r])

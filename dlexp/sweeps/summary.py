@@ -19,7 +19,7 @@ from dlexp.observe import hparams
 from dlexp.read import evidence, runs
 from dlexp.read.rows import load_run, run_order
 from dlexp.read.table import Table, build_table, render, to_csv, to_markdown, verdict_for
-from dlexp.run import signals
+from dlexp.run import faults, signals
 from dlexp.run.console import console as make_console
 
 
@@ -46,6 +46,7 @@ def report(sweep_dir: Path, config: DictConfig | None) -> int:
     for path, status in jobs:  # a big sweep: only the jobs that did not complete, its table follows
         if not compact or status.get("status", "failed") != "completed":
             console.print(f"  {_status_text(status)}  {path.name}")
+    faults.point("summary")
     if jobs:
         _summary(sweep_dir, console, table=compact)
     best = best_trial(sweep_dir)
@@ -53,6 +54,15 @@ def report(sweep_dir: Path, config: DictConfig | None) -> int:
         console.print(f"[bold]best trial:[/] {best}")
     if planned and (stopped or missing > 0 or any(s in runs.CONTINUABLE for s in statuses)):
         console.print(f"continue it: dlexp resume {sweep_dir}")  # (a sampling sweeper's cannot be resumed)
+    return exit_code(sweep_dir, config)
+
+
+def exit_code(sweep_dir: Path, config: DictConfig | None) -> int:
+    """The sweep's exit code, from disk: its most serious outcome among its jobs' statuses, its stop (130 / 143)
+    and the jobs planned that never started (as crashed)."""
+    statuses = [runs.read_status(path).get("status", "failed") for path in runs.find_runs(sweep_dir)]
+    stopped = signals.stop_requested(sweep_dir)
+    missing = (planned_jobs(config) - len(statuses)) if config is not None else 0
     return runs.worst_exit_code(statuses + ([stopped] if stopped else []) + (["crashed"] if missing > 0 else []))
 
 
