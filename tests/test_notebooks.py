@@ -81,3 +81,47 @@ def test_the_kernels_interrupt_stops_a_run_checkpointed_and_the_next_cell_resume
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+def test_the_kernels_interrupt_stops_a_sweep_and_its_resume_ends_as_a_sweep_never_interrupted(tmp_path):
+    """The interrupt (■) during dlexp.sweep: the running job checkpoints, no new job starts, the cell raises
+    Interrupted; the next cell finishes the sweep with dlexp.load(path).resume(), and every job ends on the very
+    numbers of the same sweep run without a stop, in the same kernel."""
+    import asyncio
+    import threading
+
+    sweep = "'experiment=xor_mlp', 'trainer.epochs=5000', 'log.epoch_every=10', 'seed=0,1', 'log.progress=none'"
+    cells = [
+        "import json, dlexp",
+        f"dlexp.sweep({sweep}, 'hydra.sweep.dir=runs/stopped')",
+        "before = sorted(r.status for r in dlexp.load('runs/stopped').runs)\n"
+        "after = dlexp.load('runs/stopped').resume()\n"
+        f"again = dlexp.sweep({sweep}, 'hydra.sweep.dir=runs/whole')\n"
+        "print(json.dumps([before, sorted(r.status for r in after.runs),\n"
+        "                  [r.metrics for r in after.runs] == [r.metrics for r in again.runs]]))",
+    ]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    client = nbclient.NotebookClient(
+        nb, timeout=600, kernel_name="python3", allow_errors=True, resources={"metadata": {"path": str(tmp_path)}}
+    )
+
+    def interrupt_when_training() -> None:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            found = list((tmp_path / "runs" / "stopped").glob("*/metrics.csv"))
+            if found and len(found[0].read_text().splitlines()) > 5:  # the first job, a few evaluated epochs in
+                asyncio.run(client.km.interrupt_kernel())
+                return
+            time.sleep(0.05)
+
+    with client.setup_kernel():
+        client.execute_cell(nb.cells[0], 0)
+        watcher = threading.Thread(target=interrupt_when_training)
+        watcher.start()
+        client.execute_cell(nb.cells[1], 1)
+        watcher.join()
+        client.execute_cell(nb.cells[2], 2)
+    (error,) = [out for out in nb.cells[1].outputs if out["output_type"] == "error"]
+    assert error["ename"] == "Interrupted"
+    said = [out["text"] for out in nb.cells[2].outputs if out.get("name") == "stdout"]
+    assert json.loads("".join(said).strip().splitlines()[-1]) == [["interrupted"], ["completed", "completed"], True]
