@@ -138,11 +138,12 @@ def fake_sweep(root: Path, statuses: list[str], legacy_names: bool = True) -> Pa
 
 @pytest.fixture
 def recorded_summaries(monkeypatch):
-    """dlexp.sweeps.summary.write_summary replaced by a recorder: these tests are about the callback, not the table."""
+    """dlexp.sweeps.summary.summarize (the files and the table) replaced by a recorder: these tests are about the
+    callback, not the table."""
     from dlexp.sweeps import summary
 
     calls = []
-    monkeypatch.setattr(summary, "write_summary", lambda sweep: calls.append(Path(sweep)) or [])
+    monkeypatch.setattr(summary, "summarize", lambda sweep: (calls.append(Path(sweep)), ([], None, []))[1])
     return calls
 
 
