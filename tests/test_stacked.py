@@ -468,8 +468,11 @@ def test_unlabelled_jobs_stack_untrained():
 def test_unknown_loss_adapters_and_optimizers_fall_back_with_a_reason():
     from dlexp.parts import losses
 
-    class MyLoss(losses.MSE):
+    class MyLoss(losses.MSE):  # a new loss that inherits mse's elementwise form: stacking it would score mse
         name = "my_loss"
+
+        def __call__(self, output, target):
+            return (output - target).abs().pow(3).mean()
 
     exp = make("data=sine")
     exp.loss = MyLoss().resolve(exp.data)
@@ -562,25 +565,21 @@ def test_models_and_batchings_equal_alone(setup):
         assert_same_run(single_exp, single, exp, record)
 
 
-def test_a_final_sigmoid_and_bce_on_probabilities(monkeypatch):
-    """XOR ending in an explicit Sigmoid, BCE on probabilities: a new adapter is one entry in STACKED."""
+def test_a_final_sigmoid_and_bce_on_probabilities():
+    """XOR ending in an explicit Sigmoid, BCE on probabilities: a new adapter stacks by its own elementwise form."""
     import torch.nn.functional as F
 
     from dlexp.parts import losses
-    from dlexp.stacked import losses as stacked_losses
 
     class ProbabilityBCE(losses.BCE):
         def __call__(self, output, target):
             return F.binary_cross_entropy(output, target)
 
+        def elementwise(self, output, target):
+            return F.binary_cross_entropy(output, target, reduction="none")
+
         def predict(self, output):
             return (output[:, 0] > 0.5).long()
-
-    monkeypatch.setitem(
-        stacked_losses.STACKED,
-        ProbabilityBCE,
-        stacked_losses.pointwise(lambda a, o, t: F.binary_cross_entropy(o, t, reduction="none")),
-    )
 
     def job(seed: int):
         exp = make("experiment=xor_mlp", f"seed={seed}", "trainer.epochs=300")
