@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from dlexp.observe import render
 from dlexp.observe.histograms import find_layers, layer_outputs, needs_mode_toggle
+from dlexp.parts import bounded
 from dlexp.run import record
 
 log = logging.getLogger("dlexp")
@@ -195,8 +196,7 @@ class Pictures:
             if layer.activation is None:
                 found[layer.name] = values, render.activation_scale("linear", values)
             else:
-                kind = type(layer.activation).__name__.lower()
-                found[layer.act_name] = values, render.activation_scale(kind, values)
+                found[layer.act_name] = values, render.activation_scale(bounded.kind(layer.activation), values)
         return found
 
     # --- the model over a grid -------------------------------------------------------------------------
