@@ -416,6 +416,19 @@ def test_grouping_and_the_reason_each_excluded_job_runs_alone():
     }
 
 
+def test_an_activation_with_parameters_runs_alone_with_its_reason(prelu):
+    """nn.PReLU learns its slope: a stack would apply job 0's to every job, so the grouping refuses it."""
+    moons = ["data=moons", "trainer.epochs=1"]
+    exps = [make(*moons, "model.activation=prelu", f"seed={s}") for s in (0, 1)]
+    exps += [make(*moons, f"seed={s}") for s in (0, 1)]
+    plan = plan_groups(exps)
+    assert plan.groups == [[2, 3]]
+    reason = "activation prelu cannot be stacked: it has parameters of its own"
+    assert plan.alone == {0: reason, 1: reason}
+    with pytest.raises(ValueError, match=reason):
+        StackedGroup(exps[:2])
+
+
 def test_the_optimizer_race_stacks_by_family_and_each_job_equals_alone():
     """sgd, momentum and nesterov are one family (torch.optim.SGD), adam and adamw another: one stack each, every
     job its single run; the others run alone."""

@@ -405,6 +405,25 @@ def test_jobs_that_cannot_join_a_stack_run_alone_each_with_its_reason(cli, tmp_p
     assert "sweep finished: 6 runs (6 completed)" in result.stdout
 
 
+@pytest.mark.kernels
+def test_an_activation_with_parameters_runs_alone_and_writes_what_it_writes_alone(cli, tmp_path, prelu):
+    """model.activation=prelu (registered by the test): each of its jobs runs alone with its reason, and every job,
+    stacked or alone, writes what the basic launcher's single run writes."""
+    args = ["data=xor", "trainer.epochs=20", "log.histograms=false", "model.activation=prelu,tanh", "seed=0,1"]
+    stacked, result = sweep(cli, tmp_path, "stacked", *args)
+    alone, _ = sweep(cli, tmp_path, "alone", *args, vectorized=False)
+    lines = launcher_lines(result)
+    assert "one stacked model of 2 jobs: #2 #3" in lines  # tanh
+    for job in (0, 1):
+        assert any(
+            line.startswith(f"#{job} runs alone (activation prelu cannot be stacked: it has parameters of its own):")
+            for line in lines
+        ), lines
+    assert len(jobs(alone)) == 4
+    for name, run in jobs(alone).items():
+        assert_same_job(run, stacked / name)
+
+
 def test_max_group_splits_a_stack(cli, tmp_path):
     _, result = sweep(
         cli, tmp_path, "split", "data=xor", "trainer.epochs=3", "seed=0,1,2,3,4", "hydra.launcher.max_group=2"

@@ -2,7 +2,9 @@
 
 Every tensor here carries the model axis N first: job i's Linear weight (out, in) is `weights[k][i]`, its bias
 (out,) is `biases[k][i, 0]`. Activations are the first model's own modules applied to the whole stack: they act
-on each number alone, so the job axis changes nothing.
+on each number alone and hold nothing of their own, so the job axis changes nothing. An activation with parameters
+(nn.PReLU: each job its own slope) would apply job 0's to every job: `architecture` refuses it, and such a job runs
+alone.
 """
 
 from __future__ import annotations
@@ -12,10 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from dlexp.parts.models import ACTIVATIONS
-
-# Modules that act on each number alone: applied once to the whole (N, B, width) stack.
-ELEMENTWISE = tuple(ACTIVATIONS.values())
+from dlexp.parts.models import activation_name
 
 
 class StackedLinearFn(torch.autograd.Function):
@@ -55,7 +54,9 @@ def architecture(model: nn.Module) -> tuple | str:
     for position, module in enumerate(model):
         if isinstance(module, nn.Linear):
             signature.append(("Linear", module.in_features, module.out_features, module.bias is not None))
-        elif isinstance(module, ELEMENTWISE):
+        elif activation_name(module) is not None:  # the table as it is now: an activation registered later counts
+            if next(module.parameters(), None) is not None or next(module.buffers(), None) is not None:
+                return f"activation {activation_name(module)} cannot be stacked: it has parameters of its own"
             signature.append(repr(module))  # "LeakyReLU(negative_slope=0.01)": settings too
         elif isinstance(module, nn.Flatten) and position == 0 and module.start_dim == 1 and module.end_dim == -1:
             signature.append("Flatten")
