@@ -6,7 +6,7 @@ What each status gets:
   completed -> nothing to do, nothing written; `trainer.epochs=N` larger than its epochs extends it;
   diverged -> refused (its checkpoint would diverge again); running (a live process writes it) -> refused.
 Every continuation is recorded in status.json's `resumes` list. A sweep directory is finished as a whole
-(dlexp/sweep/resume.py). Importing this module is light (torch and omegaconf come with a resume): the
+(dlexp/sweeps/resume.py). Importing this module is light (torch and omegaconf come with a resume): the
 CLI's help of `resume` says what MAY_CHANGE.
 """
 
@@ -145,17 +145,16 @@ def started(run_dir: Path) -> bool:
 
 
 def continue_job(cfg, job, console, exp=None):
-    """A job of a stopped sweep that had started, started again (`train.start`, not yet trained): from its
+    """A job of a stopped sweep that had started, started again (`recipe.start`, not yet trained): from its
     checkpoint; one stopped before its first checkpoint (within a second of its start) starts over."""
-    from dlexp.run import checkpoint
-    from dlexp.run import recipe as train
+    from dlexp.run import checkpoint, recipe
 
     status = runs.read_status(job.run_dir)
     if not (job.run_dir / checkpoint.FILE).is_file():
         for path in job.run_dir.iterdir():
             if path.is_file() and path.name != runs.LOCK:  # its start's files; Hydra's .hydra/ folder stays
                 path.unlink()
-        return train.start(cfg, job, console, exp=exp)
+        return recipe.start(cfg, job, console, exp=exp)
     payload = checkpoint.load(job.run_dir / checkpoint.FILE)
     check_same_run(job.run_dir, payload, cfg)
     console.print(
@@ -164,4 +163,4 @@ def continue_job(cfg, job, console, exp=None):
         highlight=False,
         soft_wrap=True,
     )
-    return train.start(cfg, job, console, resume=payload, exp=exp, resumed_from={"from": status.get("status")})
+    return recipe.start(cfg, job, console, resume=payload, exp=exp, resumed_from={"from": status.get("status")})

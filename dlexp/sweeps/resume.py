@@ -21,7 +21,7 @@ through `app.task`; a launcher that trains jobs its own way, many at once in one
     its number), the observers of `build.observers(..., record=...)` (checkpoints by time, the heartbeat, the
     guard), `train.end`;
   * resuming: a job whose directory holds a status.json is continued (`resume.started`, `resume.continue_job`:
-    the checkpoint, `check_same_run`, `train.run(resume=...)`), one without starts afresh.
+    the checkpoint, `check_same_run`, `recipe.run(resume=...)`), one without starts afresh.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from dlexp import UsageError
-from dlexp.config import compose as composer
+from dlexp.config import compose
 from dlexp.read import runs
 
 
@@ -54,7 +54,7 @@ def plan(sweep_dir: Path, count: int) -> dict[int, tuple[str, Path | None]]:
 def recorded(sweep_dir: Path) -> DictConfig:
     record = OmegaConf.load(Path(sweep_dir) / runs.MULTIRUN)
     sweeper = record.hydra.sweeper
-    if not composer.targets(sweeper, "BasicSweeper"):
+    if not compose.targets(sweeper, "BasicSweeper"):
         raise UsageError(
             f"{sweep_dir} was made by {sweeper.get('_target_')}; dlexp resume finishes sweeps that list "
             "their values (dlexp train -m a=1,2,3), whose jobs are known in advance."
@@ -112,7 +112,7 @@ def command(sweep_dir: Path, overrides: list[str], console) -> tuple[list[str], 
             "stop it (Ctrl-C) and resume it then."
         )
     record = recorded(sweep_dir)
-    jobs = composer.sweep_jobs(list(record.hydra.overrides.task), composer.sweeper_params(record.hydra.sweeper))
+    jobs = compose.sweep_jobs(list(record.hydra.overrides.task), compose.sweeper_params(record.hydra.sweeper))
     standing = plan(sweep_dir, len(jobs))
     alive = [path for status, path in standing.values() if status == "running"]
     if alive:
