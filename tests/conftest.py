@@ -122,6 +122,21 @@ def in_process(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Co
     return subprocess.CompletedProcess(["dlexp", *args], code, out.getvalue(), err.getvalue())
 
 
+@pytest.fixture
+def prelu(monkeypatch):
+    """'prelu' (nn.PReLU: a learnt slope, a parameter of its own) registered as an activation, as adding it to
+    dlexp/parts/models.py would: in the activation table and in the choices validation offers."""
+    from typing import Annotated
+
+    from torch import nn
+
+    from dlexp.parts import models
+    from dlexp.parts.params import OneOf
+
+    monkeypatch.setitem(models.ACTIVATIONS, "prelu", nn.PReLU)
+    monkeypatch.setattr(models, "Activation", Annotated[str, OneOf(models.ACTIVATIONS)])  # read when validating
+
+
 def run_dirs(root: Path) -> list[Path]:
     return runs.find_runs(root) if root.exists() else []
 

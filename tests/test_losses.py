@@ -314,3 +314,36 @@ def test_every_loss_yaml_instantiates(path):
 
 def test_yaml_options_cover_every_adapter():
     assert sorted(p.stem for p in CONF.glob("*.yaml")) == sorted(cls.name for cls in ALL_LOSSES)
+
+
+def _cases():
+    """(adapter resolved for its data, outputs (N, B, K), targets (N, B, ...)) for every concrete adapter."""
+    n, b = 3, 16
+    labels = torch.randint(0, 2, (n, b))
+    classes = torch.randint(0, 10, (n, b))
+    return [
+        (MSE().resolve(REG3), torch.randn(n, b, 3), torch.randn(n, b, 3)),
+        (MAE().resolve(REG3), torch.randn(n, b, 3), torch.randn(n, b, 3)),
+        (Huber(delta=0.3).resolve(REG3), torch.randn(n, b, 3), torch.randn(n, b, 3)),
+        (BCE().resolve(BINARY), torch.randn(n, b, 1) * 3, labels.float().unsqueeze(-1)),
+        (BCEProbs().resolve(BINARY), torch.rand(n, b, 1), labels.float().unsqueeze(-1)),
+        (CE().resolve(DIGITS), torch.randn(n, b, 10), F.one_hot(classes, 10).float()),
+        (SparseCE().resolve(DIGITS), torch.randn(n, b, 10), classes),
+        (GaussianNLL(full=True).resolve(REG3), torch.randn(n, b, 6), torch.randn(n, b, 3)),
+    ]
+
+
+@pytest.mark.parametrize(
+    "case", range(8), ids=lambda i: ["mse", "mae", "huber", "bce", "bce_probs", "ce", "sparse_ce", "gaussian_nll"][i]
+)
+def test_elementwise_form_averages_to_the_loss_for_each_of_n_networks(case):
+    """The two forms of each loss side by side: `elementwise` on (N, B, ...) averaged per network is __call__ on that
+    network's (B, ...) alone, in value and gradient (to float32 rounding: the fused mean sums in its own order)."""
+    adapter, output, target = _cases()[case]
+    each = adapter.elementwise(output, target)  # (N, B, ...)
+    assert each.shape[:2] == output.shape[:2]
+    per_network = each.flatten(1).mean(1)  # (N,)
+    for i in range(output.shape[0]):
+        assert torch.equal(adapter.elementwise(output[i], target[i]), each[i])  # the leading axis changes nothing
+        assert_matches(lambda o, t: adapter.elementwise(o, t).mean(), adapter, output[i], target[i])
+        assert torch.allclose(per_network[i], adapter(output[i], target[i]), rtol=1e-6, atol=0)

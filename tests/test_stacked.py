@@ -416,6 +416,19 @@ def test_grouping_and_the_reason_each_excluded_job_runs_alone():
     }
 
 
+def test_an_activation_with_parameters_runs_alone_with_its_reason(prelu):
+    """nn.PReLU learns its slope: a stack would apply job 0's to every job, so the grouping refuses it."""
+    moons = ["data=moons", "trainer.epochs=1"]
+    exps = [make(*moons, "model.activation=prelu", f"seed={s}") for s in (0, 1)]
+    exps += [make(*moons, f"seed={s}") for s in (0, 1)]
+    plan = plan_groups(exps)
+    assert plan.groups == [[2, 3]]
+    reason = "activation prelu cannot be stacked: it has parameters of its own"
+    assert plan.alone == {0: reason, 1: reason}
+    with pytest.raises(ValueError, match=reason):
+        StackedGroup(exps[:2])
+
+
 def test_the_optimizer_race_stacks_by_family_and_each_job_equals_alone():
     """sgd, momentum and nesterov are one family (torch.optim.SGD), adam and adamw another: one stack each, every
     job its single run; the others run alone."""
@@ -468,8 +481,11 @@ def test_unlabelled_jobs_stack_untrained():
 def test_unknown_loss_adapters_and_optimizers_fall_back_with_a_reason():
     from dlexp.parts import losses
 
-    class MyLoss(losses.MSE):
+    class MyLoss(losses.MSE):  # a new loss that inherits mse's elementwise form: stacking it would score mse
         name = "my_loss"
+
+        def __call__(self, output, target):
+            return (output - target).abs().pow(3).mean()
 
     exp = make("data=sine")
     exp.loss = MyLoss().resolve(exp.data)
@@ -562,25 +578,21 @@ def test_models_and_batchings_equal_alone(setup):
         assert_same_run(single_exp, single, exp, record)
 
 
-def test_a_final_sigmoid_and_bce_on_probabilities(monkeypatch):
-    """XOR ending in an explicit Sigmoid, BCE on probabilities: a new adapter is one entry in STACKED."""
+def test_a_final_sigmoid_and_bce_on_probabilities():
+    """XOR ending in an explicit Sigmoid, BCE on probabilities: a new adapter stacks by its own elementwise form."""
     import torch.nn.functional as F
 
     from dlexp.parts import losses
-    from dlexp.stacked import losses as stacked_losses
 
     class ProbabilityBCE(losses.BCE):
         def __call__(self, output, target):
             return F.binary_cross_entropy(output, target)
 
+        def elementwise(self, output, target):
+            return F.binary_cross_entropy(output, target, reduction="none")
+
         def predict(self, output):
             return (output[:, 0] > 0.5).long()
-
-    monkeypatch.setitem(
-        stacked_losses.STACKED,
-        ProbabilityBCE,
-        stacked_losses.pointwise(lambda a, o, t: F.binary_cross_entropy(o, t, reduction="none")),
-    )
 
     def job(seed: int):
         exp = make("experiment=xor_mlp", f"seed={seed}", "trainer.epochs=300")

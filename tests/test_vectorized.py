@@ -389,16 +389,12 @@ def test_the_sweepers_check_of_a_batch_is_the_composition_the_launcher_uses():
 
 
 def test_jobs_that_cannot_join_a_stack_run_alone_each_with_its_reason(cli, tmp_path):
-    stacked, result = sweep(
-        cli,
-        tmp_path,
-        "mixed",
-        "data=xor",
-        "trainer.epochs=5",
-        "log.histograms=false",
-        "batch.size=2,4,4",
-        "optimizer=sgd,random_search",
-    )
+    """... and each writes what its single run writes: random search draws from the random state its build left."""
+    args = ["data=xor", "trainer.epochs=5", "log.histograms=false", "batch.size=2,4,4", "optimizer=sgd,random_search"]
+    stacked, result = sweep(cli, tmp_path, "mixed", *args)
+    alone, _ = sweep(cli, tmp_path, "alone", *args, vectorized=False)
+    for name, run in jobs(alone).items():
+        assert_same_job(run, stacked / name)
     lines = launcher_lines(result)
     assert "one stacked model of 2 jobs: #2 #4" in lines  # sgd, batch 4
     assert any(line.startswith("#0 runs alone (batch.size differs):") and "batch.size=2" in line for line in lines)
@@ -407,6 +403,25 @@ def test_jobs_that_cannot_join_a_stack_run_alone_each_with_its_reason(cli, tmp_p
             line.startswith(f"#{job} runs alone (optimizer random_search cannot be stacked):") for line in lines
         ), lines
     assert "sweep finished: 6 runs (6 completed)" in result.stdout
+
+
+@pytest.mark.kernels
+def test_an_activation_with_parameters_runs_alone_and_writes_what_it_writes_alone(cli, tmp_path, prelu):
+    """model.activation=prelu (registered by the test): each of its jobs runs alone with its reason, and every job,
+    stacked or alone, writes what the basic launcher's single run writes."""
+    args = ["data=xor", "trainer.epochs=20", "log.histograms=false", "model.activation=prelu,tanh", "seed=0,1"]
+    stacked, result = sweep(cli, tmp_path, "stacked", *args)
+    alone, _ = sweep(cli, tmp_path, "alone", *args, vectorized=False)
+    lines = launcher_lines(result)
+    assert "one stacked model of 2 jobs: #2 #3" in lines  # tanh
+    for job in (0, 1):
+        assert any(
+            line.startswith(f"#{job} runs alone (activation prelu cannot be stacked: it has parameters of its own):")
+            for line in lines
+        ), lines
+    assert len(jobs(alone)) == 4
+    for name, run in jobs(alone).items():
+        assert_same_job(run, stacked / name)
 
 
 def test_max_group_splits_a_stack(cli, tmp_path):

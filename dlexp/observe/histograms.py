@@ -18,8 +18,8 @@ How a capture is written (`_write`, also fed captures computed elsewhere, many m
   Series with: activations, weights and gradients are always written, the other kinds (`EXTRA`) only on request
   (`log.extra_histograms`). The numbers derived from them (saturation, dead units, a lone bias) are kept either way.
 * TensorBoard fits each card's x axis to the data it shows, so sigmoids all at 0.5 ± 0.01 would fill the card like
-  a wide bell. The activations of a bounded function (`SPANS`) are therefore re-binned over its whole output range
-  (0..1 for a sigmoid), every bucket written: a needle stays a needle on a 0..1 axis.
+  a wide bell. The activations of a bounded function (`bounded.RANGES`) are therefore re-binned over its whole output
+  range (0..1 for a sigmoid), every bucket written: a needle stays a needle on a 0..1 axis.
 """
 
 from __future__ import annotations
@@ -30,15 +30,14 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from dlexp.parts import bounded
+
 BINS = 30  # buckets per histogram over min..max (TensorBoard draws 30; bytes cost CRC time)
-SATURATION_MARGIN = 0.01  # sigmoid output within 0.01 of 0 or 1, |tanh| > 0.99
 LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)  # each starts a numbered layer
 NORMS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm)
 MODE_DEPENDENT = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
 SINGULAR = {"weights": "weight", "biases": "bias"}  # the scalar tag of a parameter with a single entry
 EXTRA = ("preactivations", "biases")  # histogram kinds captured only with log.extra_histograms
-# Bounded outputs, by the activation's name in a tag (activations/3_sigmoid): their histograms span the range.
-SPANS = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0)}
 
 
 def is_activation(module: nn.Module) -> bool:
@@ -63,7 +62,7 @@ class Layer:
 
     @property
     def act_name(self) -> str:  # "2_sigmoid"
-        return f"{self.index}_{type(self.activation).__name__.lower()}"
+        return f"{self.index}_{bounded.kind(self.activation)}"
 
     def parameters(self) -> list[tuple[str, str, nn.Parameter]]:
         """(kind, tag name, parameter): weights/biases of the layer and of its norms."""
@@ -198,14 +197,13 @@ def without(uses: Uses, values: list[float], prefix: str, bins: int = BINS) -> t
 
 def unit_health(activation: nn.Module, act: Tensor) -> tuple[str, str, Tensor, int] | None:
     """What a layer's outputs `act` (N, B, ...) of N networks (one alone: N = 1) on a probe batch of B say about its
-    units: (kind, tag prefix, count per network (N,), out of). Sigmoid and tanh: the outputs within
-    SATURATION_MARGIN of their limits ("saturated"); ReLU: the units that output 0 for every probe sample ("dead";
+    units: (kind, tag prefix, count per network (N,), out of). A bounded activation (sigmoid, tanh): the outputs within
+    bounded.SATURATION_MARGIN of its bounds ("saturated"); ReLU: the units that output 0 for every probe sample ("dead";
     a convolution's channel is one unit: (N, B, C, H, W) -> C). None for other activations."""
-    if isinstance(activation, nn.Sigmoid):
-        near = (act - 0.5).abs() > 0.5 - SATURATION_MARGIN
-        return "saturated", "saturation", near.flatten(1).sum(1), act[0].numel()
-    if isinstance(activation, nn.Tanh):
-        near = act.abs() > 1 - SATURATION_MARGIN
+    limits = bounded.saturation(bounded.kind(activation))
+    if limits is not None:
+        centre, reach = limits
+        near = (act - centre).abs() > reach
         return "saturated", "saturation", near.flatten(1).sum(1), act[0].numel()
     if type(activation) is nn.ReLU:
         peak = act.transpose(1, 2).flatten(2).amax(2)  # (N, units): its largest output
@@ -381,7 +379,7 @@ class Histograms:
                     scalars[f"act_mean/{name}"], scalars[f"act_std/{name}"] = moments(stats, n)
                 if group in self.skipped:
                     continue
-                span = SPANS.get(name.split("_", 1)[-1]) if group == "activations" else None
+                span = bounded.RANGES.get(name.split("_", 1)[-1]) if group == "activations" else None
                 hists[tag] = span_buckets(stats, bins, span) if span else histogram_proto_fields(stats, n, bins)
                 continue
             x = values[at]

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from dlexp.observe import render
 from dlexp.observe.histograms import find_layers, layer_outputs, needs_mode_toggle
+from dlexp.parts import bounded
 from dlexp.run import record
 
 log = logging.getLogger("dlexp")
@@ -86,7 +87,7 @@ def unit_tag(layer) -> tuple[str, str]:
     """(the layer's name under units/, the kind of its colour scale): its activation's, else the linear output's."""
     if layer.activation is None:
         return layer.name, "linear"
-    return layer.act_name, type(layer.activation).__name__.lower()
+    return layer.act_name, bounded.kind(layer.activation)
 
 
 class Pictures:

@@ -17,6 +17,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from dlexp.parts import bounded
+
 ORANGE = (245, 147, 34)  # class 0, the low end of a diverging scale
 BLUE = (8, 119, 189)  # class 1, the high end
 WHITE = (255, 255, 255)  # p = 0.5, or zero on a symmetric scale
@@ -162,10 +164,9 @@ def prediction_colours(probs: np.ndarray) -> np.ndarray:
 
 def activation_scale(kind: str, values: np.ndarray) -> tuple[float, float, float]:
     """(lo, mid, hi) of the diverging scale for a unit's output: the activation's own range where it has one."""
-    if kind == "sigmoid":
-        return 0.0, 0.5, 1.0
-    if kind == "tanh":
-        return -1.0, 0.0, 1.0
+    if kind in bounded.RANGES:
+        lo, hi = bounded.RANGES[kind]
+        return lo, (lo + hi) / 2, hi
     finite = values[np.isfinite(values)]
     top = float(np.abs(finite).max()) if finite.size else 1.0
     return -(top or 1.0), 0.0, top or 1.0

@@ -13,6 +13,11 @@ Protocol (every adapter, no base class — see tests/test_losses.py for the orac
     out_features(data) -> int         model output width
     encode(y, data) -> Tensor         targets encoded once for a whole split
     __call__(output, target) -> Tensor  scalar mean loss on the model's outputs
+    elementwise(output, target) -> Tensor  the same loss before the mean, on any leading axes: (N, B, K) outputs
+                                      of N networks give (N, B, ...) numbers whose mean per network is its __call__
+                                      (a stack of jobs scores each job so: dlexp/stacked/losses.py). __call__ stays
+                                      torch's fused mean, which a hand-written loop computes; both forms sit side
+                                      by side in one class, and tests/test_losses.py checks they agree
     predict(output) -> Tensor | None  class indices (N,) for accuracy; None for regression
     probabilities(output) -> Tensor | None  class probabilities (N, K), K >= 2, for pictures; None for regression
     mean(output) -> Tensor            regression adapters only: the predicted value (N, D)
@@ -138,6 +143,9 @@ class MSE(_Pointwise):
     def __call__(self, output: Tensor, target: Tensor) -> Tensor:
         return F.mse_loss(output, target)
 
+    def elementwise(self, output: Tensor, target: Tensor) -> Tensor:
+        return F.mse_loss(output, target, reduction="none")
+
 
 class MAE(_Pointwise):
     """Mean absolute error (L1) on raw outputs: robust to outliers, constant-size gradients."""
@@ -146,6 +154,9 @@ class MAE(_Pointwise):
 
     def __call__(self, output: Tensor, target: Tensor) -> Tensor:
         return F.l1_loss(output, target)
+
+    def elementwise(self, output: Tensor, target: Tensor) -> Tensor:
+        return F.l1_loss(output, target, reduction="none")
 
 
 class Huber(_Pointwise):
@@ -158,6 +169,9 @@ class Huber(_Pointwise):
 
     def __call__(self, output: Tensor, target: Tensor) -> Tensor:
         return F.huber_loss(output, target, delta=self.delta)
+
+    def elementwise(self, output: Tensor, target: Tensor) -> Tensor:
+        return F.huber_loss(output, target, reduction="none", delta=self.delta)
 
 
 class BCE:
@@ -185,6 +199,9 @@ class BCE:
 
     def __call__(self, output: Tensor, target: Tensor) -> Tensor:
         return F.binary_cross_entropy_with_logits(output, target)
+
+    def elementwise(self, output: Tensor, target: Tensor) -> Tensor:
+        return F.binary_cross_entropy_with_logits(output, target, reduction="none")
 
     def predict(self, output: Tensor) -> Tensor | None:
         return (output[:, 0] > 0).long()  # logit > 0 <=> probability > 0.5
@@ -217,6 +234,9 @@ class BCEProbs(BCE):
     def __call__(self, output: Tensor, target: Tensor) -> Tensor:
         return F.binary_cross_entropy(output, target)  # what nn.BCELoss() computes
 
+    def elementwise(self, output: Tensor, target: Tensor) -> Tensor:
+        return F.binary_cross_entropy(output, target, reduction="none")
+
     def predict(self, output: Tensor) -> Tensor | None:
         return (output[:, 0] > 0.5).long()  # (N,)
 
@@ -246,6 +266,17 @@ class _Categorical:
     def out_features(self, data) -> int:
         return data.n_classes
 
+    def __call__(self, output: Tensor, target: Tensor) -> Tensor:
+        # ce: mean over the batch of -sum_k p_k log softmax(z)_k; F.cross_entropy takes probability targets and
+        # computes exactly this in one fused kernel (faster than writing it out). sparse_ce: integer labels.
+        return F.cross_entropy(output, target)
+
+    def elementwise(self, output: Tensor, target: Tensor) -> Tensor:
+        """(..., K) logits, (..., K) probabilities or (...) labels -> (...): each sample's cross-entropy."""
+        k = output.shape[-1]
+        flat = target.reshape(-1, k) if target.dim() == output.dim() else target.reshape(-1)  # (M, K) or (M,)
+        return F.cross_entropy(output.reshape(-1, k), flat, reduction="none").view(output.shape[:-1])
+
     def predict(self, output: Tensor) -> Tensor | None:
         return output.argmax(dim=1)  # (N,)
 
@@ -261,11 +292,6 @@ class CE(_Categorical):
     def encode(self, y: Tensor, data) -> Tensor:
         return _one_hot(y, data.n_classes)  # (N, K)
 
-    def __call__(self, output: Tensor, target: Tensor) -> Tensor:
-        # mean over the batch of -sum_k p_k log softmax(z)_k; F.cross_entropy takes probability targets
-        # and computes exactly this in one fused kernel (faster than writing it out).
-        return F.cross_entropy(output, target)
-
 
 class SparseCE(_Categorical):
     """Cross-entropy against integer class labels (what F.cross_entropy expects)."""
@@ -274,9 +300,6 @@ class SparseCE(_Categorical):
 
     def encode(self, y: Tensor, data) -> Tensor:
         return y.long()  # (N,)
-
-    def __call__(self, output: Tensor, target: Tensor) -> Tensor:
-        return F.cross_entropy(output, target)
 
 
 class GaussianNLL:
@@ -311,13 +334,17 @@ class GaussianNLL:
         return y.float()  # (N, D)
 
     def mean(self, output: Tensor) -> Tensor:
-        return output.chunk(2, dim=1)[0]  # (N, D)
+        return output.chunk(2, dim=-1)[0]  # (..., D)
 
     def variance(self, output: Tensor) -> Tensor:
-        return F.softplus(output.chunk(2, dim=1)[1]) + self.eps  # (N, D), > 0
+        return F.softplus(output.chunk(2, dim=-1)[1]) + self.eps  # (..., D), > 0
 
     def __call__(self, output: Tensor, target: Tensor) -> Tensor:
         return F.gaussian_nll_loss(self.mean(output), target, self.variance(output), full=self.full, eps=self.eps)
+
+    def elementwise(self, output: Tensor, target: Tensor) -> Tensor:
+        mean, variance = self.mean(output), self.variance(output)
+        return F.gaussian_nll_loss(mean, target, variance, full=self.full, eps=self.eps, reduction="none")
 
     def predict(self, output: Tensor) -> Tensor | None:
         return None
@@ -341,7 +368,7 @@ class Auto:
     def _unresolved(self, *_args, **_kwargs):
         raise RuntimeError("loss=auto must be resolved first: call `loss = loss.resolve(data)`.")
 
-    check = check_model = out_features = encode = __call__ = predict = probabilities = _unresolved
+    check = check_model = out_features = encode = __call__ = elementwise = predict = probabilities = _unresolved
 
 
 # Every loss a dataset can be trained with, whatever the model, for the "use loss=..." advice of a refusal

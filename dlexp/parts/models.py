@@ -50,6 +50,11 @@ def make_activation(name: str, key: str = "model.activation") -> nn.Module:
     return ACTIVATIONS[name]()
 
 
+def activation_name(module: nn.Module) -> str | None:
+    """The name under which `module`'s class is in ACTIVATIONS (nn.Tanh -> "tanh"), None if it is not there."""
+    return next((name for name, kind in ACTIVATIONS.items() if type(module) is kind), None)
+
+
 def output_activation(model: nn.Module) -> str | None:
     """The activation the model's output goes through last ('sigmoid', 'softmax'), or None for raw scores.
 
@@ -57,11 +62,13 @@ def output_activation(model: nn.Module) -> str | None:
     so it holds for any model built from modules, not only dlexp's factories. nn.Identity is no activation.
     """
     leaves = [m for m in model.modules() if next(m.children(), None) is None]
-    kind = type(leaves[-1]) if leaves else None
-    named = {cls: name for name, cls in ACTIVATIONS.items() if cls is not nn.Identity}
-    if kind in named:
-        return named[kind]
-    if kind is not None and kind.__module__ == nn.modules.activation.__name__:  # PyTorch's others: nn.Softmax
+    if not leaves:
+        return None
+    named = activation_name(leaves[-1])
+    if named is not None:
+        return None if isinstance(leaves[-1], nn.Identity) else named
+    kind = type(leaves[-1])
+    if kind.__module__ == nn.modules.activation.__name__:  # PyTorch's others: nn.Softmax
         return kind.__name__.lower()
     return None
 

@@ -252,20 +252,33 @@ class AdamThenSGD(torch.optim.Optimizer):
             ]
         )
 
+    # The switch, written once: a stack of these (dlexp/stacked/optim.py) calls `next_inner` and `stepped` per job.
     @property
     def phase(self) -> int:
         """0 while the next step is an Adam step, 1 once it is an SGD step."""
         return int(self.steps >= self.switch_step)
 
-    def step(self, closure: Closure | None = None) -> torch.Tensor | None:  # type: ignore[override]
+    def next_inner(self) -> torch.optim.Adam | torch.optim.SGD:
+        """The inner optimizer that takes the next step, its lr set to the outer one (the lr schedulers move and
+        loggers see)."""
         inner = self.sgd if self.phase else self.adam
         for outer, group in zip(self.param_groups, inner.param_groups):
-            group["lr"] = outer["lr"]  # the outer lr is the one schedulers and loggers see
-        loss = inner.step(closure)
+            group["lr"] = outer["lr"]
+        return inner
+
+    def stepped(self) -> bool:
+        """Count a step taken. Right after the last Adam step the lr carries over to SGD's base rate (x sgd_lr /
+        adam_lr, keeping a schedule's accumulated factor): True then, the phase has just changed."""
         self.steps += 1
-        if self.steps == self.switch_step:
-            for g in self.param_groups:
-                g["lr"] = g["lr"] * g["sgd_lr"] / g["adam_lr"]
+        if self.steps != self.switch_step:
+            return False
+        for g in self.param_groups:
+            g["lr"] = g["lr"] * g["sgd_lr"] / g["adam_lr"]
+        return True
+
+    def step(self, closure: Closure | None = None) -> torch.Tensor | None:  # type: ignore[override]
+        loss = self.next_inner().step(closure)
+        self.stepped()
         return loss
 
     def state_dict(self) -> dict[str, Any]:

@@ -23,11 +23,11 @@ import numpy as np
 
 from dlexp import UsageError
 from dlexp.observe import render
+from dlexp.parts import bounded
 from dlexp.read.curves import figure
 
 FILE = "boundary.npz"  # written by the pictures observer (dlexp/observe/pictures.py)
 COLUMNS = 4  # boundary panels per row
-NATURAL_RANGE = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0)}
 
 
 @dataclass
@@ -193,7 +193,7 @@ def histograms_figure(path: Path, runs: list[tuple[str, Path]], step: int = 0) -
         for tag, h in hists.items():
             spans.setdefault(_kind(tag), []).append((h["min"], h["max"]))
     ranges = {
-        kind: NATURAL_RANGE.get(kind)
+        kind: bounded.RANGES.get(kind)
         or (min(0.0, float(np.median([lo for lo, _ in found]))), max(float(np.median([hi for _, hi in found])), 1e-6))
         for kind, found in spans.items()
     }

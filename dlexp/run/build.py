@@ -125,32 +125,50 @@ def _assemble(cfg: DictConfig, dry: bool) -> Experiment:
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, loss, x: Tensor, y: Tensor, labels: Tensor | None, chunk: int = 8192
+    outputs: Callable[[Any], Tensor],
+    loss: Any,
+    x_val: Any,
+    y_val: Tensor | None,
+    labels_val: Tensor,
+    x_train: Any,
+    labels_train: Tensor,
 ) -> dict[str, Tensor]:
-    """Loss (and accuracy) of a whole split in eval mode; returns device tensors, read back by the caller."""
-    was_training = model.training
-    model.eval()
-    out = torch.cat([model(x[i : i + chunk]) for i in range(0, x.shape[0], chunk)])  # (N, out)
-    result = {"loss": loss(out, y)}
-    predicted = loss.predict(out)
-    if predicted is not None and labels is not None:
-        result["acc"] = (predicted == labels).float().mean()
-    model.train(was_training)
+    """Validation loss and accuracy and training accuracy, of one network or of N stacked ones at once.
+
+    `outputs(x)` is the network's outputs on a split, (B, K), or a stack's, (N, B, K); `loss` scores them and
+    predicts classes from them as they come (a loss adapter: one network's mean loss; a stack's loss: (N,) each
+    job's). Returns device tensors, () each or (N,) for a stack, read back by the caller; no accuracy for a loss that
+    predicts no class (regression).
+    """
+    out = outputs(x_val)
+    result = {"val/loss": loss(out, y_val)}
+    predicted = loss.predict(out)  # (B,) or (N, B)
+    if predicted is not None:
+        result["val/acc"] = accuracy(predicted, labels_val)
+        result["train/acc"] = accuracy(loss.predict(outputs(x_train)), labels_train)
     return result
 
 
-def evaluator(exp: Experiment) -> Callable[[Any], dict[str, float]]:
-    """The epoch-end evaluation the loop calls: validation loss/accuracy and training accuracy."""
-    data = exp.data
+def accuracy(predicted: Tensor, labels: Tensor) -> Tensor:
+    """The share of right predictions: (B,) -> (), (N, B) -> (N,)."""
+    return (predicted == labels).float().mean(-1)
+
+
+def evaluator(exp: Experiment, chunk: int = 8192) -> Callable[[Any], dict[str, float]]:
+    """The epoch-end evaluation the loop calls (`evaluate` on the model in eval mode), read back at once."""
+    data, model = exp.data, exp.model
+
+    def outputs(x: Tensor) -> Tensor:
+        was_training = model.training
+        model.eval()
+        out = torch.cat([model(x[i : i + chunk]) for i in range(0, x.shape[0], chunk)])  # (B, out)
+        model.train(was_training)
+        return out
 
     def run(state) -> dict[str, float]:
-        val = evaluate(exp.model, exp.loss, data.x_val, exp.y_val, data.y_val)
-        values = {f"val/{k}": v for k, v in val.items()}
-        if "acc" in val:
-            values["train/acc"] = evaluate(exp.model, exp.loss, data.x_train, exp.y_train, data.y_train)["acc"]
-        names = list(values)
-        read = torch.stack([values[n].float() for n in names]).tolist()  # one host read for all metrics
-        return dict(zip(names, read))
+        values = evaluate(outputs, exp.loss, data.x_val, exp.y_val, data.y_val, data.x_train, data.y_train)
+        read = torch.stack([v.float() for v in values.values()]).tolist()  # one host read for all metrics
+        return dict(zip(values, read))
 
     return run
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from dlexp.run.build import evaluate
 from dlexp.stacked.batches import Rows, StackedBatches
 from dlexp.stacked.losses import StackedLoss, loss_key, loss_problem
 from dlexp.stacked.model import StackedMLP, architecture
@@ -145,22 +146,22 @@ class StackedGroup:
         self.optimizer.step()
         return losses.detach()
 
-    @torch.no_grad()
     def evaluate(self, chunk: int = 8192) -> tuple[list[str], Tensor]:
-        """Validation loss / accuracy and training accuracy of every job, as `build.evaluator` computes them.
+        """Validation loss / accuracy and training accuracy of every job: the single run's rule (`build.evaluate`)
+        on the stack's (N, ...) outputs.
 
         Returns the metric names and a (metrics, N) device tensor: the caller reads it back once for the group.
         """
-        out = self._outputs(self.x_val, chunk)  # (N, n_val, K)
-        names, values = ["val/loss"], [self.loss(out, self.y_val.full())]
-        predicted = self.loss.predict(out)  # (N, n_val) or None
-        if predicted is not None:
-            names.append("val/acc")
-            values.append((predicted == self.labels_val.full()).float().mean(1))
-            train_predicted = self.loss.predict(self._outputs(self.x_train, chunk))
-            names.append("train/acc")
-            values.append((train_predicted == self.labels_train.full()).float().mean(1))
-        return names, torch.stack(values)  # (metrics, N)
+        values = evaluate(
+            lambda x: self._outputs(x, chunk),  # (N, n, K)
+            self.loss,
+            self.x_val,
+            self.y_val.full(),
+            self.labels_val.full(),
+            self.x_train,
+            self.labels_train.full(),
+        )
+        return list(values), torch.stack(list(values.values()))  # (metrics, N)
 
     def metrics(self) -> list[dict[str, float]]:
         """`evaluate()` read back: one dict per stack row."""

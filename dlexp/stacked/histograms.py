@@ -23,18 +23,9 @@ def probe(group: StackedGroup, size: int = 256) -> Tensor:
 def layer_outputs(group: StackedGroup, x: Tensor) -> list[tuple[Tensor, Tensor | None]]:
     """Per Linear, in order: (its output (N, P, out), the activation after it or None), as the forward hooks
     of `Histograms.activations` see them on one job."""
-    seen: list[list] = []
-    h = x
-    for step in group.model.plan:
-        if isinstance(step, int):
-            h = group.model.forward_linear(step, h)  # (N, P, out)
-            seen.append([h, None])
-        else:
-            pre = h.clone() if getattr(step, "inplace", False) else h
-            h = step.forward(h)
-            if seen and seen[-1][1] is None:  # the first activation after a Linear
-                seen[-1] = [pre, h]
-    return [(pre, act) for pre, act in seen]
+    seen: list[tuple[Tensor, Tensor | None]] = []
+    group.model.walk(x, layers=seen)  # (N, P, width) each
+    return seen
 
 
 def layer_tensors(group: StackedGroup, x: Tensor, ratios: dict[str, Tensor] | None = None) -> dict[str, LayerTensors]:

@@ -96,9 +96,16 @@ def fit_together(runs: Sequence[train.Started], stop: StopFlag, rng_states: Sequ
         train.end(run)
 
 
-def fit_alone(run: train.Started, stop: StopFlag) -> None:
+def fit_alone(run: train.Started, stop: StopFlag, rng: tuple | None = None) -> None:
     """A job that cannot join a stack: the single-run loop, then its end. A stop of the sweep stops it too, and
-    its own Ctrl-C stops the sweep."""
+    its own Ctrl-C stops the sweep.
+
+    rng: the global random state its build left (`rng_state()` right after it), which its single run holds when it
+    starts training: with many jobs built in one process, set again here (dropout masks, random search draw from it).
+    A job continued from its checkpoint already holds the state the checkpoint recorded.
+    """
+    if rng is not None and run.resume is None:
+        OwnRng(rng).restore()
     run.record.attach_log()
     if stop.stop:
         run.state.stop = stop.stop

@@ -1,66 +1,33 @@
 """Per-job losses of a stack: each job's value is its loss adapter's own mean over that job's batch.
 
-Every stacked loss computes the adapter's elementwise loss with `reduction="none"` and averages each job's
-numbers, which is what the adapter's mean reduction does for one job. Adapters without an entry in `STACKED`
-cannot be stacked (a reason, never a guess).
+An adapter's `elementwise` form (dlexp/parts/losses.py) is its loss before the mean, on any leading axes; a stack
+averages each job's numbers, which is what the adapter's mean does for one job. An adapter whose loss (`__call__`)
+is not defined by the same class as its `elementwise` form cannot be stacked (a reason, never a guess): a subclass
+that changes the loss but inherits the form would be scored by its parent's rule.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Any
 
-import torch.nn.functional as F
 from torch import Tensor
 
-from dlexp.parts import losses
 
-Elementwise = Callable[[object, Tensor, Tensor], Tensor]
-
-
-def pointwise(fn: Elementwise) -> Callable[[object, Tensor, Tensor], Tensor]:
-    def loss(adapter, out: Tensor, target: Tensor) -> Tensor:  # (N, B, K), (N, B, K) -> (N,)
-        return fn(adapter, out, target).flatten(1).mean(1)
-
-    return loss
+def _defined_by(cls: type, name: str) -> type | None:
+    """The class in cls's method resolution order whose body defines `name`, or None."""
+    return next((c for c in cls.__mro__ if name in vars(c)), None)
 
 
-def _categorical(adapter, out: Tensor, target: Tensor) -> Tensor:
-    """(N, B, K) logits, (N, B, K) probabilities or (N, B) labels -> (N,)."""
-    n, b, k = out.shape
-    flat_target = target.reshape(n * b, k) if target.dim() == 3 else target.reshape(n * b)
-    return F.cross_entropy(out.reshape(n * b, k), flat_target, reduction="none").view(n, b).mean(1)
-
-
-def _gaussian_nll(adapter, out: Tensor, target: Tensor) -> Tensor:
-    mean, raw = out.chunk(2, dim=-1)  # (N, B, D) each
-    variance = F.softplus(raw) + adapter.eps  # as GaussianNLL.variance
-    return (
-        F.gaussian_nll_loss(mean, target, variance, full=adapter.full, eps=adapter.eps, reduction="none")
-        .flatten(1)
-        .mean(1)
-    )
-
-
-# adapter class -> (adapter, outputs (N, B, K), targets (N, B, ...)) -> (N,) losses; exact types only
-STACKED: dict[type, Callable[[object, Tensor, Tensor], Tensor]] = {
-    losses.MSE: pointwise(lambda a, o, t: F.mse_loss(o, t, reduction="none")),
-    losses.MAE: pointwise(lambda a, o, t: F.l1_loss(o, t, reduction="none")),
-    losses.Huber: pointwise(lambda a, o, t: F.huber_loss(o, t, reduction="none", delta=a.delta)),
-    losses.BCE: pointwise(lambda a, o, t: F.binary_cross_entropy_with_logits(o, t, reduction="none")),
-    losses.BCEProbs: pointwise(lambda a, o, t: F.binary_cross_entropy(o, t, reduction="none")),
-    losses.CE: _categorical,
-    losses.SparseCE: _categorical,
-    losses.GaussianNLL: _gaussian_nll,
-}
-
-
-def loss_problem(adapter) -> str | None:
-    if type(adapter) not in STACKED:
-        return f"loss {getattr(adapter, 'name', type(adapter).__name__)} cannot be stacked"
+def loss_problem(adapter: Any) -> str | None:
+    """Why this job's loss cannot be stacked, or None."""
+    kind = type(adapter)
+    form = _defined_by(kind, "elementwise")
+    if form is None or form is not _defined_by(kind, "__call__"):
+        return f"loss {getattr(adapter, 'name', kind.__name__)} cannot be stacked"
     return None
 
 
-def loss_key(adapter) -> tuple:
+def loss_key(adapter: Any) -> tuple:
     """What jobs must share to be scored by one stacked loss: the adapter and its settings."""
     return type(adapter).__name__, tuple(sorted((k, repr(v)) for k, v in vars(adapter).items()))
 
@@ -68,13 +35,12 @@ def loss_key(adapter) -> tuple:
 class StackedLoss:
     """One adapter's loss and predictions for a whole stack."""
 
-    def __init__(self, adapter):
+    def __init__(self, adapter: Any):
         self.adapter = adapter
-        self.fn = STACKED[type(adapter)]
 
     def __call__(self, out: Tensor, target: Tensor) -> Tensor:
         """(N, B, K) outputs, (N, B, ...) targets -> (N,) each job's mean loss."""
-        return self.fn(self.adapter, out, target)
+        return self.adapter.elementwise(out, target).flatten(1).mean(1)
 
     def predict(self, out: Tensor) -> Tensor | None:
         """(N, B, K) -> (N, B) class indices, by the adapter's own rule (it works row by row)."""

@@ -2,20 +2,19 @@
 
 Every tensor here carries the model axis N first: job i's Linear weight (out, in) is `weights[k][i]`, its bias
 (out,) is `biases[k][i, 0]`. Activations are the first model's own modules applied to the whole stack: they act
-on each number alone, so the job axis changes nothing.
+on each number alone and hold nothing of their own, so the job axis changes nothing. An activation with parameters
+(nn.PReLU: each job its own slope) would apply job 0's to every job: `architecture` refuses it, and such a job runs
+alone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from dlexp.parts.models import ACTIVATIONS
-
-# Modules that act on each number alone: applied once to the whole (N, B, width) stack.
-ELEMENTWISE = tuple(ACTIVATIONS.values())
+from dlexp.parts.models import activation_name
 
 
 class StackedLinearFn(torch.autograd.Function):
@@ -55,7 +54,9 @@ def architecture(model: nn.Module) -> tuple | str:
     for position, module in enumerate(model):
         if isinstance(module, nn.Linear):
             signature.append(("Linear", module.in_features, module.out_features, module.bias is not None))
-        elif isinstance(module, ELEMENTWISE):
+        elif activation_name(module) is not None:  # the table as it is now: an activation registered later counts
+            if next(module.parameters(), None) is not None or next(module.buffers(), None) is not None:
+                return f"activation {activation_name(module)} cannot be stacked: it has parameters of its own"
             signature.append(repr(module))  # "LeakyReLU(negative_slope=0.01)": settings too
         elif isinstance(module, nn.Flatten) and position == 0 and module.start_dim == 1 and module.end_dim == -1:
             signature.append("Flatten")
@@ -118,17 +119,39 @@ class StackedMLP:
 
     def forward(self, x: Tensor) -> Tensor:
         """(N, B, in) -> (N, B, out); inputs already flattened to one feature axis."""
-        h = x
+        return self.walk(x)
+
+    def walk(
+        self,
+        h: Tensor,
+        linear: Callable[[int, Tensor], Tensor] | None = None,
+        layers: list[tuple[Tensor, Tensor | None]] | None = None,
+    ) -> Tensor:
+        """The plan applied to h, the one walk every pass of the stack takes: Linear number k by `linear(k, h)`
+        (`forward_linear` unless said: the training pass), every other module as it is, on the whole stack
+        (elementwise: no hooks, nothing per job). With `layers`, appends per Linear (its output, the activation after
+        it or None), as the forward hooks of `Histograms.activations` see them on one job."""
+        linear = linear or self.forward_linear
         for step in self.plan:
             if isinstance(step, int):
-                h = StackedLinearFn.apply(h, self.weights[step], self.biases[step])  # (N, B, out_k)
+                h = linear(step, h)
+                if layers is not None:
+                    layers.append((h, None))
             else:
-                h = step.forward(h)  # elementwise: no hooks, nothing per job
+                pre = h.clone() if layers is not None and getattr(step, "inplace", False) else h
+                h = step.forward(h)
+                if layers and layers[-1][1] is None:  # the first activation after a Linear
+                    layers[-1] = (pre, h)
         return h
 
     def forward_linear(self, k: int, x: Tensor) -> Tensor:
         """Linear number k alone: (N, B, in_k) -> (N, B, out_k)."""
         return StackedLinearFn.apply(x, self.weights[k], self.biases[k])
+
+    def linear_columns(self, k: int, x: Tensor) -> Tensor:
+        """Linear number k on points along the LAST axis: (N, in_k, G) -> (N, out_k, G)."""
+        w, b = self.weights[k], self.biases[k]  # (N, out, in), (N, 1, out)
+        return torch.baddbmm(b.transpose(1, 2), w, x) if b is not None else torch.bmm(w, x)
 
     def zero_grad(self) -> None:
         for p in self.params:

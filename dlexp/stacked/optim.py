@@ -435,16 +435,15 @@ class StackedRMSprop(StackedOptimizer):
 class StackedAdamThenSGD:
     """dlexp.parts.optim.AdamThenSGD: per job, Adam until its own switch step, then SGD.
 
-    Like the original, the inner Adam and SGD hold their own state, the outer "lr" is the one schedulers move,
-    and it is copied into the inner optimizer of the job's phase before the job's next step.
+    Like the original, the inner Adam and SGD hold their own state. The switch is the original's own rule, asked of
+    each job's optimizer (`phase`, `next_inner`, `stepped`), which also counts its steps; the inner lrs are set
+    again only when a scheduler moved the outer ones or a job switched.
     """
 
     def __init__(self, optimizers, params, shapes):
         self.optimizers = list(optimizers)
         self.adam = StackedAdam([o.adam for o in optimizers], params, shapes)
         self.sgd = StackedSGD([o.sgd for o in optimizers], params, shapes)
-        self.steps = [int(o.steps) for o in optimizers]
-        self.switch = [int(o.switch_step) for o in optimizers]
         self.synced = False  # inner lrs hold the outer lrs of the next step
 
     @property
@@ -463,14 +462,13 @@ class StackedAdamThenSGD:
         self.synced = False
 
     def step(self) -> None:
-        phases = [int(s >= w) for s, w in zip(self.steps, self.switch)]  # 0: Adam, 1: SGD (the `phase` property)
         if not self.synced:
-            for r, opt in enumerate(self.optimizers):
-                inner = opt.sgd if phases[r] else opt.adam
-                inner.param_groups[0]["lr"] = opt.param_groups[0]["lr"]
+            for opt in self.optimizers:
+                opt.next_inner()
             self.adam.refresh()
             self.sgd.refresh()
             self.synced = True
+        phases = [opt.phase for opt in self.optimizers]  # 0: Adam, 1: SGD
         if not any(phases):
             self.adam.step()
         elif all(phases):
@@ -478,33 +476,26 @@ class StackedAdamThenSGD:
         else:
             self.adam.step([r for r, ph in enumerate(phases) if not ph])
             self.sgd.step([r for r, ph in enumerate(phases) if ph])
-        self.steps = [s + 1 for s in self.steps]
-        for r, (s, w) in enumerate(zip(self.steps, self.switch)):
-            if s == w:  # right after the last Adam step, as the original
-                g = self.optimizers[r].param_groups[0]
-                g["lr"] = g["lr"] * g["sgd_lr"] / g["adam_lr"]
+        for opt in self.optimizers:
+            if opt.stepped():
                 self.synced = False
 
     def export(self, row: int) -> dict:
         sd = self.optimizers[row].state_dict()
-        sd["adam"], sd["sgd"], sd["steps"] = self.adam.export(row), self.sgd.export(row), self.steps[row]
+        sd["adam"], sd["sgd"] = self.adam.export(row), self.sgd.export(row)
         return sd
 
     def write_back(self, row: int) -> None:
         self.adam.write_back(row)
         self.sgd.write_back(row)
-        self.optimizers[row].steps = self.steps[row]
 
     def load(self, row: int) -> None:
         self.adam.load(row)
         self.sgd.load(row)
-        self.steps[row] = int(self.optimizers[row].steps)
         self.synced = False
 
     def select(self, keep: list[int], index: Tensor, params: list[Tensor]) -> None:
         self.optimizers = [self.optimizers[r] for r in keep]
-        self.steps = [self.steps[r] for r in keep]
-        self.switch = [self.switch[r] for r in keep]
         self.adam.select(keep, index, params)
         self.sgd.select(keep, index, params)
 

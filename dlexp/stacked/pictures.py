@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from dlexp.stacked.group import StackedGroup
+from dlexp.stacked.model import StackedMLP
 
 BUDGET = 1 << 22  # floats of one layer's activations for all jobs at once (16 MB): wider layers, fewer points
 
@@ -42,17 +43,9 @@ def columns(group: StackedGroup, x: Tensor, layers: bool = False) -> tuple[Tenso
     return out, seen
 
 
-def _columns(model, h: Tensor, layers: bool) -> tuple[Tensor, list]:
-    seen: list[list] = []
-    for step in model.plan:
-        if isinstance(step, int):
-            w, b = model.weights[step], model.biases[step]  # (N, out, in), (N, 1, out)
-            h = torch.baddbmm(b.transpose(1, 2), w, h) if b is not None else torch.bmm(w, h)  # (N, out, G)
-            if layers:
-                seen.append([h, None])
-        else:
-            pre = h.clone() if layers and getattr(step, "inplace", False) else h
-            h = step.forward(h)  # elementwise
-            if layers and seen and seen[-1][1] is None:
-                seen[-1] = [pre, h]
-    return h, seen
+def _columns(model: StackedMLP, h: Tensor, layers: bool) -> tuple[Tensor, list]:
+    """One piece of points, (N, F, G) -> (N, out, G), and with `layers` each Linear's (N, width, G) as `walk` lists
+    them."""
+    seen: list[tuple[Tensor, Tensor | None]] = []
+    out = model.walk(h, model.linear_columns, seen if layers else None)
+    return out, seen

@@ -129,7 +129,7 @@ class VectorizedLauncher(Launcher):
                     stacked.update(members)
                 for k, run in started.items():
                     if k not in stacked:
-                        stacked_jobs.fit_alone(run, stop)
+                        stacked_jobs.fit_alone(run, stop, rng[k])
                     returns[k].return_value = app.Outcome.of(run.status, run.state.metrics)
         if len(returns) < len(jobs):
             log.warning(f"{len(jobs) - len(returns)} of {len(jobs)} jobs were stopped before they started")
