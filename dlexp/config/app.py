@@ -18,6 +18,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from dlexp import ConfigError, DlexpError
@@ -30,6 +31,8 @@ from dlexp.run.console import console, report
 class Outcome(float):
     """What a job returns: the objective a sweeper minimises (the final val/loss; inf unless the run completed),
     carrying the job's status, from which the command's exit code is decided."""
+
+    status: str
 
     def __new__(cls, value: float, status: str) -> Outcome:
         outcome = super().__new__(cls, value)
@@ -77,7 +80,7 @@ def start_job(cfg: DictConfig, exp=None):
             return resume.continue_job(cfg, job, console(), exp=exp)
         return recipe.start(cfg, job, console(), exp=exp)
     except ConfigError as err:
-        return refuse(job, err, keep_record=hc.mode.name == "MULTIRUN")
+        return refuse(job, err, keep_record=hc.mode == RunMode.MULTIRUN)
     except DlexpError as err:  # a disk that takes nothing, a checkpoint that cannot be used: one sentence
         report(console(stderr=True), err)
         return Outcome(math.inf, "failed")

@@ -57,6 +57,14 @@ def describe(values: list[float]) -> Stat | None:
     )
 
 
+def describe_all(values: list[float]) -> Stat:
+    """`describe` of values that must be there (every run's value at a step they all logged)."""
+    found = describe(values)
+    if found is None:
+        raise ValueError("No values to describe: no run logged this step.")
+    return found
+
+
 @dataclass
 class Group:
     """Runs that share every setting except the seed (or, with --by, the values of the chosen keys)."""
@@ -194,6 +202,8 @@ class Verdict:
 
 def welch(a: Stat, b: Stat) -> tuple[float, float, float]:
     """(difference of means a - b, its standard error, Welch's two-sided p-value). Needs n >= 2 in both."""
+    if a.std is None or b.std is None:
+        raise ValueError("Welch's test needs two runs or more in each group.")
     va, vb = a.std**2 / a.n, b.std**2 / b.n
     se = math.sqrt(va + vb)
     diff = a.mean - b.mean
@@ -281,7 +291,7 @@ def aggregate_curves(curves: list[dict[str, list[tuple[int, float]]]]) -> dict[s
         per_run = [dict(c[tag]) for c in curves]  # step -> value (a step logged twice: the last)
         steps = sorted(set.intersection(*(set(points) for points in per_run)))
         for step in steps:
-            s = describe([points[step] for points in per_run])
+            s = describe_all([points[step] for points in per_run])
             found.setdefault(tag, []).append((step, s.mean))
             for name in STATS:
                 value = getattr(s, name)
