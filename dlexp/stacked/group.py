@@ -139,10 +139,13 @@ class StackedGroup:
 
     def train_step(self, x: Tensor, y: Tensor) -> Tensor:
         """One optimizer step of every job on its batch; returns the (N,) losses before the step, detached."""
+        loss, optimizer = self.loss, self.optimizer
+        if loss is None or optimizer is None:  # unlabelled data: the stack is looked at, never trained
+            raise RuntimeError("A stack of jobs on unlabelled data takes no step.")
         self.model.zero_grad()
-        losses = self.loss(self.model.forward(x), y)  # (N,)
+        losses = loss(self.model.forward(x), y)  # (N,)
         losses.sum().backward()  # d(sum)/d(loss_i) = 1: each job's own
-        self.optimizer.step()
+        optimizer.step()
         return losses.detach()
 
     @torch.no_grad()
@@ -151,15 +154,18 @@ class StackedGroup:
 
         Returns the metric names and a (metrics, N) device tensor: the caller reads it back once for the group.
         """
+        loss, y_val, labels_val, labels_train = self.loss, self.y_val, self.labels_val, self.labels_train
+        if loss is None or y_val is None or labels_val is None or labels_train is None:
+            raise RuntimeError("A stack of jobs on unlabelled data has nothing to evaluate.")
         out = self._outputs(self.x_val, chunk)  # (N, n_val, K)
-        names, values = ["val/loss"], [self.loss(out, self.y_val.full())]
-        predicted = self.loss.predict(out)  # (N, n_val) or None
-        if predicted is not None:
+        names, values = ["val/loss"], [loss(out, y_val.full())]
+        predicted = loss.predict(out)  # (N, n_val) or None
+        train_predicted = loss.predict(self._outputs(self.x_train, chunk)) if predicted is not None else None
+        if predicted is not None and train_predicted is not None:
             names.append("val/acc")
-            values.append((predicted == self.labels_val.full()).float().mean(1))
-            train_predicted = self.loss.predict(self._outputs(self.x_train, chunk))
+            values.append((predicted == labels_val.full()).float().mean(1))
             names.append("train/acc")
-            values.append((train_predicted == self.labels_train.full()).float().mean(1))
+            values.append((train_predicted == labels_train.full()).float().mean(1))
         return names, torch.stack(values)  # (metrics, N)
 
     def metrics(self) -> list[dict[str, float]]:

@@ -8,13 +8,14 @@ cannot be stacked (a reason, never a guess).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor
 
 from dlexp.parts import losses
 
-Elementwise = Callable[[object, Tensor, Tensor], Tensor]
+Elementwise = Callable[[Any, Tensor, Tensor], Tensor]
 
 
 def pointwise(fn: Elementwise) -> Callable[[object, Tensor, Tensor], Tensor]:
@@ -42,7 +43,7 @@ def _gaussian_nll(adapter, out: Tensor, target: Tensor) -> Tensor:
 
 
 # adapter class -> (adapter, outputs (N, B, K), targets (N, B, ...)) -> (N,) losses; exact types only
-STACKED: dict[type, Callable[[object, Tensor, Tensor], Tensor]] = {
+STACKED: dict[type, Callable[[Any, Tensor, Tensor], Tensor]] = {  # Any: the adapter of the key's class
     losses.MSE: pointwise(lambda a, o, t: F.mse_loss(o, t, reduction="none")),
     losses.MAE: pointwise(lambda a, o, t: F.l1_loss(o, t, reduction="none")),
     losses.Huber: pointwise(lambda a, o, t: F.huber_loss(o, t, reduction="none", delta=a.delta)),
