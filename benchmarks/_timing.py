@@ -49,16 +49,16 @@ def run(cmd: list[str], cwd: Path | None = None, env: dict | None = None, expect
 
 
 def recipe(overrides: list[str], run_dir: Path, observers: Callable | None = None) -> Sample:
-    """Wall and CPU time of one run through the recipe `dlexp train` uses (`train.run`), in this process.
+    """Wall and CPU time of one run through the recipe `dlexp train` uses (`dlexp.run.recipe.run`), in this process.
 
     `observers(chosen, *args)`, if given, changes the run's observers: it gets the list `build.observers(*args)`
     made and returns the list to use. Fails loudly unless the run completes.
     """
     from rich.console import Console
 
+    import dlexp.run.recipe
     from dlexp.config import compose as composer
     from dlexp.run import build
-    from dlexp.run import recipe as train
 
     cfg = composer.without_hydra(composer.load(overrides))
     original, ended = build.observers, []
@@ -67,7 +67,9 @@ def recipe(overrides: list[str], run_dir: Path, observers: Callable | None = Non
     try:
         sample = timed(
             lambda: ended.append(
-                train.run(cfg, train.Job(run_dir=run_dir, overrides=overrides), Console(quiet=True))[0]
+                dlexp.run.recipe.run(
+                    cfg, dlexp.run.recipe.Job(run_dir=run_dir, overrides=overrides), Console(quiet=True)
+                )[0]
             )
         )
     finally:

@@ -2,7 +2,7 @@
 
     python benchmarks/histograms.py [--repeats 7] [--epochs 20] [--threads 1]
 
-Four variants of the same run (`train.run`, the recipe `dlexp train` uses), each `--repeats` times, in a
+Four variants of the same run (`recipe.run`, the recipe `dlexp train` uses), each `--repeats` times, in a
 rotating order so that a machine getting busier part-way hurts them alike:
 
     none          log.histograms=false
@@ -27,9 +27,10 @@ from pathlib import Path
 
 import torch
 from _timing import recipe
+from event_checksums import stock_checksums
 
 from dlexp.config import compose as composer
-from dlexp.observe import histograms, tensorboard
+from dlexp.observe import histograms
 from dlexp.observe.histograms import find_layers, probe_batch
 
 BUDGET = 1.10  # at most 10 % slower than no histograms
@@ -92,21 +93,6 @@ class ObserverClock:
                     self.captures += observer.captures - before
 
         return timed
-
-
-@contextlib.contextmanager
-def stock_checksums():
-    """TensorBoard's own record checksum for the duration (Board installs a faster, equal one)."""
-    from tensorboard.compat.tensorflow_stub import pywrap_tensorflow as stub
-    from tensorboard.summary.writer import record_writer
-
-    installed, install = record_writer.masked_crc32c, tensorboard.fast_checksums
-    own = getattr(installed, "reference", stub.masked_crc32c)  # TensorBoard's own, kept by the fast checksum
-    record_writer.masked_crc32c, tensorboard.fast_checksums = own, lambda: False
-    try:
-        yield
-    finally:
-        record_writer.masked_crc32c, tensorboard.fast_checksums = installed, install
 
 
 def timed_run(overrides: list[str], run_dir: Path, reference: bool, stock: bool) -> tuple[float, float]:

@@ -9,8 +9,9 @@ which other people's processes disturb less, is printed beside it).
     seeds       16 seeds of experiment=xor_mlp (10,001 full-batch steps each), vectorized / basic: target <= 0.15
     digits      8 Adam learning rates on digits (batch 32, 20 epochs): 1e-4 ... 1e-1 and 1e20, which diverges at
                 step 2 and leaves the stack at once; vectorized / basic: target <= 0.40
-    scale       64 seeds of xor_mlp with the vectorized launcher / one xor_mlp run: reported
+    scale       64 seeds of xor_mlp with the vectorized launcher / one xor_mlp run: target <= 2.5
     histograms  16 seeds of xor_mlp, vectorized, with histograms / without: target <= 1.10
+    pictures    16 seeds of xor_mlp, vectorized, with histograms and pictures / with neither: reported
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ CASES = {
     "scale": (
         "64 seeds of xor_mlp, vectorized / one xor_mlp run",
         {"64 seeds": ["-m", *VECTORIZED, "experiment=xor_mlp", "seed=range(64)"], "1 run": ["experiment=xor_mlp"]},
-        None,
+        2.5,
         0,
     ),
     "histograms": (
@@ -57,6 +58,15 @@ CASES = {
             "off": ["-m", *VECTORIZED, *SEEDS, "log.histograms=false"],
         },
         1.10,
+        0,
+    ),
+    "pictures": (
+        "16-seed xor_mlp sweep, vectorized, histograms and pictures on / off",
+        {
+            "on": ["-m", *VECTORIZED, *SEEDS, "log.histograms=true", "log.boundaries=true"],
+            "off": ["-m", *VECTORIZED, *SEEDS, "log.histograms=false", "log.boundaries=false"],
+        },
+        None,
         0,
     ),
 }

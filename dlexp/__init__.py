@@ -50,6 +50,22 @@ class StorageError(DlexpError):
     exit_code = 1
 
 
-def cannot_write(err: OSError, where) -> str:
+def cannot_write(err: OSError, where: object) -> str:
     """'cannot write runs/x/events...: No space left on device', from an OSError and the folder it was writing."""
     return f"cannot write {err.filename or where}: {err.strerror or err}"
+
+
+# The Python API (dlexp/api.py), imported when first used: `import dlexp` stays cheap (no torch, no Hydra).
+API = ("train", "sweep", "load", "board", "Run", "Sweep", "Verdict", "Interrupted")
+
+
+def __getattr__(name: str):
+    if name in API:
+        from dlexp import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'dlexp' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *API])

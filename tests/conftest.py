@@ -16,7 +16,7 @@ from rich.console import Console
 from dlexp.config import compose as composer
 from dlexp.config.validate import validate
 from dlexp.read import runs
-from dlexp.run import recipe as train
+from dlexp.run import recipe
 
 QUIET = ["log.progress=none"]
 
@@ -80,34 +80,28 @@ def cli(tmp_path):
 
 
 def in_process(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    """`dlexp ARGS` in this process, as the console script runs it; everything it changes in the process (working
-    directory, environment, signal handlers, logging, torch's threads, dlexp's and Hydra's global state) is put
-    back afterwards, as a process's end would."""
+    """`dlexp ARGS` in this process, as the console script runs it; everything it changes in the process is put
+    back afterwards (`app.contained`, as the Python API does), and the typer app's consoles."""
     import contextlib
-    import logging
-    import signal
     import traceback
     import warnings
 
-    import torch
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-
     from dlexp.cli import app as typer_cli
     from dlexp.cli import entry
-    from dlexp.run import signals
+    from dlexp.config import app
 
     out, err = io.StringIO(), io.StringIO()
-    saved_env, saved_argv, saved_cwd = dict(os.environ), sys.argv, os.getcwd()
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    root = logging.getLogger()
-    root_handlers, root_level, threads = list(root.handlers), root.level, torch.get_num_threads()
     saved_consoles = typer_cli.console, typer_cli.err_console
-    os.environ.update(env)
-    os.chdir(cwd)
-    sys.argv = ["dlexp", *args]
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+        with (
+            app.contained(),
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(err),
+            warnings.catch_warnings(),
+        ):
+            os.environ.update(env)
+            os.chdir(cwd)
+            sys.argv = ["dlexp", *args]
             # the typer app's consoles, made as at the start of a process (they read COLUMNS when made)
             typer_cli.console = Console(highlight=False, soft_wrap=True)
             typer_cli.err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -125,21 +119,6 @@ def in_process(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Co
                 code = 1
     finally:
         typer_cli.console, typer_cli.err_console = saved_consoles
-        os.environ.clear()
-        os.environ.update(saved_env)
-        os.chdir(saved_cwd)
-        sys.argv = saved_argv
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
-        signals.unwatch_sweep()
-        signals._requested, signals._sweep_dir = None, None
-        for handler in [h for h in root.handlers if h not in root_handlers]:
-            root.removeHandler(handler)
-        root.handlers[:] = root_handlers
-        root.setLevel(root_level)
-        torch.set_num_threads(threads)
-        GlobalHydra.instance().clear()
-        HydraConfig.instance().cfg = None
     return subprocess.CompletedProcess(["dlexp", *args], code, out.getvalue(), err.getvalue())
 
 
@@ -169,8 +148,8 @@ def train_inprocess(tmp_path: Path, *overrides: str, name: str = "run"):
     assert not problems, problems
     out = io.StringIO()
     run_dir = tmp_path / name
-    status, metrics = train.run(
-        cfg, train.Job(run_dir=run_dir, overrides=list(overrides), choices=choices), Console(file=out, width=200)
+    status, metrics = recipe.run(
+        cfg, recipe.Job(run_dir=run_dir, overrides=list(overrides), choices=choices), Console(file=out, width=200)
     )
     return status, metrics, run_dir, out.getvalue()
 

@@ -4,14 +4,17 @@ sees: the run names, the page it opens on (the Custom Scalars layout), the HPara
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import json
 import math
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.parse
 import urllib.request
@@ -23,6 +26,7 @@ from rich.console import Console
 
 from dlexp import DlexpError
 from dlexp.read import board
+from dlexp.read.view import REFRESH_SECS, View
 
 QUIET = ["log.progress=none"]
 SWEEPS = {  # name -> the sweep's overrides (each runs in a few seconds)
@@ -286,3 +290,179 @@ def test_a_taken_port_is_one_sentence(tmp_path):
         port = taken.getsockname()[1]
         with pytest.raises(DlexpError, match=f"port {port}.*--port 0"):
             board.start(tmp_path, port=port)
+
+
+# --- `dlexp board runs/`: a day of lessons --------------------------------------------------------------------------
+
+DAY = (  # what a learner types after a day of lessons, each in the folder holding runs/ (default names)
+    ["-m", "data=xor", "model.hidden=[8]", "optimizer=sgd,adam", "seed=0,1", "trainer.epochs=3", "log.every=1"],
+    ["-m", "experiment=learning_rate", "optimizer.lr=0.01,0.1", "trainer.epochs=3"],
+    ["data=moons", "trainer.epochs=2"],
+)
+
+
+@pytest.fixture(scope="module")
+def day(tmp_path_factory) -> Path:
+    """runs/ after two sweeps (one of them over seeds) and a single run, named as dlexp names them."""
+    root = tmp_path_factory.mktemp("day")
+    for args in DAY:
+        train(root, args)
+    return root
+
+
+def train(cwd: Path, args: list[str]) -> None:
+    result = subprocess.run(
+        [*dlexp_cmd(), "train", *args, *QUIET],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "COLUMNS": "200", "PYTHONWARNINGS": "ignore"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_a_day_of_runs_reads_by_what_sets_each_apart_and_opens_on_the_bands_of_its_seeds(day):
+    seeds = next((day / "runs" / "multirun").glob("*_optimizer,seed"))
+    lr = next((day / "runs" / "multirun").glob("*_learning_rate"))
+    single = next((day / "runs").glob("*/*_data=moons,epochs=2"))
+    clock = seeds.name.split("_")[1][:5]  # the sweep has no experiment: the time it started names it
+    with serving(day / "runs") as (url, printed):
+        assert f"{url}#custom_scalars" in printed
+        expected = {
+            f"{clock}/optimizer=sgd,seed=0_0": seeds / "optimizer=sgd,seed=0_0",
+            f"{clock}/optimizer=sgd,seed=1_1": seeds / "optimizer=sgd,seed=1_1",
+            f"{clock}/optimizer=adam,seed=0_2": seeds / "optimizer=adam,seed=0_2",
+            f"{clock}/optimizer=adam,seed=1_3": seeds / "optimizer=adam,seed=1_3",
+            f"(seeds) {clock}/optimizer=sgd": seeds / "aggregate" / "optimizer=sgd",
+            f"(seeds) {clock}/optimizer=adam": seeds / "aggregate" / "optimizer=adam",
+            "learning_rate/lr=0.01_0": lr / "lr=0.01_0",
+            "learning_rate/lr=0.1_1": lr / "lr=0.1_1",
+            "data=moons,epochs=2": single,
+        }
+        names = wait_for(lambda: get(url + "data/runs") if len(get(url + "data/runs")) == len(expected) else None)
+        assert sorted(names) == sorted(expected)
+        assert len({name[:30] for name in names}) == len(names)  # the first 30 characters tell them apart
+        for name, folder in expected.items():  # where each run lives: on the Text page
+            text = get(url + "data/plugin/text/text?" + urllib.parse.urlencode({"run": name, "tag": "folder"}))
+            assert str(folder.resolve()) in text[0]["text"]
+
+        # the root address opens the curated page: its tab comes first
+        assert next(iter(get(url + "data/plugins_listing"))) == "custom_scalars"
+        layout = wait_for(lambda: get(url + "data/plugin/custom_scalars/layout"))
+        first = layout["category"][0]
+        assert first["title"].startswith("Groups of seeds")
+        assert [c["margin"]["series"] for c in first["chart"]] == [
+            [{"value": f"{tag}/mean", "lower": f"{tag}/min", "upper": f"{tag}/max"}]
+            for tag in ("val/loss", "train/loss")
+        ]
+        assert [c["title"] for c in layout["category"][1:]] == ["Loss, accuracy, learning rate", "Per layer"]
+        # the band of optimizer=adam: the mean of its two seeds' val/loss, between the lower and the higher one
+        finals = [
+            status_of(seeds / job)["metrics"]["val/loss"]
+            for job in ("optimizer=adam,seed=0_2", "optimizer=adam,seed=1_3")
+        ]
+        band = get(
+            url
+            + "data/plugin/custom_scalars/scalars?"
+            + urllib.parse.urlencode(
+                {"run": f"(seeds) {clock}/optimizer=adam", "tag": "(val/loss/mean)|(val/loss/min)|(val/loss/max)"}
+            )
+        )["tag_to_events"]
+        last = {tag: events[-1][2] for tag, events in band.items()}
+        assert last["val/loss/mean"] == pytest.approx(sum(finals) / 2, rel=1e-5)
+        assert (last["val/loss/min"], last["val/loss/max"]) == pytest.approx((min(finals), max(finals)), rel=1e-5)
+        for run in names:  # no single run has a band's tags (TensorBoard would list it as lacking some)
+            tags = get(url + "data/plugin/scalars/tags").get(run, {})
+            assert ("val/loss/mean" in tags) == run.startswith("(seeds)")
+
+        # a run started after the board appears, under its own name
+        train(day, ["experiment=xor_mlp", "trainer.epochs=2"])
+        wait_for(lambda: "xor_mlp/epochs=2" in get(url + "data/runs"), timeout=30)
+        view = Path(get(url + "data/environment")["data_location"])
+    assert not view.exists()  # the board's folder of names goes with it
+
+
+def fake_run(folder: Path, stamp: int, status: dict | None = None) -> Path:
+    """A run directory as the view sees it: status.json and an (empty) event file created at `stamp`."""
+    folder.mkdir(parents=True)
+    (folder / "status.json").write_text(json.dumps(status or {"status": "completed"}))
+    (folder / f"events.out.tfevents.{stamp}.host.1.0").write_bytes(b"")
+    return folder
+
+
+def test_names_open_with_what_sets_runs_apart_and_stay_while_runs_come_and_go(tmp_path):
+    runs_dir = tmp_path / "runs"
+    multirun = runs_dir / "multirun"
+    for sweep, experiment, stamp in (
+        ("2026-12-05_06-13-11_bc4e16_xor_mlp", "xor_mlp", 100),
+        ("2026-12-05_06-20-00_cccccc_optimizer,seed", "None", 200),
+        ("2026-12-05_09-00-00_dddddd_losses_classification", "losses_classification", 300),
+    ):
+        (multirun / sweep).mkdir(parents=True)
+        (multirun / sweep / "multirun.yaml").write_text("{}")
+        fake_run(
+            multirun / sweep / "optimizer=adam,seed=0_0", stamp, {"sweep_job": 0, "choices": {"experiment": experiment}}
+        )
+    day = runs_dir / "2026-12-05"
+    fake_run(day / "06-14-46_8425d4_data=moons,epochs=3", 110)
+    fake_run(day / "06-15-00_111111_data=moons,epochs=3", 120)  # the same overrides again
+    fake_run(day / "06-16-00_222222", 130)
+    fake_run(day / "06-17-00_333333_exp=xor_mlp,lr=0.1", 140)
+    view = View(runs_dir)
+    try:
+        view.refresh()
+        names = {folder.relative_to(runs_dir).as_posix(): name for folder, name in view.names.items()}
+        assert names == {
+            "multirun/2026-12-05_06-13-11_bc4e16_xor_mlp/optimizer=adam,seed=0_0": "xor_mlp/optimizer=adam,seed=0_0",
+            "multirun/2026-12-05_06-20-00_cccccc_optimizer,seed/optimizer=adam,seed=0_0": "06-20/optimizer=adam,seed=0_0",
+            "multirun/2026-12-05_09-00-00_dddddd_losses_classification/optimizer=adam,seed=0_0": (
+                "losses_classi~/optimizer=adam,seed=0_0"
+            ),
+            "2026-12-05/06-14-46_8425d4_data=moons,epochs=3": "data=moons,epochs=3",
+            "2026-12-05/06-15-00_111111_data=moons,epochs=3": "data=moons,epochs=3@06-15",
+            "2026-12-05/06-16-00_222222": "defaults",
+            "2026-12-05/06-17-00_333333_exp=xor_mlp,lr=0.1": "xor_mlp/lr=0.1",
+        }
+        for folder, name in view.names.items():  # TensorBoard's run: the board's record, then links to the run's files
+            assert sorted(p.name for p in (view.path / name).iterdir()) == [
+                "events.out.tfevents.0000000000.dlexp-board",
+                *sorted(p.name for p in folder.glob("events.out.tfevents.*")),
+            ]
+
+        # a second sweep of the same experiment, a resumed run's new event file, a run removed
+        later = multirun / "2026-12-05_10-00-00_eeeeee_xor_mlp"
+        later.mkdir()
+        (later / "multirun.yaml").write_text("{}")
+        fake_run(later / "lr=0.1_0", 400, {"sweep_job": 0, "choices": {"experiment": "xor_mlp"}})
+        moons = day / "06-14-46_8425d4_data=moons,epochs=3"
+        (moons / "events.out.tfevents.500.host.2.0").write_bytes(b"")
+        defaults = day / "06-16-00_222222"
+        shutil.rmtree(defaults)
+        before = dict(view.names)
+        view.refresh()
+        assert view.names[later / "lr=0.1_0"] == "xor_mlp@10-00/lr=0.1_0"
+        assert {f: n for f, n in view.names.items() if f in before} == {
+            f: n for f, n in before.items() if f != defaults
+        }
+        assert (view.path / "data=moons,epochs=3" / "events.out.tfevents.500.host.2.0").resolve() == (
+            moons / "events.out.tfevents.500.host.2.0"
+        )
+        assert not (view.path / "defaults").exists()
+    finally:
+        view.close()
+    assert not view.path.exists()
+    # what the README says: the view catches up every 2 seconds, TensorBoard reloads every 5
+    assert (REFRESH_SECS, inspect.signature(board.start).parameters["reload_interval"].default) == (2.0, 5.0)
+
+
+def test_a_board_on_the_folder_that_holds_its_view_does_not_view_the_view(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the view is made under the system's temporary folder
+    fake_run(tmp_path / "2026-12-05" / "06-14-46_8425d4_data=moons", 110)
+    view = View(tmp_path)
+    try:
+        for _ in range(3):
+            view.refresh()
+        assert list(view.names.values()) == ["data=moons"]
+    finally:
+        view.close()

@@ -92,6 +92,27 @@ def test_the_process_ends_fast_but_runs_exit_handlers_and_flushes_output(tmp_pat
     assert marker.read_text() == "yes"
 
 
+def test_cpythons_exit_handler_runner_does_what_the_end_relies_on():
+    """`_end` runs the exit handlers through CPython's private `atexit._run_exitfuncs`, then `os._exit`s: this fails
+    if CPython changes it underneath (gone; handlers in another order than an ordinary exit's, last registered first;
+    a failing handler stopping the others; handlers left to run a second time)."""
+    script = textwrap.dedent("""
+        import atexit, os, sys
+        ran = []
+        atexit.register(ran.append, "first")
+        atexit.register(lambda: 1 / 0)
+        atexit.register(ran.append, "last")
+        atexit._run_exitfuncs()
+        atexit._run_exitfuncs()  # nothing is left to run
+        print(ran)
+        sys.stdout.flush()
+        os._exit(0)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "['last', 'first']", out.stdout + out.stderr
+    assert out.stderr.count("ZeroDivisionError") == 1  # said once, as at an ordinary exit
+
+
 def test_list_marks_defaults_and_describes_options(cli):
     result = cli("list")
     assert result.returncode == 0

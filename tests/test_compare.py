@@ -18,7 +18,7 @@ from dlexp import DlexpError
 from dlexp.read import compare
 from dlexp.read.rows import collect
 from dlexp.read.table import RUNS_CAPTION, add_columns, sort_records, table
-from dlexp.sweep.summary import write_summary
+from dlexp.sweeps.summary import write_summary
 
 
 def make_run(

@@ -23,7 +23,7 @@ from dlexp import DlexpError
 from dlexp.read import compare, evidence
 from dlexp.read.rows import collect
 from dlexp.read.table import Table, build_table, sort_records, verdict_for
-from dlexp.sweep.summary import write_summary
+from dlexp.sweeps.summary import write_summary
 
 ADAM = [0.30, 0.32, 0.29, 0.31]  # final val/loss of four seeds
 SGD = [0.45, 0.47, 0.44]  # three completed seeds; a fourth diverges
@@ -241,6 +241,7 @@ def test_sweep_summary_groups_and_writes_one_aggregate_run_per_group(tmp_path):
         assert {"val/loss", "val/loss/std", "val/loss/min", "val/loss/max", "optim/lr"} <= set(acc.Tags()["scalars"])
         for tag, reduce in (
             ("val/loss", statistics.fmean),
+            ("val/loss/mean", statistics.fmean),
             ("val/loss/std", statistics.stdev),
             ("val/loss/min", min),
             ("val/loss/max", max),

@@ -211,6 +211,50 @@ def test_event_checksums_equal_tensorboards_own():
         assert fast(data) == own(data), n
 
 
+def test_the_checksum_patch_still_fits_tensorboard(tmp_path, monkeypatch):
+    """`fast_checksums` replaces module globals of TensorBoard's: the writer and the reader must still look the
+    checksum up there, and TensorBoard's own reader (with its own checksum) must accept every record written."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.compat.tensorflow_stub import pywrap_tensorflow as stub
+    from tensorboard.summary.writer import record_writer
+    from tensorboard.util.tensor_util import make_ndarray
+
+    from dlexp.observe.tensorboard import Board, fast_checksums, read_scalars
+
+    assert fast_checksums()
+    fast = record_writer.masked_crc32c
+    own = fast.reference
+    assert len(stub.CRC_TABLE) == 256 and own.__name__ == "masked_crc32c" and own.__module__ == stub.__name__
+    sample = bytes(range(256)) * 5
+    assert fast(sample) == own(sample) == stub.masked_crc32c(sample)
+
+    checked: list[int] = []  # record lengths the writer, then the reader, checksummed
+
+    def spy(data: bytes) -> int:
+        checked.append(len(data))
+        return fast(data)
+
+    board = Board(tmp_path)  # installs the fast checksum (here: already installed)
+    monkeypatch.setattr(record_writer, "masked_crc32c", spy)  # the writer looks the global up at every record
+    buckets = [(i / 10, (i + 1) / 10, float(i)) for i in range(200)]  # a record well past the block size
+    board.summary({"activations/0": {"buckets": buckets}}, {"train/loss": 0.5}, step=3)
+    board.close()
+    assert max(checked, default=0) > 4 * 64, "TensorBoard's writer no longer calls record_writer.masked_crc32c"
+    monkeypatch.setattr(record_writer, "masked_crc32c", fast)
+
+    checked.clear()
+    monkeypatch.setattr(stub, "masked_crc32c", spy)  # the reader `dlexp compare` uses without TensorFlow
+    assert read_scalars(tmp_path)["train/loss"] == [(3, 0.5)]
+    assert max(checked, default=0) > 4 * 64, "TensorBoard's reader no longer calls pywrap_tensorflow.masked_crc32c"
+
+    monkeypatch.setattr(stub, "masked_crc32c", own)  # TensorBoard's reader with TensorBoard's own checksum
+    (path,) = tmp_path.glob("events.out.tfevents.*")
+    events = list(EventFileLoader(str(path)).Load())  # a record failing its check would end the reading here
+    values = {v.tag: v for e in events for v in e.summary.value}
+    assert make_ndarray(values["activations/0"].tensor).tolist() == [list(b) for b in buckets]
+    assert make_ndarray(values["train/loss"].tensor).item() == 0.5
+
+
 # --- in the loop --------------------------------------------------------------------------------------------
 
 
@@ -362,11 +406,11 @@ def test_hparams_keeps_the_best_and_writes_only_new_curves():
 
 def train_in_process(run_dir: Path, overrides: list[str]) -> Path:
     from dlexp.config import compose as composer
-    from dlexp.run import recipe as train
+    from dlexp.run import recipe
 
     full = composer.load([*overrides, "log.progress=none"])
-    job = train.Job(run_dir=run_dir, overrides=overrides, choices=composer.choices(full))
-    status, _ = train.run(composer.without_hydra(full), job, Console(file=io.StringIO()))
+    job = recipe.Job(run_dir=run_dir, overrides=overrides, choices=composer.choices(full))
+    status, _ = recipe.run(composer.without_hydra(full), job, Console(file=io.StringIO()))
     assert status == "completed"
     return run_dir
 

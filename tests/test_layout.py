@@ -86,7 +86,8 @@ def test_no_import_cycles_anywhere_in_a_file():
 
 
 def test_every_module_lives_in_a_package_but_the_face():
-    loose = sorted(p.name for p in PACKAGE.glob("*.py") if p.name not in ("__init__.py", "__main__.py"))
+    face = ("__init__.py", "__main__.py", "api.py")  # the package's name, errors and version; python -m; the Python API
+    loose = sorted(p.name for p in PACKAGE.glob("*.py") if p.name not in face)
     assert loose == []
     for package in (p for p in PACKAGE.iterdir() if p.is_dir() and p.name not in ("__pycache__", "conf")):
         assert (package / "__init__.py").read_text().startswith('"""'), f"{package.name}/ says what it holds"
@@ -114,3 +115,18 @@ def test_the_stacked_engine_names_no_observer_class():
         named = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
         named |= {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
         assert not named & observers, (path.name, sorted(named & observers))
+
+
+def test_the_readme_draws_the_tree():
+    """README's Layout section has a line for every package of dlexp/ and every folder of the repository, and
+    draws nothing that is not there."""
+    readme = (ROOT / "README.md").read_text()
+    layout = readme.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
+    drawn = {line.split()[0] for line in layout.splitlines() if line.startswith("    ") and line.strip()}
+    packages = {f"dlexp/{p.name}/" for p in PACKAGE.iterdir() if (p / "__init__.py").exists() and p.name != "conf"}
+    folders = {f"{p.name}/" for p in ROOT.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))}
+    folders -= {"dlexp/", "build/", "dist/", "runs/", "outputs/", "multirun/"} | {
+        f"{p.name}/" for p in ROOT.glob("*.egg-info")
+    }
+    assert packages | folders <= drawn, sorted(packages | folders - drawn)
+    assert all((ROOT / path).exists() for path in drawn), sorted(p for p in drawn if not (ROOT / p).exists())

@@ -209,26 +209,6 @@ def test_a_crashed_run_counts_as_a_failure(statuses, code):
     assert runs.status_style("crashed") == runs.status_style("failed")
 
 
-# --- the jobs of a sweep, as Hydra numbers them ------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "overrides, params",
-    [
-        (["optimizer=sgd,adam", "seed=0,1,2", "trainer.epochs=3"], {}),
-        (["seed=0,1", "optimizer=sgd,adam", "seed=5,6"], {}),  # a key given twice: the later wins, in place
-        (["model.hidden=[8,8],[16]", "+extra=1"], {"optimizer": "sgd,adam"}),  # hydra.sweeper.params come first
-    ],
-)
-def test_the_jobs_of_a_sweep_are_hydras_basic_sweeper_jobs_in_its_order(overrides, params):
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper  # the oracle: what Hydra itself launches
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()] + overrides)
-    (hydras,) = BasicSweeper.split_arguments(parsed, None)
-    assert composer.sweep_jobs(overrides, params) == hydras
-
-
 def test_a_resumed_sweep_launches_each_run_of_consecutive_job_numbers_once():
     from hydra_plugins.dlexp_sweepers.resume_sweeper import runs_of
 

@@ -23,7 +23,7 @@ from dlexp.config import callbacks, catalog
 from dlexp.config import compose as composer
 from dlexp.read import runs
 from dlexp.run import record as records
-from dlexp.sweep import summary
+from dlexp.sweeps import summary
 
 TINY = ["data=xor", "trainer.epochs=3", "log.histograms=false", "log.progress=none"]
 
@@ -138,8 +138,8 @@ def fake_sweep(root: Path, statuses: list[str], legacy_names: bool = True) -> Pa
 
 @pytest.fixture
 def recorded_summaries(monkeypatch):
-    """dlexp.sweep.summary.write_summary replaced by a recorder: these tests are about the callback, not the table."""
-    from dlexp.sweep import summary
+    """dlexp.sweeps.summary.write_summary replaced by a recorder: these tests are about the callback, not the table."""
+    from dlexp.sweeps import summary
 
     calls = []
     monkeypatch.setattr(summary, "write_summary", lambda sweep: calls.append(Path(sweep)) or [])
@@ -191,9 +191,9 @@ def test_summary_reads_statuses_from_disk_and_ends_with_the_most_serious(
     tmp_path, recorded_summaries, capsys, legacy_names
 ):
     sweep = fake_sweep(tmp_path, ["completed"] * 10 + ["diverged"], legacy_names)
-    with pytest.raises(SystemExit) as ended:
+    with pytest.raises(callbacks.Finished) as ended:
         callbacks.Summary().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
-    assert ended.value.code == runs.EXIT_CODES["diverged"]
+    assert ended.value.code == runs.EXIT_CODES["diverged"] and ended.value.path == sweep
     assert recorded_summaries == [sweep]
     out = capsys.readouterr().out
     assert "11 runs (10 completed, 1 diverged)" in out
@@ -202,9 +202,11 @@ def test_summary_reads_statuses_from_disk_and_ends_with_the_most_serious(
     assert numbers == [str(i) for i in range(11)]  # job 10 after job 9
 
 
-def test_a_completed_sweep_ends_without_an_exit_code(tmp_path, recorded_summaries):
+def test_a_completed_sweep_ends_with_exit_code_0(tmp_path, recorded_summaries):
     sweep = fake_sweep(tmp_path, ["completed", "completed"])
-    callbacks.Summary().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
+    with pytest.raises(callbacks.Finished) as ended:
+        callbacks.Summary().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
+    assert ended.value.code == 0 and ended.value.path == sweep
     assert recorded_summaries == [sweep]
 
 

@@ -105,16 +105,16 @@ def show(ctx: typer.Context) -> None:
     from rich.syntax import Syntax
 
     from dlexp import ConfigError
-    from dlexp.config import compose as composer
+    from dlexp.config import compose
     from dlexp.config.preflight import check_jobs
 
     try:
-        inv = composer.parse_command_line(list(ctx.args))
-        with composer.standalone(inv.config_dirs, inv.config_name) as session:
+        inv = compose.parse_command_line(list(ctx.args))
+        with compose.standalone(inv.config_dirs, inv.config_name) as session:
             (cfg,) = check_jobs([inv.overrides], session)
     except ConfigError as err:
         _fail(err)
-    text = OmegaConf.to_yaml(composer.without_hydra(cfg))
+    text = OmegaConf.to_yaml(compose.without_hydra(cfg))
     console.print(Syntax(text, "yaml", theme="ansi_dark", background_color="default"))
 
 
@@ -122,13 +122,13 @@ def show(ctx: typer.Context) -> None:
 def validate(ctx: typer.Context) -> None:
     """Report every problem with these overrides at once, without training (exit 2 if any); -m checks a sweep."""
     from dlexp import ConfigError
-    from dlexp.config import compose as composer
+    from dlexp.config import compose
     from dlexp.config.preflight import check_jobs
 
     try:
-        inv = composer.parse_command_line(list(ctx.args))
-        jobs = composer.sweep_jobs(inv.overrides) if inv.multirun else [inv.overrides]
-        with composer.standalone(inv.config_dirs, inv.config_name) as session:
+        inv = compose.parse_command_line(list(ctx.args))
+        jobs = compose.sweep_jobs(inv.overrides) if inv.multirun else [inv.overrides]
+        with compose.standalone(inv.config_dirs, inv.config_name) as session:
             checked = len(check_jobs(jobs, session))
     except ConfigError as err:
         _fail(err)

@@ -12,18 +12,20 @@ problem, exit code 2, nothing written.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from dlexp import ConfigError, DlexpError
-from dlexp.config import catalog, resolvers
-from dlexp.config import compose as composer
+from dlexp.config import catalog, compose, resolvers
 from dlexp.read.runs import SWEEP_RECORDS
 from dlexp.run.console import console, report
 
@@ -76,7 +78,7 @@ def start_job(cfg: DictConfig, exp=None):
     try:
         if exp is None and not prechecked(hc):  # a sweeper (Optuna) sampled values the pre-flight never saw
             preflight.check(cfg, job.choices)
-        if composer.targets(hc.sweeper, "ResumeSweeper") and resume.started(job.run_dir):
+        if compose.targets(hc.sweeper, "ResumeSweeper") and resume.started(job.run_dir):
             return resume.continue_job(cfg, job, console(), exp=exp)
         return recipe.start(cfg, job, console(), exp=exp)
     except ConfigError as err:
@@ -93,7 +95,7 @@ def job_of(hc):
     choices = {k: str(v) for k, v in hc.runtime.choices.items() if k in catalog.GROUPS}
     sweep = hc.mode.name == "MULTIRUN"
     # jobs of a parallel launcher (joblib, submitit, Ray) share a terminal: no bars or epoch lines, one line each
-    parallel = sweep and not composer.targets(hc.launcher, "BasicLauncher")
+    parallel = sweep and not compose.targets(hc.launcher, "BasicLauncher")
     return recipe.Job(
         run_dir=Path(hc.runtime.output_dir),
         overrides=list(hc.overrides.task),
@@ -109,8 +111,8 @@ def prechecked(hc) -> bool:
     resumed sweep): yes."""
     return (
         hc.mode.name == "RUN"
-        or composer.targets(hc.sweeper, "BasicSweeper")
-        or composer.targets(hc.sweeper, "ResumeSweeper")
+        or compose.targets(hc.sweeper, "BasicSweeper")
+        or compose.targets(hc.sweeper, "ResumeSweeper")
     )
 
 
@@ -148,20 +150,37 @@ def train(argv: list[str]) -> int:
     """`dlexp train ARGS` (and a sweep's resume): the Hydra application on this command line; returns the command's
     exit code, from its runs' statuses. What keeps it from running at all is raised as a DlexpError, every
     problem in it (ConfigError: exit code 2, nothing written)."""
+    return launch(argv).code
+
+
+@dataclass
+class Ended:
+    """What a command that ran left: its exit code, and the directory it wrote (the single run's or the sweep's;
+    None for what writes nothing: --cfg, --help)."""
+
+    code: int
+    path: Path | None = None
+
+
+def launch(argv: list[str]) -> Ended:
+    """`train`, also saying where the command wrote (the Python API reads the run or sweep back from there)."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     from dlexp import StorageError, cannot_write
     from dlexp.config import preflight
+    from dlexp.config.callbacks import Finished
     from dlexp.config.preflight import Refused
     from dlexp.run import signals
-    from dlexp.sweep import summary
+    from dlexp.sweeps import summary
 
-    composer.parse_command_line(argv)  # an unknown flag or an unreadable override: one sentence, before Hydra
+    compose.parse_command_line(argv)  # an unknown flag or an unreadable override: one sentence, before Hydra
     try:
         run_hydra(argv)
-    except SystemExit as done:  # the Summary callback ends the command with its exit code; Hydra's --help too
-        return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+    except Finished as end:  # the Summary callback ends the command with its exit code
+        return Ended(end.code, end.path)
+    except SystemExit as done:  # Hydra's --help, --info
+        return Ended(done.code if isinstance(done.code, int) else (0 if done.code is None else 1))
     except Refused as refusal:  # a callback refused the command before anything was written
         raise refusal.error from None
     except (HydraException, OmegaConfBaseException) as err:  # Hydra could not compose: say what, all of it
@@ -175,22 +194,26 @@ def train(argv: list[str]) -> int:
     except DlexpError:
         raise
     except Exception as err:  # a sweep's launcher failing (a worker the system killed): a sentence and the summary
+        sweep_dir = signals.watched_sweep()
         code = summary.launcher_failed(err, console(stderr=True))
         if code is None:
             raise
-        return code
-    return 0
+        return Ended(code, sweep_dir)
+    return Ended(0)
 
 
 def resume(path: Path, overrides: list[str], out) -> int:
     """`dlexp resume PATH`: a run directory continues from its checkpoint (run/resume.py); a sweep directory is
     finished: its unfinished jobs run through `train`, with the launcher and settings it was started with
-    (sweep/resume.py). Returns the exit code; what cannot be resumed is raised as a DlexpError."""
+    (sweeps/resume.py). Returns the exit code; what cannot be resumed is raised as a DlexpError."""
     from dlexp.run import resume as run_resume
-    from dlexp.sweep import resume as sweep_resume
+    from dlexp.sweeps import resume as sweep_resume
 
     path = Path(path)
     if not sweep_resume.is_sweep(path):
+        search = sweep_resume.search_sweeper(path)
+        if search is not None:
+            raise sweep_resume.not_resumable(path, search)
         return run_resume.main(path, overrides, out)
     found = sweep_resume.command(path, overrides, out)
     if found is None:
@@ -202,6 +225,47 @@ def resume(path: Path, overrides: list[str], out) -> int:
         return train(argv)
     finally:
         os.chdir(here)
+
+
+@contextlib.contextmanager
+def contained() -> Iterator[None]:
+    """What a command changes in its process, put back at its end, however it ends, as a process's exit would: the
+    working directory, environment and argv, the Ctrl-C / SIGTERM handlers, the sweep it worked for and any stop it
+    was asked for, the sweep lock it held, the root logger's handlers, torch's threads, Hydra's global state. So the
+    Python API can run command after command in one process (a notebook's kernel) as the shell runs them in many."""
+    import logging
+    import signal
+
+    saved_env, saved_argv, saved_cwd = dict(os.environ), list(sys.argv), os.getcwd()
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    root = logging.getLogger()
+    root_handlers, root_level = list(root.handlers), root.level
+    threads = sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None
+    try:
+        yield
+    finally:
+        from hydra.core.global_hydra import GlobalHydra
+        from hydra.core.hydra_config import HydraConfig
+
+        from dlexp.run import record, signals
+
+        signals.forget()
+        record.release_all()
+        os.environ.clear()
+        os.environ.update(saved_env)
+        os.chdir(saved_cwd)
+        sys.argv = saved_argv
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        for added in [h for h in root.handlers if h not in root_handlers]:
+            root.removeHandler(added)
+            added.close()
+        root.handlers[:] = root_handlers
+        root.setLevel(root_level)
+        if threads is not None:
+            sys.modules["torch"].set_num_threads(threads)
+        GlobalHydra.instance().clear()
+        HydraConfig.instance().cfg = None  # Hydra's own reset: no public clear
 
 
 def run_hydra(argv: list[str]) -> None:
@@ -222,11 +286,11 @@ def diagnose(argv: list[str], err: Exception) -> ConfigError:
     """Every problem of a command line Hydra could not compose (Hydra stops at the first one)."""
     from dlexp.config.preflight import check_jobs
 
-    inv = composer.parse_command_line(argv)
-    jobs = composer.sweep_jobs(inv.overrides) if inv.multirun else [inv.overrides]
+    inv = compose.parse_command_line(argv)
+    jobs = compose.sweep_jobs(inv.overrides) if inv.multirun else [inv.overrides]
     try:
-        with composer.standalone(inv.config_dirs, inv.config_name) as session:
+        with compose.standalone(inv.config_dirs, inv.config_name) as session:
             check_jobs(jobs, session, dry_build=False)
     except ConfigError as found:
         return found
-    return ConfigError(composer.first_sentence(err))
+    return ConfigError(compose.first_sentence(err))

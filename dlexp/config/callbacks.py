@@ -3,7 +3,7 @@ thin hook into the module that owns its concept.
 
 `Preflight` checks every job before any starts (config/preflight.py). `SweepStops` makes Ctrl-C / SIGTERM stop the
 whole sweep and keeps one launching process per sweep (run/signals.py). `Summary` ends the command with its exit code
-and a sweep with its summary (sweep/summary.py). `ForkedWorkers` makes joblib's workers start with torch loaded.
+and a sweep with its summary (sweeps/summary.py). `ForkedWorkers` makes joblib's workers start with torch loaded.
 `OwnLaunchers` makes dlexp's own launchers known to Hydra.
 """
 
@@ -61,8 +61,9 @@ class SweepStops(Callback):
         from dlexp import UsageError
         from dlexp.config.preflight import Refused
         from dlexp.read import runs
-        from dlexp.run import record, signals
+        from dlexp.run import faults, record, signals
 
+        faults.point("sweep_start")
         sweep_dir = Path(str(config.hydra.sweep.dir))
         try:
             sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -125,6 +126,16 @@ class OwnLaunchers(Callback):
             Plugins.instance().register(get_class(target))
 
 
+class Finished(BaseException):
+    """The end of a command that ran (a single run or a sweep), carried to the front door by the Summary callback:
+    its exit code and the directory it wrote (the run's, or the sweep's). A BaseException, as SystemExit, so that
+    Hydra passes it on untouched."""
+
+    def __init__(self, code: int, path: Path):
+        super().__init__(code)
+        self.code, self.path = code, path
+
+
 class Summary(Callback):
     """The end of a command: a sweep's one line per job, its table (CSV and Markdown) and best Optuna trial; and
     the exit code, from the single run's outcome or the most serious status among the sweep's jobs.
@@ -139,12 +150,24 @@ class Summary(Callback):
 
         if job_return is not None and job_return.status == JobStatus.COMPLETED:  # else Hydra re-raises the error
             code = EXIT_CODES.get(getattr(job_return.return_value, "status", "failed"), 1)
-            if code:
-                raise SystemExit(code)
+            hc = job_return.hydra_cfg.hydra  # the job's own record of where it ran
+            raise Finished(code, Path(str(hc.runtime.output_dir)))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from dlexp.sweep import summary
+        from rich.markup import escape
 
-        code = summary.report(Path(str(config.hydra.sweep.dir)), config)
-        if code:
-            raise SystemExit(code)
+        from dlexp.config.compose import first_sentence
+        from dlexp.run.console import console
+        from dlexp.sweeps import summary
+
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        try:
+            code = summary.report(sweep_dir, config)
+        except Exception as err:  # Hydra would only warn, and a stopped sweep would exit 0: say it, keep the code
+            console(stderr=True).print(
+                f"[bold red]error:[/] the sweep's summary could not be written: {type(err).__name__}: "
+                f"{escape(first_sentence(err))}",
+                soft_wrap=True,
+            )
+            code = summary.exit_code(sweep_dir, config) or 1
+        raise Finished(code or 0, sweep_dir)

@@ -15,7 +15,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from dlexp import ConfigError, DlexpError
-from dlexp.config import compose as composer
+from dlexp.config import compose
 from dlexp.config.validate import built, validate
 
 MAX_JOBS_CHECKED = 256
@@ -46,8 +46,8 @@ def check(cfg: DictConfig, choices: dict[str, str] | None = None) -> None:
 def check_job(config: DictConfig):
     """A sweep job's composed config (with its hydra node) checked and built once, before anything of it is
     written: (its Experiment, []) or (None, its problems)."""
-    task_cfg = composer.without_hydra(config)
-    problems = validate(task_cfg, composer.choices(config))
+    task_cfg = compose.without_hydra(config)
+    problems = validate(task_cfg, compose.choices(config))
     return (None, problems) if problems else built(task_cfg)
 
 
@@ -65,7 +65,7 @@ def check_run(cfg: DictConfig) -> None:
     global _checked_run_dir
     _checked_run_dir = Path(str(OmegaConf.select(cfg, "hydra.run.dir")))
     problems = output_problems(_checked_run_dir, single=True)
-    problems += validate(composer.without_hydra(cfg), composer.choices(cfg))
+    problems += validate(compose.without_hydra(cfg), compose.choices(cfg))
     if problems:
         raise ConfigError(problems)
 
@@ -78,15 +78,15 @@ def check_sweep(cfg: DictConfig, config_name: str | None = None) -> None:
     if str(OmegaConf.select(cfg, "hydra.launcher._target_", default="")) in SELF_CHECKING_LAUNCHERS:
         return
     overrides = list(cfg.hydra.overrides.task)
-    params = composer.sweeper_params(cfg.hydra.sweeper)
-    if composer.targets(cfg.hydra.sweeper, "BasicSweeper"):
-        jobs = composer.sweep_jobs(overrides, params)
-    elif composer.targets(cfg.hydra.sweeper, "ResumeSweeper"):  # `dlexp resume SWEEP_DIR`: the jobs it launches
-        everything = composer.sweep_jobs(overrides, params)
+    params = compose.sweeper_params(cfg.hydra.sweeper)
+    if compose.targets(cfg.hydra.sweeper, "BasicSweeper"):
+        jobs = compose.sweep_jobs(overrides, params)
+    elif compose.targets(cfg.hydra.sweeper, "ResumeSweeper"):  # `dlexp resume SWEEP_DIR`: the jobs it launches
+        everything = compose.sweep_jobs(overrides, params)
         jobs = [everything[i] for i in cfg.hydra.sweeper.jobs]
     else:  # another sweeper (Optuna) samples values itself: check the fixed part; its jobs check the rest
-        jobs = [composer.fixed_part(overrides)]
-    check_jobs(jobs, composer.running(config_name or composer.CONFIG_NAME))
+        jobs = [compose.fixed_part(overrides)]
+    check_jobs(jobs, compose.running(config_name or compose.CONFIG_NAME))
 
 
 def _missing_extra(cfg) -> list[str]:
@@ -106,7 +106,7 @@ def _missing_extra(cfg) -> list[str]:
     return []
 
 
-def check_jobs(jobs: list[list[str]], session: composer.Session, dry_build: bool = True) -> list[DictConfig]:
+def check_jobs(jobs: list[list[str]], session: compose.Session, dry_build: bool = True) -> list[DictConfig]:
     """Compose and check every job; raise ConfigError with all problems, each prefixed by its job in a sweep.
 
     Where jobs share overrides, a job is named by what sets it apart (not by the overrides they all share).
@@ -117,9 +117,9 @@ def check_jobs(jobs: list[list[str]], session: composer.Session, dry_build: bool
     each: list[list[str]] = []
     composed: list[DictConfig] = []
     for overrides in jobs:
-        cfg, found = composer.compose(overrides, session)
+        cfg, found = compose.compose(overrides, session)
         if cfg is not None:  # with composition problems only the structure is checked: a build would trip on them
-            found += validate(composer.without_hydra(cfg), composer.choices(cfg), dry_build=dry_build and not found)
+            found += validate(compose.without_hydra(cfg), compose.choices(cfg), dry_build=dry_build and not found)
             composed.append(cfg)
         each.append(found)
     problems = named(jobs, each) + (_missing_extra(cfg) if cfg is not None else [])

@@ -82,6 +82,13 @@ def problem(setting, data, loss=None) -> str | None:
     )
 
 
+def unit_tag(layer) -> tuple[str, str]:
+    """(the layer's name under units/, the kind of its colour scale): its activation's, else the linear output's."""
+    if layer.activation is None:
+        return layer.name, "linear"
+    return layer.act_name, type(layer.activation).__name__.lower()
+
+
 class Pictures:
     """Observer: draws the boundary (or curve) and per-unit images at each capture, saves the final grid at the end.
 
@@ -132,12 +139,14 @@ class Pictures:
     @staticmethod
     def stack_capture(members: list, stack) -> dict:
         """A captured step for these members ((row, state, observer) of the stack's networks): the stack evaluated
-        over every member's grid in one batched pass (and over its unit grid, layer by layer), then each member
-        paints its own pictures from its rows. Returns {row: error} for the members whose painting failed."""
-        failed = {}
+        over every member's grid in one batched pass (and over its unit grid, layer by layer), every member's grid
+        coloured in one call per picture (`paint_many`), then each member's images placed and written. Returns
+        {row: error} for the members whose painting failed."""
+        failed: dict[int, BaseException] = {}
         by_step: dict[int, list] = {}
         for row, state, pictures in members:
-            by_step.setdefault(state.step, []).append((row, pictures))
+            if state.step != pictures.last_step:
+                by_step.setdefault(state.step, []).append((row, pictures))
         for step, painters in by_step.items():
             mine = dict(painters)
             out, _ = stack.over([mine[r].grid if r in mine else None for r in range(stack.size)])  # (N, G, out)
@@ -145,16 +154,54 @@ class Pictures:
             if any(p.hidden for p in mine.values()):
                 grids = [mine[r].unit_grid if r in mine and mine[r].hidden else None for r in range(stack.size)]
                 units = stack.over(grids, layers=True)[1]  # per Linear: (N, U, width) each
-            for row, pictures in painters:
-                seen = {
-                    layer.name: (pre[row], None if act is None else act[row])
-                    for layer, (pre, act) in zip(pictures.hidden, units)
-                }
-                try:
-                    pictures.paint(step, out[row], seen)
-                except Exception as err:
-                    failed[row] = err
+            try:
+                Pictures.paint_many(step, painters, out, units)
+            except Exception:  # one member's painting failed: each paints alone, so only its own fails
+                for row, pictures in painters:
+                    try:
+                        pictures.paint(step, out[row], pictures.seen_in(units, row))
+                    except Exception as err:
+                        failed[row] = err
         return failed
+
+    @staticmethod
+    def paint_many(step: int, painters: list, out: Tensor, units: list) -> None:
+        """`paint` for many networks of one stack at one step, (row, Pictures) each, from the stack's outputs over
+        their grids (N, G, out) and its layers over their unit grids: the probabilities of every member read back
+        and coloured at once, every hidden layer's units coloured at once (one call per colour scale) and laid
+        into sheets at once; then each member places its own images. The same pixels as each member's `paint`."""
+        started = time.perf_counter()
+        first = painters[0][1]
+        if first.kind != "classes":  # a curve: one picture a member, drawn as alone
+            for row, pictures in painters:
+                pictures.paint(step, out[row], pictures.seen_in(units, row))
+            return
+        rows = torch.tensor([row for row, _ in painters])
+        mine = out.index_select(0, rows)  # (M, G, out): the members' rows of the stack
+        probs = first.probabilities(mine.reshape(-1, mine.shape[-1]))  # (M * G, K): each row as alone
+        colours = render.prediction_colours(probs.reshape(len(painters), CELLS, CELLS, -1))  # (M, n, n, 3)
+        sheets = {}
+        for layer, (pre, act) in zip(first.hidden, units):
+            values = (act if act is not None else pre).index_select(0, rows)[:, :, :MAX_UNITS]  # (M, n*n, U)
+            values = values.transpose(1, 2).reshape(len(painters), -1, UNIT_CELLS, UNIT_CELLS).float().cpu().numpy()
+            tag, kind = unit_tag(layer)
+            scales = [render.activation_scale(kind, v) for v in values]  # per member: (lo, mid, hi)
+            index = np.empty(values.shape, np.uint16)  # (M, U, n, n): each panel's colours on its scale
+            for scale in dict.fromkeys(scales):  # sigmoid, tanh: one scale for all; relu: each member its own
+                same = [m for m, s in enumerate(scales) if s == scale]
+                index[same] = render.scale_index(values[same], *scale)
+            sheets[UNITS + tag] = render.unit_sheets(index)  # (M, height, width, 3)
+        share = (time.perf_counter() - started) / len(painters)
+        for m, (_, pictures) in enumerate(painters):
+            images = {TAG: pictures.painter.place(colours[m])}
+            images.update((tag, sheet[m]) for tag, sheet in sheets.items())
+            pictures.show(step, images, time.perf_counter() - share)
+
+    def seen_in(self, units: list, row: int) -> dict[str, tuple[Tensor, Tensor | None]]:
+        """Row `row`'s hidden layers in a stack's layers over the unit grids, as `layer_outputs` gives one network's."""
+        return {
+            layer.name: (pre[row], None if act is None else act[row]) for layer, (pre, act) in zip(self.hidden, units)
+        }
 
     # --- drawing -----------------------------------------------------------------------------------------
     def draw(self, step: int) -> None:
@@ -170,10 +217,14 @@ class Pictures:
         if step == self.last_step:
             return
         started = time.perf_counter()
-        self.last_step = step
         images = {TAG: self.prediction_image(out)}
         for layer, (values, scale) in self.unit_values(seen).items():
             images[UNITS + layer] = render.units_image(values, scale)
+        self.show(step, images, started)
+
+    def show(self, step: int, images: dict[str, np.ndarray], started: float) -> None:
+        """The images of `step` written (one event); `started`: when their drawing began (perf_counter)."""
+        self.last_step = step
         self.board.images(images, step)
         self.drawn += 1
         self.seconds += time.perf_counter() - started
@@ -193,11 +244,8 @@ class Pictures:
             pre, act = seen[layer.name]
             out = (act if act is not None else pre)[:, :MAX_UNITS]  # (n*n, U)
             values = out.T.reshape(-1, UNIT_CELLS, UNIT_CELLS).float().cpu().numpy()  # (U, n, n)
-            if layer.activation is None:
-                found[layer.name] = values, render.activation_scale("linear", values)
-            else:
-                kind = type(layer.activation).__name__.lower()
-                found[layer.act_name] = values, render.activation_scale(kind, values)
+            tag, kind = unit_tag(layer)
+            found[tag] = values, render.activation_scale(kind, values)
         return found
 
     # --- the model over a grid -------------------------------------------------------------------------

@@ -96,18 +96,43 @@ def _scale_table() -> np.ndarray:
 
 
 SCALE = _scale_table()
+# The same colours as 32-bit words (R, G, B, 0 in memory order), with the per-unit sheet's background after them:
+# gathering one word a pixel is ~3x faster than gathering three bytes, and `rgb` turns the words into pixels.
+SHEET_INDEX = len(SCALE)
+_COLOURS = np.zeros((len(SCALE) + 1, 4), np.uint8)
+_COLOURS[: len(SCALE), :3], _COLOURS[SHEET_INDEX, :3] = SCALE, SHEET
+WORDS = _COLOURS.view(np.uint32).ravel()  # (513,)
+
+
+def scale_index(values: np.ndarray, lo: float, mid: float, hi: float) -> np.ndarray:
+    """(...) -> (...) uint16: each value's entry of SCALE on the diverging scale (lo, mid, hi), 511 where not finite.
+
+    A lookup in 511 steps (255 each side of mid): as fine as 8-bit colour can show. Computed in place, in float32."""
+    v = np.asarray(values, dtype=np.float32)
+    index = np.subtract(v, np.float32(mid))  # above mid: 255 at mid, 510 at hi
+    index *= np.float32(255 / max(hi - mid, 1e-12))
+    index += np.float32(255)
+    below = v < mid  # below mid: 0 at lo, 255 at mid
+    np.subtract(v, np.float32(lo), out=index, where=below)
+    np.multiply(index, np.float32(255 / max(mid - lo, 1e-12)), out=index, where=below)
+    np.clip(index, 0, 510, out=index)
+    index += np.float32(0.5)
+    index[~np.isfinite(v)] = 511  # NaN and infinities: the grey entry
+    return index.astype(np.uint16)
+
+
+def rgb(words: np.ndarray) -> np.ndarray:
+    """(...) colour words of WORDS -> (..., 3) uint8 pixels (a channel at a time: 5x faster than one strided copy)."""
+    channels = words.view(np.uint8).reshape(*words.shape, 4)
+    pixels = np.empty((*words.shape, 3), np.uint8)
+    for c in range(3):
+        pixels[..., c] = channels[..., c]
+    return pixels
 
 
 def diverging(values: np.ndarray, lo: float, mid: float, hi: float) -> np.ndarray:
-    """(...) -> (..., 3) uint8: orange at lo, white at mid, blue at hi (clipped beyond); grey where not finite.
-
-    A lookup in 511 steps (255 each side of mid): as fine as 8-bit colour can show, and one gather per pixel."""
-    v = np.asarray(values, dtype=np.float32)
-    below = (v - lo) * np.float32(255 / max(mid - lo, 1e-12))  # 0 at lo, 255 at mid
-    above = (v - mid) * np.float32(255 / max(hi - mid, 1e-12)) + 255  # 255 at mid, 510 at hi
-    index = np.clip(np.where(v < mid, below, above), 0, 510)
-    index = np.where(np.isfinite(v), index + 0.5, 511).astype(np.intp)  # NaN -> 511, the grey entry
-    return SCALE[index]
+    """(...) -> (..., 3) uint8: orange at lo, white at mid, blue at hi (clipped beyond); grey where not finite."""
+    return rgb(np.take(WORDS, scale_index(values, lo, mid, hi)))
 
 
 def class_colours(n_classes: int) -> np.ndarray:
@@ -295,11 +320,16 @@ class BoundaryPainter:
 
     def __call__(self, probs: np.ndarray) -> np.ndarray:
         """The picture of class probabilities (n, n, K) over frame.extent: (height, width, 3) uint8."""
+        return self.place(prediction_colours(probs))
+
+    def place(self, colours: np.ndarray) -> np.ndarray:
+        """The picture of the grid's colours (n, n, 3) uint8, `prediction_colours` of its probabilities (a stack
+        colours every job's grid in one call): (height, width, 3) uint8."""
         from PIL import Image
 
         f = self.frame
         image = self.template.copy()
-        cells = Image.fromarray(prediction_colours(probs))
+        cells = Image.fromarray(colours)
         if cells.size != (f.width, f.height):  # a coarser grid: the model evaluates a quarter of the points
             cells = cells.resize((f.width, f.height), Image.Resampling.BILINEAR)
         image[f.top : f.top + f.height, f.left : f.left + f.width] = np.asarray(cells)
@@ -352,13 +382,21 @@ class CurvePainter:
 def units_image(values: np.ndarray, scale: tuple[float, float, float], columns: int = 8, gap: int = 2) -> np.ndarray:
     """One panel per unit: values (U, n, n) of each unit over the grid, on the diverging scale (lo, mid, hi),
     `columns` panels a row (units in order, left to right) on a dark sheet. (height, width, 3) uint8."""
-    units, n = values.shape[0], values.shape[1]
+    return unit_sheets(scale_index(values, *scale)[None], columns, gap)[0]
+
+
+def unit_sheets(index: np.ndarray, columns: int = 8, gap: int = 2) -> np.ndarray:
+    """`units_image` of many networks at once from their panels' `scale_index` (M, U, n, n): (M, height, width, 3).
+
+    The panels are laid into a (rows x columns) block of the sheet with one reshape, not one copy per unit, and
+    coloured with the sheet in one gather."""
+    m, units, n = index.shape[:3]
     columns = max(1, min(columns, units))
     rows = math.ceil(units / columns)
-    sheet = np.empty((gap + rows * (n + gap), gap + columns * (n + gap), 3), np.uint8)
-    sheet[:] = SHEET
-    panels = diverging(values, *scale)  # (U, n, n, 3)
-    for u in range(units):
-        top, left = gap + (u // columns) * (n + gap), gap + (u % columns) * (n + gap)
-        sheet[top : top + n, left : left + n] = panels[u]
-    return sheet
+    cell = n + gap
+    sheet = np.full((m, gap + rows * cell, gap + columns * cell), SHEET_INDEX, np.uint16)
+    padded = np.full((m, rows * columns, n, n), SHEET_INDEX, np.uint16)  # a last, shorter row: background
+    padded[:, :units] = index
+    block = sheet[:, gap:, gap:].reshape(m, rows, cell, columns, cell)  # a view: (M, row, y, column, x)
+    block[:, :, :n, :, :n] = padded.reshape(m, rows, columns, n, n).transpose(0, 1, 3, 2, 4)
+    return rgb(np.take(WORDS, sheet))

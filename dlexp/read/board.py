@@ -1,12 +1,15 @@
 """`dlexp board`: TensorBoard on a folder of runs, bound to localhost unless a host is given explicitly.
 
-It prints the address of the page to look at first: the curated charts (TensorBoard's Custom Scalars, laid out by
-each run: dlexp/observe/tensorboard.py LAYOUT) or, when no run under the folder trains (the initialisation study:
-fresh networks only), the histograms; then HParams, the table of a sweep.
+TensorBoard reads the folder through a view of it (dlexp/read/view.py): each run named by what sets it apart, the
+view kept in step with the runs on disk, so runs started after the board show up too. The page to look at first is
+TensorBoard's first tab, where its address alone leads: the curated charts (Custom Scalars, laid out by each run:
+dlexp/observe/tensorboard.py LAYOUT, opened by the bands of the groups of seeds) or, when no run under the folder
+trains (the initialisation study: fresh networks only), the histograms. It prints that address, then HParams's.
 """
 
 from __future__ import annotations
 
+import atexit
 import signal
 import threading
 from pathlib import Path
@@ -26,10 +29,23 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def first_page(path: Path) -> str:
-    """Where a learner should look first: the curves when some run under `path` trains, else the histograms."""
+    """Where a learner should look first: the histograms when every run under `path` trains nothing, else the curves
+    (also of a folder still empty: the runs to come will train)."""
     from dlexp.read import runs
 
-    return CURVES_PAGE if any((run / runs.METRICS).exists() for run in runs.find_runs(path)) else HISTOGRAMS_PAGE
+    found = runs.find_runs(path)
+    return HISTOGRAMS_PAGE if found and not any((run / runs.METRICS).exists() for run in found) else CURVES_PAGE
+
+
+def dashboards(first: str) -> list:
+    """TensorBoard's plugins with the dashboard of page `first` as its first tab, the one its root address opens."""
+    from tensorboard import default
+    from tensorboard.plugins.custom_scalar.custom_scalars_plugin import CustomScalarsPlugin
+    from tensorboard.plugins.histogram.histograms_plugin import HistogramsPlugin
+
+    chosen = CustomScalarsPlugin if first == CURVES_PAGE else HistogramsPlugin
+    core, *others = default.get_plugins()  # the core plugin (runs, environment) first, as TensorBoard has it
+    return [core, chosen, *(plugin for plugin in others if plugin is not chosen)]
 
 
 def start(path: Path, host: str = "127.0.0.1", port: int = 6006, reload_interval: float = 5.0) -> str:
@@ -44,14 +60,18 @@ def start(path: Path, host: str = "127.0.0.1", port: int = 6006, reload_interval
         raise UsageError(f"{path} is a file; give the folder that holds the runs (a run directory or runs/).")
     from tensorboard import program
 
-    board = program.TensorBoard()
+    from dlexp.read.view import REFRESH_SECS, View
+
+    view = View(path, every=min(reload_interval, REFRESH_SECS)).start()
+    atexit.register(view.close)
+    board = program.TensorBoard(plugins=dashboards(first_page(path)))
     # --load_fast=false: TensorBoard's own Python loader, which reads runs of this size at once; its default, an
     # experimental data server in a subprocess, announces itself with a notice a learner takes for a problem.
     board.configure(
         argv=[
             None,
             "--logdir",
-            str(path.resolve()),
+            str(view.path),
             "--host",
             host,
             "--port",
@@ -67,8 +87,10 @@ def start(path: Path, host: str = "127.0.0.1", port: int = 6006, reload_interval
     try:
         return board.launch()
     except program.TensorBoardServerException as err:  # e.g. the port is taken
+        view.close()
         raise UsageError(f"{err.msg}; choose another port with --port, or --port 0 for a free one.") from None
     except OSError as err:  # e.g. a host name this machine does not have
+        view.close()
         raise UsageError(f"TensorBoard cannot listen on {host}:{port} ({err.strerror or err}).") from None
 
 

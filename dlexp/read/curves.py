@@ -26,13 +26,12 @@ NO_CURVE = (
 )
 
 
-def _pyplot():
-    import matplotlib
+def figure(**options):
+    """A matplotlib Figure of its own, outside pyplot: no backend chosen or switched (a notebook's stays as it is),
+    nothing left open in pyplot's list of figures. It saves as PNG, and a notebook shows it."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")  # files only: no display needed
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(**options)
 
 
 def _style(i: int, count: int, points: int) -> dict:
@@ -175,7 +174,6 @@ def save(fig, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120, bbox_inches="tight")
-    _pyplot().close(fig)
     return path
 
 
@@ -194,8 +192,8 @@ def draw_runs(rows: list, labels: list[str], log_scale: bool = False):
         raise UsageError(NO_CURVE)
     steady = [v for row in drawn if row.status == "completed" for _, v in row.curve]
     low, high = _limits(steady, [v for row in drawn for _, v in row.curve], log_scale)
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(9, 5))
+    fig = figure(figsize=(9, 5))
+    ax = fig.subplots()
     notes = []
     for i, row in enumerate(drawn):
         xs, ys = zip(*row.curve)
@@ -239,8 +237,8 @@ def draw_groups(groups: list, band: str = "std", log_scale: bool = False):
     steady = [v for c in curves.values() for _, mean, lo, hi in c for v in (mean, lo, hi)]
     every = steady + [v for rs in others.values() for r in rs for _, v in r.curve]
     low, high = _limits(steady, every, log_scale)
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(9, 5))
+    fig = figure(figsize=(9, 5))
+    ax = fig.subplots()
     spread = "min–max" if band == "minmax" else "± std"
     notes = []
     for i, group in enumerate(groups):

@@ -29,7 +29,9 @@ SIGNIFICANCE = 0.05  # a p-value below this is called a clear difference (the us
 VARIES_WITHIN = ("seed",)  # what runs of one group may differ in
 IGNORED_TOP = ("log",)  # where and how often a run logs does not change its result
 AGGREGATE_DIR = "aggregate"  # under a sweep: one TensorBoard run per group (the mean of its seeds)
-STATS = ("std", "min", "max")  # the aggregate run's extra tags: <tag>/std, <tag>/min, <tag>/max
+# the aggregate run's extra tags: <tag>/mean, /std, /min, /max (<tag> holds the mean too, to overlay the runs' curves;
+# <tag>/mean, a tag no single run has, is the line of the group's band in `dlexp board`)
+STATS = ("mean", "std", "min", "max")
 
 
 @dataclass(frozen=True)
@@ -198,6 +200,10 @@ class Verdict:
     lines: list[str]
     p: float | None = None  # Welch's two-sided p-value, when one could be computed
     clear: bool | None = None  # None: no verdict possible
+    best: Group | None = None  # the best group and the runner-up, when two groups have the metric
+    runner_up: Group | None = None
+    difference: float | None = None  # best's mean - runner-up's, and its standard error (Welch)
+    standard_error: float | None = None
 
 
 def welch(a: Stat, b: Stat) -> tuple[float, float, float]:
@@ -241,6 +247,7 @@ def verdict(groups: list[Group], metric: str, descending: bool = False) -> Verdi
     width = max(len(best.label), len(second.label))
     lines = [f"  best       {best.label:<{width}}  {_pm(a)}", f"  runner-up  {second.label:<{width}}  {_pm(b)}"]
     lines += [f"  {g.label}: {_counted(g)}, counted but not averaged" for g in (best, second) if g.others]
+    pair: dict[str, Any] = {"best": best, "runner_up": second}  # Verdict's fields
     if a.n < 2 or b.n < 2:
         return Verdict(
             metric,
@@ -249,16 +256,21 @@ def verdict(groups: list[Group], metric: str, descending: bool = False) -> Verdi
                 "from seed noise; sweep seed=0,1,2,3.",
                 *lines,
             ],
+            **pair,
         )
     diff, se, p = welch(a, b)
+    found: dict[str, Any] = {**pair, "p": p, "difference": diff, "standard_error": se}
     if se == 0.0 and diff == 0.0:
         return Verdict(
-            metric, [f"{head} no difference: every run of both groups ends at {a.mean:.4g}.", *lines], p=p, clear=False
+            metric,
+            [f"{head} no difference: every run of both groups ends at {a.mean:.4g}.", *lines],
+            clear=False,
+            **found,
         )
     clear = p < SIGNIFICANCE
     test = f"difference {abs(diff):.4g} ± {se:.2g} (standard error), Welch's t-test p = {p:.2g}"
     if clear:
-        return Verdict(metric, [f"{head} clear.", *lines, f"  {test} < {SIGNIFICANCE}"], p=p, clear=True)
+        return Verdict(metric, [f"{head} clear.", *lines, f"  {test} < {SIGNIFICANCE}"], clear=True, **found)
     return Verdict(
         metric,
         [
@@ -266,8 +278,8 @@ def verdict(groups: list[Group], metric: str, descending: bool = False) -> Verdi
             *lines,
             f"  {test} >= {SIGNIFICANCE}: seeds alone often make a gap this size",
         ],
-        p=p,
         clear=False,
+        **found,
     )
 
 

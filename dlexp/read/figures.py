@@ -23,6 +23,7 @@ import numpy as np
 
 from dlexp import UsageError
 from dlexp.observe import render
+from dlexp.read.curves import figure
 
 FILE = "boundary.npz"  # written by the pictures observer (dlexp/observe/pictures.py)
 COLUMNS = 4  # boundary panels per row
@@ -78,15 +79,6 @@ def shared_extent(boundaries: list[Boundary]) -> tuple[float, float, float, floa
     if boundaries[0].kind != "classes":
         return x0, x1, y0, y1
     return render.square_extent(np.array([[x0, y0], [x1, y1]]), margin=0.0)
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display needed
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _rgb(colour) -> tuple[float, float, float]:
@@ -162,12 +154,10 @@ def boundaries_figure(path: Path, panels: list[tuple[str, list[Path]]]) -> list[
         k: shared_extent([b for _, found in loaded for b in found if key(b) == k])
         for k in {key(found[0]) for _, found in loaded}
     }
-    plt = _pyplot()
     columns = min(COLUMNS, len(loaded))
     rows = math.ceil(len(loaded) / columns)
-    fig, axes = plt.subplots(
-        rows, columns, figsize=(3.3 * columns, 3.5 * rows + 0.4), squeeze=False, layout="constrained"
-    )
+    fig = figure(figsize=(3.3 * columns, 3.5 * rows + 0.4), layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False)
     for ax, (title, found) in zip(axes.flat, loaded):
         boundary_panel(ax, found, extents[key(found[0])], title)
     for ax in axes.flat[len(loaded) :]:
@@ -218,10 +208,8 @@ def histograms_figure(path: Path, runs: list[tuple[str, Path]], step: int = 0) -
         for kind, found in spans.items()
     }
     columns = max(_layer_index(tag) for _, hists, _ in read for tag in hists)
-    plt = _pyplot()
-    fig, axes = plt.subplots(
-        len(read), columns, figsize=(2.2 * columns + 1.4, 1.45 * len(read) + 0.8), squeeze=False, layout="constrained"
-    )
+    fig = figure(figsize=(2.2 * columns + 1.4, 1.45 * len(read) + 0.8), layout="constrained")
+    axes = fig.subplots(len(read), columns, squeeze=False)
     drawn = set()
     for r, (label, hists, scalars) in enumerate(read):
         for tag, h in hists.items():
@@ -274,5 +262,4 @@ def _save(fig, path: Path) -> list[str]:
     path.parent.mkdir(parents=True, exist_ok=True)
     described = [" ".join([ax.get_title(), *(text.get_text() for text in ax.texts)]) for ax in fig.axes]
     fig.savefig(path, dpi=110)
-    _pyplot().close(fig)
     return described

@@ -225,14 +225,21 @@ def _csv_row(t: Table, record: dict[str, Any]) -> list[Any]:
     return [*(record.get(k) for k in t.labels), len(group.completed), len(group.runs), statuses, *cells]
 
 
+def plain_records(t: Table) -> tuple[list[str], list[list[Any]]]:
+    """The table as plain values, a header and a row per record (what the CSV holds). Single runs: the table's
+    columns and the run's path. Groups: `<metric>_mean`, `<metric>_std`, n (the completed runs averaged), runs (all
+    runs of the group) and their statuses."""
+    return _csv_header(t), [_csv_row(t, record) for record in t.records]
+
+
 def to_csv(path: Path, t: Table) -> Path:
-    """Single runs: the table's columns and the run's path. Groups: `<metric>_mean`, `<metric>_std`, n (the
-    completed runs averaged), runs (all runs of the group) and their statuses."""
+    """`plain_records` as a CSV file."""
+    header, rows = plain_records(t)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(_csv_header(t))
-        writer.writerows(_csv_row(t, record) for record in t.records)
+        writer.writerow(header)
+        writer.writerows(rows)
     return path
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -171,6 +171,35 @@ def schedule(cfg: DictConfig, exp: Experiment):
     )
 
 
+def progress_kind(setting: str, console) -> str:
+    """log.progress as this console shows it: "bar", "lines" or "none" (auto: a bar on a terminal, else lines)."""
+    if setting == "auto":
+        return "bar" if console.is_terminal and sys.stdout.isatty() else "lines"
+    return str(setting)
+
+
+def stack_observers(runs: Sequence) -> list:
+    """The observers the started runs of one stack share (the vectorized launcher's), after each run's own: its
+    progress, as the first run's log.progress asks (a sweep's runs share it): a live line on a terminal, plain lines
+    otherwise, none for log.progress=none."""
+    from dlexp.observe.stack_progress import StackProgress
+
+    first = runs[0]
+    kind = progress_kind(first.cfg.log.progress, first.console)
+    if kind == "none":
+        return []
+    return [
+        StackProgress(
+            first.console,
+            [run.record.path.name for run in runs],
+            [run.state for run in runs],
+            [run.schedule.epochs for run in runs],
+            [run.schedule.steps_per_epoch for run in runs],
+            live=kind == "bar",
+        )
+    ]
+
+
 def observers(cfg: DictConfig, exp: Experiment, job, console, board, config_yaml: str, record=None) -> list[object]:
     """Every observer a run's config asks for, in the order they are notified: the one place they are wired.
 
@@ -187,7 +216,7 @@ def observers(cfg: DictConfig, exp: Experiment, job, console, board, config_yaml
     from dlexp.observe.progress import ProgressBar, ProgressLines
     from dlexp.observe.tensorboard import ScalarLogger
     from dlexp.read import runs
-    from dlexp.run import checkpoint
+    from dlexp.run import checkpoint, faults
     from dlexp.run.signals import SweepStop
 
     log, guard = cfg.log, cfg.guard
@@ -213,9 +242,7 @@ def observers(cfg: DictConfig, exp: Experiment, job, console, board, config_yaml
         ScalarLogger(board, exp.optimizer, int(log.every), len(exp.batches)),
         MetricsCSV(job.run_dir / runs.METRICS),
     ]
-    progress = "none" if job.compact else log.progress
-    if progress == "auto":
-        progress = "bar" if console.is_terminal and sys.stdout.isatty() else "lines"
+    progress = "none" if job.compact else progress_kind(log.progress, console)
     if progress == "bar":
         chosen.append(ProgressBar(console, exp.epochs, len(exp.batches), int(log.every)))
     elif progress == "lines":
@@ -240,4 +267,6 @@ def observers(cfg: DictConfig, exp: Experiment, job, console, board, config_yaml
             observers=chosen,
         )
     )
+    if faults.wanted():  # a test's fault at a point of the loop (dlexp/run/faults.py)
+        chosen.append(faults.FaultPoints(len(exp.batches)))
     return chosen

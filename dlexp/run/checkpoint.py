@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from dlexp import CheckpointError
-from dlexp.run import record
+from dlexp.run import faults, record
 
 FILE = "checkpoint.pt"
 FORMAT = 1
@@ -49,6 +49,9 @@ def save(path: Path, *, model, optimizer, scheduler, state, config_yaml: str, ob
             "step": state.step,
             "batch": state.batch,
             "loss_sum": state.loss_sum.detach().cpu() if state.loss_sum is not None else None,
+            # the latest epoch's metrics: a run stopped after its last epoch resumes with nothing left to train,
+            # and still ends with them
+            "metrics": {k: float(v) for k, v in state.metrics.items()},
         },
         "rng": {
             "torch": torch.get_rng_state(),
@@ -59,6 +62,7 @@ def save(path: Path, *, model, optimizer, scheduler, state, config_yaml: str, ob
     }
     with record.replacing(path) as tmp:
         torch.save(payload, tmp)
+        faults.point("checkpoint_write")
     return path
 
 
@@ -99,21 +103,34 @@ def restore(payload: dict, *, model, optimizer, scheduler, state) -> None:
     state.epoch, state.step, state.batch = int(saved["epoch"]), int(saved["step"]), int(saved["batch"])
     device = next(iter(model.parameters())).device
     state.loss_sum = saved["loss_sum"].to(device) if saved["loss_sum"] is not None else None
+    state.metrics = dict(saved.get("metrics") or {})
     torch.set_rng_state(payload["rng"]["torch"])
     if payload["rng"]["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(payload["rng"]["cuda"])
 
 
 def observer_states(observers) -> dict:
-    """{observer class name: its state_dict()} for the observers that keep state across a resume."""
-    return {type(o).__name__: o.state_dict() for o in observers if hasattr(o, "state_dict")}
+    """{observer class name: its state_dict()} for the observers that keep state across a resume; an observer
+    without one that summarises the run for status.json (`final`: hist/dead of its last capture) keeps that."""
+    found = {}
+    for o in observers:
+        if hasattr(o, "state_dict"):
+            found[type(o).__name__] = o.state_dict()
+        elif getattr(o, "final", None):
+            found[type(o).__name__] = {"final": {k: float(v) for k, v in o.final.items()}}
+    return found
 
 
 def restore_observers(payload: dict, observers) -> None:
     saved = payload.get("observers") or {}
     for observer in observers:
-        if type(observer).__name__ in saved and hasattr(observer, "load_state_dict"):
-            observer.load_state_dict(saved[type(observer).__name__])
+        mine = saved.get(type(observer).__name__)
+        if mine is None:
+            continue
+        if hasattr(observer, "load_state_dict"):
+            observer.load_state_dict(mine)
+        elif "final" in mine:  # a run resumed with nothing left to capture still ends with it
+            observer.final = dict(mine["final"])
 
 
 class Checkpointer:

@@ -112,7 +112,7 @@ def start(
     """
     from dlexp import StorageError, cannot_write
     from dlexp.observe.tensorboard import Board
-    from dlexp.run import build, checkpoint, loop
+    from dlexp.run import build, checkpoint, faults, loop
 
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
     exp = exp if exp is not None else build.assemble(cfg)  # the run's one build (a ConfigError: nothing written)
@@ -134,6 +134,7 @@ def start(
             )
     except OSError as err:
         raise StorageError(cannot_write(err, job.run_dir) + ".") from None
+    faults.point("job_start")
     log.info("%s %s: %s", "resume" if resume else "run", record.path, " ".join(job.overrides) or "(defaults)")
     log.info(
         "built %s on %s: %d parameters, %d steps per epoch",
@@ -166,7 +167,7 @@ def start(
 def fit(started: Started) -> None:
     """The single-run training loop, from the fresh (or restored) network to the end or a stop."""
     from dlexp.run import loop
-    from dlexp.run.signals import stop_on_signals
+    from dlexp.run.signals import stop_on_signals, stop_requested
 
     if not started.ready:
         return
@@ -175,6 +176,8 @@ def fit(started: Started) -> None:
         raise RuntimeError("A run marked ready has no evaluation.")
     try:
         with stop_on_signals(state):
+            if started.job.sweep_dir is not None:  # stopped while this job was starting: it trains no step
+                state.stop = state.stop or stop_requested(started.job.sweep_dir)
             if exp.trainable and state.step == 0:  # the start of every curve: the fresh network at step 0
                 loop.notify(started.observers, "on_epoch", state, evaluate(state))
             started.state = loop.fit(
@@ -203,6 +206,7 @@ def end(started: Started) -> None:
     from rich.markup import escape
 
     from dlexp import cannot_write
+    from dlexp.run import faults
 
     state, record, status, console = started.state, started.record, started.status, started.console
     problem = None
@@ -229,6 +233,7 @@ def end(started: Started) -> None:
     except OSError:
         pass  # said above, or about to be: the disk takes nothing more
     summarize(console, record, status, compact=started.job.compact)
+    faults.point("job_end")
 
 
 def summarize(console: Console, record: Run, status: str, compact: bool = False) -> None:

@@ -93,6 +93,9 @@ class Busy(Exception):
     """Another live process holds the directory's lock."""
 
 
+_held: set[int] = set()  # the locks this process holds (release_all lets them all go)
+
+
 def hold(path: Path) -> int | None:
     """Take `path`'s lock for this process (released by `release` or when the process ends); None where the
     system has no flock (Windows: liveness then comes from the pid). Raises Busy while another process holds it."""
@@ -116,12 +119,20 @@ def hold(path: Path) -> int | None:
         os.write(fd, json.dumps({"host": platform.node(), "pid": os.getpid()}).encode())
     except OSError:  # a full disk: the lock itself still holds
         pass
+    _held.add(fd)
     return fd
 
 
 def release(fd: int | None) -> None:
-    if fd is not None:
+    if fd is not None and fd in _held:
+        _held.discard(fd)
         os.close(fd)
+
+
+def release_all() -> None:
+    """Every lock this process still holds let go: a command that ended in an error in a process that goes on."""
+    for fd in list(_held):
+        release(fd)
 
 
 class Run:

@@ -6,13 +6,14 @@ What each status gets:
   completed -> nothing to do, nothing written; `trainer.epochs=N` larger than its epochs extends it;
   diverged -> refused (its checkpoint would diverge again); running (a live process writes it) -> refused.
 Every continuation is recorded in status.json's `resumes` list. A sweep directory is finished as a whole
-(dlexp/sweep/resume.py). Importing this module is light (torch and omegaconf come with a resume): the
+(dlexp/sweeps/resume.py). Importing this module is light (torch and omegaconf come with a resume): the
 CLI's help of `resume` says what MAY_CHANGE.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from dlexp import CheckpointError, ConfigError, UsageError
 from dlexp.read import runs
@@ -99,13 +100,15 @@ def main(run_dir: Path, overrides: list[str], console) -> int:
     from omegaconf import OmegaConf
 
     from dlexp.config.preflight import check
-    from dlexp.run import recipe
+    from dlexp.run import checkpoint, recipe
 
     run_dir = Path(run_dir)
     status = runs.read_status(run_dir)
     reason = refusal(run_dir, status)
     if reason:
         raise UsageError(reason)
+    if status.get("status") in runs.CONTINUABLE and not (run_dir / checkpoint.FILE).is_file():
+        return start_over(run_dir, status, overrides, console)
     cfg, payload = resume_point(run_dir, overrides)
     done, target = int(payload["state"]["epoch"]), int(cfg.trainer.epochs)
     if target < done:
@@ -138,23 +141,59 @@ def main(run_dir: Path, overrides: list[str], console) -> int:
     return runs.EXIT_CODES.get(result, 1)
 
 
+def start_over(run_dir: Path, status: dict, overrides: list[str], console: Any) -> int:
+    """A run stopped while it was starting, before its first checkpoint (taken before its first step): it starts
+    over, in its own directory, with its own configuration."""
+    from omegaconf import DictConfig, OmegaConf
+
+    from dlexp.config.compose import malformed
+    from dlexp.config.preflight import check
+    from dlexp.run import recipe
+
+    problems = malformed(overrides)
+    if problems:
+        raise ConfigError(problems)
+    if not (run_dir / runs.CONFIG).is_file():
+        raise CheckpointError(f"{run_dir} was stopped before it wrote its {runs.CONFIG}: run its command again.")
+    cfg = OmegaConf.merge(OmegaConf.create((run_dir / runs.CONFIG).read_text()), OmegaConf.from_dotlist(overrides))
+    assert isinstance(cfg, DictConfig)  # a run's config.yaml is a mapping
+    check(cfg, status.get("choices"))
+    clear_start(run_dir)
+    console.print(
+        f"starting {run_dir} over: it was {status.get('status')} before its first checkpoint",
+        highlight=False,
+        soft_wrap=True,
+    )
+    job = recipe.Job(
+        run_dir=run_dir,
+        overrides=list(status.get("overrides", [])) + list(overrides),
+        choices=status.get("choices", {}),
+    )
+    result, _ = recipe.run(cfg, job, console)
+    return runs.EXIT_CODES.get(result, 1)
+
+
+def clear_start(run_dir: Path) -> None:
+    """The files a run's start wrote before its first checkpoint; Hydra's .hydra/ folder and the lock stay."""
+    for path in Path(run_dir).iterdir():
+        if path.is_file() and path.name != runs.LOCK:
+            path.unlink()
+
+
 def started(run_dir: Path) -> bool:
     """Did a job of a sweep being finished start before (it has a status.json)?"""
     return (Path(run_dir) / runs.STATUS).is_file()
 
 
 def continue_job(cfg, job, console, exp=None):
-    """A job of a stopped sweep that had started, started again (`train.start`, not yet trained): from its
+    """A job of a stopped sweep that had started, started again (`recipe.start`, not yet trained): from its
     checkpoint; one stopped before its first checkpoint (within a second of its start) starts over."""
-    from dlexp.run import checkpoint
-    from dlexp.run import recipe as train
+    from dlexp.run import checkpoint, recipe
 
     status = runs.read_status(job.run_dir)
     if not (job.run_dir / checkpoint.FILE).is_file():
-        for path in job.run_dir.iterdir():
-            if path.is_file() and path.name != runs.LOCK:  # its start's files; Hydra's .hydra/ folder stays
-                path.unlink()
-        return train.start(cfg, job, console, exp=exp)
+        clear_start(job.run_dir)
+        return recipe.start(cfg, job, console, exp=exp)
     payload = checkpoint.load(job.run_dir / checkpoint.FILE)
     check_same_run(job.run_dir, payload, cfg)
     console.print(
@@ -163,4 +202,4 @@ def continue_job(cfg, job, console, exp=None):
         highlight=False,
         soft_wrap=True,
     )
-    return train.start(cfg, job, console, resume=payload, exp=exp, resumed_from={"from": status.get("status")})
+    return recipe.start(cfg, job, console, resume=payload, exp=exp, resumed_from={"from": status.get("status")})

@@ -101,6 +101,14 @@ def unwatch_sweep() -> None:
         _previous, _sweep_dir = None, None
 
 
+def forget() -> None:
+    """This process's part in any sweep and any stop it was asked for, forgotten (a command's end in a process that
+    goes on: a notebook's kernel)."""
+    global _requested, _sweep_dir
+    unwatch_sweep()
+    _requested, _sweep_dir = None, None
+
+
 @contextlib.contextmanager
 def stop_on_signals(state):
     """While active, the first Ctrl-C (or SIGTERM) asks the loop to stop; a second Ctrl-C aborts at once."""
@@ -136,3 +144,20 @@ class SweepStop:
         reason = stop_requested(self.sweep_dir)
         if reason and not state.stop:
             state.stop = reason
+
+    @staticmethod
+    def stack_step(members: list, stack) -> dict:
+        """on_step for many jobs of one stack ((row, state, watcher) each): the clock read once for all, each
+        sweep's STOP file at most once a second, each job stopped as its own watcher stops it."""
+        now = time.monotonic()
+        read: dict[Path, str | None] = {}
+        for _, state, watcher in members:
+            if now < watcher.due:
+                continue
+            watcher.due = now + POLL_SECS
+            if watcher.sweep_dir not in read:
+                read[watcher.sweep_dir] = stop_requested(watcher.sweep_dir)
+            reason = read[watcher.sweep_dir]
+            if reason and not state.stop:
+                state.stop = reason
+        return {}

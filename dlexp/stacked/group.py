@@ -20,7 +20,7 @@ from dlexp.stacked.losses import StackedLoss, loss_key, loss_problem
 from dlexp.stacked.model import StackedMLP, architecture
 from dlexp.stacked.optim import optimizer_kind, optimizer_problem, stack_optimizer
 
-MAX_GROUP = 128  # jobs per stack by default: memory grows with N x the parameters (and x the data if it differs)
+MAX_GROUP = 64  # jobs per stack by default (conf/hydra/launcher/vectorized.yaml says why): memory grows with N
 
 # What jobs must share to be stacked, in the order a reason names the first difference ("batch.size differs").
 KEY = ("device", "data", "loss", "model", "batch.size", "batch.shuffle", "optimizer", "resume position")

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import torch
 
-from dlexp.run import loop
+from dlexp.run import build, loop
 from dlexp.run import recipe as train
 from dlexp.stacked.group import StackedGroup
 from dlexp.stacked.loop import fit_stacked
@@ -62,10 +62,13 @@ def fit_together(runs: Sequence[train.Started], stop: StopFlag, rng_states: Sequ
     if rng_states is not None:
         for run, state in zip(runs, rng_states):
             run.observers.insert(0, OwnRng(state))
+    for shared in build.stack_observers(runs):  # last: a job its guard stops at a step has left when they look
+        for run in runs:
+            run.observers.append(shared)
     group = StackedGroup([run.exp for run in runs], [run.state for run in runs])
     try:
-        fresh = [r for r, run in enumerate(runs) if run.exp.trainable and run.resume is None]
-        if fresh:  # the start of every curve: the fresh networks at step 0, evaluated at once
+        fresh = [r for r, run in enumerate(runs) if run.exp.trainable and run.state.step == 0]
+        if fresh:  # the start of every curve: the fresh networks at step 0 (also continued from there), at once
             metrics = group.metrics()
             for r in fresh:
                 loop.notify(runs[r].observers, "on_epoch", runs[r].state, metrics[r])

@@ -116,6 +116,12 @@ class StackView:
         fit.states[j].loss_sum = fit.sums[row].clone()
         fit.set_rng(j)
 
+    def error(self, state: TrainState) -> BaseException | None:
+        """What ended the job whose TrainState is `state` early (its guard's Diverged, an observer's exception), or
+        None: a job that leaves the stack says why, as it leaves (dlexp/observe/stack_progress.py)."""
+        found = next((j for j, s in enumerate(self.fit.states) if s is state), None)
+        return None if found is None else self.fit.outcomes[found].error
+
     def model_of(self, row: int):
         """The job's own model (its architecture and names; its parameters are the stack's until synced)."""
         return self.group.exps[self.group.jobs[row]].model

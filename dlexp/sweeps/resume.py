@@ -16,28 +16,51 @@ through `app.task`; a launcher that trains jobs its own way, many at once in one
   * stopping: before starting a job, `signals.stop_requested()` (after `signals.join_sweep(sweep_dir)`): a
     stopped sweep starts no job, and a job not started leaves no status.json (`app.discard` its directory);
     while training, a job stops when `stop_on_signals` sets its state's `stop` or when `stop_requested()` says
-    so (`signals.SweepStop` reads it once a second), and ends as train.run ends it (a checkpoint, the status);
+    so (`signals.SweepStop` reads it once a second), and ends as recipe.run ends it (a checkpoint, the status);
   * records: each job is a run directory like any other: `record.Run.create(..., sweep_job=number)` (its lock,
     its number), the observers of `build.observers(..., record=...)` (checkpoints by time, the heartbeat, the
     guard), `train.end`;
   * resuming: a job whose directory holds a status.json is continued (`resume.started`, `resume.continue_job`:
-    the checkpoint, `check_same_run`, `train.run(resume=...)`), one without starts afresh.
+    the checkpoint, `check_same_run`, `recipe.run(resume=...)`), one without starts afresh.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from dlexp import UsageError
-from dlexp.config import compose as composer
+from dlexp.config import compose
 from dlexp.read import runs
 
 
 def is_sweep(path: Path) -> bool:
     return (Path(path) / runs.MULTIRUN).is_file()
+
+
+def search_sweeper(path: Path) -> DictConfig | None:
+    """The sweeper of a search (Optuna) whose jobs are in `path`, read from a job's Hydra record: such a sweep
+    writes no multirun.yaml. None when `path` is not one."""
+    if (Path(path) / runs.STATUS).is_file():  # a run
+        return None
+    for hydra_yaml in sorted(Path(path).glob("*/.hydra/hydra.yaml"))[:1]:
+        sweeper = OmegaConf.load(hydra_yaml).hydra.get("sweeper")
+        if isinstance(sweeper, DictConfig) and compose.targets(sweeper, "OptunaSweeper"):
+            return sweeper
+    return None
+
+
+def not_resumable(sweep_dir: Path, sweeper: DictConfig) -> UsageError:
+    """Why a search cannot be resumed, and what to do instead."""
+    kept = "kept them in memory only" if sweeper.get("storage") is None else f"keeps them in {sweeper.storage}"
+    return UsageError(
+        f"{sweep_dir} is an Optuna search, which cannot be resumed: Optuna picks each trial from the results "
+        f"of those before and {kept}, not in the sweep; run the search again (its sampler seed proposes the "
+        "same trials), or continue one stopped trial with dlexp resume RUN_DIR."
+    )
 
 
 def plan(sweep_dir: Path, count: int) -> dict[int, tuple[str, Path | None]]:
@@ -56,7 +79,9 @@ def recorded(sweep_dir: Path) -> DictConfig:
     if not isinstance(record, DictConfig):
         raise UsageError(f"{Path(sweep_dir) / runs.MULTIRUN} is not a sweep's record: it holds a list.")
     sweeper = record.hydra.sweeper
-    if not composer.targets(sweeper, "BasicSweeper"):
+    if compose.targets(sweeper, "OptunaSweeper"):
+        raise not_resumable(sweep_dir, sweeper)
+    if not compose.targets(sweeper, "BasicSweeper"):
         raise UsageError(
             f"{sweep_dir} was made by {sweeper.get('_target_')}; dlexp resume finishes sweeps that list "
             "their values (dlexp train -m a=1,2,3), whose jobs are known in advance."
@@ -84,6 +109,26 @@ def command_line(sweep_dir: Path, record: DictConfig, jobs: list[int]) -> list[s
         "hydra/sweeper=resume",
         f"hydra.sweeper.jobs=[{','.join(map(str, jobs))}]",
     ]
+
+
+def finished(sweep_dir: Path, console: Any) -> None:
+    """A sweep whose jobs have all finished but which was stopped after the last of them, before or while it wrote
+    its summary: its stop is forgotten and its summary written, as at the end of a sweep never stopped. A sweep
+    whose summary was written whole is left as it is."""
+    from dlexp import DlexpError
+    from dlexp.run import signals
+    from dlexp.sweeps import summary
+
+    if not signals.stop_requested(sweep_dir) and (sweep_dir / summary.SUMMARY_MD).is_file():
+        return
+    signals.clear(sweep_dir)
+    try:
+        written = summary.write_summary(sweep_dir)
+    except DlexpError as err:
+        console.print(f"no sweep summary: {err}", highlight=False, soft_wrap=True)
+        return
+    if written:
+        console.print(f"summary:  {', '.join(str(p) for p in written)}", highlight=False, soft_wrap=True)
 
 
 def register_sweeper() -> None:
@@ -114,7 +159,7 @@ def command(sweep_dir: Path, overrides: list[str], console) -> tuple[list[str], 
             "stop it (Ctrl-C) and resume it then."
         )
     record = recorded(sweep_dir)
-    jobs = composer.sweep_jobs(list(record.hydra.overrides.task), composer.sweeper_params(record.hydra.sweeper))
+    jobs = compose.sweep_jobs(list(record.hydra.overrides.task), compose.sweeper_params(record.hydra.sweeper))
     standing = plan(sweep_dir, len(jobs))
     alive = [path for status, path in standing.values() if status == "running"]
     if alive:
@@ -130,6 +175,7 @@ def command(sweep_dir: Path, overrides: list[str], console) -> tuple[list[str], 
             highlight=False,
             soft_wrap=True,
         )
+        finished(sweep_dir, console)
         return None
     console.print(
         f"resuming the sweep {sweep_dir}: {counts}; running {len(todo)} of {len(jobs)} jobs "

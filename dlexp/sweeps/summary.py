@@ -18,8 +18,8 @@ from dlexp import DlexpError
 from dlexp.observe import hparams
 from dlexp.read import evidence, runs
 from dlexp.read.rows import load_run, run_order
-from dlexp.read.table import build_table, to_csv, to_markdown, verdict_for
-from dlexp.run import signals
+from dlexp.read.table import Table, build_table, render, to_csv, to_markdown, verdict_for
+from dlexp.run import faults, signals
 from dlexp.run.console import console as make_console
 
 
@@ -42,24 +42,47 @@ def report(sweep_dir: Path, config: DictConfig | None) -> int:
             f"[bold]sweep {'ended' if missing > 0 else 'finished'}:[/] {_counts(jobs)}"
             f"{f', {missing} not started' if missing > 0 else ''} in {sweep_dir}"
         )
-    for path, status in jobs:
-        console.print(f"  {_status_text(status)}  {path.name}")
+    compact = len(jobs) > COMPACT_JOBS
+    for path, status in jobs:  # a big sweep: only the jobs that did not complete, its table follows
+        if not compact or status.get("status", "failed") != "completed":
+            console.print(f"  {_status_text(status)}  {path.name}")
+    faults.point("summary")
     if jobs:
-        _summary(sweep_dir, console)
+        _summary(sweep_dir, console, table=compact)
     best = best_trial(sweep_dir)
     if best:
         console.print(f"[bold]best trial:[/] {best}")
     if planned and (stopped or missing > 0 or any(s in runs.CONTINUABLE for s in statuses)):
         console.print(f"continue it: dlexp resume {sweep_dir}")  # (a sampling sweeper's cannot be resumed)
+    return exit_code(sweep_dir, config)
+
+
+def exit_code(sweep_dir: Path, config: DictConfig | None) -> int:
+    """The sweep's exit code, from disk: its most serious outcome among its jobs' statuses, its stop (130 / 143)
+    and the jobs planned that never started (as crashed)."""
+    statuses = [runs.read_status(path).get("status", "failed") for path in runs.find_runs(sweep_dir)]
+    stopped = signals.stop_requested(sweep_dir)
+    missing = (planned_jobs(config) - len(statuses)) if config is not None else 0
     return runs.worst_exit_code(statuses + ([stopped] if stopped else []) + (["crashed"] if missing > 0 else []))
 
 
-def _summary(sweep_dir: Path, console) -> None:
+def _summary(sweep_dir: Path, console, table: bool = False) -> None:
+    """The sweep's summary written, and where it is; with `table`, its table printed first (as `dlexp compare`)."""
     try:
-        written = write_summary(sweep_dir)
+        written, t, notes = summarize(sweep_dir)
     except DlexpError as err:  # a summary that cannot be written must not hide the sweep's results
         console.print(f"[yellow]no sweep summary:[/] {err}")
         return
+    if table and t is not None:
+        if t.groups is None:
+            title = f"{len(t.records)} runs"
+        else:
+            title = (
+                f"{sum(len(g.runs) for g in t.groups)} runs in {len(t.groups)} group{'s' if len(t.groups) != 1 else ''}"
+            )
+        render(console, t, title)
+        for line in notes:
+            console.print(line, highlight=False, soft_wrap=True)
     if written:
         console.print(f"[bold]summary:[/]  {', '.join(str(p) for p in written)}")
     console.print(f"compare:  dlexp compare {sweep_dir}")
@@ -70,6 +93,7 @@ OPTUNA_RESULTS = "optimization_results.yaml"  # written into the sweep directory
 
 
 SUMMARY_CSV, SUMMARY_MD = "summary.csv", "summary.md"
+COMPACT_JOBS = 20  # past this many jobs, the end of a sweep prints its table (as dlexp compare), not a line a job
 
 
 def write_summary(sweep_dir: Path) -> list[Path]:
@@ -77,21 +101,27 @@ def write_summary(sweep_dir: Path) -> list[Path]:
     the sweep varies the seed, the grouped table with its verdict, and one TensorBoard run per group under
     <sweep>/aggregate/; and the columns of the sweep's TensorBoard HParams table (what it varies, status, the key
     metrics)."""
+    return summarize(sweep_dir)[0]
+
+
+def summarize(sweep_dir: Path) -> tuple[list[Path], Table | None, list[str]]:
+    """`write_summary`, and the table it wrote with the lines of its verdict (None, []: no run)."""
     sweep_dir = Path(sweep_dir)
     run_dirs = runs.find_runs(sweep_dir) if sweep_dir.exists() else []
     if not run_dirs:
-        return []
+        return [], None, []
     rows = sorted((load_run(p) for p in run_dirs), key=run_order)
     t = build_table(rows)
     found = verdict_for(t, rows, None)
-    written = [to_csv(sweep_dir / SUMMARY_CSV, t), to_markdown(sweep_dir / SUMMARY_MD, t, found.lines if found else [])]
+    notes = found.lines if found else []
+    written = [to_csv(sweep_dir / SUMMARY_CSV, t), to_markdown(sweep_dir / SUMMARY_MD, t, notes)]
     if t.groups is not None:
         aggregates = evidence.write_aggregates(sweep_dir, t.groups)
         if aggregates:
             written.append(sweep_dir / evidence.AGGREGATE_DIR)
     if not signals.stop_requested(sweep_dir):  # a stopped sweep gets its columns when `dlexp resume` finishes it
         hparams.write_sweep_columns(rows, evidence.differing_overrides(rows))
-    return written
+    return written, t, notes
 
 
 def launcher_failed(err: Exception, console) -> int | None:
@@ -117,12 +147,12 @@ def launcher_failed(err: Exception, console) -> int | None:
 
 def planned_jobs(config: DictConfig) -> int:
     """How many jobs the sweep has (0 when a sampling sweeper such as Optuna decides as it goes)."""
-    from dlexp.config import compose as composer
+    from dlexp.config import compose
 
     sweeper = OmegaConf.select(config, "hydra.sweeper")
-    if sweeper is None or not (composer.targets(sweeper, "BasicSweeper") or composer.targets(sweeper, "ResumeSweeper")):
+    if sweeper is None or not (compose.targets(sweeper, "BasicSweeper") or compose.targets(sweeper, "ResumeSweeper")):
         return 0
-    return len(composer.sweep_jobs(list(config.hydra.overrides.task), composer.sweeper_params(sweeper)))
+    return len(compose.sweep_jobs(list(config.hydra.overrides.task), compose.sweeper_params(sweeper)))
 
 
 def _job_order(job: tuple[Path, dict]) -> tuple[int, str]:
