@@ -1,7 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
 #   make run    create .venv, install dlexp and its dependencies, run the default experiment
-#   make test   the same set-up plus what the tests need (pytest, Ray), then the whole test suite, slow
-#               end-to-end tests included (what CI runs)
+#   make test   the same set-up plus what the tests need (pytest, Ray), then make lint, then the whole test
+#               suite, slow end-to-end tests included (what CI runs)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -40,8 +40,9 @@ run: $(STAMP)
 # core, a test file's tests on one worker (they share the sweeps their module-scoped fixtures train). Then the tests that compare a stack of jobs with the
 # same jobs alone once more, on another kernel path and with every batched product rounded one unit in the last
 # place off: what another CPU may do (tests/rounding/), so that a comparison only this CPU would pass fails here.
+# Lint first: a lint, format or type error fails CI before the suite runs.
 XDIST := -n auto --dist loadscope
-test: $(TEST_STAMP)
+test: $(TEST_STAMP) lint
 	$(PY) -m pytest -q -m '' $(XDIST)
 	DLEXP_TEST_ROUNDING=ulp ATEN_CPU_CAPABILITY=default $(PY) -m pytest -q -m kernels $(XDIST)
 

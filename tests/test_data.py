@@ -169,7 +169,10 @@ def test_train_and_val_are_disjoint_and_cover_the_data():
     ds = D.digits(seed=3)
     flat = torch.cat([ds.x_train, ds.x_val]).reshape(-1, 64).numpy()  # (1797, 64)
     oracle = (load_digits().data / 16.0).astype(np.float32)  # (1797, 64)
-    rows = lambda a: a[np.lexsort(a.T[::-1])]
+
+    def rows(a):
+        return a[np.lexsort(a.T[::-1])]
+
     assert np.array_equal(rows(flat), rows(oracle))
     assert float(flat.max()) == 1.0 and float(flat.min()) == 0.0
 

@@ -42,6 +42,7 @@ def test_installed_wheel_finds_its_configs_from_anywhere(tmp_path):
     )
     assert where.stdout.strip().startswith(str(site)), where.stdout + where.stderr
     assert (Path(where.stdout.strip()) / "optimizer" / "adam.yaml").is_file()
+    assert (site / "dlexp" / "py.typed").is_file()  # the marker that tells editors and mypy the package is typed
 
     listed = subprocess.run(
         [sys.executable, "-m", "dlexp", "list", "optimizer"],

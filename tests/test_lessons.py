@@ -462,7 +462,10 @@ def test_gaussian_nll_learns_a_variance_that_grows_with_the_noise(train_keep):
         out = exp.model(x)  # (13, 2): mean, raw variance
         learned = exp.loss.variance(out).sqrt().squeeze(1)  # (13,)
     true = sine_noise_std(x, 0.3, True).squeeze(1)  # (13,) grows linearly 0.03 -> 0.6
-    rank = lambda t: t.argsort().argsort().float()
+
+    def rank(t):
+        return t.argsort().argsort().float()
+
     assert torch.corrcoef(torch.stack([rank(learned), rank(true)]))[0, 1] > 0.9  # Spearman
     assert learned[-1] > 4 * learned[0]  # ~0.53 vs ~0.06 (true 0.59 vs 0.04)
     left, right = readme("on a sine whose noise std grows from {} (left) to {} (right)")

@@ -231,7 +231,10 @@ def test_random_search_without_model_draws_from_normal_and_minimises_quadratic()
     w = nn.Parameter(torch.full((2,), 3.0))
     opt = RandomSearch([w], scale=1.0)
     target = torch.tensor([0.5, -0.5])
-    closure = lambda: ((w - target) ** 2).sum()
+
+    def closure():
+        return ((w - target) ** 2).sum()
+
     first = opt.step(closure)
     for _ in range(300):
         last = opt.step(closure)

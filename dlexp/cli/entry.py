@@ -11,7 +11,7 @@ def main() -> None:
     """Run one command, then end the process (see `_end`): the exit code is the command's."""
     try:
         _dispatch(sys.argv[1:])
-        code = 0
+        code: str | int | None = 0
     except SystemExit as done:
         code = done.code
     except KeyboardInterrupt:

@@ -33,7 +33,7 @@ def print_options(group: str | None, console, err_console, config_dirs=()) -> in
 
     from dlexp import ConfigError
 
-    groups = catalog.GROUPS
+    groups: tuple[str, ...] = catalog.GROUPS
     if group is not None:
         if group not in groups:
             err_console.print(
@@ -64,9 +64,9 @@ def print_options(group: str | None, console, err_console, config_dirs=()) -> in
         console.print(text.rstrip(), highlight=False, soft_wrap=True)
 
     line(f"[bold]{'group':<{group_width}} {'option':<{option_width + 2}} description[/]")
-    for name, mark, option, description in rows:
+    for name, mark, option_name, description in rows:
         first, *more = textwrap.wrap(description, wrap, break_on_hyphens=False) or [""]
-        line(f"[cyan]{name:<{group_width}}[/] {mark} {option:<{option_width}} {escape(first)}")
+        line(f"[cyan]{name:<{group_width}}[/] {mark} {option_name:<{option_width}} {escape(first)}")
         for rest in more:
             line(" " * indent + escape(rest))
     line(f"{DEFAULT} default.  Choose with group=option, e.g. [bold]dlexp train optimizer=sgd batch=full[/]")

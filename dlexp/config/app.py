@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from dlexp import ConfigError, DlexpError
@@ -32,6 +33,8 @@ from dlexp.run.console import console, report
 class Outcome(float):
     """What a job returns: the objective a sweeper minimises (the final val/loss; inf unless the run completed),
     carrying the job's status, from which the command's exit code is decided."""
+
+    status: str
 
     def __new__(cls, value: float, status: str) -> Outcome:
         outcome = super().__new__(cls, value)
@@ -79,7 +82,7 @@ def start_job(cfg: DictConfig, exp=None):
             return resume.continue_job(cfg, job, console(), exp=exp)
         return recipe.start(cfg, job, console(), exp=exp)
     except ConfigError as err:
-        return refuse(job, err, keep_record=hc.mode.name == "MULTIRUN")
+        return refuse(job, err, keep_record=hc.mode == RunMode.MULTIRUN)
     except DlexpError as err:  # a disk that takes nothing, a checkpoint that cannot be used: one sentence
         report(console(stderr=True), err)
         return Outcome(math.inf, "failed")
@@ -254,15 +257,15 @@ def contained() -> Iterator[None]:
         sys.argv = saved_argv
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
-        for handler in [h for h in root.handlers if h not in root_handlers]:
-            root.removeHandler(handler)
-            handler.close()
+        for added in [h for h in root.handlers if h not in root_handlers]:
+            root.removeHandler(added)
+            added.close()
         root.handlers[:] = root_handlers
         root.setLevel(root_level)
         if threads is not None:
             sys.modules["torch"].set_num_threads(threads)
         GlobalHydra.instance().clear()
-        HydraConfig.instance().cfg = None  # type: ignore[assignment]  # Hydra's own reset: no public clear
+        HydraConfig.instance().cfg = None  # Hydra's own reset: no public clear
 
 
 def run_hydra(argv: list[str]) -> None:

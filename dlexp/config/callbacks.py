@@ -55,7 +55,7 @@ class SweepStops(Callback):
     (dlexp.run.signals). Registered after Preflight: a sweep refused there writes nothing."""
 
     def __init__(self) -> None:
-        self.lock = None
+        self.lock: int | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from dlexp import UsageError

@@ -13,11 +13,16 @@ import contextlib
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, OmegaConf
 
 from dlexp import ConfigError
 from dlexp.config import catalog, resolvers
+from dlexp.config.objects import as_dict
+
+if TYPE_CHECKING:
+    from hydra.core.override_parser.types import Override
 
 CONFIG_NAME = "config"
 KEY_VALUE_HINT = "write each override as key=value, e.g. optimizer=adam or model.hidden=[32,32]"
@@ -104,13 +109,13 @@ def malformed(overrides: list[str]) -> list[str]:
     return [problem for _, problem in parse(overrides) if problem]
 
 
-def parse(overrides: list[str]) -> list[tuple[object | None, str | None]]:
+def parse(overrides: list[str]) -> list[tuple[Override | None, str | None]]:
     """(Hydra's parsed Override, None) for each readable override, (None, the sentence why not) for the others."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import OverrideParseException
 
     parser = OverridesParser.create()
-    found = []
+    found: list[tuple[Override | None, str | None]] = []
     for override in overrides:
         try:
             (parsed,) = parser.parse_overrides([override])
@@ -178,31 +183,32 @@ def compose(overrides: list[str], session: Session) -> tuple[DictConfig | None, 
 
     problems, picked, keys = [], [], []
     for override, problem in parse(overrides):
-        if problem is None and override.is_sweep_override():  # a job's overrides are single values
+        if override is not None and override.is_sweep_override():  # a job's overrides are single values
             problem = (
                 f"'{override.input_line}' sweeps over several values: add -m to run one job per value "
                 f"(dlexp train -m {override.input_line}), or write a list as [a,b]."
             )
-        elif problem is None and _is_choice(override):
+        elif override is not None and _is_choice(override):
             problem = unknown_option(override, session.config_dirs)
             picked += [] if problem else [override]
-        elif problem is None:
+        elif override is not None:
             keys.append(override)
         problems += [problem] if problem else []
 
-    def attempt(chosen) -> tuple[DictConfig | None, str | None]:
+    def attempt(chosen) -> DictConfig | str:
+        """The config, or the sentence why it does not compose."""
         try:
             return hydra_compose(
                 session.config_name,
                 overrides=[*session.extra, *(o.input_line for o in chosen)],
                 return_hydra_config=True,
-            ), None
+            )
         except (HydraException, OmegaConfBaseException, ValueError) as err:
-            return None, first_sentence(err)
+            return first_sentence(err)
 
-    base, error = attempt(picked)
-    if base is None:
-        return None, problems + [error]
+    base = attempt(picked)
+    if isinstance(base, str):
+        return None, problems + [base]
     usable = []
     for override in keys:  # what Hydra would stop at, checked against the composed structure instead
         problem = key_problem(base, override)
@@ -210,9 +216,9 @@ def compose(overrides: list[str], session: Session) -> tuple[DictConfig | None, 
             problems.append(problem)
         else:
             usable.append(override)
-    cfg, error = attempt(picked + usable)
-    if cfg is None:
-        return base, problems + [error]
+    cfg = attempt(picked + usable)
+    if isinstance(cfg, str):
+        return base, problems + [cfg]
     return cfg, problems
 
 
@@ -220,7 +226,7 @@ def load(overrides: list[str], config_dirs=(), config_name: str = CONFIG_NAME) -
     """The composed config (with its hydra node) outside an application; a ConfigError lists every problem."""
     with standalone(config_dirs, config_name) as session:
         cfg, problems = compose(list(overrides), session)
-    if problems:
+    if problems or cfg is None:  # no config comes with a problem
         raise ConfigError(problems)
     return cfg
 
@@ -302,14 +308,15 @@ def sweep_jobs(overrides: list[str], params: dict | None = None) -> list[list[st
 def sweeper_params(sweeper: DictConfig) -> dict:
     """hydra.sweeper.params (sweep axes a preset can declare) as plain {key: "a,b"}; {} when there are none."""
     params = sweeper.get("params") if sweeper is not None else None
-    return OmegaConf.to_container(params, resolve=False) if isinstance(params, DictConfig) else {}
+    return as_dict(params, resolve=False) if isinstance(params, DictConfig) else {}
 
 
 def fixed_part(overrides: list[str]) -> list[str]:
     """The overrides that are not sweeps (what every job of a sampling sweeper shares)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    return [o.input_line for o in OverridesParser.create().parse_overrides(overrides) if not o.is_sweep_override()]
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    return [o.input_line for o in parsed if not o.is_sweep_override() and o.input_line is not None]
 
 
 def targets(node: DictConfig, class_name: str) -> bool:
@@ -325,4 +332,4 @@ def choices(cfg: DictConfig) -> dict[str, str]:
 
 def without_hydra(cfg: DictConfig) -> DictConfig:
     """The task's config: everything but Hydra's own node."""
-    return OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k != "hydra"])
+    return OmegaConf.masked_copy(cfg, [str(k) for k in cfg.keys() if k != "hydra"])

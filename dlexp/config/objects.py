@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from dlexp import ConfigError
 
@@ -34,7 +34,7 @@ def locate(target: str) -> Callable:
     return get_object(target)
 
 
-def instantiate(node: DictConfig, where: str, allow: tuple[str, ...] = (), **kwargs) -> Any:
+def instantiate(node: DictConfig | ListConfig, where: str, allow: tuple[str, ...] = (), **kwargs) -> Any:
     """hydra.utils.instantiate after the allow-list check (the node's own target and any nested ones)."""
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate as hydra_instantiate
@@ -56,6 +56,14 @@ def instantiate(node: DictConfig, where: str, allow: tuple[str, ...] = (), **kwa
         raise
 
 
+def as_dict(node: DictConfig, resolve: bool = True) -> dict[str, Any]:
+    """A mapping node as plain Python, its interpolations resolved or kept as written."""
+    container = OmegaConf.to_container(node, resolve=resolve)
+    if not isinstance(container, dict):  # only a ListConfig becomes anything else
+        raise ConfigError(f"Expected a mapping, got {type(container).__name__}.")
+    return {str(key): value for key, value in container.items()}
+
+
 def find_targets(node: Any, where: str) -> list[tuple[str, Any]]:
     """Every (path, _target_) inside a node, the node itself included."""
     found = []
@@ -63,7 +71,7 @@ def find_targets(node: Any, where: str) -> list[tuple[str, Any]]:
         for key in node.keys():
             value = node._get_node(key)
             if key == "_target_":
-                found.append((where, OmegaConf.to_container(node, resolve=False).get("_target_")))
+                found.append((where, as_dict(node, resolve=False).get("_target_")))
             elif isinstance(value, DictConfig):
-                found += find_targets(value, f"{where}.{key}")
+                found += find_targets(value, f"{where}.{key!s}")
     return found

@@ -91,7 +91,7 @@ def _unknown_top_keys(cfg: DictConfig) -> list[str]:
 
     known = set(TOP) | set(PLAIN) | set(INJECTED)
     return [
-        f"Unknown key '{key}'.{catalog.suggest(str(key), known)} Top-level keys: {', '.join(sorted(known))}."
+        f"Unknown key '{key!s}'.{catalog.suggest(str(key), known)} Top-level keys: {', '.join(sorted(known))}."
         for key in cfg.keys()
         if key not in known
     ]
@@ -102,7 +102,7 @@ def _plain_group(cfg: DictConfig, group: str, schema: dict[str, Knob], choices) 
     if not isinstance(node, DictConfig):
         return [f"'{group}' must be a mapping with keys {', '.join(schema)}."]
     problems = [
-        f"Unknown key '{group}.{key}' for {_named(group, choices)}.{catalog.suggest(str(key), schema)} "
+        f"Unknown key '{group}.{key!s}' for {_named(group, choices)}.{catalog.suggest(str(key), schema)} "
         f"Valid keys: {', '.join(schema)}."
         for key in node.keys()
         if key not in schema
@@ -150,7 +150,7 @@ def _component(cfg: DictConfig, group: str, allow: tuple[str, ...], choices) -> 
     node = cfg.get(group)
     if not isinstance(node, DictConfig) or "_target_" not in node:
         return [f"'{group}' needs a _target_; choose one of: {', '.join(catalog.options(group))}."]
-    target = OmegaConf.to_container(node, resolve=False).get("_target_")
+    target = objects.as_dict(node, resolve=False)["_target_"]
     problem = objects.check_target(target, group, allow)
     if problem:
         return [problem]
@@ -182,7 +182,7 @@ def _component(cfg: DictConfig, group: str, allow: tuple[str, ...], choices) -> 
             value_node = node._get_node(key)
             found = _check_against_default(path, value_node, parameters[key].default)
             if not found and not OmegaConf.is_interpolation(value_node):
-                value = OmegaConf.to_container(node, resolve=True)[key]
+                value = objects.as_dict(node)[key]
                 found = [p for p in (rule.problem(path, value) for rule in rules.get(key, ())) if p]
             problems += found
     for name, p in parameters.items():

@@ -136,7 +136,7 @@ class DivergenceGuard:
 
     def wants_grads(self, step: int) -> bool:
         suspect = self.zero_since is not None and "stalled_at_step" not in self.status_fields
-        return step % max(self.every, GRADS_EVERY) == 0 or step == self.first or (suspect and self.stall_steps)
+        return step % max(self.every, GRADS_EVERY) == 0 or step == self.first or (suspect and bool(self.stall_steps))
 
     def check_grads(self, step: int, total: float) -> None:
         """`total`: the sum of |gradient| over every parameter at this step."""

@@ -156,7 +156,7 @@ def capture_values(
             continue
         if found.pre is not None:
             hist(f"preactivations/{layer.name}", found.pre)
-        if found.act is not None and found.act[0].numel():
+        if found.act is not None and layer.activation is not None and found.act[0].numel():
             name = layer.act_name
             hist(f"activations/{name}", found.act)  # its sum / sum of squares give act_mean / act_std
             health = unit_health(layer.activation, found.act)
@@ -380,7 +380,9 @@ class Histograms:
                 if group in self.skipped:
                     continue
                 span = bounded.RANGES.get(name.split("_", 1)[-1]) if group == "activations" else None
-                hists[tag] = span_buckets(stats, bins, span) if span else histogram_proto_fields(stats, n, bins)
+                fields = span_buckets(stats, bins, span) if span else histogram_proto_fields(stats, n, bins)
+                if fields is not None:  # None only for a tensor that is not finite, skipped above
+                    hists[tag] = fields
                 continue
             x = values[at]
             at += 1

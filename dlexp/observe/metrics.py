@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import time
 from pathlib import Path
+from typing import TextIO
 
 from dlexp.run import record
 
@@ -18,7 +19,7 @@ class MetricsCSV:
         self.columns: list[str] | None = None
         self.started = time.perf_counter()
         self.purged = False
-        self.file = None
+        self.file: TextIO | None = None
         self.writer: csv.DictWriter | None = None
 
     def _purge(self, state) -> None:
@@ -54,14 +55,14 @@ class MetricsCSV:
             **metrics,
             "time": round(time.perf_counter() - self.started, 3),
         }
-        if self.writer is None:
+        if self.writer is None or self.file is None:
             new = self.columns is None
-            if new:  # train/loss is absent from the step-0 row (no epoch yet) but belongs in the header
-                self.columns = ["epoch", "step", "train/loss"] + [
-                    k for k in row if k not in ("epoch", "step", "train/loss")
-                ]
+            columns = self.columns or ["epoch", "step", "train/loss"] + [
+                k for k in row if k not in ("epoch", "step", "train/loss")
+            ]  # train/loss is absent from the step-0 row (no epoch yet) but belongs in the header
+            self.columns = columns
             self.file = self.path.open("a", newline="")
-            self.writer = csv.DictWriter(self.file, fieldnames=self.columns, extrasaction="ignore")
+            self.writer = csv.DictWriter(self.file, fieldnames=columns, extrasaction="ignore")
             if new:
                 self.writer.writeheader()
         self.writer.writerow(row)

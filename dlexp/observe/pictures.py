@@ -103,6 +103,7 @@ class Pictures:
         inputs = torch.cat([data.x_train, data.x_val]).cpu().numpy()  # (N, F): the extent covers both
         self.x = data.x_train.cpu().numpy()  # (N, F) points drawn
         self.y = data.y_train.cpu().numpy()  # (N,) labels or (N, 1) targets
+        self.painter: render.BoundaryPainter | render.CurvePainter
         if self.kind == "classes":
             self.frame = render.Frame(render.square_extent(inputs))
             self.grid = torch.from_numpy(render.grid_points(self.frame.extent, CELLS)).to(device)
@@ -230,7 +231,7 @@ class Pictures:
         self.seconds += time.perf_counter() - started
 
     def prediction_image(self, out: Tensor) -> np.ndarray:
-        if self.kind == "classes":
+        if isinstance(self.painter, render.BoundaryPainter):  # kind "classes"
             probs = self.probabilities(out).reshape(CELLS, CELLS, -1)  # (n, n, K), row 0 at the top
             return self.painter(probs)
         return self.painter(self.grid[:, 0].cpu().numpy(), *self.curve(out))

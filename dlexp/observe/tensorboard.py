@@ -235,7 +235,7 @@ def quiet_writer_threads() -> None:
             return
         default(args)
 
-    hook.dlexp = True
+    hook.dlexp = True  # type: ignore[attr-defined]  # marks the hook as installed (read back above)
     threading.excepthook = hook
 
 
@@ -575,7 +575,7 @@ def read_histograms(run_dir, prefix: str, step: int) -> tuple[int | None, dict[s
     for tag, found in captures.items():
         buckets = found.get(nearest)
         filled = [(left, right) for left, right, count in buckets or () if count]
-        if filled:
+        if buckets and filled:
             histograms[tag] = {
                 "buckets": buckets,
                 "min": filled[0][0],

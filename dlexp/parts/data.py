@@ -46,7 +46,14 @@ class Dataset:
     @property
     def target_dim(self) -> int:
         """Width D of regression targets; 0 for classification and unlabelled data."""
-        return int(self.y_train.shape[1]) if self.task == "regression" else 0
+        return int(self.labels.shape[1]) if self.task == "regression" else 0
+
+    @property
+    def labels(self) -> Tensor:
+        """y_train, which every task but "unlabelled" has."""
+        if self.y_train is None:
+            raise DataError(f"data={self.name} is unlabelled: it has no targets.")
+        return self.y_train
 
     @property
     def n_train(self) -> int:
@@ -120,7 +127,7 @@ def linear(
         right = torch.nonzero(data.x_train[:, 0] > 0).squeeze(1)  # candidate rows, x > 0
         n_out = min(len(right), round(outlier_fraction * data.n_train))
         chosen = right[torch.from_numpy(rng.permutation(len(right))[:n_out])]
-        data.y_train[chosen] += outlier_scale
+        data.labels[chosen] += outlier_scale
     return data
 
 
@@ -245,7 +252,8 @@ def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     import importlib.util
 
     spec = importlib.util.find_spec("sklearn")
-    path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz" if spec else None
+    folders = spec.submodule_search_locations if spec else None
+    path = Path(folders[0]) / "datasets" / "data" / "digits.csv.gz" if folders else None
     if path is None or not path.is_file():
         raise DataError(
             "data=digits reads the digits bundled with scikit-learn, which is not installed here "
@@ -331,7 +339,7 @@ def _split_arrays(
     def pick(t: Tensor | None, rows: Tensor) -> Tensor | None:
         return None if t is None else t[rows]  # boolean indexing copies: train and val never share storage
 
-    return Dataset(name, task, pick(xt, train), pick(yt, train), pick(xt, val), pick(yt, val), n_classes=n_classes)
+    return Dataset(name, task, xt[train], pick(yt, train), xt[val], pick(yt, val), n_classes=n_classes)
 
 
 def _train_val_rows(
@@ -344,7 +352,10 @@ def _train_val_rows(
     (ties broken at random), so the split keeps the class balance even when classes are tiny.
     val_fraction 0 holds nothing out and validates on the training set itself, as the logic gates do.
     """
-    n = len(y) if n is None else n
+    if n is None:
+        if y is None:
+            raise ValueError("_train_val_rows needs the targets y or the row count n.")
+        n = len(y)
     _check_fraction("val_fraction", val_fraction)
     if val_fraction == 0:
         every = torch.ones(n, dtype=torch.bool)

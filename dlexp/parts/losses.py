@@ -358,7 +358,7 @@ class Auto:
 
     name = "auto"
 
-    CHOICES = {"binary": BCE, "multiclass": CE, "regression": MSE}
+    CHOICES: dict[str, type[BCE] | type[CE] | type[MSE]] = {"binary": BCE, "multiclass": CE, "regression": MSE}
 
     def resolve(self, data):
         choice = self.CHOICES.get(data.task)

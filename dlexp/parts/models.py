@@ -17,7 +17,7 @@ histogram observer finds every Linear/Conv2d followed by its activation module i
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Annotated
 
 from torch import nn
@@ -27,7 +27,7 @@ from dlexp.parts.params import OneOf, Range
 
 # The activations `model.activation` accepts. Classes, not instances: every layer needs its own module so
 # forward hooks fire once per layer.
-ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+ACTIVATIONS: dict[str, type[nn.Module]] = {
     "sigmoid": nn.Sigmoid,
     "tanh": nn.Tanh,
     "relu": nn.ReLU,

@@ -55,8 +55,9 @@ def build_optimizer(
 def reset_parameters(model: nn.Module) -> None:
     """Re-draw every parameter from PyTorch's default initialisation (each module's own rule)."""
     for module in model.modules():
-        if hasattr(module, "reset_parameters"):
-            module.reset_parameters()
+        reset = getattr(module, "reset_parameters", None)
+        if callable(reset):
+            reset()
 
 
 def _init_parameter_names(factory: Callable[..., Any]) -> set[str]:
@@ -113,7 +114,7 @@ class _GreedySearch(torch.optim.Optimizer):
         return []
 
     @torch.no_grad()
-    def step(self, closure: Closure | None = None) -> torch.Tensor:  # type: ignore[override]
+    def step(self, closure: Closure | None = None) -> torch.Tensor:  # type: ignore[override]  # returns the loss Tensor; torch types it float
         if closure is None:
             raise ValueError(f"{type(self).__name__} needs a closure that returns the loss.")
         params = self._params()
@@ -276,7 +277,7 @@ class AdamThenSGD(torch.optim.Optimizer):
             g["lr"] = g["lr"] * g["sgd_lr"] / g["adam_lr"]
         return True
 
-    def step(self, closure: Closure | None = None) -> torch.Tensor | None:  # type: ignore[override]
+    def step(self, closure: Closure | None = None) -> torch.Tensor | None:  # type: ignore[override]  # returns the loss Tensor; torch types it float
         loss = self.next_inner().step(closure)
         self.stepped()
         return loss

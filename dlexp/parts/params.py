@@ -12,6 +12,7 @@ No torch import: validation reads these before anything is built.
 
 from __future__ import annotations
 
+import inspect
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -89,7 +90,7 @@ def constraints(target: str, obj: Callable) -> dict[str, list]:
     found: dict[str, list] = {}
     if target.startswith("torch.optim."):
         found = {name: [rule] for name, rule in TORCH_OPTIM.items()}
-    function = obj.__init__ if isinstance(obj, type) else obj
+    function = inspect.getattr_static(obj, "__init__") if isinstance(obj, type) else obj  # a class: its constructor
     try:
         hints = typing.get_type_hints(function, include_extras=True)
     except Exception:  # a user's target with annotations that do not resolve: nothing declared

@@ -37,7 +37,7 @@ def figure(**options):
 def _style(i: int, count: int, points: int) -> dict:
     import matplotlib
 
-    colors = matplotlib.colormaps["tab10" if count <= 10 else "tab20"].colors
+    colors = matplotlib.color_sequences["tab10" if count <= 10 else "tab20"]
     spacing = max(1, points // MARKS_PER_CURVE)
     return dict(
         color=colors[i % len(colors)],
@@ -212,13 +212,13 @@ def draw_runs(rows: list, labels: list[str], log_scale: bool = False):
 def mean_curve(runs: list, band: str = "std") -> list[tuple[float, float, float, float]]:
     """(epoch, mean, lower, upper) over the runs at every epoch they all evaluated; the band is mean ± std
     (sample std; none for one run) or the runs' min and max."""
-    from dlexp.read.evidence import describe
+    from dlexp.read.evidence import describe_all
 
     per_run = [dict(run.curve) for run in runs]
     epochs = sorted(set.intersection(*(set(c) for c in per_run))) if per_run else []
     found = []
     for epoch in epochs:
-        s = describe([c[epoch] for c in per_run])
+        s = describe_all([c[epoch] for c in per_run])
         if band == "minmax":
             found.append((epoch, s.mean, s.min, s.max))
         else:
@@ -260,8 +260,8 @@ def draw_groups(groups: list, band: str = "std", log_scale: bool = False):
         for j, row in enumerate(stopped):
             xs, ys = zip(*row.curve)
             endings = ", ".join(sorted({r.status for r in stopped}))
-            label = f"{group.label}: {len(stopped)} {endings} (×)" if j == 0 else None
-            ax.plot(xs, ys, color=style["color"], linestyle=":", linewidth=1.0, label=label, zorder=4)
+            first = f"{group.label}: {len(stopped)} {endings} (×)" if j == 0 else None  # one legend entry
+            ax.plot(xs, ys, color=style["color"], linestyle=":", linewidth=1.0, label=first, zorder=4)
             _off_scale(ax, xs, ys, low, high, style["color"], value=row.status != "diverged")
             xy = _stop(ax, row, style["color"], low, high) or xy
         diverged = [r for r in stopped if r.status == "diverged"]

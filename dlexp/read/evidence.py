@@ -59,6 +59,14 @@ def describe(values: list[float]) -> Stat | None:
     )
 
 
+def describe_all(values: list[float]) -> Stat:
+    """`describe` of values that must be there (every run's value at a step they all logged)."""
+    found = describe(values)
+    if found is None:
+        raise ValueError("No values to describe: no run logged this step.")
+    return found
+
+
 @dataclass
 class Group:
     """Runs that share every setting except the seed (or, with --by, the values of the chosen keys)."""
@@ -200,6 +208,8 @@ class Verdict:
 
 def welch(a: Stat, b: Stat) -> tuple[float, float, float]:
     """(difference of means a - b, its standard error, Welch's two-sided p-value). Needs n >= 2 in both."""
+    if a.std is None or b.std is None:
+        raise ValueError("Welch's test needs two runs or more in each group.")
     va, vb = a.std**2 / a.n, b.std**2 / b.n
     se = math.sqrt(va + vb)
     diff = a.mean - b.mean
@@ -237,7 +247,7 @@ def verdict(groups: list[Group], metric: str, descending: bool = False) -> Verdi
     width = max(len(best.label), len(second.label))
     lines = [f"  best       {best.label:<{width}}  {_pm(a)}", f"  runner-up  {second.label:<{width}}  {_pm(b)}"]
     lines += [f"  {g.label}: {_counted(g)}, counted but not averaged" for g in (best, second) if g.others]
-    pair = {"best": best, "runner_up": second}
+    pair: dict[str, Any] = {"best": best, "runner_up": second}  # Verdict's fields
     if a.n < 2 or b.n < 2:
         return Verdict(
             metric,
@@ -249,7 +259,7 @@ def verdict(groups: list[Group], metric: str, descending: bool = False) -> Verdi
             **pair,
         )
     diff, se, p = welch(a, b)
-    found = {**pair, "p": p, "difference": diff, "standard_error": se}
+    found: dict[str, Any] = {**pair, "p": p, "difference": diff, "standard_error": se}
     if se == 0.0 and diff == 0.0:
         return Verdict(
             metric,
@@ -293,7 +303,7 @@ def aggregate_curves(curves: list[dict[str, list[tuple[int, float]]]]) -> dict[s
         per_run = [dict(c[tag]) for c in curves]  # step -> value (a step logged twice: the last)
         steps = sorted(set.intersection(*(set(points) for points in per_run)))
         for step in steps:
-            s = describe([points[step] for points in per_run])
+            s = describe_all([points[step] for points in per_run])
             found.setdefault(tag, []).append((step, s.mean))
             for name in STATS:
                 value = getattr(s, name)

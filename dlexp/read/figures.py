@@ -45,6 +45,13 @@ class Boundary:
     mean: np.ndarray | None = None
     std: np.ndarray | None = None  # (M,) when the model predicts a variance
 
+    def array(self, name: str) -> np.ndarray:
+        """One of the arrays its kind needs (classes: probs; curve: grid_x, mean), which every saved file has."""
+        found = getattr(self, name)
+        if found is None:
+            raise UsageError(f"{self.path / FILE} has no {name} for its {self.kind} picture; train the run again.")
+        return found
+
 
 def load_boundary(run_dir: Path) -> Boundary | None:
     """The run's boundary.npz, or None when it has none (pictures off, or data that has no picture)."""
@@ -53,11 +60,12 @@ def load_boundary(run_dir: Path) -> Boundary | None:
         return None
     with np.load(path, allow_pickle=False) as saved:
         arrays = {key: saved[key] for key in saved.files}
+    x0, x1, y0, y1 = (float(v) for v in arrays["extent"])
     optional = {key: arrays[key].astype(np.float32) for key in ("probs", "grid_x", "mean", "std") if key in arrays}
     return Boundary(
         path=Path(run_dir),
         kind=str(arrays["kind"]),
-        extent=tuple(float(v) for v in arrays["extent"]),
+        extent=(x0, x1, y0, y1),
         x=arrays["x"],
         y=arrays["y"],
         data=str(arrays.get("data", "")),
@@ -82,8 +90,8 @@ def boundary_panel(ax, boundaries: list[Boundary], extent, title: str) -> None:
     averaged on the shared extent; the first run's training points are drawn on top."""
     first = boundaries[0]
     if first.kind == "classes":
-        n = max(b.probs.shape[0] for b in boundaries)
-        grids = np.stack([render.resample(b.probs, b.extent, extent, n) for b in boundaries])  # (R, n, n, K)
+        n = max(b.array("probs").shape[0] for b in boundaries)
+        grids = np.stack([render.resample(b.array("probs"), b.extent, extent, n) for b in boundaries])  # (R, n, n, K)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # cells no run covers stay NaN: drawn grey
             probs = np.nanmean(grids, axis=0)  # (n, n, K)
@@ -109,12 +117,14 @@ def boundary_panel(ax, boundaries: list[Boundary], extent, title: str) -> None:
             linewidths=0.3,
         )
         if len(boundaries) == 1:
-            grid, mean = first.grid_x, first.mean
+            grid, mean = first.array("grid_x"), first.array("mean")
             if first.std is not None:
                 ax.fill_between(grid, mean - 2 * first.std, mean + 2 * first.std, color=_rgb(render.BAND))
         else:  # each run's curve on one grid over the shared extent, averaged where the runs cover it
-            grid = np.linspace(extent[0], extent[1], len(first.grid_x))  # (M,)
-            curves = np.stack([np.interp(grid, b.grid_x, b.mean, left=np.nan, right=np.nan) for b in boundaries])
+            grid = np.linspace(extent[0], extent[1], len(first.array("grid_x")))  # (M,)
+            curves = np.stack(
+                [np.interp(grid, b.array("grid_x"), b.array("mean"), left=np.nan, right=np.nan) for b in boundaries]
+            )
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 mean = np.nanmean(curves, axis=0)  # (M,)

@@ -10,7 +10,7 @@ import csv
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,7 +157,9 @@ def _natural(text: str) -> list:
     return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", text)]
 
 
-def flatten(config: Mapping, prefix: str = "", skip_keys=(), skip_top=()) -> dict[str, Scalar]:
+def flatten(
+    config: Mapping, prefix: str = "", skip_keys: Collection[str] = (), skip_top: Collection[str] = ()
+) -> dict[str, Scalar]:
     """{"model": {"hidden": [64, 64]}} -> {"model.hidden": "[64, 64]"}: scalars stay, the rest becomes text.
 
     `skip_keys` are left out at any depth, `skip_top` at the top level.

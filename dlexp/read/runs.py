@@ -102,7 +102,7 @@ def holder(path: Path) -> str:
         return "another process"
 
 
-def _pid_alive(pid) -> bool:
+def _pid_alive(pid: Any) -> bool:
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import math
 import textwrap
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -242,7 +243,7 @@ def to_csv(path: Path, t: Table) -> Path:
     return path
 
 
-def to_markdown(path: Path, t: Table, notes: list[str] = ()) -> Path:
+def to_markdown(path: Path, t: Table, notes: Sequence[str] = ()) -> Path:
     def cell(text: str) -> str:
         return text.replace("|", "\\|")
 
@@ -253,8 +254,9 @@ def to_markdown(path: Path, t: Table, notes: list[str] = ()) -> Path:
     ]
     for record in t.records:
         lines.append("| " + " | ".join(cell(fmt(c, record.get(c), " ± ")) for c in t.columns) + " |")
-    if t.groups is not None:
-        lines += ["", t.caption(markdown=True)]
+    caption = t.caption(markdown=True)  # groups only: a markdown table of runs has none
+    if caption is not None:
+        lines += ["", caption]
     if notes:  # the verdict: its first line, then its details as a list
         lines += [""] + [f"- {line.strip()}" if line.startswith(" ") else line for line in notes]
     path.parent.mkdir(parents=True, exist_ok=True)

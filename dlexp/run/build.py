@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
 from dlexp import ConfigError
-from dlexp.config.objects import instantiate
+from dlexp.config.objects import as_dict, instantiate
 from dlexp.parts.batching import Batches
 from dlexp.parts.optim import build_optimizer
 
@@ -116,7 +116,9 @@ def _assemble(cfg: DictConfig, dry: bool) -> Experiment:
     y_train = loss.encode(data.y_train, data) if labelled else None
     y_val = loss.encode(data.y_val, data) if labelled else None
     x_train = data.x_train
-    batches = Batches(x_train, y_train if labelled else x_train, cfg.batch.size, cfg.batch.shuffle, int(cfg.seed))
+    batches = Batches(
+        x_train, x_train if y_train is None else y_train, cfg.batch.size, cfg.batch.shuffle, int(cfg.seed)
+    )
     optimizer = build_optimizer(instantiate(cfg.optimizer, "optimizer", allow), model, init, len(batches))
     scheduler = instantiate(cfg.scheduler, "scheduler", allow)(optimizer)
     epochs = int(cfg.trainer.epochs) if labelled else 0  # unlabelled data: look at the fresh network only
@@ -214,7 +216,7 @@ def stack_observers(runs: Sequence) -> list:
     ]
 
 
-def observers(cfg: DictConfig, exp: Experiment, job, console, board, config_yaml: str, record=None) -> list:
+def observers(cfg: DictConfig, exp: Experiment, job, console, board, config_yaml: str, record=None) -> list[object]:
     """Every observer a run's config asks for, in the order they are notified: the one place they are wired.
 
     `record` (the run's record.Run) gets the progress each checkpoint keeps; a sweep job also watches for its
@@ -236,7 +238,7 @@ def observers(cfg: DictConfig, exp: Experiment, job, console, board, config_yaml
     log, guard = cfg.log, cfg.guard
     sweep_job = getattr(job, "sweep_dir", None) is not None
     who = escape(f"{job.run_dir.name}: ") if sweep_job else ""  # a sweep's jobs can share one terminal
-    chosen = [
+    chosen: list[object] = [  # each offers some of loop.Observer's methods
         DivergenceGuard(
             exp.model,
             exp.device,
@@ -261,7 +263,7 @@ def observers(cfg: DictConfig, exp: Experiment, job, console, board, config_yaml
         chosen.append(ProgressBar(console, exp.epochs, len(exp.batches), int(log.every)))
     elif progress == "lines":
         chosen.append(ProgressLines(console, exp.epochs))
-    hparams = hyperparameters(OmegaConf.to_container(cfg, resolve=True), job.choices)
+    hparams = hyperparameters(as_dict(cfg), job.choices)
     chosen.append(
         HParams(
             board, hparams, sources=[o for o in chosen if isinstance(o, Histograms)], history=job.run_dir / runs.METRICS

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 import torch
 from torch import Tensor, nn
@@ -76,7 +76,7 @@ class Observer(Protocol):
     def on_end(self, state: TrainState, status: str) -> None: ...
 
 
-def notify(observers, event: str, *args) -> None:
+def notify(observers: Iterable[object], event: str, *args: Any) -> None:
     for observer in observers:
         method = getattr(observer, event, None)
         if method is not None:
@@ -98,7 +98,7 @@ def fit(
     batches,
     schedule: Schedule,
     evaluate: Callable[[TrainState], dict[str, float]],
-    observers=(),
+    observers: Sequence[object] = (),  # each offers any of Observer's methods
     scheduler=None,
     state: TrainState | None = None,
 ) -> TrainState:
@@ -138,7 +138,7 @@ def fit(
                 if ahead and schedule.captures_next(state):
                     for observe in ahead:
                         observe(state)
-                loss = optimizer.step(closure)
+                loss = cast(Tensor, optimizer.step(closure))  # type: ignore[arg-type]  # torch types a closure's loss as float: it is the loss Tensor
                 state.step += 1
                 state.batch += 1
                 # the epoch's loss is summed on the device: no host sync per step
@@ -153,6 +153,8 @@ def fit(
                 break
             state.epoch += 1
             epoch_loss, steps = state.loss_sum, state.batch
+            if epoch_loss is None:
+                raise RuntimeError(f"Epoch {state.epoch} took no step: its batches are empty.")
             state.batch, state.loss_sum = 0, None  # observers (a checkpoint) see a clean epoch boundary
             if scheduler is not None:
                 scheduler.step()

@@ -46,7 +46,7 @@ class Started:
     resume: dict | None  # the checkpoint it continues from, if any
     state: Any  # loop.TrainState
     board: Any = None  # observe.tensorboard.Board
-    observers: list = field(default_factory=list)
+    observers: list[object] = field(default_factory=list)  # each offers some of loop.Observer's methods
     schedule: Any = None  # loop.Schedule
     evaluate: Callable | None = None
     status: str = "failed"  # until training says how it went
@@ -171,20 +171,22 @@ def fit(started: Started) -> None:
 
     if not started.ready:
         return
-    exp, state = started.exp, started.state
+    exp, state, evaluate = started.exp, started.state, started.evaluate
+    if evaluate is None:  # set by start() with ready
+        raise RuntimeError("A run marked ready has no evaluation.")
     try:
         with stop_on_signals(state):
             if started.job.sweep_dir is not None:  # stopped while this job was starting: it trains no step
                 state.stop = state.stop or stop_requested(started.job.sweep_dir)
             if exp.trainable and state.step == 0:  # the start of every curve: the fresh network at step 0
-                loop.notify(started.observers, "on_epoch", state, started.evaluate(state))
+                loop.notify(started.observers, "on_epoch", state, evaluate(state))
             started.state = loop.fit(
                 exp.model,
                 exp.loss,
                 exp.optimizer,
                 exp.batches,
                 started.schedule,
-                started.evaluate,
+                evaluate,
                 started.observers,
                 exp.scheduler,
                 state,

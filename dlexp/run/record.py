@@ -233,7 +233,7 @@ class Run:
     def save(self) -> None:
         write_json_atomic(self.path / STATUS, self.status)
 
-    def update(self, **fields) -> None:
+    def update(self, **fields: Any) -> None:
         self.status.update(fields)
         self.save()
 
@@ -245,7 +245,7 @@ class Run:
         """The progress a checkpoint keeps, and the proof of life readers on other hosts go by."""
         self.update(epoch=epoch, step=step, wall_time=self.elapsed(), heartbeat=now(), heartbeat_secs=every)
 
-    def finish(self, status: str, **fields) -> None:
+    def finish(self, status: str, **fields: Any) -> None:
         """The final status (where the disk still takes it); the lock is released whatever happens."""
         try:
             self.update(status=status, finished=now(), wall_time=self.elapsed(), **fields)

@@ -32,11 +32,10 @@ def may_change() -> str:
 
 def changed_keys(a, b) -> list[str]:
     """The dotted keys whose values differ between two configs (a key only one has included)."""
-    from omegaconf import OmegaConf
-
+    from dlexp.config.objects import as_dict
     from dlexp.read.rows import differences, flatten
 
-    found = differences(*(flatten(OmegaConf.to_container(c, resolve=True)) for c in (a, b)))
+    found = differences(*(flatten(as_dict(c)) for c in (a, b)))
     return sorted(key for key, _, _ in found)
 
 

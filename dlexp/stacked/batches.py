@@ -86,6 +86,8 @@ class StackedBatches:
             return self.x.full(), self.y.full()
         start, stop = k * self.size, (k + 1) * self.size
         if self.shuffle:
+            if self.order is None:
+                raise RuntimeError("A shuffled batch was asked for before begin() drew the epoch's order.")
             index = self.order[:, start:stop]  # (N, B)
             return self.x.gather(index), self.y.gather(index)
         return self.x.slice(start, stop), self.y.slice(start, stop)

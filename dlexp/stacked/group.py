@@ -140,10 +140,13 @@ class StackedGroup:
 
     def train_step(self, x: Tensor, y: Tensor) -> Tensor:
         """One optimizer step of every job on its batch; returns the (N,) losses before the step, detached."""
+        loss, optimizer = self.loss, self.optimizer
+        if loss is None or optimizer is None:  # unlabelled data: the stack is looked at, never trained
+            raise RuntimeError("A stack of jobs on unlabelled data takes no step.")
         self.model.zero_grad()
-        losses = self.loss(self.model.forward(x), y)  # (N,)
+        losses = loss(self.model.forward(x), y)  # (N,)
         losses.sum().backward()  # d(sum)/d(loss_i) = 1: each job's own
-        self.optimizer.step()
+        optimizer.step()
         return losses.detach()
 
     def evaluate(self, chunk: int = 8192) -> tuple[list[str], Tensor]:
@@ -152,14 +155,17 @@ class StackedGroup:
 
         Returns the metric names and a (metrics, N) device tensor: the caller reads it back once for the group.
         """
+        y_val, labels_val, labels_train = self.y_val, self.labels_val, self.labels_train
+        if y_val is None or labels_val is None or labels_train is None:
+            raise RuntimeError("A stack of jobs on unlabelled data has nothing to evaluate.")
         values = evaluate(
             lambda x: self._outputs(x, chunk),  # (N, n, K)
             self.loss,
             self.x_val,
-            self.y_val.full(),
-            self.labels_val.full(),
+            y_val.full(),
+            labels_val.full(),
             self.x_train,
-            self.labels_train.full(),
+            labels_train.full(),
         )
         return list(values), torch.stack(list(values.values()))  # (metrics, N)
 

@@ -92,12 +92,14 @@ class StackView:
 
     def losses_tensor(self) -> Tensor:
         """(N,) this step's losses on the device."""
+        if self.step_losses is None:
+            raise RuntimeError("The stack's losses were asked for before its first step.")
         return self.step_losses
 
     def losses(self) -> list[float]:
         """This step's losses, one per row: one host read for the stack."""
         if self.values is None:
-            self.values = self.step_losses.tolist()
+            self.values = self.losses_tensor().tolist()
         return self.values
 
     def grad_sums(self) -> list[float]:
@@ -136,7 +138,7 @@ class StackView:
         whose weights were kept before this step (their update ratios are in it)."""
         jobs = self.group.jobs
         with_ratios = {r for r in rows if self.before_step.get(jobs[r]) == self.fit.states[jobs[r]].step}
-        ratios = stacked_histograms.update_ratios(self.group, self.before) if with_ratios else None
+        ratios = stacked_histograms.update_ratios(self.group, self.before) if with_ratios and self.before else None
         if self.probe is None:
             self.probe = stacked_histograms.probe(self.group)
         return stacked_histograms.layer_tensors(self.group, self.probe, ratios), with_ratios
@@ -261,7 +263,7 @@ class _Fit:
         for r in self.stepped:
             self.row_states[r].loss_sum = views[r]
 
-    def due(self, rows: list[int], when) -> list[int]:
+    def due(self, rows: Sequence[int], when) -> list[int]:
         """The rows for which `when(schedule, state)` holds: one decision when the jobs agree."""
         if not rows:
             return []
@@ -285,8 +287,8 @@ class _Fit:
                 failed = form(chosen, self.view)
             except Exception as err:
                 failed = {r: err for r, _, _ in chosen}
-            for r, err in failed.items():
-                self.fail(jobs[r], err, leaving)
+            for r, error in failed.items():
+                self.fail(jobs[r], error, leaving)
 
     def step(self, x, y) -> None:
         group, rows = self.group, self.row_states

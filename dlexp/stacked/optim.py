@@ -93,12 +93,12 @@ class StackedOptimizer:
         """One update of every job (or of the stack rows `rows`) from the stacked parameters' .grad."""
         with torch.no_grad():
             if rows is None:
-                self.update(self.params, [p.grad for p in self.params], self.state, self.static, None)
+                self.update(self.params, gradients(self.params), self.state, self.static, None)
                 self.steps = [s + 1 for s in self.steps]
                 return
             index = torch.tensor(rows, device=self.device)
             params = [p.index_select(0, index) for p in self.params]  # (n, ...): copies of those rows
-            grads = [p.grad.index_select(0, index) for p in self.params]
+            grads = [g.index_select(0, index) for g in gradients(self.params)]
             state = {k: [t.index_select(0, index) for t in ts] for k, ts in self.state.items()}
             self.update(params, grads, state, self.hyper(rows), rows)
             for p, sub in zip(self.params, params):
@@ -522,8 +522,20 @@ _register_dlexp()
 UNSUPPORTED_OPTIONS = ("maximize", "foreach", "fused", "capturable", "differentiable")
 
 
+def gradients(params: Sequence[Tensor]) -> list[Tensor]:
+    """Every stacked parameter's .grad, which backward() set before the step."""
+    found = []
+    for p in params:
+        if p.grad is None:
+            raise RuntimeError("A stacked parameter has no gradient: the step came before backward().")
+        found.append(p.grad)
+    return found
+
+
 def optimizer_problem(opt: torch.optim.Optimizer, model_params: list[Tensor]) -> str | None:
     """Why this job's optimizer cannot join a stack, or None."""
+    from dlexp.parts.optim import AdamThenSGD
+
     kind = KINDS.get(type(opt))
     if kind is None:
         return f"optimizer {snake(type(opt).__name__)} cannot be stacked"
@@ -532,7 +544,7 @@ def optimizer_problem(opt: torch.optim.Optimizer, model_params: list[Tensor]) ->
     group = opt.param_groups[0]
     if [id(p) for p in group["params"]] != [id(p) for p in model_params]:
         return "an optimizer that does not hold exactly the model's parameters cannot be stacked"
-    inner = [opt.adam.param_groups[0], opt.sgd.param_groups[0]] if kind is StackedAdamThenSGD else []
+    inner = [opt.adam.param_groups[0], opt.sgd.param_groups[0]] if isinstance(opt, AdamThenSGD) else []
     for g in [group, *inner]:
         for name in UNSUPPORTED_OPTIONS:
             if g.get(name):

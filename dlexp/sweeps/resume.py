@@ -76,6 +76,8 @@ def plan(sweep_dir: Path, count: int) -> dict[int, tuple[str, Path | None]]:
 
 def recorded(sweep_dir: Path) -> DictConfig:
     record = OmegaConf.load(Path(sweep_dir) / runs.MULTIRUN)
+    if not isinstance(record, DictConfig):
+        raise UsageError(f"{Path(sweep_dir) / runs.MULTIRUN} is not a sweep's record: it holds a list.")
     sweeper = record.hydra.sweeper
     if compose.targets(sweeper, "OptunaSweeper"):
         raise not_resumable(sweep_dir, sweeper)

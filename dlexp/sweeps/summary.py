@@ -138,7 +138,8 @@ def launcher_failed(err: Exception, console) -> int | None:
         f"[bold red]error:[/] the sweep's launcher stopped: {type(err).__name__}: {first_sentence(err)}", soft_wrap=True
     )
     record = sweep_dir / runs.MULTIRUN  # Hydra's record of the sweep: how many jobs it has
-    config = OmegaConf.load(record) if record.is_file() else None
+    loaded = OmegaConf.load(record) if record.is_file() else None
+    config = loaded if isinstance(loaded, DictConfig) else None
     if config is not None:
         config.hydra.sweep.dir = str(sweep_dir)
     return report(sweep_dir, config) or 1

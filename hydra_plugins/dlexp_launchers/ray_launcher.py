@@ -30,17 +30,21 @@ from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job
 from hydra.errors import CompactHydraException
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
+
+from dlexp.config.objects import as_dict
 
 log = logging.getLogger(__name__)
 
 
 class RayLauncher(Launcher):
+    # Given by setup(), which Hydra calls before any launch.
+    config: DictConfig
+    hydra_context: HydraContext
+    task_function: TaskFunction
+
     def __init__(self, ray: DictConfig) -> None:
         self.ray_cfg = ray  # init: arguments of ray.init(); remote: arguments of ray.remote() for every job
-        self.config: DictConfig | None = None
-        self.hydra_context: HydraContext | None = None
-        self.task_function: TaskFunction | None = None
         self.stopped = False  # after a Ctrl-C, later batches (a sweeper may ask for more) launch nothing
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
@@ -57,7 +61,7 @@ class RayLauncher(Launcher):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         log.info(f"Ray Launcher is launching {len(job_overrides)} jobs, sweep output dir: {sweep_dir}")
         if not ray.is_initialized():
-            _start(OmegaConf.to_container(self.ray_cfg.init, resolve=True))
+            _start(as_dict(self.ray_cfg.init))
         # ray.init's own SIGTERM handler exits at once, and the jobs die with Ray: SIGTERM stops them as Ctrl-C does
         previous = signal.signal(signal.SIGTERM, _interrupt)
         try:
@@ -73,7 +77,7 @@ class RayLauncher(Launcher):
         """Submit the jobs and wait for them all. The first Ctrl-C cancels them and waits for them to stop."""
         import ray
 
-        remote = ray.remote(**OmegaConf.to_container(self.ray_cfg.remote, resolve=True))(job)
+        remote = ray.remote(**as_dict(self.ray_cfg.remote))(job)
         refs = []
         try:  # a Ctrl-C while jobs are still being submitted stops the submitted ones too
             for idx, overrides in enumerate(job_overrides, start=initial_job_idx):

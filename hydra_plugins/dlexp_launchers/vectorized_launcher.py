@@ -42,11 +42,13 @@ log = logging.getLogger(__name__)
 
 
 class VectorizedLauncher(Launcher):
+    # Given by setup(), which Hydra calls before any launch.
+    config: DictConfig
+    hydra_context: HydraContext
+    task_function: TaskFunction
+
     def __init__(self, max_group: int = 64) -> None:
         self.max_group = int(max_group)  # jobs per stack: its memory grows with this x the parameters
-        self.config: DictConfig | None = None
-        self.hydra_context: HydraContext | None = None
-        self.task_function: TaskFunction | None = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         from dlexp.config import app
@@ -61,22 +63,21 @@ class VectorizedLauncher(Launcher):
             hydra_context.config_loader = self.composer
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from dlexp.config import app
-
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         log.info(f"Vectorized launcher: {len(job_overrides)} jobs, sweep output dir: {sweep_dir}")
         jobs = [(idx, list(overrides)) for idx, overrides in enumerate(job_overrides, start=initial_job_idx)]
-        if self.task_function is not app.task:  # not dlexp's task: one job after another, as the basic launcher
+        if self.composer is None:  # not dlexp's task (setup): one job after another, as the basic launcher
             returns = []
             for idx, overrides in jobs:
                 log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
                 config = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
                 returns.append(self._run(numbered(config, idx), self.task_function))
             return returns
-        return self._stacked(jobs, [self.composer.config(idx, overrides) for idx, overrides in jobs], sweep_dir)
+        composer = self.composer
+        return self._stacked(jobs, [composer.config(idx, overrides) for idx, overrides in jobs], sweep_dir)
 
     def _run(self, config: DictConfig, task_function: TaskFunction) -> JobReturn:
         ret = run_job(

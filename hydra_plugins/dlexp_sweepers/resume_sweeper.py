@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from hydra.core.plugins import Plugins
+from hydra.plugins.launcher import Launcher
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
@@ -31,11 +32,12 @@ def runs_of(numbers: list[int]) -> list[list[int]]:
 
 
 class ResumeSweeper(Sweeper):
+    launcher: Launcher  # given by setup(), which Hydra calls before the sweep
+
     def __init__(self, jobs: list[int], max_batch_size: int | None = None, params: dict | None = None):
         super().__init__()
         self.jobs = [int(j) for j in jobs]
         self.params = OmegaConf.to_container(params) if isinstance(params, DictConfig) else dict(params or {})
-        self.launcher = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.hydra_context, self.config = hydra_context, config
