@@ -546,9 +546,10 @@ def test_board_serves_every_captured_picture(xor_mlp):
     )
     try:
         url = re.search(r"http://127\.0\.0\.1:\d+/", process.stdout.readline()).group(0)
-        tags = wait_for(lambda: get(url + "data/plugin/images/tags").get("."))
+        served = wait_for(lambda: get(url + "data/plugin/images/tags"))  # the board names the one run
+        ((run, tags),) = served.items()
         assert {pictures.TAG, "units/1_sigmoid", "units/2_sigmoid", "units/3_sigmoid"} <= set(tags)
-        shown = get(url + "data/plugin/images/images?" + urllib.parse.urlencode({"run": ".", "tag": pictures.TAG}))
+        shown = get(url + "data/plugin/images/images?" + urllib.parse.urlencode({"run": run, "tag": pictures.TAG}))
         assert [s["step"] for s in shown] == list(range(0, 6001, 500))  # 13 > TensorBoard's default of 10
     finally:
         process.send_signal(signal.SIGINT)
