@@ -41,7 +41,7 @@ class Invocation:
 def _arguments() -> argparse.ArgumentParser:
     """The flags `hydra.main` accepts (`dlexp train --help` lists them), declared once for show and validate.
 
-    A copy of hydra.main's parser (`get_args_parser`), which Hydra keeps private (`hydra._internal`); it differs
+    A copy of hydra.main's parser (`get_args_parser`), which Hydra keeps private (in hydra/_internal/); it differs
     in collecting every --config-dir given (show and validate read them all), and in leaving --info's value to
     Hydra (`--cfg job --info` is refused as two actions, not as an unknown value). tests/test_hydra_copies.py
     compares the two, so a flag Hydra adds or changes fails a test rather than a user's command."""
@@ -289,7 +289,7 @@ def sweep_jobs(overrides: list[str], params: dict | None = None) -> list[list[st
     (hydra.sweeper.params) first, then the command line's overrides, one axis per key (a later value of a key
     replaces an earlier one in its place), jobs numbered in the order of their cartesian product.
 
-    A copy of `BasicSweeper.split_arguments`, which lives in Hydra's private modules (`hydra._internal`): calling
+    A copy of `BasicSweeper.split_arguments`, which lives in Hydra's private modules (hydra/_internal/): calling
     it instead would cost nothing measurable (benchmarks/hydra_copies.py: 0.96x on a 6-job sweep, ~3 ms a call),
     but break on the release that moves it. tests/test_hydra_copies.py compares the two on sample sweeps."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
