@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from omegaconf import DictConfig
 
     from dlexp.read.evidence import Verdict as Evidence
+    from dlexp.read.rows import RunRow
     from dlexp.read.table import Table
 
 STOPPED = ("interrupted", "terminated")  # statuses of a run or sweep a signal stopped
@@ -189,108 +190,118 @@ class Sweep:
 
     @property
     def runs(self) -> list[Run]:
-        return [Run(row.path) for row in self._rows()]
+        return [Run(row.path) for row in self._read()[0]]
 
     @property
     def status(self) -> str:
-        """The most serious status among the runs (what the exit code of `dlexp train -m` says)."""
-        from dlexp.read.runs import EXIT_CODES
+        """The most serious status among the runs (the one `dlexp train -m`'s exit code says)."""
+        from dlexp.read.runs import EXIT_CODES, worst_exit_code
 
-        statuses = [run.status for run in self.runs] or ["unknown"]
-        return max(statuses, key=lambda s: (EXIT_CODES.get(s, 1), s != "completed"))
+        statuses = [row.status for row in self._read()[0]]
+        worst = worst_exit_code(statuses)
+        return next((s for s in statuses if EXIT_CODES.get(s, 1) == worst), "unknown")
 
     def table(self) -> pd.DataFrame:
         """One row per group of runs that differ only in seed (per run, when none do): the group's keys, `n` (its
         completed runs), `completed` (completed / all), `runs`, `statuses`, and `<metric>_mean` / `<metric>_std`:
         the numbers `dlexp compare --csv` writes."""
-        import pandas as pd
-
-        from dlexp.read.table import plain_records
-
-        t = self._table()
-        header, records = plain_records(t)
-        frame = pd.DataFrame(records, columns=header)
-        if t.groups is not None:
-            frame.insert(header.index("n") + 1, "completed", [r["completed"] for r in t.records])
-        for column in frame.columns:
-            frame[column] = pd.to_numeric(frame[column], errors="coerce").where(
-                frame[column].map(_numeric), frame[column]
-            )
-        return frame
+        return _frame(self._read()[1])
 
     @property
     def verdict(self) -> Verdict | None:
         """The compare verdict on val/loss (train/loss when no run has val/loss); None for runs that are not
         groups of seeds."""
-        from dlexp.read.table import verdict_for
-
-        found: Evidence | None = verdict_for(self._table(), self._rows(), None)
-        if found is None:
-            return None
-        return Verdict(
-            metric=found.metric,
-            best=found.best.label if found.best else None,
-            runner_up=found.runner_up.label if found.runner_up else None,
-            difference=found.difference,
-            standard_error=found.standard_error,
-            p_value=found.p,
-            clear=found.clear,
-            sentence=found.lines[0],
-            lines=tuple(found.lines),
-        )
+        return _verdict(*self._read())
 
     def plot(self, band: str = "std", log_scale: bool = False) -> Figure:
         """The compare figure (val/loss per epoch: a mean curve and band per group of seeds, else a curve per run)."""
-        from dlexp.read import curves
-        from dlexp.read.compare import BANDS
-
-        if band not in BANDS:
-            raise UsageError(f"band={band!r}: choose one of {', '.join(BANDS)}.")
-        t = self._table()
-        if t.groups is not None:
-            return curves.draw_groups([r["_group"] for r in t.records], band, log_scale)
-        return curves.draw_runs([r["_row"] for r in t.records], t.labels, log_scale)
+        return _figure(self._read()[1], band, log_scale)
 
     def resume(self, *overrides: str) -> Sweep:
         """Finish the sweep's unfinished jobs, as `dlexp resume SWEEP_DIR`."""
         _refuse_flags(overrides, "resume")
         return _ended(Sweep, _resumed(self.dir, overrides))
 
-    def _rows(self) -> list[Any]:
+    def _read(self) -> tuple[list[RunRow], Table]:
+        """The sweep's runs as they are on disk now, and their compare table: read once per question asked."""
         from dlexp.read.rows import collect
-
-        return collect([self.dir])
-
-    def _table(self) -> Table:
         from dlexp.read.table import build_table
 
-        return build_table(self._rows())
+        rows = collect([self.dir])
+        return rows, build_table(rows)
 
     def _repr_html_(self) -> str:
+        rows, t = self._read()  # the table, verdict, counts and figure of one reading
         table = (
-            self.table()
+            _frame(t)
             .drop(columns=["path"], errors="ignore")
             .to_html(index=False, na_rep="—", float_format="{:.4g}".format)
         )
-        verdict = self.verdict
+        verdict = _verdict(rows, t)
         said = f"<pre>{html.escape(str(verdict))}</pre>" if verdict else ""
         counts: dict[str, int] = {}
-        for run in self.runs:
-            counts[run.status] = counts.get(run.status, 0) + 1
+        for row in rows:
+            counts[row.status] = counts.get(row.status, 0) + 1
         statuses = ", ".join(f"{n} {_status_html(s)}" for s, n in counts.items())
         return (
-            f"<div><b>{html.escape(self.dir.name)}</b>: {len(self.runs)} runs ({statuses})"
-            f"<br><small>{html.escape(str(self.dir))}</small>{table}{said}{self._plot_html()}</div>"
+            f"<div><b>{html.escape(self.dir.name)}</b>: {len(rows)} runs ({statuses})"
+            f"<br><small>{html.escape(str(self.dir))}</small>{table}{said}{_figure_html(t)}</div>"
         )
 
-    def _plot_html(self) -> str:
-        try:
-            fig = self.plot()
-        except UsageError:  # no run evaluated an epoch yet
-            return ""
-        png = io.BytesIO()
-        fig.savefig(png, format="png", dpi=80, bbox_inches="tight")
-        return f'<img src="data:image/png;base64,{base64.b64encode(png.getvalue()).decode()}"/>'
+
+def _frame(t: Table) -> pd.DataFrame:
+    """The compare table as a DataFrame: the CSV's columns (and `completed` for groups), numbers as numbers."""
+    import pandas as pd
+
+    from dlexp.read.table import plain_records
+
+    header, records = plain_records(t)
+    frame = pd.DataFrame(records, columns=header)
+    if t.groups is not None:
+        frame.insert(header.index("n") + 1, "completed", [r["completed"] for r in t.records])
+    for column in frame.columns:
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").where(frame[column].map(_numeric), frame[column])
+    return frame
+
+
+def _verdict(rows: list[RunRow], t: Table) -> Verdict | None:
+    from dlexp.read.table import verdict_for
+
+    found: Evidence | None = verdict_for(t, rows, None)
+    if found is None:
+        return None
+    return Verdict(
+        metric=found.metric,
+        best=found.best.label if found.best else None,
+        runner_up=found.runner_up.label if found.runner_up else None,
+        difference=found.difference,
+        standard_error=found.standard_error,
+        p_value=found.p,
+        clear=found.clear,
+        sentence=found.lines[0],
+        lines=tuple(found.lines),
+    )
+
+
+def _figure(t: Table, band: str = "std", log_scale: bool = False) -> Figure:
+    from dlexp.read import curves
+    from dlexp.read.compare import BANDS
+
+    if band not in BANDS:
+        raise UsageError(f"band={band!r}: choose one of {', '.join(BANDS)}.")
+    if t.groups is not None:
+        return curves.draw_groups([r["_group"] for r in t.records], band, log_scale)
+    return curves.draw_runs([r["_row"] for r in t.records], t.labels, log_scale)
+
+
+def _figure_html(t: Table) -> str:
+    try:
+        fig = _figure(t)
+    except UsageError:  # no run evaluated an epoch yet
+        return ""
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=80, bbox_inches="tight")
+    return f'<img src="data:image/png;base64,{base64.b64encode(png.getvalue()).decode()}"/>'
 
 
 def _numeric(value: Any) -> bool:
@@ -302,9 +313,9 @@ def _numeric(value: Any) -> bool:
 
 
 def _status_html(status: str) -> str:
-    from dlexp.read.runs import STATUS_STYLES
+    from dlexp.read.runs import status_style
 
-    colour = STATUS_STYLES.get(status, "black").split()[-1]
+    colour = status_style(status).split()[-1]  # the colour of rich's style, as the terminal shows it
     return f'<span style="color:{html.escape(colour)}">{html.escape(status)}</span>'
 
 
