@@ -409,6 +409,11 @@ def test_names_open_with_what_sets_runs_apart_and_stay_while_runs_come_and_go(tm
     fake_run(day / "06-15-00_111111_data=moons,epochs=3", 120)  # the same overrides again
     fake_run(day / "06-16-00_222222", 130)
     fake_run(day / "06-17-00_333333_exp=xor_mlp,lr=0.1", 140)
+    for lesson, stamp, when in (("xor", "20261205-184246-12504", 150), ("xor", "20261205-184250-12600", 160)):
+        sweep = runs_dir / "lessons" / lesson / stamp  # scripts/_lesson.sh names them so
+        sweep.mkdir(parents=True)
+        (sweep / "multirun.yaml").write_text("{}")
+        fake_run(sweep / "seed=0_0", when, {"sweep_job": 0, "choices": {"experiment": "None"}})
     view = View(runs_dir)
     try:
         view.refresh()
@@ -423,6 +428,8 @@ def test_names_open_with_what_sets_runs_apart_and_stay_while_runs_come_and_go(tm
             "2026-12-05/06-15-00_111111_data=moons,epochs=3": "data=moons,epochs=3@06-15",
             "2026-12-05/06-16-00_222222": "defaults",
             "2026-12-05/06-17-00_333333_exp=xor_mlp,lr=0.1": "xor_mlp/lr=0.1",
+            "lessons/xor/20261205-184246-12504/seed=0_0": "xor/seed=0_0",  # a lesson script's sweep: its lesson
+            "lessons/xor/20261205-184250-12600/seed=0_0": "xor@18-42/seed=0_0",
         }
         for folder, name in view.names.items():  # TensorBoard's run: the board's record, then links to the run's files
             assert sorted(p.name for p in (view.path / name).iterdir()) == [

@@ -9,9 +9,9 @@ Here the names open with it:
     a group of seeds      (seeds) <sweep>/<group>     (seeds) xor_mlp/optimizer=adam     (its aggregate run)
     a single run          <experiment>/<overrides>    xor_mlp/epochs=5    data=moons,epochs=3    defaults
 
-<sweep> is the sweep's experiment in at most SWEEP_CHARS characters or, without one, the time it started (the keys it
-varies, the rest of its directory's name, open its jobs' names already); on a board of one sweep its jobs keep their
-own names (optimizer=adam_1). A name, once given, stays while the board runs; a name another run has already gets the
+<sweep> is the sweep's experiment in at most SWEEP_CHARS characters (a lesson script's sweep: its lesson) or, without
+one, the time it started (the keys it varies, the rest of its directory's name, open its jobs' names already); on a
+board of one sweep its jobs keep their own names (optimizer=adam_1). A name, once given, stays while the board runs; a name another run has already gets the
 time its run started (xor_mlp@06-13), else its id. A group of seeds comes first in name order, so its band charts
 open TensorBoard's Custom Scalars page (which lays out the runs' charts in name order).
 
@@ -40,6 +40,8 @@ EVENTS = "events.out.tfevents."  # how every event file's name starts (TensorBoa
 # How dlexp names a sweep directory and a single run's directory (conf/config.yaml, hydra.sweep.dir and hydra.run.dir)
 SWEEP_NAME = re.compile(r"(?P<day>\d{4}-\d\d-\d\d)_(?P<time>\d\d-\d\d-\d\d)_(?P<id>[0-9a-f]{6})_?(?P<label>.*)")
 RUN_NAME = re.compile(r"(?P<time>\d\d-\d\d-\d\d)_(?P<id>[0-9a-f]{6})_?(?P<label>.*)")
+# How a lesson script names its sweep directory (scripts/_lesson.sh): runs/lessons/<lesson>/<day>-<time>-<pid>
+LESSON_NAME = re.compile(r"\d{8}-(?P<time>\d{6})-\d+")
 SWEEP_CHARS = 14  # a sweep's part of a name: room is left in the first 30 characters for what sets its jobs apart
 SEEDS = "(seeds) "  # opens a group of seeds' name: "(" sorts before any character dlexp puts in a run's name
 DEFAULTS = "defaults"  # a single run without overrides
@@ -150,7 +152,12 @@ def sweep_labels(sweep: Path) -> Iterator[str]:
     (cut to SWEEP_CHARS), marked with when it started if need be; without one, when it started (the keys it varies,
     its directory's other name, are in its jobs' names already); a directory dlexp did not name: that name."""
     found = SWEEP_NAME.fullmatch(sweep.name)
-    if found is None:
+    lesson = LESSON_NAME.fullmatch(sweep.name)
+    if lesson is not None:  # a lesson script's sweep: the lesson's name, then when it started
+        clock = "-".join(lesson["time"][i : i + 2] for i in (0, 2, 4))
+        short = shorten(sweep.parent.name)
+        labels = [short, f"{short}@{clock[:5]}", f"{short}@{clock}", f"{short}@{sweep.name}"]
+    elif found is None:
         labels = [shorten(sweep.name)]
     else:
         clock, uid = found["time"], found["id"]
