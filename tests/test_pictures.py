@@ -630,3 +630,41 @@ def test_a_panel_of_several_runs_averages_them_on_the_shared_extent(tmp_path):
     assert xs.tolist() == pytest.approx(np.linspace(0.0, 2.0, 11).tolist())
     assert ys.tolist() == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 0.0, -1.0, -1.0, -1.0, -1.0, -1.0])
     plt.close(fig)
+
+
+def test_pictures_are_encoded_beside_training_and_every_one_is_written_by_close(tmp_path, caplog):
+    """Board.images hands the encoding to the painting thread and returns; close waits for every picture, written
+    in the order given; one that cannot be made is said in the log and left out, the others are written."""
+    import threading
+
+    from dlexp.observe.tensorboard import Board, painting
+
+    board = Board(tmp_path)
+    shades = {step: np.full((6, 5, 3), (step * 10, 255 - step * 10, 7), np.uint8) for step in range(12)}
+    made_on = []
+
+    def later(pixels):
+        made_on.append(threading.current_thread().name)
+        return {"picture": pixels}
+
+    for step, pixels in shades.items():
+        board.images({"picture": pixels} if step % 2 else (lambda p=pixels: later(p)), step)
+    board.images(lambda: {"picture": np.zeros((2, 2))}, 12)  # not an RGB image: png cannot encode it
+    board.close()
+    assert board.pending == []
+    written = images(tmp_path, "picture")
+    assert sorted(written) == list(range(12))
+    for step, pixels in shades.items():
+        assert np.array_equal(written[step], pixels), step
+    assert made_on and all(name.startswith("dlexp-pictures") for name in made_on)
+    assert "the pictures of step 12 could not be drawn" in caplog.text
+    if hasattr(os, "fork"):  # a forked process (a joblib worker) gets a painting thread of its own
+        parent = painting()
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            ok = painting() is not parent and painting().submit(lambda: 41 + 1).result(timeout=10) == 42
+            os.write(write, b"1" if ok else b"0")
+            os._exit(0)
+        os.waitpid(pid, 0)
+        assert os.read(read, 1) == b"1"

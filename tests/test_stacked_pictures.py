@@ -24,13 +24,14 @@ from dlexp.stacked.loop import StackView
 
 
 class Images:
-    """A board that keeps the images it is given."""
+    """A board that keeps the images it is given (made at once when it is given what makes them)."""
 
     def __init__(self):
         self.written: list[tuple[int, dict]] = []
 
-    def images(self, images: dict, step: int) -> None:
-        self.written.append((step, {tag: pixels.copy() for tag, pixels in images.items()}))
+    def images(self, images, step: int) -> None:
+        made = images() if callable(images) else images
+        self.written.append((step, {tag: pixels.copy() for tag, pixels in made.items()}))
 
 
 def _stack(data: str, activation: str, seeds=(0, 1, 2)):

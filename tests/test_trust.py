@@ -617,3 +617,44 @@ def test_a_run_resumed_within_the_second_it_stopped_is_read_in_order(tmp_path):
     names = sorted(p.name for p in tmp_path.glob("events.out.tfevents.*"))
     assert int(names[-1].split(".")[3]) > stamp  # the continuation is read last
     assert read_scalars(tmp_path)["val/loss"] == [(0, 2.0), (10, 0.5)]
+
+
+def test_scalars_are_read_back_as_tensorboard_reads_them_up_to_a_damaged_record(tmp_path):
+    """read_scalars against TensorBoard's own reader (EventAccumulator): a run resumed twice (each continuation
+    drops what the earlier files logged from its purge step on) with pictures and histograms between the scalars;
+    then a file cut in the middle of a record and one whose scalar record does not check are read up to there."""
+    import numpy as np
+    from tensorboard.backend.event_processing import event_accumulator as ea
+
+    from dlexp.observe.tensorboard import Board, read_scalars
+
+    def tensorboards(path):
+        acc = ea.EventAccumulator(str(path), size_guidance={ea.SCALARS: 0, ea.IMAGES: 1, ea.HISTOGRAMS: 1})
+        acc.Reload()
+        return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()[ea.SCALARS]}
+
+    picture = np.arange(40 * 30 * 3, dtype=np.uint8).reshape(40, 30, 3)
+    for purge in (None, 6, 3):
+        board = Board(tmp_path, purge_step=purge)
+        for step in range(purge or 0, 9):
+            board.scalars({"val/loss": 1.0 / (step + 1), "val/acc": step / 10}, step)
+            board.summary({"weights/1": {"buckets": [(0.0, 1.0, step + 1.0)]}}, {"act_std/1": 0.1 * step}, step)
+            board.images({"boundary": picture}, step)
+        board.close()
+    read = read_scalars(tmp_path)
+    assert read == tensorboards(tmp_path)
+    assert read["val/loss"] == [(step, float(np.float32(1.0 / (step + 1)))) for step in range(9)]  # stored as float32
+
+    cut = tmp_path / "cut"
+    board = Board(cut)
+    for step in range(5):
+        board.scalar("val/loss", float(step), step)
+    board.close()
+    [events] = cut.glob("events.out.tfevents.*")
+    data = events.read_bytes()
+    events.write_bytes(data[:-7])  # the last record cut short: a kill while writing
+    assert read_scalars(cut)["val/loss"] == [(step, float(step)) for step in range(4)]
+    damaged = bytearray(data)
+    damaged[-6] ^= 0xFF  # a byte of the last record's contents: its checksum no longer agrees
+    events.write_bytes(bytes(damaged))
+    assert read_scalars(cut)["val/loss"] == [(step, float(step)) for step in range(4)]

@@ -63,6 +63,9 @@ class DivergenceGuard:
         self.status_fields: dict[str, int] = {}  # joins status.json: stalled_at_step
 
     # --- observer protocol --------------------------------------------------------------------------
+    def epoch_reads_model(self, state) -> bool:  # on_epoch reads the metrics only
+        return False
+
     def on_epoch(self, state, metrics: dict[str, float]) -> None:
         if self.reference is None:  # the first evaluation: the fresh network (epoch 0)
             value = metrics.get("val/loss", math.nan)
@@ -86,7 +89,6 @@ class DivergenceGuard:
         """on_step for many networks trained as one stack ((row, state, guard) each): the losses read from the
         device once for all, the gradients summed in one reduction when a guard asks; each guard judges its own.
         Returns {row: Diverged} for the networks to stop at this step."""
-        values = stack.losses()
         sums = None
         stopped = {}
         for row, state, guard in members:
@@ -94,7 +96,7 @@ class DivergenceGuard:
             if step % guard.every:
                 continue
             try:
-                guard.check_loss(step, values[row])
+                guard.check_loss(step, stack.losses()[row])
                 if guard.wants_grads(step):
                     sums = sums if sums is not None else stack.grad_sums()
                     guard.check_grads(step, sums[row])

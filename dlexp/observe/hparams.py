@@ -100,6 +100,9 @@ class HParams:
                 for row in csv.DictReader(f):
                     self._best({k: _number(v) for k, v in row.items() if "/" in k})
 
+    def epoch_reads_model(self, state) -> bool:  # on_epoch reads the metrics only
+        return False
+
     def on_epoch(self, state, metrics: dict[str, float]) -> None:
         self.logged.update(tag for tag, value in metrics.items() if math.isfinite(value))
         self._best(metrics)

@@ -46,6 +46,9 @@ class MetricsCSV:
         if not self.purged:
             self._purge(state)
 
+    def epoch_reads_model(self, state) -> bool:  # on_epoch reads the metrics only
+        return False
+
     def on_epoch(self, state, metrics: dict[str, float]) -> None:
         if not self.purged:  # a fresh start's epoch 0 comes before on_start
             self._purge(state)

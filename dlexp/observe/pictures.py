@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -194,9 +196,14 @@ class Pictures:
             sheets[UNITS + tag] = render.unit_sheets(index)  # (M, height, width, 3)
         share = (time.perf_counter() - started) / len(painters)
         for m, (_, pictures) in enumerate(painters):
-            images = {TAG: pictures.painter.place(colours[m])}
-            images.update((tag, sheet[m]) for tag, sheet in sheets.items())
-            pictures.show(step, images, time.perf_counter() - share)
+            pictures.show(step, partial(pictures.place, colours[m], {tag: sheet[m] for tag, sheet in sheets.items()}))
+            pictures.seconds += share
+
+    def place(self, colours: np.ndarray, sheets: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The images of one capture from its grid's colours and its unit sheets (on the painting thread)."""
+        if not isinstance(self.painter, render.BoundaryPainter):
+            raise TypeError(f"a {self.kind} picture is not placed from a grid's colours")
+        return {TAG: self.painter.place(colours), **sheets}
 
     def seen_in(self, units: list, row: int) -> dict[str, tuple[Tensor, Tensor | None]]:
         """Row `row`'s hidden layers in a stack's layers over the unit grids, as `layer_outputs` gives one network's."""
@@ -223,12 +230,14 @@ class Pictures:
             images[UNITS + layer] = render.units_image(values, scale)
         self.show(step, images, started)
 
-    def show(self, step: int, images: dict[str, np.ndarray], started: float) -> None:
-        """The images of `step` written (one event); `started`: when their drawing began (perf_counter)."""
+    def show(self, step: int, images: dict[str, np.ndarray] | Callable[[], dict], started: float | None = None) -> None:
+        """The images of `step` (or what makes them, on the painting thread) written as one event; `started`: when
+        their drawing began (perf_counter), for the time the run spent on its pictures."""
         self.last_step = step
         self.board.images(images, step)
         self.drawn += 1
-        self.seconds += time.perf_counter() - started
+        if started is not None:
+            self.seconds += time.perf_counter() - started
 
     def prediction_image(self, out: Tensor) -> np.ndarray:
         if isinstance(self.painter, render.BoundaryPainter):  # kind "classes"

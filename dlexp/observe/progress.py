@@ -19,6 +19,9 @@ class ProgressLines:
         self.console, self.epochs = console, epochs
         self.started = time.perf_counter()
 
+    def epoch_reads_model(self, state) -> bool:  # on_epoch reads the metrics only
+        return False
+
     def on_epoch(self, state, metrics: dict[str, float]) -> None:
         self.console.print(
             f"epoch {state.epoch}/{self.epochs}  step {state.step}  {_fmt(metrics)}  "
@@ -52,6 +55,9 @@ class ProgressBar:
     def on_step(self, state, loss) -> None:
         if state.step % self.every == 0:
             self.progress.update(self.task, completed=state.step, loss=f"step loss {loss.item():.4g}")
+
+    def epoch_reads_model(self, state) -> bool:  # on_epoch reads the metrics only
+        return False
 
     def on_epoch(self, state, metrics: dict[str, float]) -> None:
         self.progress.update(self.task, completed=state.step, epoch=state.epoch, loss=_fmt(metrics))

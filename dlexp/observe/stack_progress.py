@@ -75,22 +75,22 @@ class StackProgress:
     def stack_step(members: list, stack) -> dict:
         """on_step for the stack ((row, state, progress) each; every member shares one progress)."""
         progress = members[0][2]
-        progress.step([(row, state) for row, state, _ in members], stack)
+        progress.step(members, stack)
         return {}
 
-    def step(self, members: list[tuple[int, Any]], stack) -> None:
+    def step(self, members: list[tuple[int, Any, Any]], stack) -> None:
+        """Once a step, the stack's jobs still training ((row, state, ...) each): the line every `every` seconds."""
         self.view = stack
         if self.started is None:  # the pace is the steps' (the start's captures and checkpoints come before)
-            self.started, self.first_step = self.clock(), min(state.step for _, state in members) - 1
-        present = {self.job[id(state)] for _, state in members}
-        if present != self.running:
-            self.leave(self.running - present)
+            self.started, self.first_step = self.clock(), min(member[1].step for member in members) - 1
+        if len(members) != len(self.running):  # jobs only ever leave a stack
+            self.leave(self.running - {self.job[id(member[1])] for member in members})
         now = self.clock()
         if now < self.due:
             return
         self.due = now + self.every
         values = stack.losses()  # one host read for the stack, shared with the guard
-        self.losses = {self.job[id(state)]: values[row] for row, state in members}
+        self.losses = {self.job[id(member[1])]: values[member[0]] for member in members}
         self.show(now)
 
     def leave(self, jobs: set[int]) -> None:

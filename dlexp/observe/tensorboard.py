@@ -4,8 +4,12 @@ back from a run's event files (scalars, histograms) and writing derived runs, su
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
+import os
 import re
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -81,6 +85,8 @@ class Board:
         self.name = Path(log_dir).name
         self.tags: set[str] = set()  # scalar tags written: the layout lists their charts
         self.charts: dict[str, tuple] = {}  # the layout last written: category -> charts
+        self.laid_out: tuple[int, int | None] | None = None  # (tags, diverged_at) the layout was last made for
+        self.pending: list[Future] = []  # pictures on the painting thread, in the order given
 
     @contextlib.contextmanager
     def writing(self):
@@ -146,22 +152,40 @@ class Board:
             with self.writing():
                 self.writer._get_file_writer().add_summary(Summary(value=values), step)
 
-    def images(self, images: dict, step: int) -> None:
-        """RGB images ((H, W, 3) uint8 arrays) as ONE event, PNG-encoded (`png`: these are written while training
-        runs)."""
+    def images(self, images: dict | Callable[[], dict], step: int) -> None:
+        """RGB images ((H, W, 3) uint8 arrays), or a function that makes them, as ONE event, PNG-encoded (`png`) on
+        the painting thread while the training thread goes on; the events are written in the order given. What
+        failed there is raised by the next call; `close` (or `settle`) waits for every picture."""
+        self.settle(wait=False)
+        self.pending.append(painting().submit(self._write_images, images, step))
+
+    def _write_images(self, images: dict | Callable[[], dict], step: int) -> None:
         from tensorboard.compat.proto.summary_pb2 import Summary
 
-        values = [
-            Summary.Value(
-                tag=tag,
-                image=Summary.Image(
-                    height=pixels.shape[0], width=pixels.shape[1], colorspace=3, encoded_image_string=png(pixels)
-                ),
-            )
-            for tag, pixels in images.items()
-        ]
+        try:  # a picture is never worth the run: one that cannot be made is said in the log and left out
+            made = images() if callable(images) else images
+            values = [
+                Summary.Value(
+                    tag=tag,
+                    image=Summary.Image(
+                        height=pixels.shape[0], width=pixels.shape[1], colorspace=3, encoded_image_string=png(pixels)
+                    ),
+                )
+                for tag, pixels in made.items()
+            ]
+        except Exception:
+            logging.getLogger("dlexp").exception("pictures: the pictures of step %d could not be drawn", step)
+            return
         if values:
             self.writer._get_file_writer().add_summary(Summary(value=values), step)
+
+    def settle(self, wait: bool = True) -> None:
+        """The pictures handed to the painting thread: wait for them (wait=False: only forget those done); the
+        first that failed raises here."""
+        done = [f for f in self.pending if wait or f.done()]
+        self.pending = [f for f in self.pending if f not in done]
+        for future in done:
+            future.result()
 
     def hparams(
         self,
@@ -196,6 +220,10 @@ class Board:
         latest). A run that diverged adds a chart of its own losses, titled with its name and step."""
         from torch.utils.tensorboard.summary import custom_scalars
 
+        laid_out = (len(self.tags), diverged_at)  # tags are only ever added: the same count, the same tags
+        if laid_out == self.laid_out:
+            return
+        self.laid_out = laid_out
         charts = {}
         for category, entries in LAYOUT:
             charts[category] = tuple(
@@ -217,7 +245,23 @@ class Board:
 
     def close(self) -> None:
         with self.writing():
-            self.writer.close()
+            try:
+                self.settle()
+            finally:
+                self.writer.close()
+
+
+_painting: tuple[int, ThreadPoolExecutor] | None = None  # (the process it belongs to, the painting thread)
+
+
+def painting() -> ThreadPoolExecutor:
+    """The thread that encodes and writes pictures beside training, one per process (zlib and Pillow release the
+    GIL while they work). A process forked from this one (a joblib worker) gets its own: the parent's thread is
+    not in it."""
+    global _painting
+    if _painting is None or _painting[0] != os.getpid():
+        _painting = (os.getpid(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="dlexp-pictures"))
+    return _painting[1]
 
 
 def quiet_writer_threads() -> None:
@@ -308,6 +352,9 @@ class ScalarLogger:
         self.board.scalar("train/step_loss", value, step)
         self.step_losses.append((step, value))
 
+    def epoch_reads_model(self, state) -> bool:  # on_epoch reads the metrics only
+        return False
+
     def on_epoch(self, state, metrics: dict[str, float]) -> None:
         values = {k: v for k, v in metrics.items() if math.isfinite(v)}
         values["epoch"] = state.epoch
@@ -338,33 +385,53 @@ class ScalarLogger:
 
 
 def read_scalars(run_dir: Path) -> dict[str, Curve]:
-    """Every scalar tag of the event files directly in `run_dir` -> its (step, value) points, in step order.
+    """Every scalar tag of the event files directly in `run_dir` -> its (step, value) points, in the order logged.
 
-    A resumed run's later event file replaces what an earlier one logged after the checkpoint (the writer's
-    purge_step), as in TensorBoard itself.
+    As TensorBoard reads them: the files in name order, and a resumed run's later file, which opens with the
+    restart its writer's purge_step marks, replaces what earlier files logged from that step on. A file is read up
+    to a record that is cut short or does not check (a run killed while writing). Each record's length is checked
+    and the contents of each record a scalar is read from; pictures and histograms, most of the bytes, are only
+    skipped (TensorBoard's own reader checks them too, at 10x the time: `read_scalars` reads every run of a sweep).
     """
-    import logging
+    import struct
 
-    from tensorboard.backend.event_processing import event_accumulator as ea
+    from google.protobuf.message import DecodeError
+    from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 
-    logging.getLogger("tensorboard").setLevel(logging.WARNING)  # not "No path found after ..." for every file
-    fast_checksums()  # reading checks every record's checksum: pictures are large records
-    # keep every scalar; histograms and images are parsed but only one of each is kept
-    accumulator = ea.EventAccumulator(
-        str(run_dir),
-        size_guidance={
-            ea.SCALARS: 0,
-            ea.HISTOGRAMS: 1,
-            ea.IMAGES: 1,
-            ea.TENSORS: 1,
-            ea.AUDIO: 1,
-            ea.COMPRESSED_HISTOGRAMS: 1,
-        },
-    )
-    accumulator.Reload()
-    return {
-        tag: [(event.step, event.value) for event in accumulator.Scalars(tag)] for tag in accumulator.Tags()[ea.SCALARS]
-    }
+    fast_checksums()
+    from tensorboard.compat.tensorflow_stub import pywrap_tensorflow as stub
+
+    checksum = stub.masked_crc32c
+    curves: dict[str, Curve] = {}
+    for path in sorted(Path(run_dir).glob("*tfevents*")):
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        at = 0
+        while at + 12 <= len(data):
+            header = data[at : at + 8]
+            (length,) = struct.unpack("<Q", header)
+            end = at + 12 + length + 4
+            if end > len(data) or struct.unpack("<I", data[at + 8 : at + 12])[0] != checksum(header):
+                break
+            record = data[at + 12 : end - 4]
+            at = end
+            try:
+                event = Event.FromString(record)
+            except DecodeError:
+                break
+            if event.session_log.status == SessionLog.START:  # a restart: what was logged from here on is gone
+                for tag, points in curves.items():
+                    curves[tag] = [(step, value) for step, value in points if step < event.step]
+                continue
+            found = [(v.tag, v.simple_value) for v in event.summary.value if v.WhichOneof("value") == "simple_value"]
+            if not found:
+                continue
+            if struct.unpack("<I", data[end - 4 : end])[0] != checksum(record):
+                break
+            for tag, value in found:
+                curves.setdefault(tag, []).append((event.step, value))
+    return curves
 
 
 def write_columns(run_dirs: list[Path], hparams: dict[str, list], metrics: list[str]) -> Path | None:

@@ -145,6 +145,7 @@ class Checkpointer:
         self.path, self.exp, self.config_yaml, self.every = path, exp, config_yaml, every
         self.secs, self.schedule, self.record, self.observers = float(secs), schedule, record, observers
         self.due = math.inf
+        self.decided: tuple[int, bool] | None = None  # (step, is a save due at this epoch's end?), once asked
 
     def save(self, state) -> None:
         save(
@@ -194,8 +195,16 @@ class Checkpointer:
         return failed
 
     def on_epoch(self, state, metrics) -> None:
-        if state.epoch > 0 and ((self.every and state.epoch % self.every == 0) or time.monotonic() >= self.due):
+        decided, self.decided = self.decided, None
+        if decided[1] if decided is not None and decided[0] == state.step else self.epoch_reads_model(state):
             self.save(state)
+
+    def epoch_reads_model(self, state) -> bool:
+        """Is a save due at this epoch's end (every `every` epochs, or its time has come)? Decided once: a stack
+        that asked writes the job's numbers back for the save that follows, and the clock must not change it."""
+        due = state.epoch > 0 and bool((self.every and state.epoch % self.every == 0) or time.monotonic() >= self.due)
+        self.decided = (state.step, due)
+        return due
 
     def on_end(self, state, status: str) -> None:
         if status in ("completed", "interrupted", "terminated"):

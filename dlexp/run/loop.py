@@ -66,6 +66,10 @@ class Observer(Protocol):
     members, (row, state, observer) each, and its view of the stack (`StackView`), and which returns {row: error}
     for the networks to stop: `stack_step` for on_step, `stack_capture_next`, `stack_capture`. Both loops know only
     these names, never an observer's class or fields.
+
+    A stack keeps its networks' numbers in its own tensors and writes a network's back into its model and optimizer
+    before on_epoch only when an observer of it will read them there (a checkpoint): `epoch_reads_model(state)`
+    says whether on_epoch at this state does; an observer without it is taken to read them.
     """
 
     def on_start(self, state: TrainState) -> None: ...
@@ -74,6 +78,17 @@ class Observer(Protocol):
     def on_capture_next(self, state: TrainState) -> None: ...  # the step about to be taken will be captured
     def on_capture(self, state: TrainState) -> None: ...  # a captured step (the schedule decides)
     def on_end(self, state: TrainState, status: str) -> None: ...
+    def epoch_reads_model(self, state: TrainState) -> bool: ...  # on_epoch at this state reads weights / optimizer
+
+
+def epoch_reads_model(observers: Iterable[object], state: TrainState) -> bool:
+    """Will on_epoch at this state read the network's weights or its optimizer's state (Observer.epoch_reads_model)?"""
+    for observer in observers:
+        if hasattr(observer, "on_epoch"):
+            reads = getattr(observer, "epoch_reads_model", None)
+            if reads is None or reads(state):
+                return True
+    return False
 
 
 def notify(observers: Iterable[object], event: str, *args: Any) -> None:

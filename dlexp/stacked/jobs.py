@@ -52,6 +52,9 @@ class OwnRng:
 
     on_epoch = on_end = restore
 
+    def epoch_reads_model(self, state) -> bool:  # the random state is the job's own, not the stack's
+        return False
+
 
 def fit_together(runs: Sequence[train.Started], stop: StopFlag, rng_states: Sequence[tuple] | None = None) -> None:
     """Train started runs (ready, stackable, at the same batch of their epoch) as one stack, then end each one.

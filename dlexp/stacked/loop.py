@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from dlexp.run.loop import Schedule, Stop, TrainState, notify
+from dlexp.run.loop import Schedule, Stop, TrainState, epoch_reads_model, notify
 from dlexp.stacked import histograms as stacked_histograms
 from dlexp.stacked import pictures as stacked_pictures
 from dlexp.stacked.group import StackedGroup
@@ -58,7 +58,8 @@ def fit_stacked(
     schedules, each job trains `exp.epochs` epochs, evaluated after each one, captured at the start and the end.
     stop: an object whose `.stop` (set by `signals.stop_on_signals(stop)`) stops every job at its next step.
     sync_on_epoch: write a job's parameters and optimizer state into its own model and optimizer before its
-    on_epoch observers run (they may save a checkpoint or read the weights); its gradients are written as it leaves.
+    on_epoch observers run, when one of them reads them (`Observer.epoch_reads_model`: a checkpoint save); its
+    gradients are written as it leaves.
     rng_states: per job, the global random state its single run holds while it trains (`StackView.sync` sets it).
     All jobs still training must stand at the same batch of their epoch (`plan_groups(states=...)` keys on it).
     """
@@ -247,13 +248,13 @@ class _Fit:
             self.point_sums()
 
     def stack_forms(self, event: str) -> list[tuple]:
-        """(the class's form of `event` for many jobs, its members (row, observer)), one per observer class that
-        has one, in the order the jobs' observer lists name the classes."""
+        """(the class's form of `event` for many jobs, its members (row, state, observer)), one per observer class
+        that has one, in the order the jobs' observer lists name the classes."""
         forms: dict[type, list] = {}
         for r, j in enumerate(self.group.jobs):
             for observer in self.observers[j]:
                 if hasattr(observer, event) and stack_form(observer, event) is not None:
-                    forms.setdefault(type(observer), []).append((r, observer))
+                    forms.setdefault(type(observer), []).append((r, self.row_states[r], observer))
         return [(getattr(kind, STACK_FORMS[event]), members) for kind, members in forms.items()]
 
     def point_sums(self) -> None:
@@ -278,9 +279,10 @@ class _Fit:
         a member whose observer failed or stopped its job leaves, its later observers not told of this step."""
         jobs = self.group.jobs
         for form, members in self.forms[event]:
-            chosen = [
-                (r, self.row_states[r], o) for r, o in members if jobs[r] not in leaving and (rows is None or r in rows)
-            ]
+            if rows is None and not leaving:  # every member: the list made when the stack last changed
+                chosen = members
+            else:
+                chosen = [m for m in members if jobs[m[0]] not in leaving and (rows is None or m[0] in rows)]
             if not chosen:
                 continue
             try:
@@ -416,7 +418,7 @@ class _Fit:
             state.metrics = {"train/loss": table[0][r], **{name: table[m + 1][r] for m, name in enumerate(names)}}
             if not self.on_epoch[j]:
                 continue
-            if self.sync:  # what an epoch's observers read: weights and optimizer state (a checkpoint), not gradients
+            if self.sync and epoch_reads_model(self.observers[j], state):  # a checkpoint: weights and optimizer
                 group.write_back(r, grads=False)
             self.call(j, lambda: notify(self.observers[j], "on_epoch", state, state.metrics), None)
         captured = [
