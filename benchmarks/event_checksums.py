@@ -1,9 +1,9 @@
-"""What the block-wise event checksum (dlexp/observe/tensorboard.py, `fast_checksums`) saves, measured in one process.
+"""What the event checksum in C (dlexp/observe/tensorboard.py, `fast_checksums`) saves, measured in one process.
 
     python benchmarks/event_checksums.py [--repeats 7] [--epochs 5] [--data digits] [--runs]
 
 TensorBoard frames every event record with a CRC-32C it computes in pure Python, a byte per loop turn; dlexp
-installs an equal one that works 64 bytes at a time. A default digits run (histograms on) is trained once; then,
+installs an equal one from Google's C library (google-crc32c). A default digits run (histograms on) is trained once; then,
 with TensorBoard's own checksum and with dlexp's, in alternating order:
 
 1. writing: every event of that run written again through TensorBoard's own EventFileWriter (its queue, its

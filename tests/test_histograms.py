@@ -204,9 +204,9 @@ def test_event_checksums_equal_tensorboards_own():
     assert fast_checksums()
     fast = record_writer.masked_crc32c
     assert stub.masked_crc32c is fast  # reading event files uses it too
-    own = fast.reference  # TensorBoard's own, kept for short records
+    own = fast.reference  # TensorBoard's own
     assert own is not fast and own.__module__ == stub.__name__
-    for n in [*range(0, 300, 7), *range(300, 1100), 4096, 5149, 65_537]:  # every block / tail split
+    for n in [*range(0, 300, 7), *range(300, 1100), 4096, 5149, 65_537]:
         data = os.urandom(n)
         assert fast(data) == own(data), n
 
@@ -219,7 +219,7 @@ def test_the_checksum_patch_still_fits_tensorboard(tmp_path, monkeypatch):
     from tensorboard.summary.writer import record_writer
     from tensorboard.util.tensor_util import make_ndarray
 
-    from dlexp.observe.tensorboard import Board, fast_checksums, read_scalars
+    from dlexp.observe.tensorboard import Board, fast_checksums, read_histograms, read_scalars
 
     assert fast_checksums()
     fast = record_writer.masked_crc32c
@@ -244,8 +244,11 @@ def test_the_checksum_patch_still_fits_tensorboard(tmp_path, monkeypatch):
 
     checked.clear()
     monkeypatch.setattr(stub, "masked_crc32c", spy)  # the reader `dlexp compare` uses without TensorFlow
-    assert read_scalars(tmp_path)["train/loss"] == [(3, 0.5)]
+    assert read_histograms(tmp_path, "activations/", 3)[0] == 3  # through TensorBoard's EventAccumulator
     assert max(checked, default=0) > 4 * 64, "TensorBoard's reader no longer calls pywrap_tensorflow.masked_crc32c"
+    checked.clear()
+    assert read_scalars(tmp_path)["train/loss"] == [(3, 0.5)]  # dlexp's own reader of scalars, the same checksum
+    assert max(checked, default=0) > 4 * 64
 
     monkeypatch.setattr(stub, "masked_crc32c", own)  # TensorBoard's reader with TensorBoard's own checksum
     (path,) = tmp_path.glob("events.out.tfevents.*")

@@ -657,75 +657,42 @@ def read_histograms(run_dir, prefix: str, step: int) -> tuple[int | None, dict[s
 
 # --- event-file checksums --------------------------------------------------------------------------------------
 # TensorBoard frames every event record with a CRC-32C it computes in pure Python, one byte per loop turn, when
-# writing and again when reading. The same checksum 64 bytes at a time: CRC-32C is linear, so a block's
-# contribution is the XOR of one table entry per byte position (gathered by numpy for all blocks at once), and
-# carrying the running state across a block is 4 table lookups. Installed only after it agrees with TensorBoard's
-# own on a sample. Why (benchmarks/event_checksums.py --case moons): a 2-D run's pictures make 1.5 MB of events;
-# writing them takes 8x less time (0.70 s -> 0.09 s, 6 % of the 9 s run) and reading them back (compare, curves)
-# 10x less (1.37 s -> 0.14 s a run). The default digits run (no pictures): 2x less, 14 ms, 0.4 % of the run.
-# It replaces two module globals of TensorBoard's (record_writer.masked_crc32c, pywrap_tensorflow.masked_crc32c);
-# tests/test_histograms.py fails if the writer or the reader stops looking them up, or stops accepting the result.
-
-_BLOCK = 64
-_SMALL = 256  # shorter records (scalars): TensorBoard's loop is as fast
+# writing and again when reading: 25 us for a 200-byte record of scalars, ~120 ms for a megabyte of pictures, and
+# every event writer of a stack (a thread each) holds the GIL while it checks, which the training thread waits for.
+# The same checksum from Google's C library (google-crc32c, 0.3 us a record), installed only where it is compiled and
+# after it agrees with TensorBoard's own on a sample. Measured by benchmarks/event_checksums.py and, for a stack, by
+# benchmarks/vectorized_sweep.py (README, Performance). It replaces two module globals of TensorBoard's
+# (record_writer.masked_crc32c, pywrap_tensorflow.masked_crc32c); tests/test_histograms.py fails if the writer or
+# the reader stops looking them up, or stops accepting the result.
 
 
-class _BlockCrc32c:
-    def __init__(self, table: list[int], reference):
-        import numpy as np
+class _Crc32c:
+    """TensorBoard's masked CRC-32C of a record, by google-crc32c; `reference` is TensorBoard's own."""
 
-        t = np.array(table, dtype=np.uint64)
-
-        def zero_byte(state):  # the state after one 0x00 byte
-            return t[state & 0xFF] ^ (state >> 8)
-
-        # position[k, b]: the state left by byte b at offset k of a block processed from state 0
-        position = np.empty((_BLOCK, 256), dtype=np.uint64)
-        state = t.copy()
-        for k in range(_BLOCK - 1, -1, -1):
-            position[k] = state
-            state = zero_byte(state)
-        # carry[j][v]: state byte j holding v, pushed through a whole block of zero bytes
-        carry = []
-        for j in range(4):
-            state = np.arange(256, dtype=np.uint64) << np.uint64(8 * j)
-            for _ in range(_BLOCK):
-                state = zero_byte(state)
-            carry.append(state.tolist())
-        self.np, self.table, self.position, self.carry = np, table, position, carry
-        self.offsets = np.arange(_BLOCK)[None, :]
-        self.reference = reference
+    def __init__(self, value, reference):
+        self.value, self.reference = value, reference
 
     def __call__(self, data: bytes) -> int:
-        if len(data) < _SMALL:
-            return self.reference(data)
-        np, table = self.np, self.table
-        whole = len(data) // _BLOCK * _BLOCK
-        blocks = np.frombuffer(data, dtype=np.uint8, count=whole).reshape(-1, _BLOCK)  # (n, 64)
-        contributions = np.bitwise_xor.reduce(self.position[self.offsets, blocks], axis=1).tolist()  # (n,)
-        c0, c1, c2, c3 = self.carry
-        crc = 0xFFFFFFFF
-        for contribution in contributions:
-            crc = c0[crc & 0xFF] ^ c1[(crc >> 8) & 0xFF] ^ c2[(crc >> 16) & 0xFF] ^ c3[crc >> 24] ^ contribution
-        for byte in data[whole:]:
-            crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-        crc ^= 0xFFFFFFFF
+        crc = self.value(data)
         return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF  # TensorBoard's "masked" CRC
 
 
 def fast_checksums() -> bool:
     """Give TensorBoard's record writer and its record reader (the one `dlexp compare` reads event files with, when
-    TensorFlow is not installed) the block-wise checksum (once); False if it could not be verified."""
+    TensorFlow is not installed) the C checksum (once); False where it is not compiled or could not be verified."""
     try:
+        import google_crc32c
         from tensorboard.compat.tensorflow_stub import pywrap_tensorflow as stub
         from tensorboard.summary.writer import record_writer
     except ImportError:
         return False
-    if isinstance(record_writer.masked_crc32c, _BlockCrc32c):
+    if isinstance(record_writer.masked_crc32c, _Crc32c):
         return True
-    fast = _BlockCrc32c(list(stub.CRC_TABLE), stub.masked_crc32c)
-    sample = bytes((i * 131 + 7) % 256 for i in range(3 * _BLOCK + 37))
-    if fast(sample) != stub.masked_crc32c(sample):
+    if google_crc32c.implementation != "c":  # its pure-Python fallback is no faster than TensorBoard's
+        return False
+    fast = _Crc32c(google_crc32c.value, stub.masked_crc32c)
+    sample = bytes((i * 131 + 7) % 256 for i in range(229))
+    if fast(sample) != stub.masked_crc32c(sample) or fast(b"") != stub.masked_crc32c(b""):
         return False  # a TensorBoard we do not know: keep its own
     record_writer.masked_crc32c = fast
     stub.masked_crc32c = fast  # the reader checks every record it reads with it
