@@ -8,7 +8,7 @@ process of the command gets it). At a random instant the signal is sent to that 
 command sends it to itself: DLEXP_FAULT="POINT:SIGNAL[:N]" (dlexp/run/faults.py lists the points). Invariants:
 
 * the exit code names what happened: 130 after SIGINT, 143 (or killed by SIGTERM) after SIGTERM, killed after
-  SIGKILL; 0 only when every job had finished;
+  SIGKILL; 0 only when every job had finished, and finished before the signal came (a stop is never ignored);
 * no traceback on the screen; every status.json parses; no run reads `running` once its process is gone;
 * after `dlexp resume` (or running the command again when it was stopped before it wrote anything): every job
   `completed`, its status.json metrics and metrics.csv equal to the same job uninterrupted (exactly for runs
@@ -140,6 +140,7 @@ class Trial:
     delay: float | None = None  # the instant in seconds after the start
     code: int | None = None  # the stopped command's exit code
     sent: bool = True  # did the signal go out before the command ended by itself?
+    sent_at: float | None = None  # when (time.time()), for a random instant
     problems: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
@@ -173,6 +174,7 @@ def run_trial(trial: Trial, root: Path, refs: Path) -> Trial:
             proc.wait(timeout=trial.delay)
             trial.sent = False
         except subprocess.TimeoutExpired:
+            trial.sent_at = time.time()
             os.killpg(proc.pid, SIGNALS[trial.signal])
     out, err = proc.communicate(timeout=600)
     trial.code = proc.returncode
@@ -213,6 +215,13 @@ def _wait_for_group(pgid: int, timeout: float = 30) -> None:
         time.sleep(0.05)
 
 
+def _finished_at(path: Path) -> float:
+    """When a run finished (status.json's `finished`, whole seconds) as time.time() counts."""
+    from datetime import datetime
+
+    return datetime.fromisoformat(runs.read_status(path)["finished"]).timestamp()
+
+
 def _status(path: Path) -> str:
     return runs.read_status(path).get("status", "?")
 
@@ -235,6 +244,10 @@ def check_stopped(trial: Trial, target: Path, ref: Path, screen: str) -> None:
     if trial.code == 0:
         if not complete or (target / "STOP").exists():
             problems.append("exit code 0, but not every job finished")
+        elif trial.sent_at is not None and trial.signal != "SIGKILL":  # finished: but before the stop came?
+            last = max(_finished_at(p) for p in jobs.values())
+            if last >= trial.sent_at + 1:  # status.json's clock has whole seconds
+                problems.append(f"exit code 0: a job finished {last - trial.sent_at:.0f}s after the {trial.signal}")
     elif trial.code not in EXITS[trial.signal]:
         problems.append(f"exit code {trial.code} after {trial.signal}: {screen[-800:]}")
     elif not trial.sent:
