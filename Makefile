@@ -21,14 +21,18 @@ $(PY):
 	$(PY) -m pip install -q --upgrade pip
 
 # torch first, pinned: an unpinned torch may pull a multi-GB CUDA build.
+TORCH := $(PY) -c 'import torch' 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
+
 $(STAMP): $(PY) pyproject.toml
-	$(PY) -c 'import torch' 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
+	$(TORCH)
 	$(PY) -m pip install -q -e '.[launchers,optuna]'
 	touch $(STAMP)
 
-$(TEST_STAMP): $(STAMP)
+# Everything make run installs and what the tests need, in one pip call (one resolution, one editable build).
+$(TEST_STAMP): $(PY) pyproject.toml
+	$(TORCH)
 	$(PY) -m pip install -q -e '.[launchers,optuna,test,ray]'
-	touch $(TEST_STAMP)
+	touch $(STAMP) $(TEST_STAMP)
 
 # The development set-up: everything, tests included.
 install: $(TEST_STAMP)
