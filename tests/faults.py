@@ -74,13 +74,14 @@ def dlexp(*args: str, cwd: Path, env: dict | None = None, timeout: float = 600) 
 DURATION: dict[str, float] = {}  # seconds the uninterrupted command of each kind took here, start-up included
 
 
-def reference(kind: str, root: Path) -> Path:
-    """The uninterrupted run or sweep of `kind`, made once under `root` (and timed: a random instant falls within
-    that time, however loaded the machine)."""
+def reference(kind: str, root: Path, timed: bool = True) -> Path:
+    """The uninterrupted run or sweep of `kind`, made once under `root` and, when a random instant will fall within
+    its time, timed after a warm-up run (the first run of a kind fills the caches)."""
     where = root / f"reference-{kind}"
     if not (where / "cut").exists():
         (where / "warm-up").mkdir(parents=True, exist_ok=True)
-        dlexp("train", *KINDS[kind], cwd=where / "warm-up")  # the first run of a kind fills the caches: not timed
+        if timed:
+            dlexp("train", *KINDS[kind], cwd=where / "warm-up")
         start = time.perf_counter()
         done = dlexp("train", *KINDS[kind], cwd=where)
         DURATION[kind] = time.perf_counter() - start
@@ -152,7 +153,7 @@ def run_trial(trial: Trial, root: Path, refs: Path) -> Trial:
     """Stop, check, resume, check; the problems found go to `trial.problems`."""
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
-    ref = reference(trial.kind, refs)
+    ref = reference(trial.kind, refs, timed=trial.instant is not None)
     if trial.instant is not None:
         trial.delay = trial.instant * DURATION.get(trial.kind, 5.0)
     env = dict(ENV)

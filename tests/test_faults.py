@@ -46,8 +46,6 @@ BOUNDARIES = [
     ("single", "SIGTERM", "epoch_end:2"),
 ]
 MORE = [
-    ("basic", "SIGTERM", "sweep_start"),
-    ("basic", "SIGTERM", "job_start:2"),
     ("basic", "SIGKILL", "mid_epoch:3"),
     ("basic", "SIGKILL", "summary"),
     ("single", "SIGINT", "job_start"),
