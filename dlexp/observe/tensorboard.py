@@ -397,11 +397,10 @@ def read_scalars(run_dir: Path) -> dict[str, Curve]:
 
     from google.protobuf.message import DecodeError
     from tensorboard.compat.proto.event_pb2 import Event, SessionLog
-
-    fast_checksums()
     from tensorboard.compat.tensorflow_stub import pywrap_tensorflow as stub
 
-    checksum = stub.masked_crc32c
+    fast_checksums()
+    checksum = stub.masked_crc32c  # installed just above, where it can be
     curves: dict[str, Curve] = {}
     for path in sorted(Path(run_dir).glob("*tfevents*")):
         if not path.is_file():
