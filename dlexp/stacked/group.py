@@ -143,9 +143,16 @@ class StackedGroup:
         loss, optimizer = self.loss, self.optimizer
         if loss is None or optimizer is None:  # unlabelled data: the stack is looked at, never trained
             raise RuntimeError("A stack of jobs on unlabelled data takes no step.")
-        self.model.zero_grad()
-        losses = loss(self.model.forward(x), y)  # (N,)
-        losses.sum().backward()  # d(sum)/d(loss_i) = 1: each job's own
+        model = self.model
+        model.zero_grad()
+        if model.rules is None:  # an activation whose gradient is autograd's to know
+            losses = loss(model.forward(x), y)  # (N,)
+            losses.sum().backward()  # d(sum)/d(loss_i) = 1: each job's own
+        else:  # autograd for the loss alone, the network's gradients by hand
+            out, tape = model.taped(x)
+            losses = loss(out.requires_grad_(), y)
+            (grad,) = torch.autograd.grad(losses.sum(), out)
+            model.backward(tape, grad)
         optimizer.step()
         return losses.detach()
 

@@ -17,8 +17,29 @@ from torch import Tensor, nn
 from dlexp.parts.models import activation_name
 
 
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """x @ W^T + b for N jobs at once: (N, B, in), (N, out, in), (N, 1, out) -> (N, B, out)."""
+    if weight.shape[1] == 1:
+        # One output: MKL computes a single run's x @ w as a matrix-vector product; w @ x^T takes the same
+        # path in a batched product, x @ w^T does not. (N, 1, B) -> (N, B, 1), the same memory.
+        xt = x.transpose(1, 2)  # (N, in, B) view
+        out = torch.baddbmm(bias, weight, xt) if bias is not None else torch.bmm(weight, xt)
+        return out.transpose(1, 2)  # (N, B, 1)
+    wt = weight.transpose(1, 2)  # (N, in, out) view
+    return torch.baddbmm(bias, x, wt) if bias is not None else torch.bmm(x, wt)  # (N, B, out)
+
+
+def linear_backward(grad: Tensor, x: Tensor, weight: Tensor, needs: tuple[bool, bool, bool]) -> tuple:
+    """The gradients of `linear` as nn.Linear's are computed for one job, for the inputs `needs` names:
+    (x, weight, bias) -> (N, B, in), (N, out, in), (N, 1, out) or None each. grad: (N, B, out)."""
+    gx = torch.bmm(grad, weight) if needs[0] else None
+    gw = torch.bmm(grad.transpose(1, 2), x) if needs[1] else None
+    gb = grad.sum(1, keepdim=True) if needs[2] else None
+    return gx, gw, gb
+
+
 class StackedLinearFn(torch.autograd.Function):
-    """x @ W^T + b for N jobs at once, with the gradients computed as nn.Linear computes them for one job.
+    """`linear` with the gradients computed as nn.Linear computes them for one job (`linear_backward`).
 
     Autograd's own rule for `baddbmm` forms the weight gradient as (x^T g)^T; addmm's rule for a contiguous
     weight forms g^T x. The two orders round differently on larger layers, so the rule is written out here.
@@ -28,22 +49,36 @@ class StackedLinearFn(torch.autograd.Function):
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
-        if weight.shape[1] == 1:
-            # One output: MKL computes a single run's x @ w as a matrix-vector product; w @ x^T takes the same
-            # path in a batched product, x @ w^T does not. (N, 1, B) -> (N, B, 1), the same memory.
-            xt = x.transpose(1, 2)  # (N, in, B) view
-            out = torch.baddbmm(bias, weight, xt) if bias is not None else torch.bmm(weight, xt)
-            return out.transpose(1, 2)  # (N, B, 1)
-        wt = weight.transpose(1, 2)  # (N, in, out) view
-        return torch.baddbmm(bias, x, wt) if bias is not None else torch.bmm(x, wt)  # (N, B, out)
+        return linear(x, weight, bias)
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # grad: (N, B, out)
         x, weight = ctx.saved_tensors
-        gx = torch.bmm(grad, weight) if ctx.needs_input_grad[0] else None  # (N, B, in)
-        gw = torch.bmm(grad.transpose(1, 2), x) if ctx.needs_input_grad[1] else None  # (N, out, in)
-        gb = grad.sum(1, keepdim=True) if ctx.has_bias and ctx.needs_input_grad[2] else None  # (N, 1, out)
-        return gx, gw, gb
+        needs = ctx.needs_input_grad
+        return linear_backward(grad, x, weight, (needs[0], needs[1], ctx.has_bias and needs[2]))
+
+
+Rule = Callable[[Tensor, Tensor, Tensor], Tensor]  # (grad, input, output) -> the input's gradient
+
+
+def _backward_rule(module: nn.Module) -> Rule | None:
+    """(grad, input, output) -> the input's gradient, by the kernel autograd runs for this activation module
+    (torch/csrc/autograd/derivatives.yaml, outside create_graph); None for a module not listed (or in place)."""
+    if getattr(module, "inplace", False):
+        return None
+    aten, kind = torch.ops.aten, type(module)
+    rules: dict[type, Rule] = {
+        nn.Sigmoid: lambda g, x, y: aten.sigmoid_backward(g, y),
+        nn.Tanh: lambda g, x, y: aten.tanh_backward(g, y),
+        nn.ReLU: lambda g, x, y: aten.threshold_backward(g, y, 0),
+        nn.LeakyReLU: lambda g, x, y: aten.leaky_relu_backward(g, x, module.negative_slope, False),
+        nn.ELU: lambda g, x, y: aten.elu_backward(g, module.alpha, 1, 1, False, x),
+        nn.GELU: lambda g, x, y: aten.gelu_backward(g, x, approximate=module.approximate),
+        nn.SiLU: lambda g, x, y: aten.silu_backward(g, x),
+        nn.Mish: lambda g, x, y: aten.mish_backward(g, x),
+        nn.Identity: lambda g, x, y: g,
+    }
+    return rules.get(kind)
 
 
 def architecture(model: nn.Module) -> tuple | str:
@@ -111,6 +146,9 @@ class StackedMLP:
                 self.shapes += [module.weight.shape] + ([module.bias.shape] if b is not None else [])
             elif not isinstance(module, nn.Flatten):
                 self.plan.append(module)
+        # every activation's gradient known: the training pass is differentiated by hand (`taped`, `backward`)
+        rules = [_backward_rule(m) for m in self.plan if not isinstance(m, int)]
+        self.rules: list[Rule] | None = [r for r in rules if r is not None] if None not in rules else None
 
     @property
     def size(self) -> int:
@@ -148,10 +186,46 @@ class StackedMLP:
         """Linear number k alone: (N, B, in_k) -> (N, B, out_k)."""
         return StackedLinearFn.apply(x, self.weights[k], self.biases[k])
 
+    @torch.no_grad()
+    def taped(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """The training pass without autograd (when `rules`): (N, B, in) -> (N, B, out), and the tape `backward`
+        reads: the input of every step of the plan, and the output."""
+        tape = [x]
+        for step in self.plan:
+            x = linear(x, self.weights[step], self.biases[step]) if isinstance(step, int) else step.forward(x)
+            tape.append(x)
+        return x, tape
+
+    @torch.no_grad()
+    def backward(self, tape: list[Tensor], grad: Tensor) -> None:
+        """The gradients of the taped pass, given the output's (N, B, out), into every parameter's .grad: the
+        kernels autograd runs for `forward`, in its order, without its graph (half the time of a small step)."""
+        rules = iter(reversed(self.rules or []))
+        for i in range(len(self.plan) - 1, -1, -1):
+            step, x = self.plan[i], tape[i]
+            if isinstance(step, int):
+                w, b = self.weights[step], self.biases[step]
+                grad, w.grad, gb = linear_backward(grad, x, w, (i > 0, True, b is not None))
+                if b is not None:
+                    b.grad = gb
+            else:
+                grad = next(rules)(grad, x, tape[i + 1])
+
     def linear_columns(self, k: int, x: Tensor) -> Tensor:
         """Linear number k on points along the LAST axis: (N, in_k, G) -> (N, out_k, G)."""
         w, b = self.weights[k], self.biases[k]  # (N, out, in), (N, 1, out)
         return torch.baddbmm(b.transpose(1, 2), w, x) if b is not None else torch.bmm(w, x)
+
+    def frozen(self) -> StackedMLP:
+        """A copy of the stack as it stands now, its parameters cloned and detached: what another thread may walk
+        (the pictures' grid passes) while this one trains on."""
+        copy = object.__new__(StackedMLP)
+        copy.__dict__.update(self.__dict__)
+        with torch.no_grad():
+            copy.weights = [w.detach().clone() for w in self.weights]
+            copy.biases = [None if b is None else b.detach().clone() for b in self.biases]
+        copy.params = [p for w, b in zip(copy.weights, copy.biases) for p in (w, b) if p is not None]
+        return copy
 
     def zero_grad(self) -> None:
         for p in self.params:
