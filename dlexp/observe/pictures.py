@@ -14,7 +14,10 @@ At the end of the run the final grid is saved as `boundary.npz` in the run direc
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import threading
 import time
 from collections.abc import Callable
 from functools import partial
@@ -141,44 +144,27 @@ class Pictures:
     # --- the same for a stack of networks, all evaluated over their grids in one pass (dlexp/stacked/loop.py) --
     @staticmethod
     def stack_capture(members: list, stack) -> dict:
-        """A captured step for these members ((row, state, observer) of the stack's networks): the stack evaluated
-        over every member's grid in one batched pass (and over its unit grid, layer by layer), every member's grid
-        coloured in one call per picture (`paint_many`), then each member's images placed and written. Returns
-        {row: error} for the members whose painting failed."""
-        failed: dict[int, BaseException] = {}
+        """A captured step for these members ((row, state, observer) of the stack's networks): the networks as they
+        stand (`stack.frozen()`) go to the painting thread with the members, and the stack trains on. There, one
+        `StackCapture` evaluates them over every member's grid in one batched pass (and over its unit grid, layer by
+        layer), colours every member's grid at once (`paint_many`) and hands each member its images. Returns {}:
+        a picture that cannot be drawn is said in its run's log and left out (`Board.images`), as alone."""
         by_step: dict[int, list] = {}
         for row, state, pictures in members:
             if state.step != pictures.last_step:
                 by_step.setdefault(state.step, []).append((row, pictures))
         for step, painters in by_step.items():
-            mine = dict(painters)
-            out, _ = stack.over([mine[r].grid if r in mine else None for r in range(stack.size)])  # (N, G, out)
-            units: list = []
-            if any(p.hidden for p in mine.values()):
-                grids = [mine[r].unit_grid if r in mine and mine[r].hidden else None for r in range(stack.size)]
-                units = stack.over(grids, layers=True)[1]  # per Linear: (N, U, width) each
-            try:
-                Pictures.paint_many(step, painters, out, units)
-            except Exception:  # one member's painting failed: each paints alone, so only its own fails
-                for row, pictures in painters:
-                    try:
-                        pictures.paint(step, out[row], pictures.seen_in(units, row))
-                    except Exception as err:
-                        failed[row] = err
-        return failed
+            StackCapture.hand_over(StackCapture(stack.frozen(), step, painters))
+        return {}
 
     @staticmethod
-    def paint_many(step: int, painters: list, out: Tensor, units: list) -> None:
-        """`paint` for many networks of one stack at one step, (row, Pictures) each, from the stack's outputs over
-        their grids (N, G, out) and its layers over their unit grids: the probabilities of every member read back
-        and coloured at once, every hidden layer's units coloured at once (one call per colour scale) and laid
-        into sheets at once; then each member places its own images. The same pixels as each member's `paint`."""
-        started = time.perf_counter()
+    def paint_many(painters: list, out: Tensor, units: list) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """What `paint` computes for many networks of one stack, (row, Pictures) each, on 2-D classes, from the
+        stack's outputs over their grids (N, G, out) and its layers over their unit grids: the probabilities of
+        every member read back and coloured at once, (M, n, n, 3), every hidden layer's units coloured at once (one
+        call per colour scale) and laid into sheets at once, {tag: (M, height, width, 3)}. Member m's images are
+        then `place(colours[m], its sheets)`: the same pixels as its `paint`."""
         first = painters[0][1]
-        if first.kind != "classes":  # a curve: one picture a member, drawn as alone
-            for row, pictures in painters:
-                pictures.paint(step, out[row], pictures.seen_in(units, row))
-            return
         rows = torch.tensor([row for row, _ in painters])
         mine = out.index_select(0, rows)  # (M, G, out): the members' rows of the stack
         probs = first.probabilities(mine.reshape(-1, mine.shape[-1]))  # (M * G, K): each row as alone
@@ -194,10 +180,7 @@ class Pictures:
                 same = [m for m, s in enumerate(scales) if s == scale]
                 index[same] = render.scale_index(values[same], *scale)
             sheets[UNITS + tag] = render.unit_sheets(index)  # (M, height, width, 3)
-        share = (time.perf_counter() - started) / len(painters)
-        for m, (_, pictures) in enumerate(painters):
-            pictures.show(step, partial(pictures.place, colours[m], {tag: sheet[m] for tag, sheet in sheets.items()}))
-            pictures.seconds += share
+        return colours, sheets
 
     def place(self, colours: np.ndarray, sheets: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The images of one capture from its grid's colours and its unit sheets (on the painting thread)."""
@@ -221,14 +204,18 @@ class Pictures:
     def paint(self, step: int, out: Tensor, seen: dict[str, tuple[Tensor, Tensor | None]]) -> None:
         """The pictures of `step` from the model's raw outputs over `grid` (G, out) and, per hidden layer, its
         (pre-activation, activation) over `unit_grid`, as `layer_outputs` gives them. A stack of jobs computes these
-        for all its jobs in one pass (`stack_capture`) and each job paints its own."""
+        for all its jobs in one pass (`stack_capture`)."""
         if step == self.last_step:
             return
         started = time.perf_counter()
+        self.show(step, self.images(out, seen), started)
+
+    def images(self, out: Tensor, seen: dict[str, tuple[Tensor, Tensor | None]]) -> dict[str, np.ndarray]:
+        """`paint`'s images: {tag: (H, W, 3) uint8}."""
         images = {TAG: self.prediction_image(out)}
         for layer, (values, scale) in self.unit_values(seen).items():
             images[UNITS + layer] = render.units_image(values, scale)
-        self.show(step, images, started)
+        return images
 
     def show(self, step: int, images: dict[str, np.ndarray] | Callable[[], dict], started: float | None = None) -> None:
         """The images of `step` (or what makes them, on the painting thread) written as one event; `started`: when
@@ -305,3 +292,74 @@ class Pictures:
                 fields["std"] = std
         with record.replacing(self.path) as tmp, tmp.open("wb") as f:
             np.savez_compressed(f, **fields)
+
+
+class StackCapture:
+    """One captured step of a stack's members, made on the painting thread while the stack trains on: the grid
+    passes of the frozen networks and the colouring once for all members (asked for by the first member's images),
+    then each member's own images. What the passes hold is let go once every member has its images.
+
+    At most one capture waits for the painting thread (`hand_over`): the stack's passes hold every member's grid
+    outputs, and a stack that captures faster than they are painted waits rather than piling them up."""
+
+    waiting: tuple[int, StackCapture] | None = None  # (process, the capture it handed over last): one painting
+    # thread per process; a forked process (a joblib worker) waits for none of its parent's
+
+    def __init__(self, frozen, step: int, painters: list):
+        self.frozen, self.step, self.painters = frozen, step, painters  # painters: (row, Pictures) each
+        self.made: tuple | BaseException | None = None  # (out, units, painted or None), or why it failed
+        self.served = 0
+        self.done = threading.Event()
+        self.lock = threading.Lock()
+
+    @classmethod
+    def hand_over(cls, capture: StackCapture) -> None:
+        """Each member's images to its board, made on the painting thread; after the one handed over before
+        has been painted."""
+        if cls.waiting is not None and cls.waiting[0] == os.getpid():
+            cls.waiting[1].done.wait()
+        cls.waiting = (os.getpid(), capture)
+        for m, (_, pictures) in enumerate(capture.painters):
+            pictures.show(capture.step, partial(capture.images, m))
+
+    def images(self, m: int) -> dict[str, np.ndarray]:
+        """Member m's images (on the painting thread)."""
+        row, pictures = self.painters[m]
+        started = time.perf_counter()
+        try:
+            with self.lock:
+                if self.made is None:
+                    self.made = self.passes()
+                made = self.made
+            if isinstance(made, BaseException):
+                raise made
+            out, units, painted = made
+            if painted is None:  # the stack's painting failed: each member paints alone, only its own fails
+                return pictures.images(out[row], pictures.seen_in(units, row))
+            colours, sheets = painted
+            return pictures.place(colours[m], {tag: sheet[m] for tag, sheet in sheets.items()})
+        finally:
+            pictures.seconds += time.perf_counter() - started
+            with self.lock:
+                self.served += 1
+                if self.served == len(self.painters):
+                    self.made = None
+                    self.done.set()
+
+    def passes(self) -> tuple | BaseException:
+        """The frozen stack over every member's grid (and unit grid), coloured for all members at once."""
+        try:
+            mine = dict(self.painters)
+            size = self.frozen.size
+            out, _ = self.frozen.over([mine[r].grid if r in mine else None for r in range(size)])  # (N, G, out)
+            units: list = []
+            if any(p.hidden for p in mine.values()):
+                grids = [mine[r].unit_grid if r in mine and mine[r].hidden else None for r in range(size)]
+                units = self.frozen.over(grids, layers=True)[1]  # per Linear: (N, U, width) each
+        except Exception as err:
+            return err
+        painted = None
+        if self.painters[0][1].kind == "classes":  # a curve: one picture a member, drawn as alone
+            with contextlib.suppress(Exception):
+                painted = Pictures.paint_many(self.painters, out, units)
+        return out, units, painted

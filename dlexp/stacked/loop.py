@@ -147,7 +147,11 @@ class StackView:
     def over(self, grids: list[Tensor | None], layers: bool = False) -> tuple[Tensor, list]:
         """The stack over many points: row r's grid for the rows that have one (G, F) each, the first grid for the
         others (their outputs unused): (N, G, out) and, with `layers`, each Linear's (output, activation)."""
-        return stacked_pictures.columns(self.group, stacked_pictures._inputs(grids, self.size), layers=layers)
+        return stacked_pictures.columns(self.group.model, stacked_pictures._inputs(grids, self.size), layers=layers)
+
+    def frozen(self) -> stacked_pictures.Frozen:
+        """The stack's networks as they stand now, for `over` on another thread while the stack trains on."""
+        return stacked_pictures.Frozen(self.group)
 
     def leave(self, index: Tensor | None) -> None:
         """Rows left the stack: keep what is kept per row in step with the rows that stay."""

@@ -22,17 +22,28 @@ def _inputs(grids: Sequence[Tensor | None], size: int) -> Tensor:
     return torch.stack([first if g is None else g for g in grids])
 
 
+class Frozen:
+    """The stack's networks as they stood at a captured step (`StackedMLP.frozen`), over many points: what the
+    painting thread evaluates while the stack trains on. `over` as `StackView.over` gives it at that step."""
+
+    def __init__(self, group: StackedGroup):
+        self.model = group.model.frozen()
+        self.size = group.size
+
+    def over(self, grids: Sequence[Tensor | None], layers: bool = False) -> tuple[Tensor, list]:
+        return columns(self.model, _inputs(grids, self.size), layers=layers)
+
+
 @torch.no_grad()
-def columns(group: StackedGroup, x: Tensor, layers: bool = False) -> tuple[Tensor, list]:
+def columns(model: StackedMLP, x: Tensor, layers: bool = False) -> tuple[Tensor, list]:
     """The stack over many points x (N, G, F): its outputs (N, G, out) and, with `layers`, each Linear's
     (output, the activation after it or None), (N, G, width) each, as `histograms.layer_outputs` gives them.
 
     Computed with the points on the LAST axis, (N, width, G): for thousands of points through narrow layers one
     batched product per layer is then 5-8x faster than with the points first (the pictures' 14,400-point grid).
     """
-    model = group.model
     widest = max(w.shape[1] for w in model.weights)
-    step = max(256, BUDGET // (group.size * widest))
+    step = max(256, BUDGET // (model.size * widest))
     pieces = [_columns(model, x[:, i : i + step].transpose(1, 2), layers) for i in range(0, x.shape[1], step)]
     out = torch.cat([p[0] for p in pieces], dim=2).transpose(1, 2)  # (N, G, out)
     seen = []
