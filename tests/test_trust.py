@@ -658,3 +658,31 @@ def test_scalars_are_read_back_as_tensorboard_reads_them_up_to_a_damaged_record(
     damaged[-6] ^= 0xFF  # a byte of the last record's contents: its checksum no longer agrees
     events.write_bytes(bytes(damaged))
     assert read_scalars(cut)["val/loss"] == [(step, float(step)) for step in range(4)]
+
+
+def test_each_event_is_on_disk_when_written_and_two_threads_keep_records_whole(tmp_path):
+    """A Board writes each record in the calling thread, flushed (no writer thread of TensorBoard's left running):
+    what the training thread logged is in the file at once, whatever becomes of the process later. The painting
+    thread writes pictures into the same file meanwhile: every record checks (TensorBoard's reader), none is lost."""
+    import threading
+
+    import numpy as np
+    from tensorboard.backend.event_processing import event_accumulator as ea
+
+    from dlexp.observe.tensorboard import Board, read_scalars
+
+    before = set(threading.enumerate())
+    board = Board(tmp_path)
+    assert not [t for t in set(threading.enumerate()) - before if type(t).__module__.startswith("tensorboard.")]
+    board.scalar("val/loss", 0.5, 0)
+    assert read_scalars(tmp_path)["val/loss"] == [(0, 0.5)]  # not closed, not flushed: on disk already
+
+    picture = np.zeros((64, 64, 3), np.uint8)
+    for step in range(1, 201):
+        board.images({"boundary": picture}, step)  # written on the painting thread while this one writes scalars
+        board.scalars({"train/loss": 1.0 / step}, step)
+    board.close()
+    acc = ea.EventAccumulator(str(tmp_path), size_guidance={ea.SCALARS: 0, ea.IMAGES: 0})
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("train/loss")] == list(range(1, 201))
+    assert sorted(e.step for e in acc.Images("boundary")) == list(range(1, 201))

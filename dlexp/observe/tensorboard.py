@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import re
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -78,10 +79,8 @@ class Board:
         quiet_writer_threads()
         if purge_step is not None:
             after_earlier_files(self.log_dir)
-        # flush_secs: curves appear in a running TensorBoard within seconds; the writer thread does the I/O.
-        # max_queue: with the default of 10 pending events, the training thread would wait at every epoch end
-        # (a histogram capture plus the epoch's scalars) for the writer thread to catch up.
-        self.writer = SummaryWriter(log_dir=str(log_dir), max_queue=1000, flush_secs=10, purge_step=purge_step)
+        self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
+        Records.replace(self.writer._get_file_writer().event_writer)
         self.name = Path(log_dir).name
         self.tags: set[str] = set()  # scalar tags written: the layout lists their charts
         self.charts: dict[str, tuple] = {}  # the layout last written: category -> charts
@@ -156,7 +155,8 @@ class Board:
         """RGB images ((H, W, 3) uint8 arrays), or a function that makes them, as ONE event, PNG-encoded (`png`) on
         the painting thread while the training thread goes on; the events are written in the order given. What
         failed there is raised by the next call; `close` (or `settle`) waits for every picture."""
-        self.settle(wait=False)
+        with self.writing():  # the painting thread's write failed (a full disk): said as the training thread's
+            self.settle(wait=False)
         self.pending.append(painting().submit(self._write_images, images, step))
 
     def _write_images(self, images: dict | Callable[[], dict], step: int) -> None:
@@ -251,6 +251,54 @@ class Board:
                 self.writer.close()
 
 
+class Records:
+    """A run's event records written by the thread that makes them, each one on disk (flushed) when the call
+    returns, in place of TensorBoard's writer thread per event file.
+
+    A stack of 64 runs had 64 writer threads: each batch of events (every run's step loss at one step) woke all 64,
+    and each took the interpreter lock in turn while the training thread waited for it. Measured here
+    (64 seeds of xor_mlp, vectorized): 16.1-16.5 s with TensorBoard's threads, 14.0-14.2 s with the records
+    written in place, the training thread's CPU time about the same. The painting thread writes a run's pictures
+    into the same file: one lock per file keeps records whole.
+    """
+
+    def __init__(self, path: str):
+        from tensorboard.summary.writer.record_writer import RecordWriter
+
+        self.file = open(path, "ab")  # open for the run's life, closed by close()
+        self.records = RecordWriter(self.file)  # framing and checksums: TensorBoard's own (fast_checksums)
+        self.lock = threading.Lock()
+        self.closed = False
+
+    @classmethod
+    def replace(cls, event_writer) -> None:
+        """TensorBoard's EventFileWriter writes through a Records from now on: what its thread holds (the file's
+        first records) written first, its thread stopped, its file closed."""
+        theirs = event_writer._async_writer
+        theirs.close()
+        if theirs._worker.exception is not None:  # those first records could not be written (a full disk)
+            raise theirs._worker.exception
+        event_writer._async_writer = cls(event_writer._file_name)
+
+    def write(self, data: bytes) -> None:
+        with self.lock:
+            if self.closed:
+                raise OSError("the event file is closed")
+            self.records.write(data)
+            self.file.flush()
+
+    def flush(self) -> None:
+        with self.lock:
+            if not self.closed:
+                self.file.flush()
+
+    def close(self) -> None:
+        with self.lock:
+            if not self.closed:
+                self.closed = True
+                self.file.close()
+
+
 _painting: tuple[int, ThreadPoolExecutor] | None = None  # (the process it belongs to, the painting thread)
 
 
@@ -265,11 +313,10 @@ def painting() -> ThreadPoolExecutor:
 
 
 def quiet_writer_threads() -> None:
-    """TensorBoard writes events from a thread of its own. When a write fails there (a full disk), the thread
-    keeps the exception and TensorBoard raises it again in the training thread at the next event, where the run
-    reports it in one sentence; Python would also print the thread's traceback (~100 lines). Not that one."""
-    import threading
-
+    """TensorBoard writes events from a thread of its own (a run's first records, until `Records` takes over; a
+    sweep's derived runs). When a write fails there (a full disk), the thread keeps the exception and it is raised
+    again in the training thread, where the run reports it in one sentence; Python would also print the thread's
+    traceback (~100 lines). Not that one."""
     if getattr(threading.excepthook, "dlexp", False):
         return
     default = threading.excepthook
