@@ -686,3 +686,14 @@ def test_each_event_is_on_disk_when_written_and_two_threads_keep_records_whole(t
     acc.Reload()
     assert [e.step for e in acc.Scalars("train/loss")] == list(range(1, 201))
     assert sorted(e.step for e in acc.Images("boundary")) == list(range(1, 201))
+
+
+def test_a_tensorboard_whose_event_writer_is_built_otherwise_keeps_its_own():
+    from types import SimpleNamespace
+
+    from dlexp.observe.tensorboard import Records
+
+    theirs = SimpleNamespace(write=print)  # no writer thread of the kind Records replaces
+    other = SimpleNamespace(_async_writer=theirs, _file_name="events.out.tfevents.x")
+    Records.replace(other)
+    assert other._async_writer is theirs

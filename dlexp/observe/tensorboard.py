@@ -273,12 +273,15 @@ class Records:
     @classmethod
     def replace(cls, event_writer) -> None:
         """TensorBoard's EventFileWriter writes through a Records from now on: what its thread holds (the file's
-        first records) written first, its thread stopped, its file closed."""
-        theirs = event_writer._async_writer
+        first records) written first, its thread stopped, its file closed. A TensorBoard whose writer is built
+        otherwise keeps its own."""
+        theirs, path = getattr(event_writer, "_async_writer", None), getattr(event_writer, "_file_name", None)
+        if theirs is None or not isinstance(path, str) or not hasattr(theirs, "_worker"):
+            return
         theirs.close()
         if theirs._worker.exception is not None:  # those first records could not be written (a full disk)
             raise theirs._worker.exception
-        event_writer._async_writer = cls(event_writer._file_name)
+        event_writer._async_writer = cls(path)
 
     def write(self, data: bytes) -> None:
         with self.lock:
