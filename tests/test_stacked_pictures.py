@@ -77,6 +77,34 @@ def test_a_stack_paints_every_job_at_once_as_each_job_paints_its_own(tmp_path, d
     assert all(len(b.written) == 1 for b in boards[1:])
 
 
+def test_a_board_that_refuses_pictures_leaves_no_capture_waiting_for_ever(tmp_path):
+    """A member's board raises when handed its images (its earlier pictures could not be written: a full disk):
+    the capture waits only for the members handed over before it, and the stack's next capture goes on."""
+    import threading
+
+    exps, group = _stack("xor", "sigmoid")
+
+    class Refuses(Images):
+        def images(self, images, step: int) -> None:
+            raise OSError(28, "No space left on device")
+
+    boards = [Images(), Refuses(), Images()]
+    members = [
+        (row, TrainState(step=3), pictures.Pictures(boards[row], exp.model, exp.loss, exp.data, tmp_path / str(row)))
+        for row, exp in enumerate(exps)
+    ]
+    view = StackView(cast(Any, SimpleNamespace(group=group)))
+    with pytest.raises(OSError):
+        pictures.Pictures.stack_capture(members, view)
+    assert [len(b.written) for b in boards] == [1, 0, 0]  # row 0 handed over, row 1 refused, row 2 never reached
+    later = [(row, TrainState(step=4), p) for row, _, p in members if row != 1]
+    finished = threading.Thread(target=pictures.Pictures.stack_capture, args=(later, view), daemon=True)
+    finished.start()
+    finished.join(timeout=60)
+    assert not finished.is_alive()
+    assert [len(b.written) for b in boards] == [2, 0, 1]
+
+
 def test_unit_sheets_lay_many_networks_panels_as_one_networks_sheet():
     values = torch.linspace(-3, 3, 5 * 11 * 6 * 6).reshape(5, 11, 6, 6).numpy()
     values[0, 0, 0, 0] = np.nan

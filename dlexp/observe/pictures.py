@@ -308,19 +308,25 @@ class StackCapture:
     def __init__(self, frozen, step: int, painters: list):
         self.frozen, self.step, self.painters = frozen, step, painters  # painters: (row, Pictures) each
         self.made: tuple | BaseException | None = None  # (out, units, painted or None), or why it failed
-        self.served = 0
+        self.served, self.expected = 0, len(painters)  # members whose images were made / will be asked for
         self.done = threading.Event()
         self.lock = threading.Lock()
 
     @classmethod
     def hand_over(cls, capture: StackCapture) -> None:
         """Each member's images to its board, made on the painting thread; after the one handed over before
-        has been painted."""
+        has been painted. A board that refuses them (its earlier pictures could not be written) raises here; the
+        capture then waits only for the members handed over before it."""
         if cls.waiting is not None and cls.waiting[0] == os.getpid():
             cls.waiting[1].done.wait()
         cls.waiting = (os.getpid(), capture)
-        for m, (_, pictures) in enumerate(capture.painters):
-            pictures.show(capture.step, partial(capture.images, m))
+        shown = 0
+        try:
+            for m, (_, pictures) in enumerate(capture.painters):
+                pictures.show(capture.step, partial(capture.images, m))
+                shown += 1
+        finally:
+            capture.count(expected=shown)
 
     def images(self, m: int) -> dict[str, np.ndarray]:
         """Member m's images (on the painting thread)."""
@@ -340,11 +346,16 @@ class StackCapture:
             return pictures.place(colours[m], {tag: sheet[m] for tag, sheet in sheets.items()})
         finally:
             pictures.seconds += time.perf_counter() - started
-            with self.lock:
-                self.served += 1
-                if self.served == len(self.painters):
-                    self.made = None
-                    self.done.set()
+            self.count(served=1)
+
+    def count(self, served: int = 0, expected: int | None = None) -> None:
+        """One more member served, or how many will be: once all are, the passes are let go and the capture done."""
+        with self.lock:
+            self.served += served
+            self.expected = self.expected if expected is None else expected
+            if self.served >= self.expected:
+                self.made = None
+                self.done.set()
 
     def passes(self) -> tuple | BaseException:
         """The frozen stack over every member's grid (and unit grid), coloured for all members at once."""
