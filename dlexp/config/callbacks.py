@@ -94,6 +94,9 @@ class ForkedWorkers(Callback):
     dry build): a child of a process whose OpenMP thread pool is running can hang in its first parallel op.
     """
 
+    def __init__(self) -> None:
+        self.forked = False
+
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         import sys
 
@@ -105,9 +108,23 @@ class ForkedWorkers(Callback):
         from joblib.externals.loky.backend.context import set_start_method
 
         set_start_method("fork", force=True)
+        self.forked = True
         # loky warns because forking a process that runs threads is unsafe; its workers are forked when the
         # executor starts, before its own threads, from a process that has none of its own
         warnings.filterwarnings("ignore", message="`fork` start method should not be used", category=UserWarning)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        """The jobs are done: the workers end now, while a signal still stops the sweep rather than the process
+        (notified before SweepStops). Left idle (joblib keeps them 300 s for another batch), they would outlive a
+        launching process that a Ctrl-C or SIGTERM ends during its summary: forks with the sweep's handlers, they
+        take the signal as a stop and stay, holding the terminal's output open for those minutes."""
+        if not self.forked:
+            return
+        from joblib.externals.loky import reusable_executor
+
+        executor = getattr(reusable_executor, "_executor", None)  # joblib's one executor, None when none runs
+        if executor is not None:
+            executor.shutdown(wait=True)
 
 
 class OwnLaunchers(Callback):
