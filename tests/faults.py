@@ -177,7 +177,7 @@ def run_trial(trial: Trial, root: Path, refs: Path) -> Trial:
         except subprocess.TimeoutExpired:
             trial.sent_at = time.time()
             os.killpg(proc.pid, SIGNALS[trial.signal])
-    out, err = proc.communicate(timeout=600)
+    out, err = _output(proc, trial)
     trial.code = proc.returncode
     _wait_for_group(proc.pid)
     check_stopped(trial, root / "cut", ref, out + err)
@@ -195,6 +195,25 @@ def run_trial(trial: Trial, root: Path, refs: Path) -> Trial:
         trial.problems.append(f"a traceback in the resume: {again.stderr[-600:]}")
     check_finished(trial, target, ref, finished_before)
     return trial
+
+
+def _output(proc: subprocess.Popen, trial: Trial, limit: float = 600, outlived: float = 30) -> tuple[str, str]:
+    """The stopped command's output, once it has ended and every process of it has let go of its output; one
+    that still holds it `outlived` seconds after the command ended is a problem (and is killed)."""
+    deadline, ended = time.time() + limit, None
+    while True:
+        try:
+            return proc.communicate(timeout=1)
+        except subprocess.TimeoutExpired:
+            if proc.poll() is None:
+                if time.time() > deadline:
+                    raise
+                continue
+            ended = ended or time.time()
+            if time.time() - ended > outlived:
+                os.killpg(proc.pid, signal.SIGKILL)
+                trial.problems.append(f"a process of the command still held its output {outlived:g} s after it ended")
+                return proc.communicate()
 
 
 def as_from_a_terminal() -> None:

@@ -52,6 +52,7 @@ MORE = [
     ("single", "SIGKILL", "checkpoint_write:2"),
     ("joblib", "SIGINT", "mid_epoch:2"),
     ("joblib", "SIGTERM", "job_start:2"),
+    ("joblib", "SIGTERM", "summary"),  # its idle workers once outlived it (forks with the sweep's handlers)
     ("vectorized", "SIGINT", "epoch_end:2"),
     ("vectorized", "SIGKILL", "checkpoint_write:4"),
 ]
